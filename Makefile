@@ -1,0 +1,42 @@
+# One place for the commands that README and CI call, so they cannot drift apart.
+PY ?= .venv/bin/python
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup demo test test-all lint format bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install spinr with every extra (torch pinned to the CPU wheel)
+
+browser-deps:  ## install Debian's chromium for the browser tests (needs root and apt)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+demo: setup  ## encode a real photograph, write each progressive stage as PNG, print PSNR per stage
+	$(VENV)/bin/spinr demo --out demo-out
+
+test: setup browser-deps  ## run the test suite (CPU only, a few minutes)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q -m "not slow and not gpu"
+
+test-all: setup browser-deps  ## include slow tests
+	$(VENV)/bin/python -m pytest -q -m "not gpu"
+
+lint:  ## ruff lint and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: setup  ## run benchmarks, writing JSON under bench-out/
+	$(VENV)/bin/spinr bench --out bench-out
+
+clean:
+	rm -rf $(VENV) demo-out bench-out .pytest_cache

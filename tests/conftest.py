@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Keep tests on 2 cores and deterministic.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def photo_crop() -> np.ndarray:
+    """A small real photograph crop (uint8 HxWx3), non-square (64 wide, 48 tall)."""
+    from skimage import data
+
+    img = data.astronaut()  # 512x512 RGB, ships inside scikit-image
+    return np.ascontiguousarray(img[100:148:1, 180:244:1])
+
+
+@pytest.fixture(scope="session")
+def portrait_crop() -> np.ndarray:
+    """A portrait (taller than wide) crop: 40 wide, 56 tall."""
+    from skimage import data
+
+    img = data.coffee()
+    return np.ascontiguousarray(img[120:176, 200:240])
