@@ -1,0 +1,230 @@
+"""``spinr bench``: speed as ratios against a reference measured in the same run, written as JSON.
+
+- ``decode``: progressive decoding of every SPINR stage with the activation cache, against decoding
+  each stage from scratch, and the numpy decoder against the torch forward pass.
+- ``spinr-variants``: progressive PSNR of SPINR's head/trunk variants on real photographs (the
+  measurement behind the defaults, docs/SPINR.md); writes a Markdown table and a PNG plot too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCHES = ("decode", "spinr-variants")
+
+
+def _best_of(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_decode(size: int, width: int, hidden: int, repeats: int) -> dict[str, Any]:
+    import torch
+    from codec.bitstream import Bitstream, StreamHeader, new_stream_id
+
+    from codec.config import QuantConfig
+    from codec.coords import grid
+    from codec.decoder import ProgressiveDecoder
+    from codec.encode import quantize_units
+    from codec.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("spinr", width, hidden)
+    specs, units = quantize_units(model, QuantConfig())
+    header = StreamHeader("spinr", model.arch(), size, size, 8, False, specs)
+    bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
+
+    def incremental() -> None:
+        dec = ProgressiveDecoder(header)
+        for u in units:
+            dec.add_unit(u)
+            dec.decode()
+
+    def from_scratch() -> None:
+        for k in range(len(units)):
+            dec = ProgressiveDecoder(header)
+            for u in units[: k + 1]:
+                dec.add_unit(u)
+            dec.decode()
+
+    full = ProgressiveDecoder.from_bitstream(bs)
+    coords = torch.from_numpy(grid(size, size))
+
+    def numpy_full() -> None:
+        ProgressiveDecoder.from_bitstream(bs).decode()
+
+    def torch_full() -> None:
+        with torch.no_grad():
+            model(coords)
+
+    full.decode()
+    t_inc, t_scratch = _best_of(incremental, repeats), _best_of(from_scratch, repeats)
+    t_np, t_torch = _best_of(numpy_full, repeats), _best_of(torch_full, repeats)
+    return {
+        "image": f"{size}x{size}",
+        "model": f"spinr width {width}, {hidden} hidden layers",
+        "stages": len(units),
+        "progressive_all_stages_s": round(t_inc, 4),
+        "from_scratch_all_stages_s": round(t_scratch, 4),
+        "one_full_decode_s": round(t_np, 4),
+        "incremental_over_one_full_decode": round(t_inc / t_np, 3),
+        "speedup_incremental_vs_scratch": round(t_scratch / t_inc, 2),
+        "torch_forward_s": round(t_torch, 4),
+        "numpy_over_torch": round(t_np / t_torch, 3),
+    }
+
+
+VARIANTS = {
+    "per_stage+residual (default)": {"head": "per_stage", "residual": True},
+    "shared+residual": {"head": "shared", "residual": True},
+    "per_stage+plain": {"head": "per_stage", "residual": False},
+    "shared+plain (the study's)": {"head": "shared", "residual": False},
+}
+
+
+def bench_variants(
+    images: list[np.ndarray], width: int, hidden: int, steps: int, device: str, lrs: list[float], out: Path
+) -> dict[str, Any]:
+    from codec.config import EncodeConfig, ModelSpec, TrainConfig
+    from codec.encode import encode_image
+
+    rows = []
+    for name, opts in VARIANTS.items():
+        for lr in lrs:
+            curves, bytes_ = [], []
+            for img in images:
+                cfg = EncodeConfig(
+                    ModelSpec("spinr", width, hidden, dict(opts)),
+                    TrainConfig(steps=steps, lr=lr, device=device),
+                )
+                r = encode_image(img, cfg)
+                curves.append(r.stage_psnr)
+                bytes_.append(r.bytes)
+            mean = np.mean(curves, axis=0)
+            rows.append(
+                {
+                    "variant": name,
+                    "lr": lr,
+                    "stage_psnr": [round(float(x), 3) for x in mean],
+                    "final_psnr": round(float(mean[-1]), 3),
+                    "mean_stage_psnr": round(float(mean.mean()), 3),
+                    "bytes": int(np.mean(bytes_)),
+                }
+            )
+            print(
+                f"{name:32s} lr {lr:g}: final {mean[-1]:.2f} dB, mean over stages {mean.mean():.2f} dB",
+                file=sys.stderr,
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "| variant | lr | PSNR per stage (dB) | final | mean over stages | bytes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['lr']:g} | {' '.join(f'{p:.1f}' for p in r['stage_psnr'])} | "
+            f"{r['final_psnr']:.2f} | {r['mean_stage_psnr']:.2f} | {r['bytes']} |"
+        )
+    (out / "spinr-variants.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in rows:
+            ax.plot(
+                range(1, len(r["stage_psnr"]) + 1),
+                r["stage_psnr"],
+                marker="o",
+                ms=3,
+                label=f"{r['variant']}, lr {r['lr']:g}",
+            )
+        ax.set_xlabel("stages decoded")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(f"SPINR variants, width {width}, {hidden} hidden, {steps} steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "spinr-variants.png", dpi=110)
+        plt.close(fig)
+    except ImportError:
+        pass
+    return {"width": width, "hidden_layers": hidden, "steps": steps, "images": len(images), "rows": rows}
+
+
+def _images(dataset: str | None, count: int, crop: int) -> list[np.ndarray]:
+    from codec.image import load_image
+
+    if dataset:
+        files = sorted(Path(dataset).glob("*.png"))[:count]
+        imgs = [load_image(f) for f in files]
+    else:
+        from skimage import data
+
+        imgs = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()][:count]
+    out = []
+    for img in imgs:
+        h, w = img.shape[:2]
+        top, left = (h - crop) // 2, (w - crop) // 2
+        out.append(np.ascontiguousarray(img[top : top + crop, left : left + crop]))
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "which", nargs="*", default=[], help=f"benchmarks to run: {', '.join(BENCHES)} (default: decode)"
+    )
+    p.add_argument("--out", default="bench-out", help="folder for the JSON (and plots)")
+    p.add_argument("--size", type=int, default=256, help="decode benchmark image side")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dataset", help="folder of PNGs for spinr-variants (default: scikit-image photographs)")
+    p.add_argument("--images", type=int, default=4)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--steps", type=int, default=700)
+    p.add_argument("--lrs", default="1e-3,2e-3", help="comma-separated learning rates for spinr-variants")
+    p.add_argument("--device", default="auto")
+
+
+def run(args: argparse.Namespace) -> int:
+    which = args.which or ["decode"]
+    unknown = sorted(set(which) - set(BENCHES))
+    if unknown:
+        from codec.errors import ConfigError
+
+        raise ConfigError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHES)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
+    if "decode" in which:
+        report["decode"] = bench_decode(args.size, 64, 16, args.repeats)
+    if "spinr-variants" in which:
+        lrs = [float(x) for x in args.lrs.split(",")]
+        report["spinr_variants"] = bench_variants(
+            _images(args.dataset, args.images, args.crop),
+            args.width,
+            args.depth,
+            args.steps,
+            args.device,
+            lrs,
+            out,
+        )
+    path = out / "bench.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,378 @@
+"""``spinr encode | decode | info | eval | demo``: thin shells over ``codec``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from codec.config import PRESETS, EncodeConfig, preset
+from codec.errors import ConfigError
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    json.dump(obj, sys.stdout, indent=None, separators=(",", ":"), allow_nan=False, default=str)
+    sys.stdout.write("\n")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+class ProgressBar:
+    """A training progress bar on stderr (tqdm), quiet when asked to be."""
+
+    def __init__(self, total: int, quiet: bool, desc: str = "training") -> None:
+        self.bar = None
+        if not quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False
+            )
+
+    def __call__(self, p: Any) -> None:
+        if self.bar is None:
+            return
+        self.bar.n = p.step
+        self.bar.set_postfix_str(f"stage {p.stage + 1}/{p.stages} psnr {p.psnr:.2f} dB", refresh=False)
+        self.bar.refresh()
+        if p.event == "diverged":
+            self.bar.write(f"warning: {p.note}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def add_encode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), default="paper", help="starting configuration (default: paper)"
+    )
+    p.add_argument("--model", default=None, help="model name: spinr (default), siren, or the study's zoo")
+    p.add_argument("--width", type=int, default=None, help="neurons per hidden layer (paper: 64)")
+    p.add_argument("--depth", type=int, default=None, help="hidden layers (paper: 16)")
+    p.add_argument("--steps", type=int, default=None, help="total training steps, split across stages")
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: the model's own)")
+    p.add_argument("--batch-pixels", type=int, default=None, help="pixels per step (0: all)")
+    p.add_argument("--bits", type=int, default=None, help="bits per weight, 2..16 (default 8)")
+    p.add_argument("--per-channel", action="store_true", help="quantize each output channel on its own")
+    p.add_argument(
+        "--head", choices=["per_stage", "shared"], default=None, help="SPINR readout (default per_stage)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+
+
+def config_from_args(args: argparse.Namespace) -> EncodeConfig:
+    cfg = preset(args.preset)
+    if args.model is not None:
+        cfg.model.name = args.model
+        if args.model != "spinr":
+            cfg.model.options.pop("head", None)
+    for attr, section, field in [
+        ("width", "model", "width"),
+        ("depth", "model", "hidden_layers"),
+        ("steps", "train", "steps"),
+        ("lr", "train", "lr"),
+        ("batch_pixels", "train", "batch_pixels"),
+        ("seed", "train", "seed"),
+        ("device", "train", "device"),
+        ("bits", "quant", "bits"),
+    ]:
+        value = getattr(args, attr, None)
+        if value is not None:
+            setattr(getattr(cfg, section), field, value)
+    if getattr(args, "per_channel", False):
+        cfg.quant.per_channel = True
+    if getattr(args, "head", None) is not None:
+        if cfg.model.name != "spinr":
+            raise ConfigError(f"--head applies to the spinr model only, not {cfg.model.name!r}")
+        cfg.model.options["head"] = args.head
+    return cfg.validate()
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from codec.bitstream import write_file
+
+    from codec.encode import encode_image
+    from codec.image import load_image
+
+    cfg = config_from_args(args)
+    image = load_image(args.image)
+    bar = ProgressBar(cfg.train.steps, args.quiet or args.json)
+    try:
+        result = encode_image(image, cfg, progress=bar)
+    finally:
+        bar.close()
+    write_file(args.output, result.bitstream)
+    summary = result.summary()
+    summary["output"] = str(args.output)
+    if args.json:
+        emit_json(summary)
+    else:
+        print(
+            f"{args.output}: {summary['bytes']} bytes, {summary['bpp']} bpp, PSNR {summary['psnr']:.2f} dB "
+            f"(float {summary['psnr_float']:.2f} dB), {summary['params']} params, {summary['packets']} packets, "
+            f"{summary['seconds']} s"
+        )
+        for w in result.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def _add_encode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="input image (PNG, JPEG, WebP, ...)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output .spnr file")
+    add_encode_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+encode = SimpleNamespace(add_arguments=_add_encode, run=_encode)
+
+
+def _size_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--size", help="output size WxH (the representation is continuous)")
+    g.add_argument("--scale", type=positive_float, help="output size as a multiple of the encoded size")
+
+
+def output_size(args: argparse.Namespace, header: Any) -> tuple[int, int] | None:
+    from codec.decoder import parse_size
+
+    if args.size:
+        return parse_size(args.size)
+    if args.scale:
+        w, h = max(1, round(header.width * args.scale)), max(1, round(header.height * args.scale))
+        if w > 65535 or h > 65535:
+            raise ConfigError(f"--scale {args.scale} gives {w}x{h}; each side must be at most 65535")
+        return w, h
+    return None
+
+
+def _load_stream(path: Path, lenient: bool) -> tuple[Any, list[str]]:
+    from codec.bitstream import load_bitstream
+
+    from codec.errors import BitstreamError
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BitstreamError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    return load_bitstream(data, strict=not lenient)
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from codec.decoder import ProgressiveDecoder
+    from codec.image import save_png
+
+    bs, damaged = _load_stream(args.input, args.lenient)
+    dec = ProgressiveDecoder.from_bitstream(bs, conceal=args.conceal)
+    depth = None
+    if args.layers is not None:
+        if not 1 <= args.layers <= dec.depths:
+            raise ConfigError(
+                f"--layers {args.layers} is out of range: this stream has 1..{dec.depths} stages"
+            )
+        depth = args.layers - 1
+    out = dec.decode(size=output_size(args, bs.header), depth=depth)
+    save_png(args.output, out.rgb)
+    info = {
+        "output": str(args.output),
+        "width": out.rgb.shape[1],
+        "height": out.rgb.shape[0],
+        "stages_used": out.depth + 1,
+        "units_used": out.units,
+        "missing": bs.missing(),
+        "damaged": damaged,
+    }
+    if args.json:
+        emit_json(info)
+    else:
+        print(
+            f"{args.output}: {info['width']}x{info['height']}, {info['stages_used']} stage(s), units {out.units}"
+        )
+        for d in damaged:
+            print(f"warning: {d}", file=sys.stderr)
+    return 0
+
+
+def _add_decode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help=".spnr file")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output PNG")
+    p.add_argument("--layers", type=int, help="decode with the first K stages only (SPINR)")
+    _size_args(p)
+    p.add_argument(
+        "--conceal", choices=["prefix", "skip"], default="prefix", help="missing middle layer handling"
+    )
+    p.add_argument(
+        "--lenient", action="store_true", help="treat damaged layer packets as missing instead of failing"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+
+
+decode = SimpleNamespace(add_arguments=_add_decode, run=_decode)
+
+
+def header_info(bs: Any) -> dict[str, Any]:
+    h = bs.header
+    packets = bs.packets()
+    return {
+        "model": h.model,
+        "arch": h.arch,
+        "image": {"width": h.width, "height": h.height},
+        "quant": {"bits": h.bits, "per_channel": h.per_channel},
+        "stream_id": f"{bs.stream_id:#010x}",
+        "stage_psnr": h.stage_psnr,
+        "meta": h.meta,
+        "units": [
+            {"index": i, "name": u.name, "tensors": [[n, list(s)] for n, s in u.tensors]}
+            for i, u in enumerate(h.units)
+        ],
+        "packets": [
+            {
+                "seq": p.seq,
+                "layer": None if p.ptype == 0 else p.layer,
+                "name": "header" if p.ptype == 0 else h.units[p.layer].name,
+                "bytes": len(p.to_bytes()),
+            }
+            for p in packets
+        ],
+        "missing": bs.missing(),
+        "bytes": len(bs.to_bytes()),
+    }
+
+
+def _info(args: argparse.Namespace) -> int:
+    bs, damaged = _load_stream(args.input, args.lenient)
+    info = header_info(bs)
+    info["damaged"] = damaged
+    if args.json:
+        emit_json(info)
+        return 0
+    print(
+        f"model {info['model']}  image {bs.header.width}x{bs.header.height}  bits {bs.header.bits}"
+        f"{' per-channel' if bs.header.per_channel else ''}  stream {info['stream_id']}  {info['bytes']} bytes"
+    )
+    print(f"arch {json.dumps(info['arch'])}")
+    if bs.header.stage_psnr:
+        print("stage PSNR (dB): " + " ".join(f"{p:.2f}" for p in bs.header.stage_psnr))
+    print(f"{'seq':>4} {'layer':>5} {'bytes':>7}  name")
+    for p in info["packets"]:
+        print(f"{p['seq']:>4} {'-' if p['layer'] is None else p['layer']:>5} {p['bytes']:>7}  {p['name']}")
+    for m in info["missing"]:
+        print(f"missing unit {m} ({bs.header.units[m].name})")
+    return 0
+
+
+def _add_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help=".spnr file")
+    p.add_argument("--lenient", action="store_true", help="list damaged layer packets instead of failing")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+
+
+info = SimpleNamespace(add_arguments=_add_info, run=_info)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from codec.encode import evaluate as evaluate_stream
+    from codec.image import load_image
+
+    bs, damaged = _load_stream(args.input, args.lenient)
+    result = evaluate_stream(bs, load_image(args.reference))
+    result["damaged"] = damaged
+    if args.json:
+        emit_json(result)
+    else:
+        print("PSNR by layers (dB): " + " ".join(f"{p:.2f}" for p in result["psnr_by_layers"]))
+        print(
+            f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  {result['bytes']} bytes  {result['bpp']} bpp"
+        )
+    return 0
+
+
+def _add_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help=".spnr file")
+    p.add_argument("reference", help="the original image")
+    p.add_argument("--lenient", action="store_true", help="evaluate with damaged layer packets missing")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+
+
+evaluate = SimpleNamespace(add_arguments=_add_eval, run=_eval)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import numpy as np
+    from codec.bitstream import write_file
+
+    from codec.decoder import ProgressiveDecoder
+    from codec.encode import encode_image
+    from codec.image import load_image, save_png
+    from codec.metrics import psnr
+
+    if args.image:
+        image = load_image(args.image)
+        source = args.image
+    else:
+        from skimage import data  # its sample photographs ship inside the wheel: no network
+
+        image = np.ascontiguousarray(data.astronaut()[::4, ::4])  # 128 x 128
+        source = "scikit-image astronaut, 128x128"
+    cfg = config_from_args(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"encoding {source} ({image.shape[1]}x{image.shape[0]}) with {cfg.model.name}, width {cfg.model.width}, "
+        f"{cfg.model.hidden_layers} hidden layers, {cfg.train.steps} steps on {cfg.train.device}",
+        file=sys.stderr,
+    )
+    bar = ProgressBar(cfg.train.steps, args.quiet)
+    try:
+        result = encode_image(image, cfg, progress=bar)
+    finally:
+        bar.close()
+    write_file(out / "image.spnr", result.bitstream)
+    save_png(out / "original.png", image)
+    dec = ProgressiveDecoder.from_bitstream(result.bitstream)
+    rows = []
+    stages = dec.depths if result.bitstream.header.model == "spinr" else 1
+    for depth in range(stages):
+        rgb = dec.decode(depth=depth if stages > 1 else None).rgb
+        name = f"stage-{depth + 1:02d}.png"
+        save_png(out / name, rgb)
+        rows.append({"stage": depth + 1, "psnr": round(psnr(rgb, image), 3), "file": name})
+    save_png(out / "zoom-2x.png", dec.decode(size=(image.shape[1] * 2, image.shape[0] * 2)).rgb)
+    summary = result.summary()
+    summary["stages"] = rows
+    summary["out"] = str(out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    for r in rows:
+        print(f"stage {r['stage']:>2}: PSNR {r['psnr']:6.2f} dB  {out / r['file']}")
+    print(
+        f"{out / 'image.spnr'}: {summary['bytes']} bytes ({summary['bpp']} bpp), {summary['params']} params, "
+        f"{summary['seconds']} s"
+    )
+    return 0
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "image", nargs="?", help="image to encode (default: a photograph shipped with scikit-image)"
+    )
+    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    add_encode_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(steps=None)
+
+
+demo = SimpleNamespace(add_arguments=_add_demo, run=_demo)

@@ -1,0 +1,104 @@
+"""The one interface every INR family implements, and the registry that finds them by name.
+
+A model exposes its parameters as ordered *units* (one packet each) and its training as ordered
+*stages*; the training loop, the quantizer and the bitstream are written once against that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from codec.errors import ConfigError
+
+
+@dataclass
+class Stage:
+    """One phase of training: which parameters learn, and which prefix depth the loss looks at."""
+
+    name: str
+    params: list[nn.Parameter]
+    depth: int | None
+    weight: float = 1.0
+    """Share of the total step budget, relative to the other stages."""
+    on_start: Callable[[], None] | None = None
+    """Called just before the stage trains (e.g. to initialise a new head from the previous one)."""
+
+
+class INR(nn.Module):
+    """Base class: ``forward(coords, depth)`` maps (N, 2) coordinates in [-1, 1] to (N, 3) in [-1, 1]."""
+
+    kind: ClassVar[str] = ""
+    default_lr: ClassVar[float] = 1e-4
+    """The learning rate the model's authors recommend (documented per model)."""
+    Options: ClassVar[type] = type(None)
+    """Dataclass of model-specific options with documented defaults."""
+    progressive: ClassVar[bool] = False
+    """Whether every prefix of units decodes (SPINR) or all units are needed."""
+
+    def __init__(self, width: int, hidden_layers: int, options: Any) -> None:
+        super().__init__()
+        self.width = width
+        self.hidden_layers = hidden_layers
+        self.options = options
+
+    # -- what a subclass provides ---------------------------------------------------------------
+    def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
+        """Ordered (unit name, [(tensor name, tensor)]) groups: one packet each, FORMAT.md order."""
+        raise NotImplementedError
+
+    def arch(self) -> dict[str, Any]:
+        """Everything the numpy decoder needs to rebuild the forward pass, for the header."""
+        raise NotImplementedError
+
+    def stages(self) -> list[Stage]:
+        """Training stages in order; a plain model has one stage training everything."""
+        return [Stage("all", list(self.parameters()), None)]
+
+    @property
+    def depths(self) -> int:
+        """How many prefix depths decode a picture (1 for a non-progressive model)."""
+        return 1
+
+    # -- shared ---------------------------------------------------------------------------------
+    def num_params(self) -> int:
+        return sum(t.numel() for _, tensors in self.units() for _, t in tensors)
+
+    @classmethod
+    def parse_options(cls, options: dict[str, Any]) -> Any:
+        """Build the Options dataclass, rejecting unknown keys by name."""
+        if cls.Options is type(None):
+            if options:
+                raise ConfigError(f"model {cls.kind!r} takes no options, got {sorted(options)}")
+            return None
+        known = {f.name for f in dataclasses.fields(cls.Options)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown} for model {cls.kind!r}; allowed: {sorted(known)}")
+        return cls.Options(**options)
+
+
+MODELS: dict[str, type[INR]] = {}
+
+
+def register_model(name: str) -> Callable[[type[INR]], type[INR]]:
+    def wrap(cls: type[INR]) -> type[INR]:
+        cls.kind = name
+        MODELS[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_model(name: str, width: int, hidden_layers: int, options: dict[str, Any] | None = None) -> INR:
+    from codec import models as _registry  # noqa: F401  (importing registers every model)
+
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    cls = MODELS[name]
+    return cls(width, hidden_layers, cls.parse_options(dict(options or {})))

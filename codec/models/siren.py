@@ -1,0 +1,84 @@
+"""SIREN (Sitzmann et al., NeurIPS 2020): an MLP with sine activations.
+
+Initialisation follows the paper: first layer U(-1/n, 1/n), hidden layers
+U(-sqrt(6/n)/omega_0, sqrt(6/n)/omega_0), with n the layer's fan-in and omega_0 = 30.
+Default learning rate 1e-4 (the authors' image-fitting setting).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from codec.models.base import INR, register_model
+
+
+@dataclass
+class SirenOptions:
+    first_omega_0: float = 30.0
+    """Frequency factor of the first layer (the paper's omega_0)."""
+    hidden_omega_0: float = 30.0
+    """Frequency factor of the hidden layers."""
+
+
+class SineLayer(nn.Module):
+    def __init__(self, fan_in: int, fan_out: int, omega_0: float, first: bool) -> None:
+        super().__init__()
+        self.omega_0 = omega_0
+        self.linear = nn.Linear(fan_in, fan_out)
+        bound = 1.0 / fan_in if first else math.sqrt(6.0 / fan_in) / omega_0
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.omega_0 * self.linear(x))
+
+
+def init_readout(linear: nn.Linear, omega_0: float) -> nn.Linear:
+    """SIREN's final linear layer uses the hidden-layer bound."""
+    bound = math.sqrt(6.0 / linear.in_features) / omega_0
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound)
+    return linear
+
+
+def linear_tensors(linear: nn.Linear, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    return [(f"{prefix}weight", linear.weight), (f"{prefix}bias", linear.bias)]
+
+
+@register_model("siren")
+class Siren(INR):
+    Options = SirenOptions
+    default_lr = 1e-4
+
+    def __init__(self, width: int, hidden_layers: int, options: SirenOptions) -> None:
+        super().__init__(width, hidden_layers, options)
+        self.input = SineLayer(2, width, options.first_omega_0, first=True)
+        self.hidden = nn.ModuleList(
+            SineLayer(width, width, options.hidden_omega_0, first=False) for _ in range(hidden_layers)
+        )
+        self.output = init_readout(nn.Linear(width, 3), options.hidden_omega_0)
+
+    def forward(self, coords: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        h = self.input(coords)
+        for layer in self.hidden:
+            h = layer(h)
+        return self.output(h)
+
+    def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
+        units = [("input", linear_tensors(self.input.linear))]
+        units += [(f"hidden.{k + 1}", linear_tensors(layer.linear)) for k, layer in enumerate(self.hidden)]
+        units.append(("output", linear_tensors(self.output)))
+        return units
+
+    def arch(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "hidden_layers": self.hidden_layers,
+            "first_omega_0": float(self.options.first_omega_0),
+            "hidden_omega_0": float(self.options.hidden_omega_0),
+        }

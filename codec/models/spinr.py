@@ -1,0 +1,132 @@
+"""SPINR, the study's Streamable Progressive INR: a SIREN trained in stages so every prefix decodes.
+
+Stage 0 trains input -> readout. Stage k freezes everything trained before and trains hidden layer k
+(and, with the per-stage head, its own 3-channel readout) so that input -> hidden 1..k -> readout
+reconstructs the image. Losing later layers then costs quality, not the picture.
+
+Two heads:
+- ``shared`` (the study's variant): one output layer, trained in stage 0 and frozen after; every
+  hidden layer must learn to speak to it.
+- ``per_stage``: each stage's packet carries its hidden layer plus its own readout (195 extra
+  parameters per stage at width 64), so a new layer is free to change the representation.
+See docs/SPINR.md for the measured comparison that picks the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from codec.errors import ConfigError
+from codec.models.base import INR, Stage, register_model
+from codec.models.siren import SineLayer, init_readout, linear_tensors
+
+HEADS = ("per_stage", "shared")
+
+
+@dataclass
+class SpinrOptions:
+    head: str = "per_stage"
+    """``per_stage`` (a readout per stage, the default by measurement) or ``shared`` (the study's)."""
+    first_omega_0: float = 30.0
+    """Frequency factor of the first layer."""
+    hidden_omega_0: float = 30.0
+    """Frequency factor of the hidden layers."""
+    residual: bool = True
+    """Each hidden layer adds to its input (h_k = h_{k-1} + sin(...)), so a new stage starts from the
+    previous stage's picture and can only refine it; ``False`` is the study's plain chain."""
+    residual_init: float = 1.0
+    """With ``residual``, a new hidden layer's initial weights are scaled by this (small: starts near the previous stage)."""
+    stage0_weight: float = 2.0
+    """Stage 0 gets this many times the steps of each later stage (it learns the input mapping every later stage builds on)."""
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ConfigError(f"SPINR head {self.head!r} is not one of {', '.join(HEADS)}")
+        if not self.stage0_weight > 0:
+            raise ConfigError(f"stage0_weight {self.stage0_weight} must be > 0")
+
+
+@register_model("spinr")
+class Spinr(INR):
+    Options = SpinrOptions
+    # Each stage trains one layer for a short budget; SIREN's 1e-4 is too slow for that (docs/SPINR.md).
+    default_lr = 1e-3
+    progressive = True
+
+    def __init__(self, width: int, hidden_layers: int, options: SpinrOptions) -> None:
+        super().__init__(width, hidden_layers, options)
+        self.input = SineLayer(2, width, options.first_omega_0, first=True)
+        self.hidden = nn.ModuleList(
+            SineLayer(width, width, options.hidden_omega_0, first=False) for _ in range(hidden_layers)
+        )
+        n_heads = hidden_layers + 1 if options.head == "per_stage" else 1
+        self.heads = nn.ModuleList(
+            init_readout(nn.Linear(width, 3), options.hidden_omega_0) for _ in range(n_heads)
+        )
+
+    @property
+    def depths(self) -> int:
+        return self.hidden_layers + 1
+
+    def head(self, depth: int) -> nn.Linear:
+        return self.heads[depth] if self.options.head == "per_stage" else self.heads[0]
+
+    def forward(self, coords: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        depth = self.hidden_layers if depth is None else depth
+        h = self.input(coords)
+        for layer in self.hidden[:depth]:
+            h = h + layer(h) if self.options.residual else layer(h)
+        return self.head(depth)(h)
+
+    def stages(self) -> list[Stage]:
+        first = [*self.input.parameters(), *self.head(0).parameters()]
+        stages = [Stage("stage.0", first, 0, self.options.stage0_weight)]
+        for k, layer in enumerate(self.hidden, start=1):
+            params = list(layer.parameters())
+            if self.options.head == "per_stage":
+                params += list(self.head(k).parameters())
+            stages.append(Stage(f"stage.{k}", params, k, on_start=self._stage_start(k)))
+        return stages
+
+    def _stage_start(self, k: int):
+        def start() -> None:
+            # With a residual trunk, starting head k as a copy of head k-1 (and the new layer near
+            # zero) makes stage k begin exactly at stage k-1's picture.
+            if self.options.residual:
+                with torch.no_grad():
+                    self.hidden[k - 1].linear.weight.mul_(self.options.residual_init)
+                    self.hidden[k - 1].linear.bias.zero_()
+                    if self.options.head == "per_stage":
+                        self.heads[k].load_state_dict(self.heads[k - 1].state_dict())
+
+        return start
+
+    def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
+        if self.options.head == "shared":
+            units = [("input", linear_tensors(self.input.linear)), ("output", linear_tensors(self.heads[0]))]
+            units += [
+                (f"hidden.{k + 1}", linear_tensors(layer.linear)) for k, layer in enumerate(self.hidden)
+            ]
+            return units
+        units = [
+            ("stage.0", linear_tensors(self.input.linear, "in_") + linear_tensors(self.heads[0], "head_"))
+        ]
+        units += [
+            (f"stage.{k}", linear_tensors(layer.linear) + linear_tensors(self.heads[k], "head_"))
+            for k, layer in enumerate(self.hidden, start=1)
+        ]
+        return units
+
+    def arch(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "hidden_layers": self.hidden_layers,
+            "first_omega_0": float(self.options.first_omega_0),
+            "hidden_omega_0": float(self.options.hidden_omega_0),
+            "head": self.options.head,
+            "residual": bool(self.options.residual),
+        }

@@ -1,0 +1,228 @@
+"""Fit any registered INR to one image. Written once for every model: it walks the model's stages.
+
+Runs synchronously; callers that must not block (the server's event loop) run it in a worker. Progress
+goes to a callback, cancellation comes through a ``threading.Event``-like object.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from codec.config import TrainConfig
+from codec.coords import grid
+from codec.device import resolve_device
+from codec.errors import Cancelled, TrainingDiverged
+from codec.models.base import INR
+
+
+@dataclass
+class Progress:
+    """A snapshot of training, handed to the progress callback."""
+
+    stage: int
+    stages: int
+    step: int
+    """Steps done so far, over all stages."""
+    steps: int
+    """Total steps over all stages."""
+    loss: float
+    psnr: float
+    """PSNR (dB) of the current stage's prefix at its best weights so far, on the training batch."""
+    elapsed: float
+    event: str = "step"
+    """``step``, ``stage_done``, or ``diverged`` (the message is in ``note``)."""
+    note: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.step / max(1, self.steps)
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class FitResult:
+    model: INR
+    stage_psnr: list[float]
+    """Float (unquantized) PSNR per stage at the kept weights, full image."""
+    seconds: float
+    steps_run: int
+    warnings: list[str] = field(default_factory=list)
+    loss_history: list[float] = field(default_factory=list)
+
+
+def image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (H, W, 3) -> (H*W, 3) targets in [-1, 1]."""
+    return torch.from_numpy(image.reshape(-1, 3).astype(np.float32) / 127.5 - 1.0).to(device)
+
+
+def split_steps(total: int, weights: list[float]) -> list[int]:
+    """Split a step budget across stages proportionally to their weights; every stage gets >= 1."""
+    raw = [total * w / sum(weights) for w in weights]
+    steps = [max(1, int(r)) for r in raw]
+    # Hand out what rounding left over, largest remainders first.
+    order = sorted(range(len(raw)), key=lambda i: raw[i] - int(raw[i]), reverse=True)
+    for i in order[: max(0, total - sum(steps))]:
+        steps[i] += 1
+    return steps
+
+
+def loss_to_psnr(loss: float) -> float:
+    # Targets live in [-1, 1]: MSE on [0, 1] is loss / 4.
+    return math.inf if loss <= 0 else 10.0 * math.log10(4.0 / loss)
+
+
+def fit(
+    model: INR,
+    image: np.ndarray,
+    cfg: TrainConfig,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    progress_every: int = 10,
+) -> FitResult:
+    """Train ``model`` on ``image`` (uint8 H x W x 3) stage by stage; keep the best weights of each stage."""
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    model.to(device)
+    h, w = image.shape[:2]
+    coords = torch.from_numpy(grid(w, h)).to(device)
+    target = image_tensor(image, device)
+    n = coords.shape[0]
+    batch = n if cfg.batch_pixels <= 0 else min(cfg.batch_pixels, n)
+    base_lr = cfg.lr if cfg.lr is not None else model.default_lr
+
+    stages = model.stages()
+    budget = split_steps(cfg.steps, [s.weight for s in stages])
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    start = time.perf_counter()
+    done = 0
+    warnings: list[str] = []
+    history: list[float] = []
+    stage_psnr: list[float] = []
+    for si, (stage, n_steps) in enumerate(zip(stages, budget, strict=True)):
+        if stage.on_start is not None:
+            stage.on_start()
+        for p in stage.params:
+            p.requires_grad_(True)
+        lr = base_lr
+        opt = torch.optim.Adam(stage.params, lr=lr)
+        best_loss = math.inf
+        best = [p.detach().clone() for p in stage.params]
+        restarts = 0
+        for step in range(n_steps):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("training was cancelled")
+            # Cosine decay within each stage: late steps refine instead of bouncing around.
+            frac = step / max(1, n_steps - 1)
+            for group in opt.param_groups:
+                group["lr"] = lr * (cfg.lr_decay + (1 - cfg.lr_decay) * 0.5 * (1 + math.cos(math.pi * frac)))
+            if batch < n:
+                idx = torch.randint(0, n, (batch,), generator=gen).to(device)
+                x, y = coords[idx], target[idx]
+            else:
+                x, y = coords, target
+            opt.zero_grad(set_to_none=True)
+            loss = torch.mean((model(x, stage.depth) - y) ** 2)
+            value = float(loss.detach())
+            history.append(value)
+            exploded = not math.isfinite(value) or (
+                math.isfinite(best_loss) and value > cfg.explode_factor * best_loss
+            )
+            if exploded:
+                restarts += 1
+                note = (
+                    f"{stage.name}: loss {'is not finite' if not math.isfinite(value) else f'exploded to {value:.4g}'}"
+                    f" at step {step}; restored the best weights (loss {best_loss:.4g}) and halved the learning"
+                    f" rate to {lr / 2:.3g}"
+                )
+                warnings.append(note)
+                with torch.no_grad():
+                    for p, b in zip(stage.params, best, strict=True):
+                        p.copy_(b)
+                if restarts > cfg.max_restarts:
+                    warnings.append(f"{stage.name}: stopped early after {cfg.max_restarts} restarts")
+                    done += n_steps - step
+                    break
+                lr /= 2
+                opt = torch.optim.Adam(stage.params, lr=lr)
+                if progress:
+                    progress(
+                        Progress(
+                            si,
+                            len(stages),
+                            done,
+                            cfg.steps,
+                            value,
+                            loss_to_psnr(best_loss),
+                            time.perf_counter() - start,
+                            "diverged",
+                            note,
+                        )
+                    )
+                done += 1
+                continue
+            if value < best_loss:
+                best_loss = value
+                with torch.no_grad():
+                    for p, b in zip(stage.params, best, strict=True):
+                        b.copy_(p)
+            loss.backward()
+            opt.step()
+            done += 1
+            if progress and (step % progress_every == 0 or step == n_steps - 1):
+                progress(
+                    Progress(
+                        si,
+                        len(stages),
+                        done,
+                        cfg.steps,
+                        value,
+                        loss_to_psnr(best_loss),
+                        time.perf_counter() - start,
+                    )
+                )
+        if not math.isfinite(best_loss):
+            raise TrainingDiverged(
+                f"{stage.name}: no finite loss in {n_steps} steps at learning rate {base_lr:g}; try a lower --lr"
+            )
+        with torch.no_grad():
+            for p, b in zip(stage.params, best, strict=True):
+                p.copy_(b)
+            # The kept weights are judged on the whole image, not the last batch.
+            full = float(torch.mean((model(coords, stage.depth) - target) ** 2))
+        stage_psnr.append(loss_to_psnr(full))
+        for p in stage.params:
+            p.requires_grad_(False)
+        if progress:
+            progress(
+                Progress(
+                    si,
+                    len(stages),
+                    done,
+                    cfg.steps,
+                    full,
+                    stage_psnr[-1],
+                    time.perf_counter() - start,
+                    "stage_done",
+                )
+            )
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.to("cpu")
+    return FitResult(model, stage_psnr, time.perf_counter() - start, done, warnings, history)

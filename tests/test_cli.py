@@ -1,0 +1,108 @@
+"""The ``spinr`` command: JSON outputs, and one-line errors without tracebacks for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from client.cli import main
+
+FAST = ["--preset", "tiny", "--steps", "40", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, photo_crop: np.ndarray) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cli")
+    img = d / "crop.png"
+    Image.fromarray(photo_crop).save(img)
+    out = d / "crop.spnr"
+    assert main(["encode", str(img), "-o", str(out), *FAST]) == 0
+    return {"dir": d, "image": img, "stream": out}
+
+
+def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    return json.loads(out)
+
+
+def test_encode_json(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = files["dir"] / "j.spnr"
+    info = run_json(capsys, ["encode", str(files["image"]), "-o", str(out), *FAST, "--json"])
+    assert {"psnr", "bytes", "bpp", "params", "packets", "seconds"} <= set(info)
+    assert info["bytes"] == out.stat().st_size
+    assert info["packets"] == 1 + 3  # header + stage.0..2 of the tiny preset (2 hidden layers)
+    assert 10.0 < info["psnr"] < 60.0
+
+
+def test_decode_info_eval(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    png = files["dir"] / "out.png"
+    d = run_json(capsys, ["decode", str(files["stream"]), "-o", str(png), "--layers", "2", "--json"])
+    assert d["stages_used"] == 2 and Image.open(png).size == (64, 48)
+    d = run_json(capsys, ["decode", str(files["stream"]), "-o", str(png), "--scale", "2", "--json"])
+    assert Image.open(png).size == (128, 96) and d["stages_used"] == 3
+    run_json(capsys, ["decode", str(files["stream"]), "-o", str(png), "--size", "30x70", "--json"])
+    assert Image.open(png).size == (30, 70)
+    info = run_json(capsys, ["info", str(files["stream"]), "--json"])
+    assert info["model"] == "spinr" and info["image"] == {"width": 64, "height": 48}
+    assert [p["name"] for p in info["packets"]] == ["header", "stage.0", "stage.1", "stage.2"]
+    ev = run_json(capsys, ["eval", str(files["stream"]), str(files["image"]), "--json"])
+    assert (
+        len(ev["psnr_by_layers"]) == 3
+        and 0 < ev["ssim"] <= 1
+        and ev["bytes"] == files["stream"].stat().st_size
+    )
+    assert main(["info", str(files["stream"])]) == 0
+    assert "stage.2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["encode", "{dir}/missing.png", "-o", "{dir}/x.spnr"], "does not exist"),
+        (["encode", "{stream}", "-o", "{dir}/x.spnr"], "is not a readable image"),
+        (
+            ["encode", "{image}", "-o", "{dir}/x.spnr", "--bits", "40"],
+            "bits 40 is out of range: allowed 2..16",
+        ),
+        (["encode", "{image}", "-o", "{dir}/x.spnr", "--model", "nope"], "unknown model 'nope'"),
+        (["encode", "{image}", "-o", "{dir}/x.spnr", "--device", "tpu"], "device 'tpu' is not one of"),
+        (["decode", "{image}", "-o", "{dir}/x.png"], "error"),
+        (["decode", "{dir}/missing.spnr", "-o", "{dir}/x.png"], "cannot read"),
+        (["decode", "{stream}", "-o", "{dir}/x.png", "--layers", "9"], "--layers 9 is out of range"),
+        (["decode", "{stream}", "-o", "{dir}/x.png", "--size", "12"], "is not of the form WIDTHxHEIGHT"),
+        (["eval", "{stream}", "{dir}/missing.png"], "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_line_error(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    fmt = {k: str(v) for k, v in files.items()}
+    capsys.readouterr()
+    code = main([a.format(**fmt) for a in argv] + (["-q"] if argv[0] == "encode" else []))
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err
+    assert "Traceback" not in err and err.strip().count("\n") == 0
+
+
+def test_truncated_file_is_an_error_but_lenient_decode_reports_missing(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = files["stream"].read_bytes()
+    bad = files["dir"] / "bad.spnr"
+    # Flip a payload byte of the last packet: strict decoding fails, lenient decoding drops that layer.
+    flipped = bytearray(data)
+    flipped[-5] ^= 0xFF
+    bad.write_bytes(bytes(flipped))
+    capsys.readouterr()
+    assert main(["decode", str(bad), "-o", str(files["dir"] / "b.png")]) == 1
+    assert "CRC" in capsys.readouterr().err
+    d = run_json(capsys, ["decode", str(bad), "-o", str(files["dir"] / "b.png"), "--lenient", "--json"])
+    assert d["missing"] == [2] and d["stages_used"] == 2 and len(d["damaged"]) == 1
