@@ -6,8 +6,8 @@ import random
 
 import numpy as np
 import pytest
-from codec.bitstream import load_bitstream
 
+from codec.bitstream import load_bitstream
 from codec.config import preset
 from codec.decoder import ProgressiveDecoder
 from codec.encode import EncodeResult, encode_image, evaluate
