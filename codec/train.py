@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from codec.config import TrainConfig
+from codec.config import QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
 from codec.errors import Cancelled, TrainingDiverged
@@ -79,6 +79,15 @@ def split_steps(total: int, weights: list[float]) -> list[int]:
     return steps
 
 
+def quantize_in_place(params: list[torch.Tensor], quant: QuantConfig) -> None:
+    """Replace weights by their dequantized codes (idempotent: quantizing them again gives the same codes)."""
+    from codec.quant import quantize
+
+    for p in params:
+        q = quantize("w", p.detach().cpu().numpy().astype(np.float32), quant.bits, quant.per_channel)
+        p.copy_(torch.from_numpy(q.dequantize()).to(p.device))
+
+
 def loss_to_psnr(loss: float) -> float:
     # Targets live in [-1, 1]: MSE on [0, 1] is loss / 4.
     return math.inf if loss <= 0 else 10.0 * math.log10(4.0 / loss)
@@ -91,8 +100,13 @@ def fit(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     progress_every: int = 10,
+    quant: QuantConfig | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``image`` (uint8 H x W x 3) stage by stage; keep the best weights of each stage."""
+    """Train ``model`` on ``image`` (uint8 H x W x 3) stage by stage; keep the best weights of each stage.
+
+    With ``quant``, each stage's weights are quantized the moment they are frozen, so every later stage
+    trains on exactly the activations a decoder will compute: quantization error cannot compound
+    through a deep progressive trunk (docs/SPINR.md measures the difference)."""
     cfg.validate()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -204,6 +218,8 @@ def fit(
         with torch.no_grad():
             for p, b in zip(stage.params, best, strict=True):
                 p.copy_(b)
+            if quant is not None and len(stages) > 1:
+                quantize_in_place(stage.params, quant)
             # The kept weights are judged on the whole image, not the last batch.
             full = float(torch.mean((model(coords, stage.depth) - target) ** 2))
         stage_psnr.append(loss_to_psnr(full))

@@ -45,7 +45,8 @@ def test_file_round_trip_is_bit_exact(spinr_result: EncodeResult, photo_crop: np
 
 
 def test_quantization_costs_little_at_8_bits(spinr_result: EncodeResult) -> None:
-    assert spinr_result.float_psnr - 1.5 < spinr_result.psnr <= spinr_result.float_psnr + 0.2
+    # Stages are quantized as they freeze, so later stages compensate: the cost stays small either way.
+    assert abs(spinr_result.psnr - spinr_result.float_psnr) < 1.0
 
 
 def test_spinr_psnr_rises_with_layers_and_every_prefix_decodes(
