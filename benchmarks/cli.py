@@ -32,8 +32,8 @@ def _best_of(fn: Any, repeats: int) -> float:
 
 def bench_decode(size: int, width: int, hidden: int, repeats: int) -> dict[str, Any]:
     import torch
-    from codec.bitstream import Bitstream, StreamHeader, new_stream_id
 
+    from codec.bitstream import Bitstream, StreamHeader, new_stream_id
     from codec.config import QuantConfig
     from codec.coords import grid
     from codec.decoder import ProgressiveDecoder

@@ -103,7 +103,6 @@ def config_from_args(args: argparse.Namespace) -> EncodeConfig:
 
 def _encode(args: argparse.Namespace) -> int:
     from codec.bitstream import write_file
-
     from codec.encode import encode_image
     from codec.image import load_image
 
@@ -162,7 +161,6 @@ def output_size(args: argparse.Namespace, header: Any) -> tuple[int, int] | None
 
 def _load_stream(path: Path, lenient: bool) -> tuple[Any, list[str]]:
     from codec.bitstream import load_bitstream
-
     from codec.errors import BitstreamError
 
     try:
@@ -313,8 +311,8 @@ evaluate = SimpleNamespace(add_arguments=_add_eval, run=_eval)
 
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
-    from codec.bitstream import write_file
 
+    from codec.bitstream import write_file
     from codec.decoder import ProgressiveDecoder
     from codec.encode import encode_image
     from codec.image import load_image, save_png
@@ -352,6 +350,10 @@ def _demo(args: argparse.Namespace) -> int:
         save_png(out / name, rgb)
         rows.append({"stage": depth + 1, "psnr": round(psnr(rgb, image), 3), "file": name})
     save_png(out / "zoom-2x.png", dec.decode(size=(image.shape[1] * 2, image.shape[0] * 2)).rgb)
+    save_png(
+        out / "strip.png",
+        progress_strip([out / r["file"] for r in rows], [f"{r['stage']}: {r['psnr']:.1f} dB" for r in rows]),
+    )
     summary = result.summary()
     summary["stages"] = rows
     summary["out"] = str(out)
@@ -363,6 +365,25 @@ def _demo(args: argparse.Namespace) -> int:
         f"{summary['seconds']} s"
     )
     return 0
+
+
+def progress_strip(files: list[Path], labels: list[str], per_row: int = 9) -> Any:
+    """The stages side by side with their PSNR under each, as one picture."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    tiles = [Image.open(f).convert("RGB") for f in files]
+    w, h = tiles[0].size
+    label_h = 16
+    rows = (len(tiles) + per_row - 1) // per_row
+    cols = min(per_row, len(tiles))
+    sheet = Image.new("RGB", (cols * (w + 4) + 4, rows * (h + label_h + 4) + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
+        x, y = 4 + (i % per_row) * (w + 4), 4 + (i // per_row) * (h + label_h + 4)
+        sheet.paste(tile, (x, y))
+        draw.text((x + 2, y + h + 2), label, fill="black")
+    return np.asarray(sheet)
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
