@@ -15,6 +15,10 @@ from collections.abc import Sequence
 
 from codec import __version__
 from codec.errors import SpinrError
+from netsim.errors import NetsimError
+
+# Errors a user can cause: one line, no traceback. netsim has its own base class (it imports nothing of codec).
+USER_ERRORS = (SpinrError, NetsimError)
 
 # (name, module, help). Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS: list[tuple[str, str, str]] = [
@@ -79,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except SpinrError as exc:
+    except USER_ERRORS as exc:
         print(f"spinr {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except FileNotFoundError as exc:
