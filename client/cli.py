@@ -72,7 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_arguments(p)
         p.set_defaults(_run=cmd.run)
+        if name == "netsim":
+            _graft_proxy(p)
     return parser
+
+
+def _graft_proxy(netsim_parser: argparse.ArgumentParser) -> None:
+    """``spinr netsim proxy``: the proxy needs websockets and sits above netsim (netsim imports nothing of
+    the project), so the dispatcher, which may import both, hangs it under the netsim command."""
+    proxy = _load("streaming.proxy")
+    actions = [a for a in netsim_parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if proxy is None or not actions:
+        return
+    help_text = "WebSocket relay applying a channel between a server and its clients"
+    p = actions[0].add_parser("proxy", help=help_text, description=help_text)
+    proxy.add_arguments(p)
+    p.set_defaults(_run=proxy.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,3 +106,11 @@ def test_truncated_file_is_an_error_but_lenient_decode_reports_missing(
     assert "CRC" in capsys.readouterr().err
     d = run_json(capsys, ["decode", str(bad), "-o", str(files["dir"] / "b.png"), "--lenient", "--json"])
     assert d["missing"] == [2] and d["stages_used"] == 2 and len(d["damaged"]) == 1
+
+
+def test_netsim_proxy_is_a_netsim_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["netsim", "proxy", "--listen", "nowhere"]) != 0
+    err = capsys.readouterr().err
+    assert "--listen 'nowhere' must be HOST:PORT" in err and "Traceback" not in err
+    assert main(["netsim", "stats", "--loss", "1.5"]) == 2
+    assert "loss=1.5 is out of range" in capsys.readouterr().err
