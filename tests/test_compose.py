@@ -46,7 +46,7 @@ def test_every_compose_command_is_a_spinr_command(compose):
         args = parse([str(a) for a in argv])
         assert callable(args._run), name
         seen.add(args.command)
-    assert {"serve", "proxy", "stream"} <= seen
+    assert {"serve", "netsim", "stream"} <= seen
     parse(dockerfile_json("CMD"))
 
 
