@@ -1,0 +1,304 @@
+"""The browser client (client/web/index.html + app.js) end to end in a real headless Chromium.
+
+A real ``spinr serve`` runs in a subprocess (tests/_server.py); the page uploads a small crop through
+its form, waits for training, streams the result over the WebSocket and paints it. The canvas is
+checked against the numpy decoder's output for the downloaded bitstream. Further tests stream
+through the server's netsim with 30% loss, load the page at a phone's width, and open an unknown
+image id. Every test asserts that the page logged no console errors. Screenshots go to the pytest
+tmp dir (and, with SPINR_UPDATE_DOCS=1, to docs/img/browser.png and docs/img/browser-phone.png).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _server import Server, png
+
+from codec.bitstream import load_bitstream
+from codec.decoder import ProgressiveDecoder
+from streaming.session import StreamSession
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_IMG = ROOT / "docs" / "img"
+CHROMIUM = "/usr/bin/chromium"
+# SwiftShader gives headless Chromium a WebGL2 context without a GPU (as in test_browser_decoder.py).
+CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+ENCODE = {"preset": "tiny", "width": 32, "depth": 3, "steps": 80}
+DONE = '#app[data-state="done"]'
+WAIT_MS = 45_000
+
+if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
+    pytest.skip(f"{CHROMIUM} is not installed (make browser-deps)", allow_module_level=True)
+
+
+def crop() -> np.ndarray:
+    """A 64x48 (w x h) thumbnail of skimage's astronaut's face (every 4th pixel of a 256x192 crop)."""
+    data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(data.astronaut()[40:232:4, 130:386:4])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("e2e") / "data")
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def encoded(server: Server) -> str:
+    """An image encoded through the API (for the tests that do not exercise the upload form)."""
+    r = server.upload(png(crop()), name="api-crop.png", **ENCODE)
+    assert r.status_code == 202, r.text
+    job = server.wait_state(r.json()["id"], ("done", "failed"))
+    assert job["state"] == "done", job
+    return job["id"]
+
+
+class Page:
+    """A page plus the console errors and uncaught exceptions it produced."""
+
+    def __init__(self, browser: Any, width: int, height: int) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(WAIT_MS)
+        self.errors: list[str] = []
+        self.page.on(
+            "console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None
+        )
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def close(self) -> None:
+        self.context.close()
+
+    def canvas_rgb(self) -> np.ndarray:
+        w, h, data = self.page.evaluate(
+            """() => {
+                const c = document.getElementById('view');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                return [c.width, c.height, Array.from(d)];
+            }"""
+        )
+        return np.asarray(data, dtype=np.uint8).reshape(h, w, 4)
+
+    def text(self, selector: str) -> str:
+        return self.page.inner_text(selector).strip()
+
+    def restream(self, **sliders: float) -> None:
+        """Move sliders (id suffix -> value) the way a user does, then wait for the new stream to end."""
+        before = int(self.page.get_attribute("#app", "data-streams") or 0)
+        for name, value in sliders.items():
+            self.page.eval_on_selector(
+                f"#ch-{name}",
+                "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }",
+                value,
+            )
+        self.page.wait_for_function(
+            "n => Number(document.getElementById('app').dataset.streams) > n"
+            " && document.getElementById('app').dataset.state === 'done'",
+            arg=before,
+        )
+
+
+def reference_rgb(server: Server, image_id: str) -> tuple[np.ndarray, Any]:
+    r = server.http.get(f"/api/images/{image_id}/bitstream.spnr")
+    assert r.status_code == 200, r.text
+    bs, damaged = load_bitstream(r.content)
+    assert damaged == []
+    return ProgressiveDecoder.from_bitstream(bs).decode().rgb, bs
+
+
+def save_shot(page: Any, tmp_path: Path, name: str) -> Path:
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000  # a real rendering, not a blank page
+    # The docs' screenshots are refreshed on request only: a test run must not edit the checkout.
+    if os.environ.get("SPINR_UPDATE_DOCS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_IMG / name)
+    return shot
+
+
+def test_upload_train_stream_matches_numpy(server: Server, browser: Any, tmp_path: Path) -> None:
+    source = tmp_path / "astronaut-crop.png"
+    source.write_bytes(png(crop()))
+    p = Page(browser, 1280, 1000)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/")
+        page.wait_for_selector('#app[data-state="idle"]')
+        page.set_input_files("#file", str(source))
+        page.select_option("#opt-preset", ENCODE["preset"])
+        for key in ("width", "depth", "steps"):
+            page.fill(f"#opt-{key}", str(ENCODE[key]))
+        page.click("#upload")
+        page.wait_for_selector(DONE)
+
+        image_id = page.evaluate("() => new URLSearchParams(location.hash.slice(1)).get('image')")
+        job = server.job(image_id)
+        assert job["state"] == "done" and job["options"]["width"] == ENCODE["width"], job
+        assert page.eval_on_selector("#train-progress", "el => el.value") == 1
+
+        # The canvas holds the full decode, equal to numpy's within rounding (WebGL2 or JS).
+        ref, bs = reference_rgb(server, image_id)
+        rgba = p.canvas_rgb()
+        assert rgba.shape[:2] == ref.shape[:2] == (48, 64)
+        assert (rgba[..., 3] == 255).all()
+        diff = np.abs(rgba[..., :3].astype(int) - ref.astype(int))
+        assert diff.mean() < 1.0 and diff.max() <= 3, (diff.mean(), diff.max())
+
+        units = bs.header.num_units
+        assert p.text("#stat-layers") == f"{units} / {units}"
+        assert p.text("#stat-psnr") == f"{bs.header.stage_psnr[-1]:.2f} dB"
+        assert p.text("#stat-depth") == f"{len(bs.header.stage_psnr)} / {len(bs.header.stage_psnr)}"
+        assert p.page.locator("#packets li").count() == units + 1
+        backend = p.text("#backend-badge")
+        assert backend.startswith("decoder: "), backend
+
+        # The JavaScript decoder paints the same picture (a forced fallback).
+        page.select_option("#backend", "js")
+        page.wait_for_selector('#backend-badge[data-backend="js"]')
+        diff = np.abs(p.canvas_rgb()[..., :3].astype(int) - ref.astype(int))
+        assert diff.mean() < 1.0 and diff.max() <= 3, ("js", diff.mean(), diff.max())
+        page.select_option("#backend", "auto")
+
+        # JPEG at the same byte budget, with its quality and size shown.
+        page.wait_for_selector("#jpeg:not([hidden])")
+        jpeg_bytes = int(page.get_attribute("#jpeg", "data-bytes"))
+        header = server.http.get(f"/api/images/{image_id}/header").json()
+        received = sum(x["bytes"] for x in header["packets"])  # a clean link delivers every packet
+        assert f"({received} B)" in p.text("#stat-bytes")
+        assert 0 < jpeg_bytes <= received
+        assert "quality" in p.text("#jpeg-caption")
+
+        # Zoom decodes the continuous representation at 4x.
+        page.click('label[for="zoom-4"]')
+        page.wait_for_selector('#view[data-zoom="4"]')
+        assert page.eval_on_selector("#view", "c => [c.width, c.height]") == [256, 192]
+
+        save_shot(page, tmp_path, "browser.png")
+        assert page.is_hidden("#error")
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+def lossy_seed(server: Server, image_id: str, loss: float) -> tuple[int, list[int]]:
+    """A channel seed whose 30%-loss transmission drops some layer but keeps the first one."""
+    _, bs = reference_rgb(server, image_id)
+    for seed in range(1, 200):
+        session = StreamSession(bs, {"loss": loss, "seed": seed})
+        session.plan()
+        dropped = session.summary.dropped
+        if dropped and 0 not in dropped:
+            return seed, dropped
+    raise AssertionError("no seed in 1..199 drops a layer other than the first")
+
+
+def test_lossy_channel_shows_fewer_layers_then_recovers(server: Server, browser: Any, encoded: str) -> None:
+    seed, dropped = lossy_seed(server, encoded, 0.3)
+    p = Page(browser, 1280, 1000)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/#image={encoded}")
+        page.wait_for_selector(DONE)
+        total = int(p.text("#stat-layers").split("/")[1])
+        assert p.text("#stat-layers") == f"{total} / {total}"
+
+        page.fill("#ch-seed", str(seed))
+        p.restream(loss=0.3)
+        got = int(p.text("#stat-layers").split("/")[0])
+        assert got == total - len(dropped), (p.text("#stat-layers"), dropped)
+        assert "dropped" in p.text("#stat-state")
+        assert page.is_hidden("#error")
+        assert p.text("#stat-psnr").endswith("dB")  # the first stage still decodes
+        assert not page.is_disabled("#resume")
+
+        p.restream(loss=0)  # a clean link again: every layer arrives
+        assert p.text("#stat-layers") == f"{total} / {total}"
+        assert page.is_hidden("#error")
+        # The JPEG comparison may find no JPEG small enough for what a lossy stream delivered: the
+        # page says so in its caption, and the browser itself logs the server's 422.
+        assert [e for e in p.errors if "status of 422" not in e] == []
+    finally:
+        p.close()
+
+
+def test_phone_width_has_no_horizontal_overflow(
+    server: Server, browser: Any, encoded: str, tmp_path: Path
+) -> None:
+    p = Page(browser, 375, 812)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/#image={encoded}")
+        page.wait_for_selector(DONE)
+        page.wait_for_selector("#jpeg:not([hidden])")
+        scroll, inner = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert scroll <= inner, f"page is {scroll} px wide in a {inner} px viewport"
+        box = page.locator("#view").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= inner
+        save_shot(page, tmp_path, "browser-phone.png")
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+def test_unknown_image_id_shows_an_error(server: Server, browser: Any) -> None:
+    p = Page(browser, 1280, 900)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/#image=0123456789abcdef")
+        page.wait_for_selector("#error:not([hidden])")
+        assert 'No image with id "0123456789abcdef"' in p.text("#error-text")
+        assert page.get_attribute("#app", "data-state") == "error"
+        # The only console error allowed is the browser's own note about the 404 answer.
+        unexpected = [e for e in p.errors if "status of 404" not in e]
+        assert unexpected == []
+
+        page.goto(f"{server.url}/#image=bad%20id!")  # not even an id: refused before any request
+        page.wait_for_function(
+            "() => document.getElementById('error-text').textContent.includes('is not an image id')"
+        )
+        assert page.is_visible("#error")
+    finally:
+        p.close()
+
+
+def test_refused_stream_shows_the_close_reason(server: Server, browser: Any, encoded: str) -> None:
+    """A start message the server refuses (a channel seed beyond netsim's range) closes the
+    WebSocket with 1008; the page shows the code and the server's reason."""
+    p = Page(browser, 1280, 900)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/#image={encoded}")
+        page.wait_for_selector(DONE)
+        page.fill("#ch-seed", "99999999999999999999")
+        page.click("#restream")
+        page.wait_for_selector("#error:not([hidden])")
+        text = p.text("#error-text")
+        assert "WebSocket code 1008" in text and "seed" in text, text
+        assert page.get_attribute("#app", "data-state") == "error"
+        assert p.errors == []
+    finally:
+        p.close()
