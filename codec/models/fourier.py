@@ -1,0 +1,92 @@
+"""Fourier-feature network (Tancik et al., NeurIPS 2020, "Fourier features let networks learn high
+frequency functions in low dimensional domains"; github.com/tancik/fourier-feature-networks).
+
+Input encoding ``gamma(v) = [cos(2 pi B v), sin(2 pi B v)]`` with a fixed Gaussian matrix
+``B ~ N(0, sigma^2)`` of shape (mapping_size, 2), then a ReLU MLP and a linear readout.
+
+- Coordinates: the authors sample v in [0, 1); our grid is [-1, 1], so the encoding uses
+  ``v = (x + 1) / 2`` and sigma keeps the authors' meaning (their image default 10).
+- B is not a parameter and never travels: the header ``arch`` holds ``sigma`` and ``b_seed`` and both
+  the torch model and the numpy decoder regenerate B with numpy's PCG64 (``b_matrix``), so they agree
+  exactly with no dependence on torch's RNG.
+- Defaults from the authors' 2-D image notebook: mapping size 256, sigma 10, Adam lr 1e-3, ReLU MLP.
+- Study sizes (paper Table 1): width 128 with 4 hidden layers = 132,099 parameters ("132.09K") and
+  width 64 with 8 hidden layers = 66,307 ("66.30K"); B is not counted (it is not transmitted).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from codec.errors import ConfigError
+from codec.models.base import INR, register_model
+from codec.models.siren import linear_tensors
+
+
+def b_matrix(mapping_size: int, sigma: float, seed: int) -> np.ndarray:
+    """The fixed (mapping_size, 2) Gaussian projection, float32, from numpy's PCG64 (shared with arch_zoo)."""
+    gen = np.random.Generator(np.random.PCG64(seed))
+    return (gen.standard_normal((mapping_size, 2)) * sigma).astype(np.float32)
+
+
+@dataclass
+class FourierOptions:
+    sigma: float = 10.0
+    """Standard deviation of the Gaussian B (authors' image default 10)."""
+    mapping_size: int = 256
+    """Number of random frequencies; the encoding has 2 * mapping_size features."""
+    b_seed: int = 0
+    """Seed of B (stored in the header; the experiments set it to the run's seed)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.sigma <= 1e4:
+            raise ConfigError(f"fourier sigma {self.sigma} is out of range: allowed 0 < sigma <= 10000")
+        if not 1 <= self.mapping_size <= 4096:
+            raise ConfigError(f"fourier mapping_size {self.mapping_size} is out of range: allowed 1..4096")
+        if not 0 <= self.b_seed < 2**32:
+            raise ConfigError(f"fourier b_seed {self.b_seed} is out of range: allowed 0..2^32-1")
+
+
+@register_model("fourier")
+class FourierNet(INR):
+    Options = FourierOptions
+    default_lr = 1e-3
+
+    def __init__(self, width: int, hidden_layers: int, options: FourierOptions) -> None:
+        super().__init__(width, hidden_layers, options)
+        b = b_matrix(options.mapping_size, options.sigma, options.b_seed)
+        self.register_buffer("B", torch.from_numpy(b), persistent=False)
+        self.input = nn.Linear(2 * options.mapping_size, width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(hidden_layers))
+        self.output = nn.Linear(width, 3)
+
+    def encode(self, coords: torch.Tensor) -> torch.Tensor:
+        proj = (2.0 * math.pi) * (((coords + 1.0) * 0.5) @ self.B.T)
+        return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
+
+    def forward(self, coords: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        h = torch.relu(self.input(self.encode(coords)))
+        for layer in self.hidden:
+            h = torch.relu(layer(h))
+        return self.output(h)
+
+    def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
+        units = [("input", linear_tensors(self.input))]
+        units += [(f"hidden.{k + 1}", linear_tensors(layer)) for k, layer in enumerate(self.hidden)]
+        units.append(("output", linear_tensors(self.output)))
+        return units
+
+    def arch(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "hidden_layers": self.hidden_layers,
+            "mapping_size": self.options.mapping_size,
+            "sigma": float(self.options.sigma),
+            "b_seed": int(self.options.b_seed),
+        }

@@ -1,0 +1,131 @@
+"""``spinr experiment NAME``: the Streaming Neural Images study, one analysis per name.
+
+Each writes a Markdown table, a CSV and PNG plots into ``--out`` and prints a JSON summary with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from experiments.common import PROFILES, load_dataset, profile_from_args
+
+EXPERIMENTS = {
+    "models": "Table 1: params, PSNR, SSIM, compression factor per model at the study's sizes",
+    "rd": "Fig 4: bpp vs PSNR for INRs and classical codecs at matched bpp, BD-rate vs JPEG",
+    "sensitivity": "Fig 5: PSNR vs learning rate, width, depth with confidence bands",
+    "noise": "Fig 6: Gaussian noise on the weights vs on the pixels",
+    "neurons": "Tables 2/3: PSNR after losing 1, 5, 10 random hidden neurons",
+    "progressive": "Fig 7: SPINR after each stage, PSNR under each",
+    "loss": "PSNR vs packet loss, burst length, bit errors: SIREN, SPINR, protected SPINR, progressive JPEG",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name", choices=sorted(EXPERIMENTS), help="; ".join(f"{k}: {v}" for k, v in EXPERIMENTS.items())
+    )
+    parser.add_argument("--dataset", required=True, help="folder of PNG images (e.g. datasets/set14)")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="quick",
+        help="quick: crops, few seeds and steps (CPU minutes); paper: the study's setting (GPU)",
+    )
+    parser.add_argument("--images", type=int, help="use the first N images (0 = all)")
+    parser.add_argument("--seeds", type=int, help="seeds per configuration")
+    parser.add_argument("--steps", type=int, help="training steps per fit")
+    parser.add_argument("--crop", type=int, help="centre crop side in pixels (0 = full image)")
+    parser.add_argument("--trials", type=int, help="random draws per lost-neuron count")
+    parser.add_argument("--width-scale", type=float, help="multiply every model width (paper profile: 1)")
+    parser.add_argument("--models", nargs="+", help="restrict to these models / variants")
+    parser.add_argument("--depth", type=int, help="progressive: hidden layers of SPINR (default: study size)")
+    parser.add_argument("--loss-rates", type=float, nargs="+", help="loss: packet loss rates, 0..0.95")
+    parser.add_argument(
+        "--bursts", type=float, nargs="+", help="loss: mean burst lengths (>= 1) at 10 %% loss"
+    )
+    parser.add_argument("--bers", type=float, nargs="+", help="loss: bit error rates, 0..0.01")
+    parser.add_argument("--channel-seeds", type=int, help="loss: channel draws per fit and condition")
+    parser.add_argument(
+        "--protection", nargs="+", help="loss: CRIT[+REST] schemes, e.g. repeat:3 rs:2:2+xor:4"
+    )
+    parser.add_argument("--mtu", type=int, help="loss: datagram MTU in bytes (default 1200, 0 = off)")
+    parser.add_argument(
+        "--bits",
+        type=int,
+        default=8,
+        help="weight quantization bits (models, neurons, noise, progressive); 16 is float-like",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes (each fits one job)"
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=0.0,
+        help="seconds; start no new fit after this (0 = no limit); tables report how many fits ran",
+    )
+    parser.add_argument("--out", required=True, help="output folder for .md, .csv and .png")
+    parser.add_argument(
+        "--json", action="store_true", help="print the summary as JSON (and no progress lines)"
+    )
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float):
+        return None if not math.isfinite(x) else round(x, 4)
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
+
+
+def run(args: argparse.Namespace) -> int:
+    from codec.device import resolve_device
+
+    resolve_device(args.device)  # fail early, naming the flag, when CUDA is asked for and absent
+    profile = profile_from_args(args)
+    images = load_dataset(args.dataset, profile)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from experiments import common
+
+    common.SPILL_DIR = out
+    for old in out.glob("*.partial.jsonl"):
+        old.unlink()
+    mod = importlib.import_module(f"experiments.{args.name}")
+    start = time.perf_counter()
+    summary = mod.run(images, profile, args, out)
+    summary = {
+        "experiment": args.name,
+        "profile": profile.__dict__,
+        "images": [n for n, _ in images],
+        "seconds": round(time.perf_counter() - start, 1),
+        **summary,
+    }
+    (out / f"{args.name}.json").write_text(json.dumps(_clean(summary), indent=1))
+    if args.json:
+        print(json.dumps(_clean(summary)))
+    else:
+        print((out / f"{args.name}.md").read_text())
+        print(f"wrote {out}/{args.name}.{{md,csv,png,json}} in {summary['seconds']} s", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.cli NAME ...`` (the same as ``spinr experiment NAME ...``)."""
+    parser = argparse.ArgumentParser(prog="spinr experiment", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Tables 2/3: PSNR after losing 1, 5 or 10 random hidden neurons (L@1, L@5, L@10).
+
+A *hidden neuron* is one output unit of the input layer or of a hidden layer (the (H + 1) * width units
+that feed the next layer; readout outputs are not neurons). *Losing* neuron j of layer l sets its
+parameters to zero: row j of that layer's weight matrix and entry j of its bias — exactly what would be
+missing if that neuron's share of the layer's packet were lost. For sine and ReLU layers the neuron then
+outputs act(0) = 0, i.e. the same as zeroing its outgoing weights; in SPINR's residual trunk the neuron's
+*update* is lost and the stream carries the previous layer's value on. Fourier features' fixed B is not a
+neuron (it is regenerated from the header). Neurons are drawn uniformly without replacement from all
+hidden neurons with numpy's PCG64 seeded by (seed, trial); each count is averaged over ``--trials`` draws.
+Evaluated on the torch model rebuilt from the bitstream's dequantized weights (8-bit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.common import (
+    STUDY_SIZES,
+    Profile,
+    fit_image,
+    fmt_ms,
+    markdown_table,
+    mean_std,
+    plt,
+    received_model,
+    render,
+    run_jobs,
+    scaled,
+    write_csv,
+    write_md,
+)
+
+COUNTS = (1, 5, 10)
+VARIANTS = {
+    "fourier": ("fourier", {}),
+    "siren": ("siren", {}),
+    "spinr": ("spinr", {}),
+    "spinr-paper": ("spinr", {"head": "shared", "residual": False}),
+}
+PAPER = {
+    "fourier": (66.30, 29.80, 23.12, 20.24),
+    "siren": (66.82, 28.26, 20.00, 15.78),
+    "spinr-paper": (66.82, 28.32, 24.01, 21.67),
+}
+
+
+def neuron_rows(model: Any) -> list[tuple[Any, Any]]:
+    """(weight, bias) of every layer whose outputs are hidden neurons, in order."""
+    kind = model.kind
+    if kind in ("siren", "spinr"):
+        layers = [model.input.linear] + [layer.linear for layer in model.hidden]
+    elif kind == "fourier":
+        layers = [model.input, *model.hidden]
+    else:
+        raise ValueError(f"lost-neuron analysis is defined for fourier, siren and spinr, not {kind!r}")
+    return [(lin.weight, lin.bias) for lin in layers]
+
+
+def lose_neurons(model: Any, count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Zero ``count`` random hidden neurons in place; returns their (layer, index)."""
+    import torch
+
+    rows = neuron_rows(model)
+    sizes = [w.shape[0] for w, _ in rows]
+    flat = rng.choice(sum(sizes), size=count, replace=False)
+    lost = []
+    with torch.no_grad():
+        for f in flat:
+            layer = int(np.searchsorted(np.cumsum(sizes), f, side="right"))
+            j = int(f - sum(sizes[:layer]))
+            rows[layer][0][j].zero_()
+            rows[layer][1][j] = 0.0
+            lost.append((layer, j))
+    return lost
+
+
+def job(j: dict[str, Any]) -> list[dict[str, Any]]:
+    from codec.metrics import psnr
+
+    img = j["image"]
+    model, options = VARIANTS[j["label"]]
+    f = fit_image(
+        img, model, j["width"], j["hidden"], j["seed"], j["steps"], j["device"], options, bits=j["bits"]
+    )
+    base = received_model(f, j["device"])
+    h, w = img.shape[:2]
+    intact = psnr(render(base, w, h), img)
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    rows = []
+    for count in j["counts"]:
+        for trial in range(j["trials"]):
+            base.load_state_dict(state)
+            lost = lose_neurons(base, count, np.random.Generator(np.random.PCG64([j["seed"], trial, count])))
+            rows.append(
+                {
+                    "image": j["image_name"],
+                    "model": j["label"],
+                    "seed": j["seed"],
+                    "params": f.params,
+                    "psnr_float": f.psnr_float,
+                    "psnr": f.psnr,
+                    "psnr_intact": intact,
+                    "lost": count,
+                    "trial": trial,
+                    "lost_count": len(lost),
+                    "psnr_lost": psnr(render(base, w, h), img),
+                }
+            )
+    return rows
+
+
+def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
+    labels = args.models or list(VARIANTS)
+    jobs = []
+    for seed in range(profile.seeds):
+        for label in labels:
+            w, h = STUDY_SIZES["spinr" if label.startswith("spinr") else label]["small"]
+            for name, img in images:
+                jobs.append(
+                    {
+                        "image": img,
+                        "image_name": name,
+                        "model": label,
+                        "label": label,
+                        "width": scaled(w, profile),
+                        "hidden": h,
+                        "seed": seed,
+                        "steps": profile.steps,
+                        "device": args.device,
+                        "bits": args.bits,
+                        "counts": COUNTS,
+                        "trials": profile.trials,
+                    }
+                )
+    rows = [
+        r
+        for rs in run_jobs(job, jobs, args.workers, "neurons", args.json, args.time_budget)
+        for r in (rs or [])
+    ]
+    write_csv(out / "neurons.csv", rows)
+    table, summary = [], {}
+    for label in labels:
+        rs = [r for r in rows if r["model"] == label]
+        if not rs:
+            continue
+        fits = {(r["image"], r["seed"]): r for r in rs}.values()
+        s = {"psnr_float": mean_std(r["psnr_float"] for r in fits), "psnr": mean_std(r["psnr"] for r in fits)}
+        # Average the trials of each fit first, then mean ± std over fits.
+        for c in COUNTS:
+            per_fit = [
+                np.mean([r["psnr_lost"] for r in rs if r["lost"] == c and (r["image"], r["seed"]) == k])
+                for k in {(r["image"], r["seed"]) for r in rs}
+            ]
+            s[f"L@{c}"] = mean_std(per_fit)
+        summary[label] = s
+        paper = PAPER.get(label)
+        table.append(
+            [
+                label,
+                f"{rs[0]['params'] / 1000:.2f}",
+                len(fits),
+                fmt_ms(r["psnr_float"] for r in fits),
+                fmt_ms(r["psnr"] for r in fits),
+            ]
+            + [f"{s[f'L@{c}'][0]:.2f} ± {s[f'L@{c}'][1]:.2f}" for c in COUNTS]
+            + ["—" if paper is None else f"{paper[1]} / {paper[2]} / {paper[3]}"]
+        )
+    md = markdown_table(
+        ["model", "params (K)", "fits", "PSNR float", f"PSNR {args.bits}-bit"]
+        + [f"L@{c}" for c in COUNTS]
+        + ["paper PSNR / L@5 / L@10"],
+        table,
+    )
+    md += (
+        f"\nProfile {profile.name}: {len(images)} image(s), {profile.seeds} seed(s), {profile.steps} steps, "
+        f"{profile.trials} draws per count. L@k on the {args.bits}-bit received weights. spinr = per-stage heads + "
+        "residual (codec default); spinr-paper = shared head, plain chain (the study's).\n"
+    )
+    write_md(out / "neurons.md", "Tables 2/3: lost neurons", md)
+    pyplot = plt()
+    fig, ax = pyplot.subplots(figsize=(5, 3.2))
+    for label in labels:
+        s = summary[label]
+        xs = [0, *COUNTS]
+        ms = [s["psnr"][0]] + [s[f"L@{c}"][0] for c in COUNTS]
+        sd = [s["psnr"][1]] + [s[f"L@{c}"][1] for c in COUNTS]
+        ax.errorbar(xs, ms, yerr=sd, marker="o", capsize=3, label=label)
+    ax.set_xlabel("neurons lost")
+    ax.set_ylabel("PSNR (dB)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "neurons.png", dpi=110)
+    pyplot.close(fig)
+    return {"summary": summary, "rows": len(rows)}

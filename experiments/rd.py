@@ -1,0 +1,208 @@
+"""Fig 4: rate-distortion (bpp vs PSNR) of INRs at several widths and bit depths next to classical codecs
+at matched bpp, and the BD-rate of the best INR curve against JPEG.
+
+Each INR is fitted once (16-bit quantization, effectively float) and re-quantized at every bit depth
+through the codec's quantizer and bitstream (``requantize``); its bpp counts the whole .spnr stream.
+The classical codecs are searched for the INR points' bpp on the same image (``codecs.at_bpp``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.codecs import CODECS, at_bpp, bd_rate
+from experiments.common import (
+    Profile,
+    fit_image,
+    markdown_table,
+    plt,
+    received_model,
+    run_jobs,
+    write_csv,
+    write_md,
+)
+
+BITS = (6, 8)
+RD_WIDTHS = {"tiny": (4, 6, 8), "quick": (8, 12, 16, 24), "paper": (16, 24, 32, 48)}
+RD_HIDDEN = {"tiny": 1, "quick": 2, "paper": 4}
+
+
+def requantize(fit: Any, bits: int, image: np.ndarray) -> tuple[int, float]:
+    """(bytes, PSNR) of the fit's model re-quantized at ``bits`` through the codec's own path."""
+    from codec.bitstream import Bitstream, StreamHeader, new_stream_id
+    from codec.config import QuantConfig
+    from codec.decoder import ProgressiveDecoder
+    from codec.encode import quantize_units
+    from codec.metrics import psnr
+
+    model = received_model(fit, "cpu")
+    old = fit.bitstream.header
+    specs, units = quantize_units(model, QuantConfig(bits=bits))
+    header = StreamHeader(
+        model=old.model,
+        arch=old.arch,
+        width=old.width,
+        height=old.height,
+        bits=bits,
+        per_channel=False,
+        units=specs,
+    )
+    bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
+    rgb = ProgressiveDecoder.from_bitstream(bs).decode().rgb
+    return len(bs.to_bytes()), psnr(rgb, image)
+
+
+def job(j: dict[str, Any]) -> list[dict[str, Any]]:
+    img = j["image"]
+    f = fit_image(img, j["model"], j["width"], j["hidden"], j["seed"], j["steps"], j["device"], bits=16)
+    rows = []
+    for bits in j["bits"]:
+        size, p = requantize(f, bits, img)
+        rows.append(
+            {
+                "image": j["image_name"],
+                "codec": f"{j['model']}-{bits}bit",
+                "model": j["model"],
+                "width": j["width"],
+                "bits": bits,
+                "seed": j["seed"],
+                "params": f.params,
+                "bpp": size * 8 / (img.shape[0] * img.shape[1]),
+                "psnr": p,
+            }
+        )
+    return rows
+
+
+def codec_job(j: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for codec in CODECS:
+        for t in j["targets"]:
+            r = at_bpp(j["image"], codec, t)
+            out.append({"image": j["image_name"], "codec": codec, "target_bpp": t, **r})
+    return out
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    front, best = [], -np.inf
+    for b, p in sorted(points):
+        if p > best:
+            front.append((b, p))
+            best = p
+    return front
+
+
+def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
+    models = args.models or ["siren", "spinr", "fourier"]
+    widths = RD_WIDTHS.get(profile.name, RD_WIDTHS["quick"])
+    hidden = RD_HIDDEN.get(profile.name, 2)
+    jobs = [
+        {
+            "image": img,
+            "image_name": name,
+            "model": m,
+            "width": w,
+            "hidden": hidden,
+            "seed": seed,
+            "steps": profile.steps,
+            "device": args.device,
+            "bits": BITS,
+        }
+        for m in models
+        for w in widths
+        for name, img in images
+        for seed in range(profile.seeds)
+    ]
+    inr = [
+        r
+        for rs in run_jobs(job, jobs, args.workers, "rd-inr", args.json, args.time_budget)
+        for r in (rs or [])
+    ]
+    # Classical codecs at the INR points' mean bpp per image.
+    cjobs = []
+    for name, img in images:
+        targets = sorted(
+            {
+                round(
+                    float(
+                        np.mean(
+                            [
+                                r["bpp"]
+                                for r in inr
+                                if r["image"] == name and r["codec"] == c and r["width"] == w
+                            ]
+                        )
+                    ),
+                    4,
+                )
+                for c in {r["codec"] for r in inr}
+                for w in widths
+            }
+        )
+        cjobs.append({"image": img, "image_name": name, "targets": targets})
+    classic = [r for rs in run_jobs(codec_job, cjobs, args.workers, "rd-codecs", args.json) for r in rs]
+    write_csv(out / "rd.csv", inr + classic)
+    # Mean curves over images (and seeds): INR per (codec, width); classical per target index.
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for c in sorted({r["codec"] for r in inr}):
+        pts = []
+        for w in widths:
+            rs = [r for r in inr if r["codec"] == c and r["width"] == w]
+            pts.append((float(np.mean([r["bpp"] for r in rs])), float(np.mean([r["psnr"] for r in rs]))))
+        curves[c] = sorted(pts)
+    n_t = len(cjobs[0]["targets"])
+    for c in CODECS:
+        pts = []
+        for k in range(n_t):
+            rs = [
+                r
+                for cj in cjobs
+                for r in classic
+                if r["image"] == cj["image_name"] and r["codec"] == c and r["target_bpp"] == cj["targets"][k]
+            ]
+            pts.append((float(np.mean([r["bpp"] for r in rs])), float(np.mean([r["psnr"] for r in rs]))))
+        curves[c] = sorted(pts)
+    best_inr = _pareto([p for c, pts in curves.items() if c not in CODECS for p in pts])
+    bd = {}
+    for c in [*sorted(k for k in curves if k not in CODECS), "best-inr"]:
+        pts = best_inr if c == "best-inr" else curves[c]
+        ref = curves["jpeg"]
+        try:
+            bd[c] = bd_rate(
+                [b for b, _ in ref], [p for _, p in ref], [b for b, _ in pts], [p for _, p in pts]
+            )
+        except (ValueError, np.linalg.LinAlgError):
+            bd[c] = float("nan")
+    rows = [[c, " ".join(f"{b:.3f}/{p:.2f}" for b, p in pts)] for c, pts in curves.items()]
+    md = markdown_table(["curve", "points (bpp/PSNR dB), mean over images"], rows)
+    md += "\n" + markdown_table(
+        ["INR curve", "BD-rate vs JPEG (%)"], [[c, f"{v:.1f}"] for c, v in bd.items()]
+    )
+    md += (
+        f"\nProfile {profile.name}: {len(images)} image(s), {profile.seeds} seed(s), {profile.steps} steps, "
+        f"widths {list(widths)} x {hidden} hidden layers, bits {list(BITS)}. Negative BD-rate = fewer bits than "
+        "JPEG for the same PSNR; nan = the PSNR ranges do not overlap.\n"
+    )
+    write_md(out / "rd.md", "Fig 4: rate-distortion", md)
+    pyplot = plt()
+    fig, ax = pyplot.subplots(figsize=(6, 4))
+    for c, pts in curves.items():
+        style = "--" if c in CODECS else "-"
+        ax.plot(
+            [b for b, _ in pts],
+            [p for _, p in pts],
+            style,
+            marker="o" if c not in CODECS else "s",
+            ms=4,
+            label=c,
+        )
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (dB)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "rd.png", dpi=110)
+    pyplot.close(fig)
+    return {"bd_rate_vs_jpeg": bd, "curves": curves}

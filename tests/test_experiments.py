@@ -1,0 +1,159 @@
+"""Every experiment of the study end to end on a tiny generated dataset (2 images, 32x32, 2 seeds,
+30 steps, nets 1/8 of the study's width), checking real properties of the outputs, not only that files exist."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import cli
+from experiments.codecs import at_bpp, bd_rate
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("tinyset")
+    Image.fromarray(data.astronaut()[100:164, 180:244]).save(folder / "a.png")
+    Image.fromarray(data.coffee()[100:164, 200:264]).save(folder / "b.png")
+    return folder
+
+
+def run(name: str, dataset: Path, out: Path, *extra: str) -> dict:
+    rc = cli.main(
+        [
+            name,
+            "--dataset",
+            str(dataset),
+            "--profile",
+            "tiny",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--json",
+            *extra,
+        ]
+    )
+    assert rc == 0
+    summary = json.loads((out / f"{name}.json").read_text())
+    assert summary["experiment"] == name and summary["profile"]["steps"] == 30
+    md = (out / f"{name}.md").read_text()
+    assert md.startswith("# ") and "|---|" in md
+    with open(out / f"{name}.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows
+    for png in out.glob("*.png"):
+        with Image.open(png) as im:
+            assert im.size[0] > 100 and im.size[1] > 100
+    summary["_rows"] = rows
+    return summary
+
+
+def test_models_table(dataset: Path, tmp_path: Path) -> None:
+    s = run("models", dataset, tmp_path, "--images", "1")
+    rows = s["_rows"]
+    labels = {r["model"] for r in rows}
+    assert {"fourier", "siren", "mfn", "wire", "diner", "spinr", "spinr-paper"} <= labels
+    assert len(rows) == 10 * 2  # 10 rows of Table 1 (+ SPINR variants) x 1 image x 2 seeds
+    for r in rows:
+        assert float(r["cf"]) == pytest.approx(32 * 32 * 3 / int(r["bytes"]), rel=1e-4)
+    assert (tmp_path / "models.png").exists()
+
+
+def test_neurons_counts_and_losses(dataset: Path, tmp_path: Path) -> None:
+    s = run("neurons", dataset, tmp_path, "--models", "siren", "spinr-paper")
+    rows = s["_rows"]
+    assert {int(r["lost"]) for r in rows} == {1, 5, 10}
+    assert all(int(r["lost_count"]) == int(r["lost"]) for r in rows)
+    for model in ("siren", "spinr-paper"):
+        for c in (1, 5, 10):
+            rs = [r for r in rows if r["model"] == model and int(r["lost"]) == c]
+            assert len(rs) == 2 * 2 * 2  # images x seeds x trials
+            lost = np.mean([float(r["psnr_lost"]) for r in rs])
+            intact = np.mean([float(r["psnr_intact"]) for r in rs])
+            assert lost <= intact + 0.05
+    assert set(s["summary"]) == {"siren", "spinr-paper"}
+
+
+def test_lose_neurons_zeroes_exactly_the_requested_rows() -> None:
+    import torch
+
+    from codec.models import build_model
+    from experiments.neurons import lose_neurons, neuron_rows
+
+    torch.manual_seed(0)
+    m = build_model("siren", 8, 3)
+    lost = lose_neurons(m, 5, np.random.default_rng(0))
+    assert len(set(lost)) == 5
+    rows = [(w.detach(), b.detach()) for w, b in neuron_rows(m)]
+    zero_rows = [
+        (li, j)
+        for li, (w, b) in enumerate(rows)
+        for j in range(w.shape[0])
+        if bool(torch.all(w[j] == 0)) and float(b[j]) == 0.0
+    ]
+    assert sorted(zero_rows) == sorted(lost)
+    assert float(m.output.weight.detach().abs().sum()) > 0  # the readout is never touched
+
+
+def test_noise_sigma_zero_changes_nothing(dataset: Path, tmp_path: Path) -> None:
+    s = run("noise", dataset, tmp_path, "--models", "siren")
+    rows = s["_rows"]
+    zero = [r for r in rows if float(r["sigma"]) == 0.0]
+    assert len(zero) == 4
+    for r in zero:
+        assert float(r["psnr_weights"]) == float(r["psnr_clean"])
+    big = [r for r in rows if float(r["sigma"]) == 0.1]
+    assert np.mean([float(r["psnr_pixels"]) for r in big]) < 25  # pixel noise of 0.1 is ~20 dB
+    assert (tmp_path / "noise_grid.png").exists()
+
+
+def test_progressive_strip(dataset: Path, tmp_path: Path) -> None:
+    s = run("progressive", dataset, tmp_path, "--depth", "3")
+    assert all(len(v) == 4 for v in s["summary"].values())  # depths 0..3
+    assert (tmp_path / "progressive_spinr.png").exists() and (
+        tmp_path / "progressive_spinr-paper.png"
+    ).exists()
+
+
+def test_sensitivity_bands(dataset: Path, tmp_path: Path) -> None:
+    s = run("sensitivity", dataset, tmp_path, "--models", "siren", "--images", "1", "--seeds", "1")
+    rows = s["_rows"]
+    assert {r["axis"] for r in rows} == {"lr", "width", "depth"}
+    assert len({r["value"] for r in rows if r["axis"] == "lr"}) == 5
+    assert len(s["summary"]["siren:lr"]) == 5
+
+
+def test_rd_curves_and_bd_rate(dataset: Path, tmp_path: Path) -> None:
+    s = run("rd", dataset, tmp_path, "--models", "siren", "--images", "1", "--seeds", "1")
+    curves = s["curves"]
+    assert {"jpeg", "jpeg-progressive", "webp", "jpeg2000", "avif", "siren-6bit", "siren-8bit"} <= set(curves)
+    six = sorted(curves["siren-6bit"])
+    eight = sorted(curves["siren-8bit"])
+    assert all(a[0] < b[0] for a, b in zip(six, eight, strict=True))  # fewer bits per weight, fewer bits
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "webp", "jpeg2000", "avif"])
+def test_matched_bpp_search_lands_on_its_target(codec: str) -> None:
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut()[128:384, 128:384])
+    r = at_bpp(img, codec, 1.0)
+    assert 0.85 <= r["bpp"] <= 1.0, r
+    assert r["psnr"] > 25
+
+
+def test_bd_rate_of_a_curve_against_itself_is_zero() -> None:
+    rate = [0.1, 0.2, 0.4, 0.8, 1.6]
+    p = [24.0, 27.0, 30.0, 33.0, 35.5]
+    assert abs(bd_rate(rate, p, rate, p)) < 1e-9
+    half = [r / 2 for r in rate]
+    assert bd_rate(rate, p, half, p) == pytest.approx(-50.0, abs=1e-6)
+    assert np.isnan(bd_rate(rate, p, rate, [x + 50 for x in p]))
