@@ -54,7 +54,7 @@ class Received:
     damaged: dict[int, bytes] = field(default_factory=dict)
     """Packets that only arrived with bit errors or truncated (no intact copy, no rebuild)."""
     wire_bytes: int = 0
-    """Bytes handed to the channel (packets, envelopes, copies and parity)."""
+    """Bytes handed to the channel (packets, envelopes, copies and parity), as the channel counted them."""
 
 
 def transmit(
@@ -69,9 +69,9 @@ def transmit(
     over a reliable side channel. They still travel through the lossy channel so that every other
     packet meets exactly the same channel draws with and without that assumption (paired runs)."""
     packets = [bytes(p) for p in packets]
+    link = Channel(channel)
     if plan is None:
-        wire = packets
-        deliveries = Channel(channel).transmit(wire)
+        deliveries = link.transmit(packets)
         intact: dict[int, bytes] = {}
         damaged: dict[int, bytes] = {}
         for d in deliveries:  # duplicates: the first intact copy wins
@@ -80,14 +80,13 @@ def transmit(
             else:
                 intact.setdefault(d.index, d.data)
     else:
-        wire = encode(packets, plan).wire
-        rec = recover(Channel(channel).transmit(wire), use_corrupted=True)
+        rec = recover(link.transmit(encode(packets, plan).wire), use_corrupted=True)
         intact = {i: p for i, p in rec.packets.items() if i not in rec.flagged}
         damaged = {i: rec.packets[i] for i in rec.flagged}
     for i in reliable:
         intact[i] = packets[i]
     damaged = {i: d for i, d in damaged.items() if i not in intact}
-    return Received(intact, damaged, sum(len(w) for w in wire))
+    return Received(intact, damaged, int(link.stats["bytes_sent"]))
 
 
 def overhead(packets: Sequence[bytes], plan: ProtectionPlan | None) -> tuple[int, float]:
@@ -259,20 +258,20 @@ def complete_scans(data: bytes) -> bytes | None:
     return data[:cut_at] + b"\xff\xd9"
 
 
-def decode_jpeg(data: bytes, shape: tuple[int, ...], full: bool = False) -> np.ndarray:
-    """RGB of a JPEG byte string (``full``: the whole file, else a prefix cut to complete scans);
-    grey when nothing decodes."""
+def decode_jpeg(data: bytes, shape: tuple[int, ...], full: bool = False) -> tuple[np.ndarray, bool]:
+    """RGB of a JPEG byte string (``full``: the whole file, else a prefix cut to complete scans), and
+    whether anything decoded (else the picture is grey)."""
     from PIL import Image
 
     body = data if full else complete_scans(data)
     if body is None:
-        return grey(shape)
+        return grey(shape), False
     try:
         with truncated_images_allowed(), Image.open(io.BytesIO(body)) as im:
             rgb = np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError, struct.error):
-        return grey(shape)
-    return rgb if rgb.shape == tuple(shape) else grey(shape)
+        return grey(shape), False
+    return (rgb, True) if rgb.shape == tuple(shape) else (grey(shape), False)
 
 
 class JpegSubject:
@@ -282,11 +281,11 @@ class JpegSubject:
         self.data = data
         self.packets = cut(data, sizes)
         self.reference = reference
-        self.full_psnr = psnr(decode_jpeg(data, reference.shape, full=True), reference)
+        self.full_psnr = psnr(decode_jpeg(data, reference.shape, full=True)[0], reference)
         self.cache: dict[object, tuple[float, int]] = {}
 
     def score(self, rec: Received, use_corrupted: bool = False) -> tuple[float, int]:
-        """(PSNR, packets used). Damaged packets are used as they are when ``use_corrupted`` (a JPEG has
+        """(PSNR, packets used; 0 when nothing decoded). Damaged packets are used as they are when ``use_corrupted`` (a JPEG has
         no check of its own), else they count as lost (a transport checksum dropped them)."""
         chunks = dict(rec.intact)
         if use_corrupted:
@@ -297,6 +296,6 @@ class JpegSubject:
             if n == len(self.packets) and data == self.data:
                 self.cache[key] = (self.full_psnr, n)
             else:
-                rgb = decode_jpeg(data, self.reference.shape, full=n == len(self.packets))
-                self.cache[key] = (psnr(rgb, self.reference), n)
+                rgb, ok = decode_jpeg(data, self.reference.shape, full=n == len(self.packets))
+                self.cache[key] = (psnr(rgb, self.reference), n if ok else 0)
         return self.cache[key]

@@ -1,0 +1,267 @@
+"""The packet-loss experiment (experiments/loss.py) and its simulation (streaming/loss.py).
+
+One tiny run (2 generated 32x32 images, tiny profile) is shared by the property tests; a second run
+checks that seeded runs reproduce. Unit tests cover the JPEG "a lost packet loses everything after"
+logic, overhead accounting, CRC handling and option validation without training anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from codec.errors import ConfigError
+from codec.metrics import psnr
+from experiments import cli
+from experiments import loss as loss_exp
+from experiments.common import load_dataset, profile_from_args
+from netsim import Channel, ChannelConfig, ProtectionPlan, encode
+from streaming.loss import (
+    GREY,
+    InrSubject,
+    JpegSubject,
+    Received,
+    complete_scans,
+    critical_packets,
+    cut,
+    decode_jpeg,
+    intact_prefix,
+    jpeg_of_size,
+    overhead,
+    progressive_jpeg,
+    restamp,
+    transmit,
+    truncated_images_allowed,
+)
+from tests._bitstreams import make_stream
+
+TOL_DB = 0.3
+"""Noise allowed when a mean over channel draws should not rise with the loss rate."""
+
+
+def _args(dataset: Path, out: Path, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    argv = ["loss", "--dataset", str(dataset), "--profile", "tiny", "--out", str(out), "--json"]
+    return parser.parse_args(argv + ["--channel-seeds", "30", *extra])
+
+
+def _image(seed: int) -> np.ndarray:
+    """A smooth 32x32 picture with some texture (an INR can fit it a little in a few steps)."""
+    y, x = np.mgrid[0:32, 0:32] / 31.0
+    rng = np.random.default_rng(seed)
+    base = np.stack([np.sin(3 * x + seed), np.cos(2 * y), x * y], axis=-1) * 0.4 + 0.5
+    return np.clip((base + rng.normal(0, 0.03, base.shape)) * 255, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("lossdata")
+    for i in range(2):
+        Image.fromarray(_image(i)).save(folder / f"img{i}.png")
+    return folder
+
+
+def _run(dataset: Path, out: Path) -> dict[str, Any]:
+    args = _args(dataset, out)
+    profile = profile_from_args(args)
+    out.mkdir(parents=True, exist_ok=True)
+    return loss_exp.run(load_dataset(args.dataset, profile), profile, args, out)
+
+
+@pytest.fixture(scope="module")
+def run(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("lossout")
+    return _run(dataset, out), out
+
+
+def _means(curve: list[list[float]]) -> list[float]:
+    return [m for _, m, _ in curve]
+
+
+def test_registered_and_files_written(run: tuple[dict[str, Any], Path]) -> None:
+    summary, out = run
+    assert "loss" in cli.EXPERIMENTS
+    for name in ("loss.md", "loss.csv", "loss.png", "loss_burst.png", "loss_ber.png"):
+        assert (out / name).stat().st_size > 0, name
+    md = (out / "loss.md").read_text()
+    assert "header unprotected" in md and "skip" in md and "overhead" in md
+    assert summary["groups"] == 4  # 2 images x 2 seeds
+    assert all(np.isfinite(summary["conceal"][c]) for c in ("prefix", "skip"))
+    assert set(summary["clean"]) == {
+        "siren",
+        "spinr/prefix",
+        "spinr/skip",
+        "spinr/prefix+repeat:3",
+        "spinr/prefix+repeat:3+xor:4",
+        "jpeg",
+    }
+
+
+def test_zero_loss_is_the_no_loss_psnr(run: tuple[dict[str, Any], Path]) -> None:
+    summary, _ = run
+    for subject, clean in summary["clean"].items():
+        for header in ("reliable", "lossy"):
+            x, mean, std = summary["loss"][header][subject][0]
+            assert x == 0.0
+            assert std == pytest.approx(0.0, abs=1e-9), (subject, header)  # every draw == its clean PSNR
+            assert mean == pytest.approx(clean, abs=1e-9), (subject, header)
+        for mode in ("crc", "use"):
+            assert summary["ber_ppm"][mode][subject][0][1] == pytest.approx(clean, abs=1e-9)
+
+
+def test_psnr_does_not_rise_with_loss(run: tuple[dict[str, Any], Path]) -> None:
+    summary, _ = run
+    for header in ("reliable", "lossy"):
+        for subject, curve in summary["loss"][header].items():
+            m = _means(curve)
+            assert len(m) == len(loss_exp.DEFAULT_RATES)
+            assert all(b <= a + TOL_DB for a, b in zip(m, m[1:], strict=False)), (subject, header, m)
+            assert m[-1] < m[0] or "+" in subject, (subject, header, m)
+
+
+def test_protection_pays_at_20_percent(run: tuple[dict[str, Any], Path]) -> None:
+    summary, _ = run
+    for header in ("reliable", "lossy"):
+        at = {s: dict((x, m) for x, m, _ in c) for s, c in summary["loss"][header].items()}
+        for protected in ("spinr/prefix+repeat:3", "spinr/prefix+repeat:3+xor:4"):
+            assert at[protected][0.2] >= at["spinr/prefix"][0.2], (header, protected)
+    # Without a reliable header the unprotected stream loses whole pictures; the protected one does not.
+    assert (
+        summary["expected"]["lossy"]["spinr/prefix+repeat:3"]["10%"]
+        >= summary["expected"]["lossy"]["spinr/prefix"]["10%"]
+    )
+
+
+def test_overhead_is_the_real_extra_bytes(run: tuple[dict[str, Any], Path]) -> None:
+    summary, _ = run
+    for name, oh in summary["overhead"].items():
+        assert oh["bytes"] == oh["accounted_bytes"] > 0, name  # channel's count == netsim's accounting
+        assert oh["ratio"] == pytest.approx(oh["bytes"] / oh["payload_bytes"]), name
+
+
+def test_seeded_runs_reproduce(run: tuple[dict[str, Any], Path], dataset: Path, tmp_path: Path) -> None:
+    again = _run(dataset, tmp_path / "again")
+    assert json.dumps(again, sort_keys=True) == json.dumps(run[0], sort_keys=True)
+
+
+# -- unit tests of the simulation ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[100:164, 180:244])
+
+
+def test_lost_jpeg_packet_loses_everything_after(photo: np.ndarray) -> None:
+    data = progressive_jpeg(photo, 90)
+    sizes = [300, 250, 400, 500, 10_000]
+    chunks = cut(data, sizes)
+    assert b"".join(chunks) == data and [len(c) for c in chunks[:-1]] == sizes[: len(chunks) - 1]
+    have = dict(enumerate(chunks))
+    del have[2]
+    prefix, n = intact_prefix(have, len(chunks))
+    assert n == 2 and prefix == chunks[0] + chunks[1]  # packets 3, 4 arrived but are useless
+    assert intact_prefix({i: c for i, c in enumerate(chunks) if i != 0}, len(chunks)) == (b"", 0)
+
+    subject = JpegSubject(data, sizes, photo)
+    full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert subject.score(Received(dict(enumerate(chunks)))) == (psnr(full, photo), len(chunks))
+    lost2, used = subject.score(Received(have))
+    rgb, ok = decode_jpeg(prefix, photo.shape)
+    assert ok and used == 2 and lost2 == psnr(rgb, photo) < subject.full_psnr
+    # Losing the first packet: no scan at all -> the grey picture, nothing decoded.
+    grey = np.full(photo.shape, GREY, np.uint8)
+    assert subject.score(Received({i: c for i, c in enumerate(chunks) if i})) == (psnr(grey, photo), 0)
+
+
+def test_complete_scans_cuts_back_to_a_scan_boundary(photo: np.ndarray) -> None:
+    data = progressive_jpeg(photo, 90)
+    first_sos = data.find(b"\xff\xda")
+    assert complete_scans(data[: first_sos + 10]) is None  # first scan not finished
+    for n in range(first_sos + 10, len(data), 97):
+        body = complete_scans(data[:n])
+        if body is None:
+            continue
+        assert len(body) <= n + 2 and body.endswith(b"\xff\xd9")
+        rgb, ok = decode_jpeg(data[:n], photo.shape)
+        assert ok and rgb.mean() > 20  # never Pillow's all-black picture of a mid-scan cut
+
+
+def test_truncated_images_flag_is_restored() -> None:
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    with pytest.raises(RuntimeError), truncated_images_allowed():
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+        raise RuntimeError
+    assert before == ImageFile.LOAD_TRUNCATED_IMAGES
+
+
+def test_jpeg_of_size_fits_the_budget(photo: np.ndarray) -> None:
+    data, q = jpeg_of_size(photo, 2000)
+    assert len(data) <= 2000 and (q == 100 or len(progressive_jpeg(photo, q + 1)) > 2000)
+
+
+def test_siren_missing_any_unit_decodes_nothing() -> None:
+    bs = make_stream(width=8, hidden=2)
+    ref = np.zeros((9, 12, 3), np.uint8)
+    subject = InrSubject(bs, ref)
+    assert critical_packets(bs) == [0, 1, 2, 3, 4]
+    full = dict(enumerate(subject.packets))
+    assert subject.score(Received(full))[1] == 4
+    for gone in range(len(full)):
+        p, used = subject.score(Received({i: d for i, d in full.items() if i != gone}))
+        assert used == 0 and p == psnr(np.full(ref.shape, GREY, np.uint8), ref)
+
+
+def test_overhead_matches_the_wire_and_the_channel() -> None:
+    packets = [p.to_bytes() for p in make_stream(hidden=3).packets()]
+    plan = ProtectionPlan.unequal(len(packets), [0, 1], "repeat:3", "xor:2")
+    extra, ratio = overhead(packets, plan)
+    wire = encode(packets, plan).wire
+    assert extra == sum(map(len, wire)) - sum(map(len, packets)) > 0
+    assert ratio == pytest.approx(extra / sum(map(len, packets)))
+    ch = Channel(ChannelConfig())
+    ch.transmit(wire)
+    assert (
+        ch.stats["bytes_sent"]
+        == transmit(packets, ChannelConfig(), plan).wire_bytes
+        == extra + sum(map(len, packets))
+    )
+    assert overhead(packets, None) == (0, 0.0)
+
+
+def test_reliable_header_and_crc() -> None:
+    packets = [p.to_bytes() for p in make_stream().packets()]
+    rec = transmit(packets, ChannelConfig(loss=0.9, seed=3), reliable=(0,))
+    assert rec.intact[0] == packets[0]
+    hit = transmit(packets, ChannelConfig(ber=3e-3, seed=1))
+    assert hit.damaged and all(i not in hit.intact for i in hit.damaged)
+    for data in hit.damaged.values():
+        fixed = restamp(data)
+        assert fixed is None or len(fixed) == len(data)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--loss-rates", "1.5", "--loss-rates"),
+        ("--bursts", "0.5", "--bursts"),
+        ("--bers", "0.5", "--bers"),
+        ("--channel-seeds", "-3", "--channel-seeds"),
+        ("--protection", "repeat:x", "repeat:x"),
+        ("--mtu", "8", "--mtu 8"),
+    ],
+)
+def test_bad_options_name_the_value(flag: str, value: str, needle: str, tmp_path: Path) -> None:
+    args = _args(tmp_path, tmp_path, flag, value)
+    with pytest.raises(ConfigError, match=needle.replace("+", r"\+")):
+        loss_exp.options_from_args(args, profile_from_args(args))
