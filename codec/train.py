@@ -138,7 +138,17 @@ def fit(
         opt = torch.optim.Adam(stage.params, lr=lr)
         best_loss = math.inf
         best = [p.detach().clone() for p in stage.params]
+        if stage.pass_through is not None:
+            # Start "best" at the exact previous picture: training must beat it to replace it.
+            start_weights = best
+            with torch.no_grad():
+                stage.pass_through()
+                best = [p.detach().clone() for p in stage.params]
+                best_loss = float(torch.mean((model(coords, stage.depth) - target) ** 2))
+                for p, w in zip(stage.params, start_weights, strict=True):
+                    p.copy_(w)
         restarts = 0
+        seen_best = math.inf
         for step in range(n_steps):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("training was cancelled")
@@ -155,9 +165,13 @@ def fit(
             loss = torch.mean((model(x, stage.depth) - y) ** 2)
             value = float(loss.detach())
             history.append(value)
+            # Judged against what this stage's own steps reached, not the pass-through's loss: a fresh
+            # layer may start far above the previous picture without anything going wrong.
             exploded = not math.isfinite(value) or (
-                math.isfinite(best_loss) and value > cfg.explode_factor * best_loss
+                math.isfinite(seen_best) and value > cfg.explode_factor * seen_best
             )
+            if math.isfinite(value):
+                seen_best = min(seen_best, value)
             if exploded:
                 restarts += 1
                 note = (

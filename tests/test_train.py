@@ -62,3 +62,14 @@ def test_cancel_stops_training(photo_crop: np.ndarray) -> None:
 
     with pytest.raises(Cancelled):
         fit(build_model("siren", 16, 1), photo_crop, TrainConfig(steps=1000, device="cpu"), progress, ev, 1)
+
+
+def test_a_stage_never_leaves_the_picture_worse(photo_crop: np.ndarray) -> None:
+    # A learning rate far too high for the late stages: without the pass-through, PSNR would drop.
+    m = build_model("spinr", 24, 4)
+    r = fit(m, photo_crop, TrainConfig(steps=120, lr=0.05, device="cpu", seed=2))
+    assert all(b >= a - 1e-6 for a, b in zip(r.stage_psnr, r.stage_psnr[1:], strict=False)), r.stage_psnr
+    # A stage that could not improve is an exact pass-through: zero layer, copied head.
+    for k, (before, after) in enumerate(zip(r.stage_psnr, r.stage_psnr[1:], strict=False), start=1):
+        if after == before:
+            assert float(m.hidden[k - 1].linear.weight.detach().abs().max()) == 0.0

@@ -28,6 +28,9 @@ class Stage:
     """Share of the total step budget, relative to the other stages."""
     on_start: Callable[[], None] | None = None
     """Called just before the stage trains (e.g. to initialise a new head from the previous one)."""
+    pass_through: Callable[[], None] | None = None
+    """Sets the stage's parameters so the prefix decodes exactly the previous stage's picture; the
+    trainer starts its 'best weights' there, so a stage can never leave the picture worse."""
 
 
 class INR(nn.Module):

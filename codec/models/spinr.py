@@ -14,6 +14,7 @@ See docs/SPINR.md for the measured comparison that picks the default.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,11 @@ class Spinr(INR):
             params = list(layer.parameters())
             if self.options.head == "per_stage":
                 params += list(self.head(k).parameters())
-            stages.append(Stage(f"stage.{k}", params, k, on_start=self._stage_start(k)))
+            stages.append(
+                Stage(
+                    f"stage.{k}", params, k, on_start=self._stage_start(k), pass_through=self._pass_through(k)
+                )
+            )
         return stages
 
     def _stage_start(self, k: int):
@@ -104,6 +109,20 @@ class Spinr(INR):
                         self.heads[k].load_state_dict(self.heads[k - 1].state_dict())
 
         return start
+
+    def _pass_through(self, k: int) -> Callable[[], None] | None:
+        if not self.options.residual:
+            return None  # a plain chain has no identity layer
+
+        def identity() -> None:
+            # sin(0) = 0: the residual layer adds nothing, and head k reads what head k-1 read.
+            with torch.no_grad():
+                self.hidden[k - 1].linear.weight.zero_()
+                self.hidden[k - 1].linear.bias.zero_()
+                if self.options.head == "per_stage":
+                    self.heads[k].load_state_dict(self.heads[k - 1].state_dict())
+
+        return identity
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         if self.options.head == "shared":
