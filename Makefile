@@ -19,8 +19,9 @@ setup: $(STAMP)  ## create .venv and install spinr with every extra (torch pinne
 browser-deps:  ## install Debian's chromium for the browser tests (needs root and apt)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-demo: setup  ## encode a real photograph, write each progressive stage as PNG, print PSNR per stage
+demo: setup  ## encode a real photograph (stages as PNG, PSNR per stage), then serve, upload and stream it through loss
 	$(VENV)/bin/spinr demo --out demo-out
+	bash scripts/demo-stream.sh demo-out/stream
 
 test: setup browser-deps  ## run the test suite (CPU only, a few minutes)
 	$(VENV)/bin/ruff check .
