@@ -79,6 +79,12 @@ def split_steps(total: int, weights: list[float]) -> list[int]:
     return steps
 
 
+def copy_into(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+
+
 def quantize_in_place(params: list[torch.Tensor], quant: QuantConfig) -> None:
     """Replace weights by their dequantized codes (idempotent: quantizing them again gives the same codes)."""
     from codec.quant import quantize
@@ -129,6 +135,28 @@ def fit(
     warnings: list[str] = []
     history: list[float] = []
     stage_psnr: list[float] = []
+    best_loss = math.inf
+
+    def report(
+        stage_index: int, loss: float, event: str = "step", note: str = "", psnr: float | None = None
+    ) -> None:
+        # Reads the loop's current step count and best loss.
+        if progress is not None:
+            shown = loss_to_psnr(best_loss) if psnr is None else psnr
+            progress(
+                Progress(
+                    stage_index,
+                    len(stages),
+                    done,
+                    cfg.steps,
+                    loss,
+                    shown,
+                    time.perf_counter() - start,
+                    event,
+                    note,
+                )
+            )
+
     for si, (stage, n_steps) in enumerate(zip(stages, budget, strict=True)):
         if stage.on_start is not None:
             stage.on_start()
@@ -145,8 +173,7 @@ def fit(
                 stage.pass_through()
                 best = [p.detach().clone() for p in stage.params]
                 best_loss = float(torch.mean((model(coords, stage.depth) - target) ** 2))
-                for p, w in zip(stage.params, start_weights, strict=True):
-                    p.copy_(w)
+            copy_into(stage.params, start_weights)
         restarts = 0
         seen_best = math.inf
         for step in range(n_steps):
@@ -180,58 +207,30 @@ def fit(
                     f" rate to {lr / 2:.3g}"
                 )
                 warnings.append(note)
-                with torch.no_grad():
-                    for p, b in zip(stage.params, best, strict=True):
-                        p.copy_(b)
+                copy_into(stage.params, best)
                 if restarts > cfg.max_restarts:
                     warnings.append(f"{stage.name}: stopped early after {cfg.max_restarts} restarts")
                     done += n_steps - step
                     break
                 lr /= 2
                 opt = torch.optim.Adam(stage.params, lr=lr)
-                if progress:
-                    progress(
-                        Progress(
-                            si,
-                            len(stages),
-                            done,
-                            cfg.steps,
-                            value,
-                            loss_to_psnr(best_loss),
-                            time.perf_counter() - start,
-                            "diverged",
-                            note,
-                        )
-                    )
+                report(si, value, "diverged", note)
                 done += 1
                 continue
             if value < best_loss:
                 best_loss = value
-                with torch.no_grad():
-                    for p, b in zip(stage.params, best, strict=True):
-                        b.copy_(p)
+                copy_into(best, stage.params)
             loss.backward()
             opt.step()
             done += 1
-            if progress and (step % progress_every == 0 or step == n_steps - 1):
-                progress(
-                    Progress(
-                        si,
-                        len(stages),
-                        done,
-                        cfg.steps,
-                        value,
-                        loss_to_psnr(best_loss),
-                        time.perf_counter() - start,
-                    )
-                )
+            if step % progress_every == 0 or step == n_steps - 1:
+                report(si, value)
         if not math.isfinite(best_loss):
             raise TrainingDiverged(
                 f"{stage.name}: no finite loss in {n_steps} steps at learning rate {base_lr:g}; try a lower --lr"
             )
+        copy_into(stage.params, best)
         with torch.no_grad():
-            for p, b in zip(stage.params, best, strict=True):
-                p.copy_(b)
             if quant is not None and len(stages) > 1:
                 quantize_in_place(stage.params, quant)
             # The kept weights are judged on the whole image, not the last batch.
@@ -239,19 +238,7 @@ def fit(
         stage_psnr.append(loss_to_psnr(full))
         for p in stage.params:
             p.requires_grad_(False)
-        if progress:
-            progress(
-                Progress(
-                    si,
-                    len(stages),
-                    done,
-                    cfg.steps,
-                    full,
-                    stage_psnr[-1],
-                    time.perf_counter() - start,
-                    "stage_done",
-                )
-            )
+        report(si, full, "stage_done", psnr=stage_psnr[-1])
     for p in model.parameters():
         p.requires_grad_(True)
     model.to("cpu")
