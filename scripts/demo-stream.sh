@@ -12,7 +12,7 @@ PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print
 URL="http://127.0.0.1:$PORT"
 $SPINR serve --host 127.0.0.1 --port "$PORT" --data-dir "$DATA" > "$OUT/server.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true; rm -rf "$DATA"' EXIT
 for _ in $(seq 1 150); do  # up to 30 s for the server to answer
   if $PY -c "import httpx,sys; sys.exit(httpx.get('$URL/health', timeout=1).status_code != 200)" 2>/dev/null; then break; fi
   kill -0 $SERVER 2>/dev/null || { echo "server failed to start, see $OUT/server.log" >&2; exit 1; }

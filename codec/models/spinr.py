@@ -39,7 +39,7 @@ class SpinrOptions:
     residual: bool = True
     """Each hidden layer adds to its input (h_k = h_{k-1} + sin(...)), so a new stage starts from the
     previous stage's picture and can only refine it; ``False`` is the study's plain chain."""
-    residual_init: float = 1.0
+    residual_init: float = 0.7
     """With ``residual``, a new hidden layer's initial weights are scaled by this (small: starts near the previous stage)."""
     stage0_weight: float = 2.0
     """Stage 0 gets this many times the steps of each later stage (it learns the input mapping every later stage builds on)."""
