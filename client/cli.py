@@ -31,7 +31,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("upload", "client.upload", "upload an image to a server and wait for its bitstream"),
     ("stream", "client.stream", "stream an image from a server layer by layer, through a simulated channel"),
     ("netsim", "netsim.cli", "network channel simulator tools (stats, proxy)"),
-    ("proxy", "streaming.proxy", "WebSocket relay that applies a simulated channel between a server and its clients"),
+    (
+        "proxy",
+        "streaming.proxy",
+        "WebSocket relay that applies a simulated channel between a server and its clients",
+    ),
     ("experiment", "experiments.cli", "run an analysis of the Streaming Neural Images study"),
     ("bench", "benchmarks.cli", "run benchmarks and write JSON"),
 ]
