@@ -28,7 +28,7 @@ from torch import nn
 
 from codec.errors import ConfigError
 from codec.models.base import INR, register_model
-from codec.models.siren import SineLayer, init_readout, linear_tensors
+from codec.models.siren import SineLayer, chain_units, init_readout
 
 
 @dataclass
@@ -81,9 +81,8 @@ class Diner(INR):
         return self.output(h)
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
-        units = [("table", [("table", self.table)]), ("input", linear_tensors(self.input.linear))]
-        units += [(f"hidden.{k + 1}", linear_tensors(layer.linear)) for k, layer in enumerate(self.hidden)]
-        units.append(("output", linear_tensors(self.output)))
+        hidden = (layer.linear for layer in self.hidden)
+        units = [("table", [("table", self.table)]), *chain_units(self.input.linear, hidden, self.output)]
         return units
 
     def arch(self) -> dict[str, Any]:

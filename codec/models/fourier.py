@@ -26,7 +26,7 @@ from torch import nn
 
 from codec.errors import ConfigError
 from codec.models.base import INR, register_model
-from codec.models.siren import linear_tensors
+from codec.models.siren import chain_units
 
 
 def b_matrix(mapping_size: int, sigma: float, seed: int) -> np.ndarray:
@@ -77,10 +77,7 @@ class FourierNet(INR):
         return self.output(h)
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
-        units = [("input", linear_tensors(self.input))]
-        units += [(f"hidden.{k + 1}", linear_tensors(layer)) for k, layer in enumerate(self.hidden)]
-        units.append(("output", linear_tensors(self.output)))
-        return units
+        return chain_units(self.input, self.hidden, self.output)
 
     def arch(self) -> dict[str, Any]:
         return {

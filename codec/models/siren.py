@@ -8,6 +8,7 @@ Default learning rate 1e-4 (the authors' image-fitting setting).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,19 @@ def linear_tensors(linear: nn.Linear, prefix: str = "") -> list[tuple[str, torch
     return [(f"{prefix}weight", linear.weight), (f"{prefix}bias", linear.bias)]
 
 
+Units = list[tuple[str, list[tuple[str, torch.Tensor]]]]
+
+
+def hidden_units(layers: Iterable[nn.Linear]) -> Units:
+    """``hidden.1`` .. ``hidden.H``, one unit per hidden linear layer."""
+    return [(f"hidden.{k}", linear_tensors(lin)) for k, lin in enumerate(layers, start=1)]
+
+
+def chain_units(first: nn.Linear, hidden: Iterable[nn.Linear], last: nn.Linear) -> Units:
+    """The plain MLP layout of FORMAT.md: ``input``, ``hidden.1`` .. ``hidden.H``, ``output``."""
+    return [("input", linear_tensors(first)), *hidden_units(hidden), ("output", linear_tensors(last))]
+
+
 @register_model("siren")
 class Siren(INR):
     Options = SirenOptions
@@ -70,10 +84,7 @@ class Siren(INR):
         return self.output(h)
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
-        units = [("input", linear_tensors(self.input.linear))]
-        units += [(f"hidden.{k + 1}", linear_tensors(layer.linear)) for k, layer in enumerate(self.hidden)]
-        units.append(("output", linear_tensors(self.output)))
-        return units
+        return chain_units(self.input.linear, (layer.linear for layer in self.hidden), self.output)
 
     def arch(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,7 @@ from torch import nn
 
 from codec.errors import ConfigError
 from codec.models.base import INR, Stage, register_model
-from codec.models.siren import SineLayer, init_readout, linear_tensors
+from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors
 
 HEADS = ("per_stage", "shared")
 
@@ -126,11 +126,8 @@ class Spinr(INR):
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         if self.options.head == "shared":
-            units = [("input", linear_tensors(self.input.linear)), ("output", linear_tensors(self.heads[0]))]
-            units += [
-                (f"hidden.{k + 1}", linear_tensors(layer.linear)) for k, layer in enumerate(self.hidden)
-            ]
-            return units
+            ends = [("input", linear_tensors(self.input.linear)), ("output", linear_tensors(self.heads[0]))]
+            return ends + hidden_units(layer.linear for layer in self.hidden)
         units = [
             ("stage.0", linear_tensors(self.input.linear, "in_") + linear_tensors(self.heads[0], "head_"))
         ]
