@@ -222,38 +222,11 @@ def _add_decode(p: argparse.ArgumentParser) -> None:
 decode = SimpleNamespace(add_arguments=_add_decode, run=_decode)
 
 
-def header_info(bs: Any) -> dict[str, Any]:
-    h = bs.header
-    packets = bs.packets()
-    return {
-        "model": h.model,
-        "arch": h.arch,
-        "image": {"width": h.width, "height": h.height},
-        "quant": {"bits": h.bits, "per_channel": h.per_channel},
-        "stream_id": f"{bs.stream_id:#010x}",
-        "stage_psnr": h.stage_psnr,
-        "meta": h.meta,
-        "units": [
-            {"index": i, "name": u.name, "tensors": [[n, list(s)] for n, s in u.tensors]}
-            for i, u in enumerate(h.units)
-        ],
-        "packets": [
-            {
-                "seq": p.seq,
-                "layer": None if p.ptype == 0 else p.layer,
-                "name": "header" if p.ptype == 0 else h.units[p.layer].name,
-                "bytes": len(p.to_bytes()),
-            }
-            for p in packets
-        ],
-        "missing": bs.missing(),
-        "bytes": len(bs.to_bytes()),
-    }
-
-
 def _info(args: argparse.Namespace) -> int:
+    from codec.describe import describe_stream
+
     bs, damaged = _load_stream(args.input, args.lenient)
-    info = header_info(bs)
+    info = describe_stream(bs)
     info["damaged"] = damaged
     if args.json:
         emit_json(info)
@@ -316,7 +289,6 @@ def _demo(args: argparse.Namespace) -> int:
     from codec.decoder import ProgressiveDecoder
     from codec.encode import encode_image
     from codec.image import load_image, save_png
-    from codec.metrics import psnr
 
     if args.image:
         image = load_image(args.image)
@@ -343,12 +315,11 @@ def _demo(args: argparse.Namespace) -> int:
     save_png(out / "original.png", image)
     dec = ProgressiveDecoder.from_bitstream(result.bitstream)
     rows = []
-    stages = dec.depths if result.bitstream.header.model == "spinr" else 1
-    for depth in range(stages):
-        rgb = dec.decode(depth=depth if stages > 1 else None).rgb
+    # One PSNR per decodable depth (a single one for a non-progressive model), measured by the encoder.
+    for depth, stage_psnr in enumerate(result.stage_psnr):
         name = f"stage-{depth + 1:02d}.png"
-        save_png(out / name, rgb)
-        rows.append({"stage": depth + 1, "psnr": round(psnr(rgb, image), 3), "file": name})
+        save_png(out / name, dec.decode(depth=depth).rgb)
+        rows.append({"stage": depth + 1, "psnr": round(stage_psnr, 3), "file": name})
     save_png(out / "zoom-2x.png", dec.decode(size=(image.shape[1] * 2, image.shape[0] * 2)).rgb)
     save_png(
         out / "strip.png",

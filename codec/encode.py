@@ -33,11 +33,9 @@ class EncodeResult:
     float_stage_psnr: list[float]
     params: int
     seconds: float
+    bytes: int
+    """Size of the ``.spnr`` file."""
     warnings: list[str] = field(default_factory=list)
-
-    @property
-    def bytes(self) -> int:
-        return len(self.bitstream.to_bytes())
 
     @property
     def bpp(self) -> float:
@@ -54,7 +52,7 @@ class EncodeResult:
             "bytes": self.bytes,
             "bpp": round(self.bpp, 4),
             "params": self.params,
-            "packets": len(self.bitstream.packets()),
+            "packets": 1 + len(self.bitstream.units),
             "seconds": round(self.seconds, 2),
             "warnings": self.warnings,
         }
@@ -147,6 +145,7 @@ def encode_image(
         float_stage_psnr=result.stage_psnr,
         params=model.num_params(),
         seconds=time.perf_counter() - start,
+        bytes=len(bs.to_bytes()),
         warnings=result.warnings,
     )
 

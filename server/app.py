@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import secrets
-import struct
 import threading
 import warnings
 from collections import OrderedDict
@@ -32,13 +31,14 @@ from codec import __version__
 from codec.bitstream import Bitstream, load_bitstream
 from codec.config import PRESETS
 from codec.decoder import ProgressiveDecoder, parse_size
+from codec.describe import describe_stream
 from codec.errors import BitstreamError, ConfigError, ImageError
 from codec.image import SUPPORTED_FORMATS, load_image, png_bytes
 from server.jobs import HEADS, MODELS, JobManager, encode_config
 from server.settings import Settings
 from server.states import IllegalTransition, JobState
 from server.store import QueueFull, Store, StoreError
-from streaming.session import SessionError, StreamSession, channel_config, packet_bytes, parse_have
+from streaming.session import SessionError, StreamSession, channel_config, parse_have
 
 log = logging.getLogger("spinr.server")
 
@@ -114,32 +114,6 @@ class BitstreamCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return bs
-
-
-def header_info(bs: Bitstream) -> dict[str, Any]:
-    h = bs.header
-    return {
-        "model": h.model,
-        "arch": h.arch,
-        "image": {"width": h.width, "height": h.height},
-        "quant": {"bits": h.bits, "per_channel": h.per_channel},
-        "stream_id": f"{bs.stream_id:#010x}",
-        "units": [
-            {"index": i, "name": u.name, "tensors": [[n, list(s)] for n, s in u.tensors]}
-            for i, u in enumerate(h.units)
-        ],
-        "stage_psnr": h.stage_psnr,
-        "meta": h.meta,
-        "packets": [
-            {
-                "seq": struct.unpack_from(">H", data, 12)[0],
-                "layer": unit,
-                "name": "header" if unit is None else h.units[unit].name,
-                "bytes": len(data),
-            }
-            for data, unit in map(packet_bytes, bs.packets())
-        ],
-    }
 
 
 def jpeg_at_most(rgb_png: bytes, limit: int) -> tuple[tuple[bytes, int] | None, int]:
@@ -392,7 +366,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/images/{job_id}/header", tags=["images"])
     def header(job_id: str) -> dict[str, Any]:
         finished_or_409(job_id)
-        return header_info(svc.cache.get(svc.store, job_id))
+        return describe_stream(svc.cache.get(svc.store, job_id))
 
     @app.get("/api/images/{job_id}/preview.png", tags=["images"], response_class=Response)
     def preview(

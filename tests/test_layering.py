@@ -48,6 +48,7 @@ DECODER_MODULES = [
     "codec.bitstream",
     "codec.arch",
     "codec.decoder",
+    "codec.describe",
     "codec.coords",
     "codec.metrics",
     "codec.image",
