@@ -144,9 +144,9 @@ class ProgressiveDecoder:
 
     def _stage_only_units(self, k: int) -> set[int]:
         assert self.arch is not None
-        return set(self.arch.trunk_units(k)) | set(self.arch.readout_units(k)) - set(
-            self.arch.readout_units(0)
-        )
+        # A readout shared with depth 0 (the shared head) is never stage-only.
+        readout = set(self.arch.readout_units(k)) - set(self.arch.readout_units(0))
+        return set(self.arch.trunk_units(k)) | readout
 
     def used_units(self, depth: int | None = None) -> list[int]:
         plan = self.plan(depth)
