@@ -4,6 +4,8 @@
   each stage from scratch, and the numpy decoder against the torch forward pass.
 - ``spinr-variants``: progressive PSNR of SPINR's head/trunk variants on real photographs (the
   measurement behind the defaults, docs/SPINR.md); writes a Markdown table and a PNG plot too.
+- ``spinr-recipes``: SPINR's training recipes (stages only, joint phase, neuron dropout, the study's)
+  against SIREN in the same run: PSNR, every prefix, lost neurons, fit time (``benchmarks/recipes.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "spinr-variants")
+BENCHES = ("decode", "spinr-variants", "spinr-recipes")
 
 
 def _best_of(fn: Any, repeats: int) -> float:
@@ -166,8 +168,10 @@ def bench_variants(
     return {"width": width, "hidden_layers": hidden, "steps": steps, "images": len(images), "rows": rows}
 
 
-def _images(dataset: str | None, count: int, crop: int) -> list[np.ndarray]:
+def _images(dataset: str | None, count: int, crop: int, downscale: int = 1) -> list[np.ndarray]:
     from codec.image import load_image
+    from experiments.common import center_crop
+    from experiments.common import downscale as shrink
 
     if dataset:
         files = sorted(Path(dataset).glob("*.png"))[:count]
@@ -176,12 +180,7 @@ def _images(dataset: str | None, count: int, crop: int) -> list[np.ndarray]:
         from skimage import data
 
         imgs = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()][:count]
-    out = []
-    for img in imgs:
-        h, w = img.shape[:2]
-        top, left = (h - crop) // 2, (w - crop) // 2
-        out.append(np.ascontiguousarray(img[top : top + crop, left : left + crop]))
-    return out
+    return [center_crop(shrink(img, downscale), crop) for img in imgs]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -193,12 +192,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dataset", help="folder of PNGs for spinr-variants (default: scikit-image photographs)")
     p.add_argument("--images", type=int, default=4)
-    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--crop", type=int, default=96, help="centre crop side (0 = whole image)")
+    p.add_argument("--downscale", type=int, default=1, help="shrink images by this factor before cropping")
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--steps", type=int, default=700)
     p.add_argument("--lrs", default="1e-3,2e-3", help="comma-separated learning rates for spinr-variants")
     p.add_argument("--device", default="auto")
+    p.add_argument("--bits", type=int, default=16, help="spinr-recipes: weight bits (16 is float-like)")
+    p.add_argument("--trials", type=int, default=4, help="spinr-recipes: random draws per lost-neuron count")
+    p.add_argument("--workers", type=int, default=1, help="spinr-recipes: parallel fit processes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,6 +225,20 @@ def run(args: argparse.Namespace) -> int:
             args.steps,
             args.device,
             lrs,
+            out,
+        )
+    if "spinr-recipes" in which:
+        from benchmarks.recipes import bench_recipes
+
+        report["spinr_recipes"] = bench_recipes(
+            _images(args.dataset, args.images, args.crop, args.downscale),
+            args.width,
+            args.depth,
+            args.steps,
+            args.device,
+            args.bits,
+            args.trials,
+            args.workers,
             out,
         )
     path = out / "bench.json"

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from codec.config import PRESETS, EncodeConfig, preset
+from codec.config import PRESETS, SPINR_OPTIONS, EncodeConfig, apply_overrides, preset
 from codec.errors import ConfigError
 
 
@@ -69,36 +69,36 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--head", choices=["per_stage", "shared"], default=None, help="SPINR readout (default per_stage)"
     )
+    p.add_argument(
+        "--joint",
+        type=float,
+        default=None,
+        help="SPINR: share of the steps for a last phase training all layers on every prefix's loss "
+        "(0..<1; helps shallow nets, docs/SPINR.md)",
+    )
+    p.add_argument(
+        "--dropout", type=float, default=None, help="SPINR: neuron dropout while training (0..<0.5)"
+    )
+    p.add_argument(
+        "--qat",
+        type=float,
+        default=None,
+        help="share of each stage's last steps trained through the quantizer (0..1; helps at low --bits)",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
 
 
 def config_from_args(args: argparse.Namespace) -> EncodeConfig:
-    cfg = preset(args.preset)
-    if args.model is not None:
-        cfg.model.name = args.model
-        if args.model != "spinr":
-            cfg.model.options.pop("head", None)
-    for attr, section, field in [
-        ("width", "model", "width"),
-        ("depth", "model", "hidden_layers"),
-        ("steps", "train", "steps"),
-        ("lr", "train", "lr"),
-        ("batch_pixels", "train", "batch_pixels"),
-        ("seed", "train", "seed"),
-        ("device", "train", "device"),
-        ("bits", "quant", "bits"),
-    ]:
-        value = getattr(args, attr, None)
-        if value is not None:
-            setattr(getattr(cfg, section), field, value)
-    if getattr(args, "per_channel", False):
-        cfg.quant.per_channel = True
-    if getattr(args, "head", None) is not None:
-        if cfg.model.name != "spinr":
-            raise ConfigError(f"--head applies to the spinr model only, not {cfg.model.name!r}")
-        cfg.model.options["head"] = args.head
-    return cfg.validate()
+    try:
+        return apply_overrides(preset(args.preset), vars(args))
+    except ConfigError as exc:
+        # Name the flag: the shared message says "joint applies ...", the user typed --joint.
+        msg = str(exc)
+        for key in SPINR_OPTIONS:
+            if msg.startswith(f"{key} applies"):
+                raise ConfigError("--" + msg) from None
+        raise
 
 
 def _encode(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from codec.config import QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
 from codec.errors import Cancelled, TrainingDiverged
-from codec.models.base import INR
+from codec.models.base import INR, Stage
 
 
 @dataclass
@@ -94,6 +94,51 @@ def quantize_in_place(params: list[torch.Tensor], quant: QuantConfig) -> None:
         p.copy_(torch.from_numpy(q.dequantize()).to(p.device))
 
 
+def fake_quantize(p: torch.Tensor, quant: QuantConfig) -> torch.Tensor:
+    """``codec.quant.quantize`` then dequantize, in torch on the tensor's device (min/max affine)."""
+    levels = (1 << quant.bits) - 1
+    rows = p.reshape(p.shape[0], -1) if quant.per_channel and p.ndim >= 2 else p.reshape(1, -1)
+    lo = rows.min(dim=1, keepdim=True).values
+    scale = (rows.max(dim=1, keepdim=True).values - lo) / levels
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.clamp(torch.round((rows - lo) / scale), 0, levels)
+    return (lo + q * scale).reshape(p.shape)
+
+
+def quantized_loss(
+    model: INR,
+    stage: Stage,
+    weights: list[torch.Tensor],
+    quant: QuantConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> float:
+    """The stage's loss with its parameters set to the quantized ``weights`` (parameters left unchanged)."""
+    current = [p.detach().clone() for p in stage.params]
+    model.eval()
+    with torch.no_grad():
+        for p, w in zip(stage.params, weights, strict=True):
+            p.copy_(fake_quantize(w, quant))
+        value = float(stage_loss(model, stage, x, y))
+    copy_into(stage.params, current)
+    return value
+
+
+def stage_loss(model: INR, stage: Stage, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the stage's prefix, or the weighted geometric mean over its exits."""
+    if not stage.exits:
+        return torch.mean((model(x, stage.depth) - y) ** 2)
+    depths = [d for d, _ in stage.exits]
+    total = sum(w for _, w in stage.exits)
+    outs = model.forward_exits(x, depths)
+    # Weighted geometric mean of the prefixes' MSEs, i.e. their mean PSNR: every prefix counts by its
+    # relative improvement, so the coarse early prefixes' large errors cannot drown the deep ones.
+    logs = [
+        w / total * torch.log(torch.mean((o - y) ** 2)) for o, (_, w) in zip(outs, stage.exits, strict=True)
+    ]
+    return torch.exp(sum(logs))
+
+
 def loss_to_psnr(loss: float) -> float:
     # Targets live in [-1, 1]: MSE on [0, 1] is loss / 4.
     return math.inf if loss <= 0 else 10.0 * math.log10(4.0 / loss)
@@ -162,7 +207,7 @@ def fit(
             stage.on_start()
         for p in stage.params:
             p.requires_grad_(True)
-        lr = base_lr
+        lr = base_lr * stage.lr_scale
         opt = torch.optim.Adam(stage.params, lr=lr)
         best_loss = math.inf
         best = [p.detach().clone() for p in stage.params]
@@ -172,10 +217,11 @@ def fit(
             with torch.no_grad():
                 stage.pass_through()
                 best = [p.detach().clone() for p in stage.params]
-                best_loss = float(torch.mean((model(coords, stage.depth) - target) ** 2))
+                best_loss = float(stage_loss(model, stage, coords, target))
             copy_into(stage.params, start_weights)
         restarts = 0
         seen_best = math.inf
+        qat_from = n_steps - int(round(cfg.qat * n_steps)) if quant is not None else n_steps
         for step in range(n_steps):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("training was cancelled")
@@ -189,7 +235,18 @@ def fit(
             else:
                 x, y = coords, target
             opt.zero_grad(set_to_none=True)
-            loss = torch.mean((model(x, stage.depth) - y) ** 2)
+            if step == qat_from and math.isfinite(best_loss):
+                # From here losses are measured at quantized weights: judge the kept weights that way too.
+                best_loss = quantized_loss(model, stage, best, quant, coords, target)
+            model.train()
+            floats = None
+            if step >= qat_from:
+                # Straight-through: loss and gradient at the quantized weights, the step on the floats.
+                floats = [p.detach().clone() for p in stage.params]
+                with torch.no_grad():
+                    for p in stage.params:
+                        p.copy_(fake_quantize(p, quant))
+            loss = stage_loss(model, stage, x, y)
             value = float(loss.detach())
             history.append(value)
             # Judged against what this stage's own steps reached, not the pass-through's loss: a fresh
@@ -219,8 +276,10 @@ def fit(
                 continue
             if value < best_loss:
                 best_loss = value
-                copy_into(best, stage.params)
+                copy_into(best, stage.params if floats is None else floats)
             loss.backward()
+            if floats is not None:
+                copy_into(stage.params, floats)  # after backward: autograd saved the quantized values
             opt.step()
             done += 1
             if step % progress_every == 0 or step == n_steps - 1:
@@ -230,6 +289,7 @@ def fit(
                 f"{stage.name}: no finite loss in {n_steps} steps at learning rate {base_lr:g}; try a lower --lr"
             )
         copy_into(stage.params, best)
+        model.eval()
         with torch.no_grad():
             if quant is not None and len(stages) > 1:
                 quantize_in_place(stage.params, quant)
@@ -239,6 +299,12 @@ def fit(
         for p in stage.params:
             p.requires_grad_(False)
         report(si, full, "stage_done", psnr=stage_psnr[-1])
+    if any(s.exits for s in stages):
+        # A joint phase revised earlier stages' weights: judge every prefix again at the kept weights.
+        with torch.no_grad():
+            stage_psnr = [
+                loss_to_psnr(float(torch.mean((model(coords, d) - target) ** 2))) for d in range(model.depths)
+            ]
     for p in model.parameters():
         p.requires_grad_(True)
     model.to("cpu")

@@ -36,12 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile",
         choices=sorted(PROFILES),
         default="quick",
-        help="quick: crops, few seeds and steps (CPU minutes); paper: the study's setting (GPU)",
+        help="quick: crops, few seeds and steps (CPU minutes); paper: the study's setting (GPU); "
+        "mini: the paper profile at 1/4 scale (images 1/4 per side, widths 1/4; CPU)",
     )
     parser.add_argument("--images", type=int, help="use the first N images (0 = all)")
     parser.add_argument("--seeds", type=int, help="seeds per configuration")
     parser.add_argument("--steps", type=int, help="training steps per fit")
     parser.add_argument("--crop", type=int, help="centre crop side in pixels (0 = full image)")
+    parser.add_argument("--downscale", type=int, help="shrink images by this integer factor first (1 = none)")
     parser.add_argument("--trials", type=int, help="random draws per lost-neuron count")
     parser.add_argument("--width-scale", type=float, help="multiply every model width (paper profile: 1)")
     parser.add_argument("--models", nargs="+", help="restrict to these models / variants")

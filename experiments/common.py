@@ -35,6 +35,15 @@ STUDY_SIZES: dict[str, dict[str, tuple[int, int]]] = {
 }
 
 
+STUDY_OPTIONS: dict[str, dict[str, Any]] = {
+    # At the study's shallow 128 x 4 size a joint phase over the last 85 % of the steps lifts SPINR
+    # past SIREN (docs/SPINR.md, "Joint phase"); a variant's own options override these.
+    "spinr": {"joint": 0.85},
+}
+SPINR_PAPER: dict[str, Any] = {"head": "shared", "residual": False, "joint": 0.0}
+"""The study's own SPINR recipe: one shared readout, a plain chain, stages only."""
+
+
 @dataclass
 class Profile:
     """How big a run is."""
@@ -50,19 +59,39 @@ class Profile:
     """Multiplies every model width (the paper profile uses 1: the study's sizes)."""
     trials: int = 3
     """Random draws per lost-neuron count."""
+    downscale: int = 1
+    """Shrink every image by this integer factor (box filter) before cropping. With ``width_scale`` =
+    1/downscale the model keeps the study's parameters per pixel (and so its bits per pixel): a
+    miniature of the paper profile that a CPU can run."""
+    mtu_scale: float = 1.0
+    """Multiplies the loss experiment's MTU, so a miniature splits each layer into as many datagrams
+    as the full-size model does."""
 
 
 PROFILES = {
     "tiny": Profile("tiny", seeds=2, steps=30, crop=32, images=2, width_scale=0.125, trials=2),
     "quick": Profile("quick", seeds=3, steps=300, crop=64, images=2, width_scale=0.25, trials=3),
     "paper": Profile("paper", seeds=10, steps=2000, crop=0, images=0, width_scale=1.0, trials=5),
+    # The paper profile at 1/4 scale in each direction: images 1/16 the pixels, widths 1/4 (hidden
+    # layers ~1/16 the weights), the same 2000 steps. CPU: ~15 s per fit on Set14.
+    "mini": Profile(
+        "mini",
+        seeds=3,
+        steps=2000,
+        crop=0,
+        images=0,
+        width_scale=0.25,
+        trials=8,
+        downscale=4,
+        mtu_scale=1 / 16,
+    ),
 }
 
 
 def profile_from_args(args: Any) -> Profile:
     base = PROFILES[args.profile]
     p = Profile(**{**base.__dict__})
-    for key in ("seeds", "steps", "images", "crop", "trials"):
+    for key in ("seeds", "steps", "images", "crop", "trials", "downscale"):
         value = getattr(args, key, None)
         if value is not None:
             setattr(p, key, value)
@@ -70,6 +99,8 @@ def profile_from_args(args: Any) -> Profile:
         p.width_scale = args.width_scale
     if p.seeds < 1 or p.steps < 1:
         raise ConfigError(f"--seeds {p.seeds} and --steps {p.steps} must both be >= 1")
+    if not 1 <= p.downscale <= 64:
+        raise ConfigError(f"--downscale {p.downscale} is out of range: allowed 1..64")
     return p
 
 
@@ -86,6 +117,17 @@ def center_crop(img: np.ndarray, side: int) -> np.ndarray:
     return np.ascontiguousarray(img[top : top + s, left : left + s])
 
 
+def downscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Shrink by an integer factor with a box filter (each output pixel the mean of factor² inputs)."""
+    if factor <= 1:
+        return img
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    size = (max(1, w // factor), max(1, h // factor))
+    return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX))
+
+
 def load_dataset(folder: str | Path, profile: Profile) -> list[tuple[str, np.ndarray]]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -95,7 +137,7 @@ def load_dataset(folder: str | Path, profile: Profile) -> list[tuple[str, np.nda
         raise ConfigError(f"--dataset {str(folder)!r} holds no .png files")
     if profile.images:
         files = files[: profile.images]
-    return [(f.stem, center_crop(load_image(f), profile.crop)) for f in files]
+    return [(f.stem, center_crop(downscale(load_image(f), profile.downscale), profile.crop)) for f in files]
 
 
 class Progress:
@@ -150,19 +192,28 @@ def fit_image(
     lr: float | None = None,
     bits: int = 8,
     per_channel: bool = False,
+    width_scale: float = 1.0,
 ) -> Fit:
+    """Encode ``image`` with the study's options for ``model`` (``options`` override them).
+
+    ``width_scale`` is the profile's: FourierNet's mapping size shrinks with the widths, so a
+    miniature keeps the study's share of parameters in the input layer."""
     from codec.config import EncodeConfig, ModelSpec, QuantConfig, TrainConfig
     from codec.decoder import ProgressiveDecoder
     from codec.encode import encode_image
 
-    options = dict(options or {})
+    options = {**STUDY_OPTIONS.get(model, {}), **(options or {})}
     if device.startswith("cuda"):
         import torch
 
         # TF32 matmuls: ~5x faster fits on the H200 (measured), well below the PSNR noise across seeds.
         torch.backends.cuda.matmul.allow_tf32 = True
     if model == "fourier":
+        from codec.models.fourier import FourierOptions
+
         options.setdefault("b_seed", seed)
+        if width_scale != 1.0:
+            options.setdefault("mapping_size", max(8, round(FourierOptions().mapping_size * width_scale)))
     cfg = EncodeConfig(
         ModelSpec(model, width, hidden_layers, options),
         TrainConfig(steps=steps, lr=lr, seed=seed, device=device),

@@ -93,7 +93,7 @@ def options_from_args(args: Any, profile: Profile) -> Options:
     if not 1 <= seeds <= MAX_CHANNEL_SEEDS:
         raise ConfigError(f"--channel-seeds {seeds} is out of range: allowed 1..{MAX_CHANNEL_SEEDS}")
     mtu = getattr(args, "mtu", None)
-    mtu = 1200 if mtu is None else mtu
+    mtu = max(16, round(1200 * profile.mtu_scale)) if mtu is None else mtu
     if mtu != 0 and not 16 <= mtu <= 65535:
         raise ConfigError(f"--mtu {mtu} is out of range: allowed 0 (no fragmentation) or 16..65535")
     protection = list(getattr(args, "protection", None) or DEFAULT_PROTECTION)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from experiments.common import (
+    SPINR_PAPER,
     STUDY_SIZES,
     Profile,
     fit_image,
@@ -61,6 +62,7 @@ def job(j: dict[str, Any]) -> dict[str, Any]:
         j["device"],
         j["options"],
         bits=j["bits"],
+        width_scale=j.get("scale", 1.0),
     )
     return {
         "image": j["image_name"],
@@ -87,7 +89,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
     for seed in range(profile.seeds):
         for label, size in rows:
             model = label.split("-")[0]
-            options = {"head": "shared", "residual": False} if label == "spinr-paper" else {}
+            options = SPINR_PAPER if label == "spinr-paper" else {}
             w, h = STUDY_SIZES[model][size]
             for name, img in images:
                 jobs.append(
@@ -98,6 +100,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
                         "label": label,
                         "size": size,
                         "width": scaled(w, profile),
+                        "scale": profile.width_scale,
                         "hidden": h,
                         "seed": seed,
                         "steps": profile.steps,

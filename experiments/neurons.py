@@ -9,6 +9,11 @@ outputs act(0) = 0, i.e. the same as zeroing its outgoing weights; in SPINR's re
 neuron (it is regenerated from the header). Neurons are drawn uniformly without replacement from all
 hidden neurons with numpy's PCG64 seeded by (seed, trial); each count is averaged over ``--trials`` draws.
 Evaluated on the torch model rebuilt from the bitstream's dequantized weights (8-bit).
+
+With a width scale s < 1 (the ``mini`` profile) the network has s times the study's hidden neurons, so
+L@k loses k * s neurons *in expectation*, the paper's fraction: each draw loses floor(k * s) or one more,
+the larger count in round(frac(k * s) * trials) of the draws (e.g. L@5 at s = 1/4 with 8 draws: six
+draws lose 1 neuron and two lose 2).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from experiments.common import (
+    SPINR_PAPER,
     STUDY_SIZES,
     Profile,
     fit_image,
@@ -39,7 +45,8 @@ VARIANTS = {
     "fourier": ("fourier", {}),
     "siren": ("siren", {}),
     "spinr": ("spinr", {}),
-    "spinr-paper": ("spinr", {"head": "shared", "residual": False}),
+    "spinr-robust": ("spinr", {"dropout": 0.01}),
+    "spinr-paper": ("spinr", SPINR_PAPER),
 }
 PAPER = {
     "fourier": (66.30, 29.80, 23.12, 20.24),
@@ -78,13 +85,29 @@ def lose_neurons(model: Any, count: int, rng: np.random.Generator) -> list[tuple
     return lost
 
 
+def draw_count(k: int, scale: float, trial: int, trials: int) -> int:
+    """Neurons the given draw loses so that ``trials`` draws lose ``k * scale`` on average."""
+    c = k * scale
+    low = int(np.floor(c + 1e-9))
+    return low + int(trial < round((c - low) * trials))
+
+
 def job(j: dict[str, Any]) -> list[dict[str, Any]]:
     from codec.metrics import psnr
 
     img = j["image"]
     model, options = VARIANTS[j["label"]]
     f = fit_image(
-        img, model, j["width"], j["hidden"], j["seed"], j["steps"], j["device"], options, bits=j["bits"]
+        img,
+        model,
+        j["width"],
+        j["hidden"],
+        j["seed"],
+        j["steps"],
+        j["device"],
+        options,
+        bits=j["bits"],
+        width_scale=j.get("scale", 1.0),
     )
     base = received_model(f, j["device"])
     h, w = img.shape[:2]
@@ -94,7 +117,8 @@ def job(j: dict[str, Any]) -> list[dict[str, Any]]:
     for count in j["counts"]:
         for trial in range(j["trials"]):
             base.load_state_dict(state)
-            lost = lose_neurons(base, count, np.random.Generator(np.random.PCG64([j["seed"], trial, count])))
+            n = draw_count(count, j.get("scale", 1.0), trial, j["trials"])
+            lost = lose_neurons(base, n, np.random.Generator(np.random.PCG64([j["seed"], trial, count])))
             rows.append(
                 {
                     "image": j["image_name"],
@@ -134,6 +158,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
                         "bits": args.bits,
                         "counts": COUNTS,
                         "trials": profile.trials,
+                        "scale": profile.width_scale,
                     }
                 )
     rows = [
@@ -177,8 +202,15 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
     )
     md += (
         f"\nProfile {profile.name}: {len(images)} image(s), {profile.seeds} seed(s), {profile.steps} steps, "
-        f"{profile.trials} draws per count. L@k on the {args.bits}-bit received weights. spinr = per-stage heads + "
-        "residual (codec default); spinr-paper = shared head, plain chain (the study's).\n"
+        f"{profile.trials} draws per count. L@k on the {args.bits}-bit received weights"
+        + (
+            f"; widths x{profile.width_scale:g}, so L@k loses k x {profile.width_scale:g} neurons on average"
+            if profile.width_scale != 1.0
+            else ""
+        )
+        + ". spinr = per-stage heads + residual trunk + joint phase (the study recipe, docs/SPINR.md); "
+        "spinr-robust = the same trained with 1 % neuron dropout; spinr-paper = shared head, plain chain, "
+        "stages only (the study's).\n"
     )
     write_md(out / "neurons.md", "Tables 2/3: lost neurons", md)
     pyplot = plt()

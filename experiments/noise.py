@@ -55,7 +55,15 @@ def job(j: dict[str, Any]) -> dict[str, Any]:
 
     img = j["image"]
     f = fit_image(
-        img, j["model"], j["width"], j["hidden"], j["seed"], j["steps"], j["device"], bits=j["bits"]
+        img,
+        j["model"],
+        j["width"],
+        j["hidden"],
+        j["seed"],
+        j["steps"],
+        j["device"],
+        bits=j["bits"],
+        width_scale=j.get("scale", 1.0),
     )
     m = received_model(f, j["device"])
     state = {k: v.clone() for k, v in m.state_dict().items()}
@@ -99,6 +107,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
                 "image_name": name,
                 "model": model,
                 "width": scaled(w, profile),
+                "scale": profile.width_scale,
                 "hidden": h,
                 "seed": seed,
                 "steps": profile.steps,

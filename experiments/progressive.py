@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from experiments.common import (
+    SPINR_PAPER,
     STUDY_SIZES,
     Profile,
     fit_image,
@@ -21,7 +22,7 @@ from experiments.common import (
     write_md,
 )
 
-VARIANTS = {"spinr": {}, "spinr-paper": {"head": "shared", "residual": False}}
+VARIANTS = {"spinr": {}, "spinr-paper": SPINR_PAPER}
 
 
 def job(j: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,17 @@ def requantize(fit: Any, bits: int, image: np.ndarray) -> tuple[int, float]:
 
 def job(j: dict[str, Any]) -> list[dict[str, Any]]:
     img = j["image"]
-    f = fit_image(img, j["model"], j["width"], j["hidden"], j["seed"], j["steps"], j["device"], bits=16)
+    f = fit_image(
+        img,
+        j["model"],
+        j["width"],
+        j["hidden"],
+        j["seed"],
+        j["steps"],
+        j["device"],
+        bits=16,
+        width_scale=j.get("scale", 1.0),
+    )
     rows = []
     for bits in j["bits"]:
         size, p = requantize(f, bits, img)
@@ -105,6 +115,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
             "image_name": name,
             "model": m,
             "width": w,
+            "scale": profile.width_scale,
             "hidden": hidden,
             "seed": seed,
             "steps": profile.steps,

@@ -27,7 +27,15 @@ DEPTH_FACTORS = (0.5, 1.0, 2.0)
 
 def job(j: dict[str, Any]) -> dict[str, Any]:
     f = fit_image(
-        j["image"], j["model"], j["width"], j["hidden"], j["seed"], j["steps"], j["device"], lr=j["lr"]
+        j["image"],
+        j["model"],
+        j["width"],
+        j["hidden"],
+        j["seed"],
+        j["steps"],
+        j["device"],
+        lr=j["lr"],
+        width_scale=j.get("scale", 1.0),
     )
     return {
         "image": j["image_name"],
@@ -66,6 +74,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
                             "axis": axis,
                             "value": value,
                             "width": w,
+                            "scale": profile.width_scale,
                             "hidden": h,
                             "lr": lr,
                             "seed": seed,

@@ -24,8 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from codec.config import EncodeConfig, preset
-from codec.errors import ConfigError
+from codec.config import EncodeConfig, apply_overrides, preset
 from server.settings import Settings
 from server.states import IllegalTransition, JobState
 from server.store import QueueFull, Store
@@ -42,28 +41,7 @@ CANCEL_GRACE = 30.0
 
 def encode_config(options: dict[str, Any], device: str) -> EncodeConfig:
     """A job's options (already range-checked by the API) -> a validated EncodeConfig."""
-    cfg = preset(options.get("preset", "quick"))
-    model = options.get("model")
-    if model is not None:
-        cfg.model.name = model
-        if model != "spinr":
-            cfg.model.options.pop("head", None)
-    for key, section, attr in [
-        ("width", "model", "width"),
-        ("depth", "model", "hidden_layers"),
-        ("steps", "train", "steps"),
-        ("lr", "train", "lr"),
-        ("seed", "train", "seed"),
-        ("bits", "quant", "bits"),
-    ]:
-        if options.get(key) is not None:
-            setattr(getattr(cfg, section), attr, options[key])
-    if options.get("head") is not None:
-        if cfg.model.name != "spinr":
-            raise ConfigError(f"head applies to the spinr model only, not {cfg.model.name!r}")
-        cfg.model.options["head"] = options["head"]
-    cfg.train.device = device
-    return cfg.validate()
+    return apply_overrides(preset(options.get("preset", "quick")), {**options, "device": device})
 
 
 # -- worker process -----------------------------------------------------------------------------

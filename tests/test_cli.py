@@ -41,6 +41,43 @@ def test_encode_json(files: dict[str, Path], capsys: pytest.CaptureFixture[str])
     assert 10.0 < info["psnr"] < 60.0
 
 
+def test_encode_recipe_flags_reach_the_model(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = files["dir"] / "joint.spnr"
+    argv = ["encode", str(files["image"]), "-o", str(out), *FAST, "--joint", "0.5", "--dropout", "0.01"]
+    info = run_json(capsys, [*argv, "--qat", "0.2", "--bits", "6", "--json"])
+    # The joint phase re-measures every prefix: one PSNR per stage, all of them decodable.
+    assert len(info["stage_psnr"]) == 3 and all(p > 10.0 for p in info["stage_psnr"])
+    assert run_json(capsys, ["info", str(out), "--json"])["model"] == "spinr"
+    # Another model than the preset's drops the preset's SPINR options instead of failing on them.
+    siren = files["dir"] / "siren.spnr"
+    assert (
+        main(
+            [
+                "encode",
+                str(files["image"]),
+                "-o",
+                str(siren),
+                "--preset",
+                "quick",
+                "--model",
+                "siren",
+                "--steps",
+                "5",
+                "--width",
+                "8",
+                "--depth",
+                "1",
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
+
+
 def test_decode_info_eval(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     png = files["dir"] / "out.png"
     d = run_json(capsys, ["decode", str(files["stream"]), "-o", str(png), "--layers", "2", "--json"])
@@ -78,6 +115,13 @@ def test_decode_info_eval(files: dict[str, Path], capsys: pytest.CaptureFixture[
         (["decode", "{stream}", "-o", "{dir}/x.png", "--layers", "9"], "--layers 9 is out of range"),
         (["decode", "{stream}", "-o", "{dir}/x.png", "--size", "12"], "is not of the form WIDTHxHEIGHT"),
         (["eval", "{stream}", "{dir}/missing.png"], "does not exist"),
+        (
+            ["encode", "{image}", "-o", "{dir}/x.spnr", "--model", "siren", "--joint", "0.5"],
+            "--joint applies to the spinr model only, not 'siren'",
+        ),
+        (["encode", "{image}", "-o", "{dir}/x.spnr", "--joint", "1"], "joint 1.0 is out of range"),
+        (["encode", "{image}", "-o", "{dir}/x.spnr", "--dropout", "0.7"], "dropout 0.7 is out of range"),
+        (["encode", "{image}", "-o", "{dir}/x.spnr", "--qat", "2"], "qat 2.0 is out of range"),
     ],
 )
 def test_bad_input_gives_one_line_error(

@@ -13,6 +13,7 @@ from PIL import Image
 
 from experiments import cli
 from experiments.codecs import at_bpp, bd_rate
+from experiments.neurons import draw_count
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,9 @@ def test_neurons_counts_and_losses(dataset: Path, tmp_path: Path) -> None:
     s = run("neurons", dataset, tmp_path, "--models", "siren", "spinr-paper")
     rows = s["_rows"]
     assert {int(r["lost"]) for r in rows} == {1, 5, 10}
-    assert all(int(r["lost_count"]) == int(r["lost"]) for r in rows)
+    # The tiny profile's widths are x0.125: each draw loses the paper's *fraction* of the neurons.
+    assert all(int(r["lost_count"]) == draw_count(int(r["lost"]), 0.125, int(r["trial"]), 2) for r in rows)
+    assert {int(r["lost_count"]) for r in rows if int(r["lost"]) == 10} == {1}
     for model in ("siren", "spinr-paper"):
         for c in (1, 5, 10):
             rs = [r for r in rows if r["model"] == model and int(r["lost"]) == c]
@@ -80,6 +83,14 @@ def test_neurons_counts_and_losses(dataset: Path, tmp_path: Path) -> None:
             intact = np.mean([float(r["psnr_intact"]) for r in rs])
             assert lost <= intact + 0.05
     assert set(s["summary"]) == {"siren", "spinr-paper"}
+
+
+@pytest.mark.parametrize(("k", "mean"), [(1, 0.25), (5, 1.25), (10, 2.5)])
+def test_draw_count_loses_the_papers_fraction_on_average(k: int, mean: float) -> None:
+    counts = [draw_count(k, 0.25, t, 8) for t in range(8)]
+    assert sum(counts) / 8 == mean
+    assert max(counts) - min(counts) <= 1
+    assert [draw_count(k, 1.0, t, 5) for t in range(5)] == [k] * 5
 
 
 def test_lose_neurons_zeroes_exactly_the_requested_rows() -> None:

@@ -73,3 +73,85 @@ def test_a_stage_never_leaves_the_picture_worse(photo_crop: np.ndarray) -> None:
     for k, (before, after) in enumerate(zip(r.stage_psnr, r.stage_psnr[1:], strict=False), start=1):
         if after == before:
             assert float(m.hidden[k - 1].linear.weight.detach().abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("bits", [2, 5, 8])
+def test_fake_quantize_matches_the_codec_quantizer(bits: int, per_channel: bool) -> None:
+    import torch
+
+    from codec.config import QuantConfig
+    from codec.quant import quantize
+    from codec.train import fake_quantize
+
+    w = np.random.default_rng(bits).normal(size=(12, 7)).astype(np.float32)
+    want = quantize("w", w, bits, per_channel).dequantize()
+    got = fake_quantize(torch.from_numpy(w), QuantConfig(bits, per_channel)).numpy()
+    step = (w.max() - w.min()) / ((1 << bits) - 1)
+    assert np.abs(got - want).max() < 1e-5 * max(1.0, step)
+    # Quantizing what it returns changes nothing (the trainer's final quantization is a no-op on it).
+    again = fake_quantize(torch.from_numpy(got), QuantConfig(bits, per_channel)).numpy()
+    assert np.abs(again - got).max() < 1e-5
+
+
+def test_quantization_aware_steps_keep_more_of_a_coarse_quantization(photo_crop: np.ndarray) -> None:
+    from codec.config import EncodeConfig, ModelSpec, QuantConfig
+    from codec.encode import encode_image
+
+    def encode(qat: float) -> tuple[float, float]:
+        cfg = EncodeConfig(
+            ModelSpec("siren", 32, 4),
+            TrainConfig(steps=300, lr=3e-4, device="cpu", qat=qat),
+            QuantConfig(bits=5),
+        )
+        r = encode_image(photo_crop, cfg)
+        return r.psnr, r.float_psnr
+
+    plain, plain_float = encode(0.0)
+    aware, _ = encode(0.5)
+    # 5 bits costs the plain fit many dB (measured ~10); training through the quantizer wins much back (~5).
+    assert plain < plain_float - 4.0
+    assert aware > plain + 2.5, (plain, aware)
+
+
+def test_spinr_joint_phase_lifts_every_prefix_and_keeps_them_decoding(photo_crop: np.ndarray) -> None:
+    plain = fit(build_model("spinr", 24, 3), photo_crop, TrainConfig(steps=300, lr=2e-3, device="cpu"))
+    m = build_model("spinr", 24, 3, {"joint": 0.6})
+    assert [s.name for s in m.stages()][-1] == "joint"
+    joint = fit(m, photo_crop, TrainConfig(steps=300, lr=2e-3, device="cpu"))
+    # Re-measured for every prefix after the joint phase moved the early layers.
+    assert len(joint.stage_psnr) == 4
+    assert joint.stage_psnr[-1] > plain.stage_psnr[-1] + 1.0, (plain.stage_psnr, joint.stage_psnr)
+    assert all(p > 15.0 for p in joint.stage_psnr)
+    assert joint.stage_psnr[-1] > joint.stage_psnr[0] + 1.0
+
+
+def test_spinr_dropout_silences_whole_neurons_only_while_training() -> None:
+    import torch
+
+    m = build_model("spinr", 16, 2, {"dropout": 0.3, "residual": False, "head": "shared"})
+    x = torch.rand(50, 2) * 2 - 1
+    torch.manual_seed(0)
+    m.train()
+    acts = [h for _, h in m._trunk(x, 2)]
+    for h in acts:
+        dead = (h == 0).all(dim=0)
+        assert 0 < int(dead.sum()) < 16  # some neurons silenced for every pixel, not all
+        assert bool(((h == 0) == dead).all())  # a neuron is either off everywhere or nowhere
+    m.eval()
+    assert all(int((h == 0).all(dim=0).sum()) == 0 for _, h in m._trunk(x, 2))
+
+
+@pytest.mark.parametrize("bad", [{"joint": 1.0}, {"joint": -0.1}, {"dropout": 0.5}])
+def test_spinr_rejects_out_of_range_recipe_options(bad: dict) -> None:
+    from codec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        build_model("spinr", 16, 2, bad)
+
+
+def test_qat_out_of_range_is_rejected() -> None:
+    from codec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="qat 1.5"):
+        TrainConfig(qat=1.5).validate()

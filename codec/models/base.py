@@ -31,6 +31,11 @@ class Stage:
     pass_through: Callable[[], None] | None = None
     """Sets the stage's parameters so the prefix decodes exactly the previous stage's picture; the
     trainer starts its 'best weights' there, so a stage can never leave the picture worse."""
+    lr_scale: float = 1.0
+    """Multiplies the run's learning rate for this stage."""
+    exits: tuple[tuple[int, float], ...] = ()
+    """(depth, weight) pairs: the loss is the weighted geometric mean of those prefixes' losses instead
+    of ``depth``'s alone (a joint phase that must keep every prefix decoding)."""
 
 
 class INR(nn.Module):
@@ -67,6 +72,10 @@ class INR(nn.Module):
     def depths(self) -> int:
         """How many prefix depths decode a picture (1 for a non-progressive model)."""
         return 1
+
+    def forward_exits(self, coords: torch.Tensor, depths: list[int]) -> list[torch.Tensor]:
+        """The outputs of several prefix depths; a progressive model overrides this to share the trunk."""
+        return [self(coords, d) for d in depths]
 
     # -- shared ---------------------------------------------------------------------------------
     def num_params(self) -> int:

@@ -14,6 +14,7 @@ See docs/SPINR.md for the measured comparison that picks the default.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,12 +44,27 @@ class SpinrOptions:
     """With ``residual``, a new hidden layer's initial weights are scaled by this (small: starts near the previous stage)."""
     stage0_weight: float = 2.0
     """Stage 0 gets this many times the steps of each later stage (it learns the input mapping every later stage builds on)."""
+    joint: float = 0.0
+    """Share of the step budget for a last phase that trains every layer and head at once on the
+    mean loss of all prefixes (every prefix keeps decoding; the deep ones catch up with SIREN)."""
+    joint_lr: float = 1.0
+    """The joint phase's learning rate as a multiple of the stages' (it moves a whole trained
+    network, where a stage moves one fresh layer)."""
+    dropout: float = 0.0
+    """While training, each hidden neuron is silenced for a whole step with this probability (the
+    same neurons for every pixel, as a lost neuron would be), so no picture hangs on one neuron."""
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ConfigError(f"SPINR head {self.head!r} is not one of {', '.join(HEADS)}")
         if not self.stage0_weight > 0:
             raise ConfigError(f"stage0_weight {self.stage0_weight} must be > 0")
+        if not 0.0 <= self.joint < 1.0:
+            raise ConfigError(f"SPINR joint {self.joint} is out of range: allowed 0 <= joint < 1")
+        if not 0.0 < self.joint_lr <= 10.0:
+            raise ConfigError(f"SPINR joint_lr {self.joint_lr} is out of range: allowed 0 < joint_lr <= 10")
+        if not 0.0 <= self.dropout < 0.5:
+            raise ConfigError(f"SPINR dropout {self.dropout} is out of range: allowed 0 <= dropout < 0.5")
 
 
 @register_model("spinr")
@@ -76,12 +92,30 @@ class Spinr(INR):
     def head(self, depth: int) -> nn.Linear:
         return self.heads[depth] if self.options.head == "per_stage" else self.heads[0]
 
+    def _drop(self, h: torch.Tensor) -> torch.Tensor:
+        # One mask per step over neurons, shared by all pixels: a lost neuron is lost everywhere.
+        if not (self.training and self.options.dropout > 0):
+            return h
+        keep = torch.rand(h.shape[-1], device=h.device) >= self.options.dropout
+        return h * keep.to(h.dtype)
+
+    def _trunk(self, coords: torch.Tensor, depth: int):  # noqa: ANN202
+        """Yields (k, h_k) for k = 0..depth: the activation each head k reads."""
+        h = self._drop(self.input(coords))
+        yield 0, h
+        for k, layer in enumerate(self.hidden[:depth], start=1):
+            update = self._drop(layer(h))
+            h = h + update if self.options.residual else update
+            yield k, h
+
     def forward(self, coords: torch.Tensor, depth: int | None = None) -> torch.Tensor:
         depth = self.hidden_layers if depth is None else depth
-        h = self.input(coords)
-        for layer in self.hidden[:depth]:
-            h = h + layer(h) if self.options.residual else layer(h)
+        ((_, h),) = deque(self._trunk(coords, depth), maxlen=1)  # the last activation only
         return self.head(depth)(h)
+
+    def forward_exits(self, coords: torch.Tensor, depths: list[int]) -> list[torch.Tensor]:
+        at = {k: h for k, h in self._trunk(coords, max(depths))}
+        return [self.head(d)(at[d]) for d in depths]
 
     def stages(self) -> list[Stage]:
         first = [*self.input.parameters(), *self.head(0).parameters()]
@@ -93,6 +127,21 @@ class Spinr(INR):
             stages.append(
                 Stage(
                     f"stage.{k}", params, k, on_start=self._stage_start(k), pass_through=self._pass_through(k)
+                )
+            )
+        if self.options.joint > 0:
+            # Its weight relative to the others gives it ``joint`` of the whole budget.
+            staged = sum(s.weight for s in stages)
+            weight = staged * self.options.joint / (1.0 - self.options.joint)
+            exits = tuple((d, 1.0) for d in range(self.depths))
+            stages.append(
+                Stage(
+                    "joint",
+                    list(self.parameters()),
+                    None,
+                    weight,
+                    lr_scale=self.options.joint_lr,
+                    exits=exits,
                 )
             )
         return stages

@@ -1,0 +1,38 @@
+"""``spinr bench``: each benchmark runs end to end at a tiny size and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from client.cli import main
+
+
+def test_spinr_recipes_bench_reports_every_recipe_against_siren(tmp_path: Path, capsys) -> None:
+    from benchmarks.recipes import LOST, RECIPES
+
+    argv = ["bench", "spinr-recipes", "--images", "1", "--crop", "24", "--width", "8", "--depth", "2"]
+    argv += ["--steps", "16", "--trials", "1", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "bench.json").read_text())["spinr_recipes"]
+    rows = {r["recipe"]: r for r in report["rows"]}
+    assert list(rows) == list(RECIPES)
+    assert rows["siren (reference)"]["time_vs_siren"] == 1.0
+    for name, (model, _) in RECIPES.items():
+        r = rows[name]
+        assert len(r["stage_psnr"]) == (3 if model == "spinr" else 1)
+        assert 5.0 < r["psnr"] < 60.0
+        assert all(math.isfinite(r[f"L@{c}"]) for c in LOST)
+        assert r["time_vs_siren"] > 0
+    table = (tmp_path / "spinr-recipes.md").read_text()
+    assert all(name in table for name in RECIPES)
+
+
+def test_decode_bench_writes_speed_ratios(tmp_path: Path, capsys) -> None:
+    assert main(["bench", "decode", "--size", "16", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "bench.json").read_text())["decode"]
+    numbers = [v for v in report.values() if isinstance(v, int | float)]
+    assert numbers and all(v > 0 for v in numbers)
