@@ -282,6 +282,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         seed: int | None = Form(None, ge=LIMITS["seed"][0], le=LIMITS["seed"][1]),
         lr: float | None = Form(None, gt=0, lt=1),
         head: str | None = Form(None, description="per_stage or shared (spinr only)"),
+        joint: float | None = Form(
+            None, ge=0, lt=1, description="share of steps for SPINR's joint phase (spinr only; docs/SPINR.md)"
+        ),
+        dropout: float | None = Form(
+            None, ge=0, lt=0.5, description="neuron dropout while training (spinr only)"
+        ),
+        qat: float | None = Form(
+            None, ge=0, le=1, description="share of steps trained through the quantizer"
+        ),
         preset: str | None = Form(None, description="starting configuration: tiny, quick or paper"),
         name: str | None = Form(None, max_length=200),
     ) -> JSONResponse:
@@ -312,6 +321,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "seed": seed,
                 "lr": lr,
                 "head": head,
+                "joint": joint,
+                "dropout": dropout,
+                "qat": qat,
             }.items()
             if v is not None
         }

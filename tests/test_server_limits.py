@@ -74,6 +74,9 @@ def test_decompression_bomb_is_422_without_decoding(server):
         ({"preset": "huge"}, "tiny"),
         ({"lr": 5}, "lr"),
         ({"model": "siren", "head": "shared"}, "head"),
+        ({"joint": 1}, "joint"),
+        ({"qat": -0.5}, "qat"),
+        ({"model": "siren", "joint": 0.5}, "joint applies to the spinr model only"),
     ],
 )
 def test_bad_options_are_422_naming_the_field(server, photo_crop, fields, needle):
