@@ -75,10 +75,20 @@ class QuantConfig:
     """Bits per weight, 2..16."""
     per_channel: bool = False
     """One scale and offset per output channel (row) instead of per tensor."""
+    precise_bits: int = 16
+    """Bits for the few tensors a model marks precise (``INR.precise()``: a SIREN's input layer, whose
+    quantization step ω0 = 30 turns into a phase error over the whole picture). A few hundred numbers:
+    16 bits for them costs a few hundred bytes and saves 2 dB or more (docs/SPINR.md)."""
 
     def validate(self) -> None:
         if not 2 <= self.bits <= 16:
             raise ConfigError(f"bits {self.bits} is out of range: allowed 2..16")
+        if not 2 <= self.precise_bits <= 16:
+            raise ConfigError(f"precise_bits {self.precise_bits} is out of range: allowed 2..16")
+
+    def bits_for(self, tensor: object, precise: set[int]) -> int:
+        """The bits of one tensor, given the ``id()`` of the model's precise tensors."""
+        return max(self.bits, self.precise_bits) if id(tensor) in precise else self.bits
 
 
 @dataclass

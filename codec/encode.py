@@ -68,12 +68,19 @@ def check_image(image: np.ndarray) -> None:
 def quantize_units(model: Any, qcfg: QuantConfig) -> tuple[list[UnitSpec], list[LayerUnit]]:
     """Quantize every unit of a torch model (its ``units()`` order) to integer codes."""
     specs, units = [], []
+    precise = model.precise_ids()
     for index, (name, tensors) in enumerate(model.units()):
-        arrays = [(tname, t.detach().cpu().numpy().astype(np.float32)) for tname, t in tensors]
-        specs.append(UnitSpec(name, tuple((tname, tuple(a.shape)) for tname, a in arrays)))
-        units.append(
-            LayerUnit(index, [quantize(tname, a, qcfg.bits, qcfg.per_channel) for tname, a in arrays])
-        )
+        specs.append(UnitSpec(name, tuple((tname, tuple(t.shape)) for tname, t in tensors)))
+        quantized = [
+            quantize(
+                tname,
+                t.detach().cpu().numpy().astype(np.float32),
+                qcfg.bits_for(t, precise),
+                qcfg.per_channel,
+            )
+            for tname, t in tensors
+        ]
+        units.append(LayerUnit(index, quantized))
     return specs, units
 
 

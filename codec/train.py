@@ -85,18 +85,21 @@ def copy_into(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
             d.copy_(s)
 
 
-def quantize_in_place(params: list[torch.Tensor], quant: QuantConfig) -> None:
+def quantize_in_place(params: list[torch.Tensor], quant: QuantConfig, precise: set[int]) -> None:
     """Replace weights by their dequantized codes (idempotent: quantizing them again gives the same codes)."""
     from codec.quant import quantize
 
     for p in params:
-        q = quantize("w", p.detach().cpu().numpy().astype(np.float32), quant.bits, quant.per_channel)
+        a = p.detach().cpu().numpy().astype(np.float32)
+        q = quantize("w", a, quant.bits_for(p, precise), quant.per_channel)
         p.copy_(torch.from_numpy(q.dequantize()).to(p.device))
 
 
-def fake_quantize(p: torch.Tensor, quant: QuantConfig) -> torch.Tensor:
-    """``codec.quant.quantize`` then dequantize, in torch on the tensor's device (min/max affine)."""
-    levels = (1 << quant.bits) - 1
+def fake_quantize(p: torch.Tensor, quant: QuantConfig, bits: int | None = None) -> torch.Tensor:
+    """``codec.quant.quantize`` then dequantize, in torch on the tensor's device (min/max affine).
+
+    ``bits`` overrides ``quant.bits`` (a precise tensor's)."""
+    levels = (1 << (quant.bits if bits is None else bits)) - 1
     rows = p.reshape(p.shape[0], -1) if quant.per_channel and p.ndim >= 2 else p.reshape(1, -1)
     lo = rows.min(dim=1, keepdim=True).values
     scale = (rows.max(dim=1, keepdim=True).values - lo) / levels
@@ -115,10 +118,11 @@ def quantized_loss(
 ) -> float:
     """The stage's loss with its parameters set to the quantized ``weights`` (parameters left unchanged)."""
     current = [p.detach().clone() for p in stage.params]
+    precise = model.precise_ids()
     model.eval()
     with torch.no_grad():
         for p, w in zip(stage.params, weights, strict=True):
-            p.copy_(fake_quantize(w, quant))
+            p.copy_(fake_quantize(w, quant, quant.bits_for(p, precise)))
         value = float(stage_loss(model, stage, x, y))
     copy_into(stage.params, current)
     return value
@@ -171,6 +175,7 @@ def fit(
     base_lr = cfg.lr if cfg.lr is not None else model.default_lr
 
     stages = model.stages()
+    precise = model.precise_ids()
     budget = split_steps(cfg.steps, [s.weight for s in stages])
     for p in model.parameters():
         p.requires_grad_(False)
@@ -245,7 +250,7 @@ def fit(
                 floats = [p.detach().clone() for p in stage.params]
                 with torch.no_grad():
                     for p in stage.params:
-                        p.copy_(fake_quantize(p, quant))
+                        p.copy_(fake_quantize(p, quant, quant.bits_for(p, precise)))
             loss = stage_loss(model, stage, x, y)
             value = float(loss.detach())
             history.append(value)
@@ -292,7 +297,7 @@ def fit(
         model.eval()
         with torch.no_grad():
             if quant is not None and len(stages) > 1:
-                quantize_in_place(stage.params, quant)
+                quantize_in_place(stage.params, quant, precise)
             # The kept weights are judged on the whole image, not the last batch.
             full = float(torch.mean((model(coords, stage.depth) - target) ** 2))
         stage_psnr.append(loss_to_psnr(full))

@@ -180,6 +180,10 @@ class Spinr(INR):
 
         return identity
 
+    def precise(self) -> list[torch.Tensor]:
+        # The sine input layer: omega_0 x its rounding error is a phase error over the whole picture.
+        return [self.input.linear.weight, self.input.linear.bias]
+
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         if self.options.head == "shared":
             ends = [("input", linear_tensors(self.input.linear)), ("output", linear_tensors(self.heads[0]))]
