@@ -67,6 +67,12 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, default=None, help="bits per weight, 2..16 (default 8)")
     p.add_argument("--per-channel", action="store_true", help="quantize each output channel on its own")
     p.add_argument(
+        "--precise-bits",
+        type=int,
+        default=None,
+        help="bits for the tensors the model marks precise, e.g. a sine input layer (default 16)",
+    )
+    p.add_argument(
         "--head", choices=["per_stage", "shared"], default=None, help="SPINR readout (default per_stage)"
     )
     p.add_argument(

@@ -137,6 +137,7 @@ OVERRIDES: dict[str, str] = {
     "device": "train.device",
     "qat": "train.qat",
     "bits": "quant.bits",
+    "precise_bits": "quant.precise_bits",
 }
 """User-facing option names (CLI flags, API form fields) -> the config field each sets."""
 SPINR_OPTIONS = ("head", "joint", "dropout")

@@ -122,6 +122,10 @@ def test_decode_info_eval(files: dict[str, Path], capsys: pytest.CaptureFixture[
         (["encode", "{image}", "-o", "{dir}/x.spnr", "--joint", "1"], "joint 1.0 is out of range"),
         (["encode", "{image}", "-o", "{dir}/x.spnr", "--dropout", "0.7"], "dropout 0.7 is out of range"),
         (["encode", "{image}", "-o", "{dir}/x.spnr", "--qat", "2"], "qat 2.0 is out of range"),
+        (
+            ["encode", "{image}", "-o", "{dir}/x.spnr", "--precise-bits", "1"],
+            "precise_bits 1 is out of range: allowed 2..16",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_error(
