@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+import httpx
 import numpy as np
 import pytest
 from _server import Server, png, poll
@@ -44,6 +45,26 @@ def test_request_body_far_over_the_limit_is_refused_before_reading(server):
         "/api/jobs", content=b"x" * 2_000_000, headers={"content-type": "multipart/form-data; boundary=b"}
     )
     assert r.status_code == 413 and "limited to" in r.json()["detail"]
+
+
+def test_chunked_upload_without_content_length_is_cut_off_at_the_limit(server):
+    def body():  # a generator: httpx sends it chunked, with no Content-Length to check up front
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n'
+        for _ in range(100):  # 100 x 64 KiB = 6.4 MB offered against a 100 kB limit
+            yield b"x" * 65536
+        yield b"\r\n--b--\r\n"  # (the limit is the upload limit plus 1 MiB for the form around it)
+
+    try:
+        r = server.http.post(
+            "/api/jobs", content=body(), headers={"content-type": "multipart/form-data; boundary=b"}
+        )
+    except httpx.TransportError:
+        # The server may close the connection while the client is still writing: also a refusal.
+        r = None
+    if r is not None:
+        assert "content-length" not in {k.lower() for k in r.request.headers}
+        assert r.status_code == 413 and "request body is over the limit of" in r.json()["detail"]
+    assert server.http.get("/health").status_code == 200  # the server is fine afterwards
 
 
 def test_not_an_image_is_415(server):
