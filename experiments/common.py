@@ -238,6 +238,15 @@ def fit_image(
     )
 
 
+def fit_for_job(j: dict[str, Any], **kw: Any) -> Fit:
+    """``fit_image`` on a job dict's common fields (image, model, width, hidden, seed, steps, device and the
+    profile's width ``scale``); ``kw`` adds or overrides keyword arguments (options, bits, lr, model)."""
+    args = {"model": j["model"], "device": j.get("device", "cpu"), "width_scale": j.get("scale", 1.0), **kw}
+    return fit_image(
+        j["image"], width=j["width"], hidden_layers=j["hidden"], seed=j["seed"], steps=j["steps"], **args
+    )
+
+
 def received_model(fit: Fit, device: str = "cpu"):  # noqa: ANN201
     """The torch model holding the bitstream's dequantized tensors (what the receiver has)."""
     import torch

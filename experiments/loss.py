@@ -44,7 +44,7 @@ from codec.errors import ConfigError
 from experiments.common import (
     STUDY_SIZES,
     Profile,
-    fit_image,
+    fit_for_job,
     markdown_table,
     plt,
     run_jobs,
@@ -124,7 +124,7 @@ def parse_protection(spec: str) -> tuple[str, str]:
 
 
 def fit_job(j: dict[str, Any]) -> dict[str, Any]:
-    f = fit_image(j["image"], j["model"], j["width"], j["hidden"], j["seed"], j["steps"], j["device"])
+    f = fit_for_job(j)
     # The header's meta holds the training wall time and the stream id is random: both change packet
     # sizes or bytes between identical encodes, and sizes drive fragmentation, the JPEG budget and its
     # cuts. Fixing them makes seeded runs byte-identical; neither affects decoding.

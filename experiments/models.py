@@ -11,7 +11,7 @@ from experiments.common import (
     SPINR_PAPER,
     STUDY_SIZES,
     Profile,
-    fit_image,
+    fit_for_job,
     fmt_ms,
     markdown_table,
     mean_std,
@@ -52,18 +52,7 @@ def stored_reals(bs: Any) -> int:
 
 
 def job(j: dict[str, Any]) -> dict[str, Any]:
-    f = fit_image(
-        j["image"],
-        j["model"],
-        j["width"],
-        j["hidden"],
-        j["seed"],
-        j["steps"],
-        j["device"],
-        j["options"],
-        bits=j["bits"],
-        width_scale=j.get("scale", 1.0),
-    )
+    f = fit_for_job(j, options=j["options"], bits=j["bits"])
     return {
         "image": j["image_name"],
         "model": j["label"],

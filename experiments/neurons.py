@@ -27,7 +27,7 @@ from experiments.common import (
     SPINR_PAPER,
     STUDY_SIZES,
     Profile,
-    fit_image,
+    fit_for_job,
     fmt_ms,
     markdown_table,
     mean_std,
@@ -97,18 +97,7 @@ def job(j: dict[str, Any]) -> list[dict[str, Any]]:
 
     img = j["image"]
     model, options = VARIANTS[j["label"]]
-    f = fit_image(
-        img,
-        model,
-        j["width"],
-        j["hidden"],
-        j["seed"],
-        j["steps"],
-        j["device"],
-        options,
-        bits=j["bits"],
-        width_scale=j.get("scale", 1.0),
-    )
+    f = fit_for_job(j, model=model, options=options, bits=j["bits"])
     base = received_model(f, j["device"])
     h, w = img.shape[:2]
     intact = psnr(render(base, w, h), img)

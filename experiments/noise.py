@@ -15,7 +15,7 @@ import numpy as np
 from experiments.common import (
     STUDY_SIZES,
     Profile,
-    fit_image,
+    fit_for_job,
     fmt_ms,
     markdown_table,
     mean_std,
@@ -54,17 +54,7 @@ def job(j: dict[str, Any]) -> dict[str, Any]:
     from codec.metrics import psnr
 
     img = j["image"]
-    f = fit_image(
-        img,
-        j["model"],
-        j["width"],
-        j["hidden"],
-        j["seed"],
-        j["steps"],
-        j["device"],
-        bits=j["bits"],
-        width_scale=j.get("scale", 1.0),
-    )
+    f = fit_for_job(j, bits=j["bits"])
     m = received_model(f, j["device"])
     state = {k: v.clone() for k, v in m.state_dict().items()}
     h, w = img.shape[:2]

@@ -11,7 +11,7 @@ from experiments.common import (
     SPINR_PAPER,
     STUDY_SIZES,
     Profile,
-    fit_image,
+    fit_for_job,
     fmt_ms,
     markdown_table,
     mean_std,
@@ -29,17 +29,7 @@ def job(j: dict[str, Any]) -> dict[str, Any]:
     from codec.decoder import ProgressiveDecoder
     from codec.metrics import psnr
 
-    f = fit_image(
-        j["image"],
-        "spinr",
-        j["width"],
-        j["hidden"],
-        j["seed"],
-        j["steps"],
-        j["device"],
-        VARIANTS[j["label"]],
-        bits=j["bits"],
-    )
+    f = fit_for_job(j, model="spinr", options=VARIANTS[j["label"]], bits=j["bits"])
     dec = ProgressiveDecoder.from_bitstream(f.bitstream)
     pics = [dec.decode(depth=d).rgb for d in range(dec.depths)]
     return {

@@ -16,7 +16,7 @@ import numpy as np
 from experiments.codecs import CODECS, at_bpp, bd_rate
 from experiments.common import (
     Profile,
-    fit_image,
+    fit_for_job,
     markdown_table,
     plt,
     received_model,
@@ -59,17 +59,7 @@ def requantize(fit: Any, bits: int, image: np.ndarray) -> tuple[int, float]:
 
 def job(j: dict[str, Any]) -> list[dict[str, Any]]:
     img = j["image"]
-    f = fit_image(
-        img,
-        j["model"],
-        j["width"],
-        j["hidden"],
-        j["seed"],
-        j["steps"],
-        j["device"],
-        bits=16,
-        width_scale=j.get("scale", 1.0),
-    )
+    f = fit_for_job(j, bits=16)
     rows = []
     for bits in j["bits"]:
         size, p = requantize(f, bits, img)

@@ -10,7 +10,7 @@ import numpy as np
 from experiments.common import (
     STUDY_SIZES,
     Profile,
-    fit_image,
+    fit_for_job,
     markdown_table,
     mean_std,
     plt,
@@ -26,17 +26,7 @@ DEPTH_FACTORS = (0.5, 1.0, 2.0)
 
 
 def job(j: dict[str, Any]) -> dict[str, Any]:
-    f = fit_image(
-        j["image"],
-        j["model"],
-        j["width"],
-        j["hidden"],
-        j["seed"],
-        j["steps"],
-        j["device"],
-        lr=j["lr"],
-        width_scale=j.get("scale", 1.0),
-    )
+    f = fit_for_job(j, lr=j["lr"])
     return {
         "image": j["image_name"],
         "model": j["model"],
