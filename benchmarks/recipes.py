@@ -27,9 +27,8 @@ LOST = (1, 2, 3)
 
 
 def recipe_job(j: dict[str, Any]) -> dict[str, Any]:
-    from codec.metrics import psnr
-    from experiments.common import fit_image, received_model, render
-    from experiments.neurons import lose_neurons
+    from experiments.common import fit_image, received_model
+    from experiments.neurons import psnr_after_loss
 
     model, options = RECIPES[j["recipe"]]
     img = j["image"]
@@ -42,15 +41,12 @@ def recipe_job(j: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     base = received_model(f)
     state = {k: v.clone() for k, v in base.state_dict().items()}
-    h, w = img.shape[:2]
-    lost = {}
-    for count in LOST:
-        values = []
-        for trial in range(j["trials"]):
-            base.load_state_dict(state)
-            lose_neurons(base, count, np.random.Generator(np.random.PCG64([j["seed"], trial, count])))
-            values.append(psnr(render(base, w, h), img))
-        lost[f"L@{count}"] = float(np.mean(values))
+    lost = {
+        f"L@{c}": float(
+            np.mean([psnr_after_loss(base, state, img, c, j["seed"], t, c)[0] for t in range(j["trials"])])
+        )
+        for c in LOST
+    }
     return {"recipe": j["recipe"], "psnr": f.psnr, "stage_psnr": f.stage_psnr, "seconds": seconds, **lost}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from codec.config import PRESETS, SPINR_OPTIONS, EncodeConfig, apply_overrides, preset
+from codec.config import PRESETS, EncodeConfig, apply_overrides, preset
 from codec.errors import ConfigError
 
 
@@ -96,15 +96,7 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EncodeConfig:
-    try:
-        return apply_overrides(preset(args.preset), vars(args))
-    except ConfigError as exc:
-        # Name the flag: the shared message says "joint applies ...", the user typed --joint.
-        msg = str(exc)
-        for key in SPINR_OPTIONS:
-            if msg.startswith(f"{key} applies"):
-                raise ConfigError("--" + msg) from None
-        raise
+    return apply_overrides(preset(args.preset), vars(args), lambda key: "--" + key.replace("_", "-"))
 
 
 def _encode(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,10 +145,13 @@ SPINR_OPTIONS = ("head", "joint", "dropout")
 """User-facing options that are SPINR model options."""
 
 
-def apply_overrides(cfg: EncodeConfig, values: dict[str, Any]) -> EncodeConfig:
+def apply_overrides(
+    cfg: EncodeConfig, values: dict[str, Any], label: Callable[[str], str] = str
+) -> EncodeConfig:
     """``cfg`` with a user's choices (None = keep) applied and validated; shared by the CLI and the API.
 
-    Choosing another model drops the preset's model options (they belong to the preset's model)."""
+    Choosing another model drops the preset's model options (they belong to the preset's model).
+    ``label`` names an option in errors as the user typed it (the CLI's ``--joint`` for ``joint``)."""
     model = values.get("model")
     if model is not None and model != cfg.model.name:
         cfg.model.name = model
@@ -161,7 +165,7 @@ def apply_overrides(cfg: EncodeConfig, values: dict[str, Any]) -> EncodeConfig:
     for key in SPINR_OPTIONS:
         if values.get(key) is not None:
             if cfg.model.name != "spinr":
-                raise ConfigError(f"{key} applies to the spinr model only, not {cfg.model.name!r}")
+                raise ConfigError(f"{label(key)} applies to the spinr model only, not {cfg.model.name!r}")
             cfg.model.options[key] = values[key]
     return cfg.validate()
 

@@ -108,21 +108,29 @@ def fake_quantize(p: torch.Tensor, quant: QuantConfig, bits: int | None = None) 
     return (lo + q * scale).reshape(p.shape)
 
 
+def load_quantized(
+    params: list[torch.Tensor], weights: list[torch.Tensor], quant: QuantConfig, precise: set[int]
+) -> None:
+    """Set ``params`` to the dequantized codes of ``weights`` (each at its own bits)."""
+    with torch.no_grad():
+        for p, w in zip(params, weights, strict=True):
+            p.copy_(fake_quantize(w, quant, quant.bits_for(p, precise)))
+
+
 def quantized_loss(
     model: INR,
     stage: Stage,
     weights: list[torch.Tensor],
     quant: QuantConfig,
+    precise: set[int],
     x: torch.Tensor,
     y: torch.Tensor,
 ) -> float:
     """The stage's loss with its parameters set to the quantized ``weights`` (parameters left unchanged)."""
     current = [p.detach().clone() for p in stage.params]
-    precise = model.precise_ids()
     model.eval()
+    load_quantized(stage.params, weights, quant, precise)
     with torch.no_grad():
-        for p, w in zip(stage.params, weights, strict=True):
-            p.copy_(fake_quantize(w, quant, quant.bits_for(p, precise)))
         value = float(stage_loss(model, stage, x, y))
     copy_into(stage.params, current)
     return value
@@ -242,15 +250,13 @@ def fit(
             opt.zero_grad(set_to_none=True)
             if step == qat_from and math.isfinite(best_loss):
                 # From here losses are measured at quantized weights: judge the kept weights that way too.
-                best_loss = quantized_loss(model, stage, best, quant, coords, target)
+                best_loss = quantized_loss(model, stage, best, quant, precise, coords, target)
             model.train()
             floats = None
             if step >= qat_from:
                 # Straight-through: loss and gradient at the quantized weights, the step on the floats.
                 floats = [p.detach().clone() for p in stage.params]
-                with torch.no_grad():
-                    for p in stage.params:
-                        p.copy_(fake_quantize(p, quant, quant.bits_for(p, precise)))
+                load_quantized(stage.params, floats, quant, precise)
             loss = stage_loss(model, stage, x, y)
             value = float(loss.detach())
             history.append(value)

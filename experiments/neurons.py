@@ -85,6 +85,19 @@ def lose_neurons(model: Any, count: int, rng: np.random.Generator) -> list[tuple
     return lost
 
 
+def psnr_after_loss(
+    model: Any, state: dict[str, Any], image: np.ndarray, count: int, seed: int, trial: int, key: int
+) -> tuple[float, int]:
+    """(PSNR, neurons lost) of ``model`` reset to ``state`` then losing ``count`` random neurons, drawn
+    from PCG64 seeded by (seed, trial, key); the model is left damaged (reset it before the next draw)."""
+    from codec.metrics import psnr
+
+    model.load_state_dict(state)
+    lost = lose_neurons(model, count, np.random.Generator(np.random.PCG64([seed, trial, key])))
+    h, w = image.shape[:2]
+    return psnr(render(model, w, h), image), len(lost)
+
+
 def draw_count(k: int, scale: float, trial: int, trials: int) -> int:
     """Neurons the given draw loses so that ``trials`` draws lose ``k * scale`` on average."""
     c = k * scale
@@ -105,9 +118,8 @@ def job(j: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for count in j["counts"]:
         for trial in range(j["trials"]):
-            base.load_state_dict(state)
             n = draw_count(count, j.get("scale", 1.0), trial, j["trials"])
-            lost = lose_neurons(base, n, np.random.Generator(np.random.PCG64([j["seed"], trial, count])))
+            lost_psnr, lost = psnr_after_loss(base, state, img, n, j["seed"], trial, count)
             rows.append(
                 {
                     "image": j["image_name"],
@@ -119,8 +131,8 @@ def job(j: dict[str, Any]) -> list[dict[str, Any]]:
                     "psnr_intact": intact,
                     "lost": count,
                     "trial": trial,
-                    "lost_count": len(lost),
-                    "psnr_lost": psnr(render(base, w, h), img),
+                    "lost_count": lost,
+                    "psnr_lost": lost_psnr,
                 }
             )
     return rows

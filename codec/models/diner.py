@@ -28,7 +28,7 @@ from torch import nn
 
 from codec.errors import ConfigError
 from codec.models.base import INR, register_model
-from codec.models.siren import SineLayer, chain_units, init_readout
+from codec.models.siren import SineLayer, chain_units, init_readout, sine_input_precise
 
 
 @dataclass
@@ -81,8 +81,7 @@ class Diner(INR):
         return self.output(h)
 
     def precise(self) -> list[torch.Tensor]:
-        # The sine input layer: omega_0 x its rounding error is a phase error over the whole picture.
-        return [self.input.linear.weight, self.input.linear.bias]
+        return sine_input_precise(self.input)
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         hidden = (layer.linear for layer in self.hidden)

@@ -31,7 +31,7 @@ from torch import nn
 
 from codec.errors import ConfigError
 from codec.models.base import INR, Stage, register_model
-from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors
+from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors, sine_input_precise
 
 HEADS = ("per_stage", "shared")
 
@@ -181,8 +181,7 @@ class Spinr(INR):
         return identity
 
     def precise(self) -> list[torch.Tensor]:
-        # The sine input layer: omega_0 x its rounding error is a phase error over the whole picture.
-        return [self.input.linear.weight, self.input.linear.bias]
+        return sine_input_precise(self.input)
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         if self.options.head == "shared":
