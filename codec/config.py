@@ -143,7 +143,7 @@ def _model_options() -> tuple[EncodeOption, ...]:
 
 
 ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
-    _core("model", "model.name", "choice", "model family: spinr (progressive), siren, or the study's zoo",
+    _core("model", "model.name", "choice", "model family; spinr decodes progressively, layer by layer",
           choices=tuple(MODEL_OPTIONS)),
     _core("width", "model.width", "int", "neurons per hidden layer", min=1, max=4096),
     _core("depth", "model.hidden_layers", "int", "hidden layers", min=0, max=256),

@@ -138,7 +138,9 @@ class EncodeOption:
         if choices is not None:
             unknown = [c for c in choices if c not in (self.choices or ())]
             if self.kind != "choice" or unknown or not choices:
-                raise ConfigError(f"{self.name} choices {list(choices)} are not a subset of {self.allowed()}")
+                raise ConfigError(
+                    f"{self.name} choices {list(choices)} are not all among {', '.join(self.choices or ())}"
+                )
             changes["choices"] = tuple(choices)
         return dataclasses.replace(self, **changes)
 

@@ -105,7 +105,7 @@ def test_a_narrowed_table_caps_the_presets_own_values_too():
     assert apply_overrides(preset("paper"), {"width": 32}, table=capped).model.width == 32
     with pytest.raises(ConfigError, match="outside its range"):
         BY_NAME["width"].narrowed(max=5000)
-    with pytest.raises(ConfigError, match="not a subset"):
+    with pytest.raises(ConfigError, match="not all among"):
         BY_NAME["model"].narrowed(choices=("spinr", "resnet"))
 
 
