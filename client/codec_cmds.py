@@ -12,6 +12,7 @@ from typing import Any
 
 from codec.config import ENCODE_OPTIONS, PRESETS, EncodeConfig, apply_overrides, option_value, preset
 from codec.errors import ConfigError
+from codec.image import SUPPORTED_FORMATS
 from codec.options import EncodeOption
 
 
@@ -132,7 +133,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _add_encode(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", help="input image (PNG, JPEG, WebP, ...)")
+    p.add_argument("image", help=f"input image ({', '.join(SUPPORTED_FORMATS)})")
     p.add_argument("-o", "--output", required=True, type=Path, help="output .spnr file")
     add_encode_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")

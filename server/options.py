@@ -29,6 +29,12 @@ _FORM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "choic
 def server_options(settings: Settings) -> tuple[EncodeOption, ...]:
     """The options a job may set, in display order, narrowed by the server's settings; ConfigError
     when a setting would widen the codec's table (a cap above its range, an unknown model)."""
+    numeric = [o.name for o in FORM_OPTIONS if o.kind in ("int", "float")]
+    unknown = sorted(set(settings.option_caps) - set(numeric))
+    if unknown:
+        raise ConfigError(
+            f"option cap(s) on {', '.join(unknown)}: only these can be capped: {', '.join(numeric)}"
+        )
     out = []
     for opt in FORM_OPTIONS:
         if opt.name == "model":
@@ -37,10 +43,6 @@ def server_options(settings: Settings) -> tuple[EncodeOption, ...]:
         if cap is not None:
             opt = opt.narrowed(max=cap, note=f"this server's limit; the codec allows {opt.allowed()}")
         out.append(opt)
-    unknown = sorted(set(settings.option_caps) - {o.name for o in out if o.kind in ("int", "float")})
-    if unknown:
-        numeric = ", ".join(o.name for o in FORM_OPTIONS if o.kind in ("int", "float"))
-        raise ConfigError(f"option cap(s) on {', '.join(unknown)}: only these can be capped: {numeric}")
     return tuple(out)
 
 
