@@ -167,26 +167,27 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
 
 def option_value(cfg: EncodeConfig, opt: EncodeOption) -> Any:
     """The value ``opt`` has in ``cfg`` (a model option not set, or not the model's: its default)."""
-    section, _, rest = opt.field.partition(".")
-    if section == "model" and rest.startswith("options."):
-        key = rest.removeprefix("options.")
-        return cfg.model.options.get(key, opt.default) if opt.applies_to(cfg.model.name) else opt.default
-    return getattr(getattr(cfg, section), rest)
+    if opt.model_option is None:
+        return getattr(getattr(cfg, opt.group), opt.attr)
+    return (
+        cfg.model.options.get(opt.model_option, opt.default)
+        if opt.applies_to(cfg.model.name)
+        else opt.default
+    )
 
 
-def set_option(cfg: EncodeConfig, opt: EncodeOption, value: Any) -> None:
-    section, _, rest = opt.field.partition(".")
-    if section == "model" and rest.startswith("options."):
-        cfg.model.options[rest.removeprefix("options.")] = value
+def _set_option(cfg: EncodeConfig, opt: EncodeOption, value: Any) -> None:
+    if opt.model_option is None:
+        setattr(getattr(cfg, opt.group), opt.attr, value)
     else:
-        setattr(getattr(cfg, section), rest, value)
+        cfg.model.options[opt.model_option] = value
 
 
 def _check_section(section: object, group: str) -> None:
     """A config section's fields against the table (no label: a program, not a user, built it)."""
     for opt in ENCODE_OPTIONS:
-        if opt.group == group and not opt.field.startswith("model.options.") and opt.kind != "str":
-            value = getattr(section, opt.field.partition(".")[2])
+        if opt.group == group and opt.model_option is None and opt.kind != "str":
+            value = getattr(section, opt.attr)
             if value is not None:
                 opt.check(value)
 
@@ -223,7 +224,7 @@ def apply_overrides(
         if not opt.applies_to(cfg.model.name):
             only = " and ".join(opt.models or ())
             raise ConfigError(f"{label(opt.name)} applies to the {only} model only, not {cfg.model.name!r}")
-        set_option(cfg, opt, value)
+        _set_option(cfg, opt, value)
     for opt in table:
         if opt.applies_to(cfg.model.name) and opt.kind != "str":
             value = option_value(cfg, opt)

@@ -57,6 +57,16 @@ class EncodeOption:
         """``model``, ``train`` or ``quant``: the config section it belongs to."""
         return self.field.split(".", 1)[0]
 
+    @property
+    def attr(self) -> str:
+        """Its field within the section: ``width``, ``hidden_layers``, ``options.head``."""
+        return self.field.split(".", 1)[1]
+
+    @property
+    def model_option(self) -> str | None:
+        """The key in ``ModelSpec.options`` for a model's own option (``head``), else None."""
+        return self.attr.removeprefix("options.") if self.field.startswith("model.options.") else None
+
     def allowed(self) -> str:
         """What is allowed, in words: ``2..16``, ``0 <= joint < 1``, ``one of per_stage, shared``."""
         if self.kind == "choice":
