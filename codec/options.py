@@ -144,6 +144,8 @@ class EncodeOption:
                 raise ConfigError(
                     f"a cap of {_num(max)} on {self.name} is outside its range {self.allowed()}"
                 )
+            if self.kind == "int" and not float(max).is_integer():
+                raise ConfigError(f"a cap of {_num(max)} on {self.name} is not a whole number")
             changes.update(max=max, max_exclusive=False)
         if choices is not None:
             unknown = [c for c in choices if c not in (self.choices or ())]

@@ -31,6 +31,7 @@ def test_the_server_narrows_the_codecs_table_and_adds_nothing():
     [
         ({"option_caps": {"width": 5000}}, "a cap of 5000 on width is outside its range 1..4096"),
         ({"option_caps": {"head": 2}}, "option cap(s) on head: only these can be capped"),
+        ({"option_caps": {"depth": 2.5}}, "a cap of 2.5 on depth is not a whole number"),
         ({"models": ("spinr", "resnet")}, "model choices ['spinr', 'resnet'] are not all among spinr, siren"),
         (
             {"option_caps": {"width": 8}, "preset": "paper"},
