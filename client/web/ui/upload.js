@@ -4,7 +4,7 @@
 import { ui } from "./dom.js";
 import { formatBytes, reason } from "./format.js";
 import { openImage } from "./image.js";
-import { formOptions } from "./options.js";
+import { OptionError, formOptions } from "./options.js";
 import { fetchJSON } from "./remote.js";
 import { state } from "./state.js";
 import { clearError, setState, showError } from "./status.js";
@@ -41,6 +41,10 @@ async function onUpload(ev) {
     options = formOptions();
   } catch (e) {
     showError(`Encoding options: ${reason(e)}`);
+    if (e instanceof OptionError) {
+      e.control.setAttribute("aria-invalid", "true");
+      e.control.focus();
+    }
     return;
   }
   const body = new FormData();
