@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -29,12 +29,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codec import __version__
 from codec.bitstream import Bitstream, load_bitstream
-from codec.config import PRESETS
 from codec.decoder import ProgressiveDecoder, parse_size
 from codec.describe import describe_stream
 from codec.errors import BitstreamError, ConfigError, ImageError
 from codec.image import SUPPORTED_FORMATS, load_image, png_bytes
-from server.jobs import HEADS, MODELS, JobManager, encode_config
+from codec.options import EncodeOption
+from server.jobs import JobManager
+from server.options import JobForm, api_config, job_options, server_options
 from server.settings import Settings
 from server.states import IllegalTransition, JobState
 from server.store import QueueFull, Store, StoreError
@@ -48,13 +49,6 @@ WS_POLICY_VIOLATION = 1008
 WS_UNKNOWN_ID = 4404
 WS_NOT_FINISHED = 4409
 START_FIELDS = {"type", "channel", "have"}
-LIMITS = {
-    "width": (1, 1024),
-    "depth": (0, 64),
-    "steps": (1, 1_000_000),
-    "bits": (2, 16),
-    "seed": (0, 2**31 - 1),
-}
 
 
 class BodyLimit:
@@ -159,11 +153,13 @@ class Services:
     store: Store
     manager: JobManager
     cache: BitstreamCache
+    options: tuple[EncodeOption, ...]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = (settings or Settings()).validate()
     svc = Services()
+    svc.options = server_options(settings)
     # Pillow's own bomb guard, in step with ours (it warns above the limit and refuses above twice it).
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
 
@@ -236,29 +232,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/config", tags=["service"])
     def config() -> dict[str, Any]:
-        """Limits and option ranges, for clients that build forms."""
-        return {
-            "version": __version__,
-            "default_preset": settings.preset,
-            "presets": {
-                name: {
-                    "model": p.model.name,
-                    "width": p.model.width,
-                    "depth": p.model.hidden_layers,
-                    "steps": p.train.steps,
-                }
-                for name, p in PRESETS.items()
-            },
-            "models": list(MODELS),
-            "heads": list(HEADS),
-            "ranges": {k: list(v) for k, v in LIMITS.items()},
-            "limits": {
-                "max_upload_bytes": settings.max_upload_bytes,
-                "max_pixels": settings.max_pixels,
-                "max_queued_jobs": settings.max_queued_jobs,
-            },
-            "formats": list(SUPPORTED_FORMATS),
-        }
+        """Limits, presets and every option a job may set, for clients that build forms."""
+        return {"version": __version__, **api_config(settings, svc.options)}
 
     # -- jobs -----------------------------------------------------------------------------------
     @app.post(
@@ -273,65 +248,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     def create_job(
-        file: UploadFile = File(..., description="PNG, JPEG, WebP, BMP or TIFF image"),
-        model: str | None = Form(None, description="spinr or siren"),
-        width: int | None = Form(None, ge=LIMITS["width"][0], le=LIMITS["width"][1]),
-        depth: int | None = Form(None, ge=LIMITS["depth"][0], le=LIMITS["depth"][1]),
-        steps: int | None = Form(None, ge=LIMITS["steps"][0], le=LIMITS["steps"][1]),
-        bits: int | None = Form(None, ge=LIMITS["bits"][0], le=LIMITS["bits"][1]),
-        seed: int | None = Form(None, ge=LIMITS["seed"][0], le=LIMITS["seed"][1]),
-        lr: float | None = Form(None, gt=0, lt=1),
-        head: str | None = Form(None, description="per_stage or shared (spinr only)"),
-        joint: float | None = Form(
-            None, ge=0, lt=1, description="share of steps for SPINR's joint phase (spinr only; docs/SPINR.md)"
-        ),
-        dropout: float | None = Form(
-            None, ge=0, lt=0.5, description="neuron dropout while training (spinr only)"
-        ),
-        qat: float | None = Form(
-            None, ge=0, le=1, description="share of steps trained through the quantizer"
-        ),
-        preset: str | None = Form(None, description="starting configuration: tiny, quick or paper"),
-        name: str | None = Form(None, max_length=200),
+        file: Annotated[UploadFile, File(description=f"the image: {', '.join(SUPPORTED_FORMATS)}")],
+        form: Annotated[JobForm, Form()],  # type: ignore[valid-type]
     ) -> JSONResponse:
         svc.manager.check_capacity()
         data = file.file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise HTTPException(413, f"image upload is over the limit of {settings.max_upload_bytes} bytes")
-        for field_name, value, allowed in (
-            ("model", model, MODELS),
-            ("head", head, HEADS),
-            ("preset", preset, tuple(PRESETS)),
-        ):
-            if value is not None and value not in allowed:
-                raise HTTPException(422, f"{field_name}: {value!r} is not one of {', '.join(allowed)}")
+        try:
+            options = job_options(form.model_dump(exclude={"name"}), svc.options, settings.preset)
+        except ConfigError as exc:
+            raise HTTPException(422, str(exc)) from None
         _probe_image(data, settings.max_pixels)
         try:
             rgb = load_image(data, settings.max_pixels)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
-        options = {
-            k: v
-            for k, v in {
-                "model": model,
-                "width": width,
-                "depth": depth,
-                "steps": steps,
-                "bits": bits,
-                "seed": seed,
-                "lr": lr,
-                "head": head,
-                "joint": joint,
-                "dropout": dropout,
-                "qat": qat,
-            }.items()
-            if v is not None
-        }
-        options["preset"] = preset or settings.preset
-        try:
-            options["steps"] = encode_config(options, "cpu").train.steps
-        except ConfigError as exc:
-            raise HTTPException(422, str(exc)) from None
+        name = form.name  # type: ignore[attr-defined]
         job_id = secrets.token_hex(8)
         job_name = name or Path(file.filename or "image").name
         h, w = rgb.shape[:2]

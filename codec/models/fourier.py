@@ -17,14 +17,13 @@ Input encoding ``gamma(v) = [cos(2 pi B v), sin(2 pi B v)]`` with a fixed Gaussi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from codec.errors import ConfigError
+from codec.model_options import FourierOptions
 from codec.models.base import INR, register_model
 from codec.models.siren import chain_units
 
@@ -33,24 +32,6 @@ def b_matrix(mapping_size: int, sigma: float, seed: int) -> np.ndarray:
     """The fixed (mapping_size, 2) Gaussian projection, float32, from numpy's PCG64 (shared with arch_zoo)."""
     gen = np.random.Generator(np.random.PCG64(seed))
     return (gen.standard_normal((mapping_size, 2)) * sigma).astype(np.float32)
-
-
-@dataclass
-class FourierOptions:
-    sigma: float = 10.0
-    """Standard deviation of the Gaussian B (authors' image default 10)."""
-    mapping_size: int = 256
-    """Number of random frequencies; the encoding has 2 * mapping_size features."""
-    b_seed: int = 0
-    """Seed of B (stored in the header; the experiments set it to the run's seed)."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.sigma <= 1e4:
-            raise ConfigError(f"fourier sigma {self.sigma} is out of range: allowed 0 < sigma <= 10000")
-        if not 1 <= self.mapping_size <= 4096:
-            raise ConfigError(f"fourier mapping_size {self.mapping_size} is out of range: allowed 1..4096")
-        if not 0 <= self.b_seed < 2**32:
-            raise ConfigError(f"fourier b_seed {self.b_seed} is out of range: allowed 0..2^32-1")
 
 
 @register_model("fourier")
