@@ -25,6 +25,9 @@ const MASK24 = TOTAL - 1;
 const BUCKET_SHIFT = 12;
 const BUCKETS = TOTAL >> BUCKET_SHIFT;
 
+/** The initial ANS state without a checksum (codec/entropy.py PLAIN_STATE). */
+export const PLAIN_STATE = 1;
+
 /** Raised for malformed, truncated, extended or corrupted entropy-coded data (a SpnrError in spirit:
  * the name is the same so callers that test `e.name` treat both alike). */
 export class EntropyError extends Error {
@@ -197,6 +200,35 @@ export function parseModels(bytes, counts) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// the checksum state (codec/entropy.py checksum_state): 2**24 + low 24 bits of a CRC-32 (zlib's)
+
+const CRC_TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+/** CRC-32 of the descriptor bytes, then of each coded array's int32 little-endian codes. */
+export function checksumState(descriptors, coded) {
+  let c = -1;
+  for (let i = 0; i < descriptors.length; i++) c = CRC_TABLE[(c ^ descriptors[i]) & 0xff] ^ (c >>> 8);
+  for (const arr of coded) {
+    for (let i = 0; i < arr.length; i++) {
+      const v = arr[i];
+      c = CRC_TABLE[(c ^ v) & 0xff] ^ (c >>> 8);
+      c = CRC_TABLE[(c ^ (v >>> 8)) & 0xff] ^ (c >>> 8);
+      c = CRC_TABLE[(c ^ (v >>> 16)) & 0xff] ^ (c >>> 8);
+      c = CRC_TABLE[(c ^ (v >>> 24)) & 0xff] ^ (c >>> 8);
+    }
+  }
+  return TOTAL + ((c ^ -1) & MASK24);
+}
+
+// ---------------------------------------------------------------------------------------------
 // constriction's AnsCoder (stack.rs): words are read from the end; the state is hi * 2**32 + lo.
 
 class AnsDecoder {
@@ -261,8 +293,9 @@ class AnsDecoder {
     this.pos = pos;
   }
 
-  isEmpty() {
-    return this.hi === 0 && this.lo === 0 && this.pos === 0;
+  /** Whether every word was read and the state is `state` (< 2**32). */
+  endsIn(state) {
+    return this.pos === 0 && this.hi === 0 && this.lo === state;
   }
 }
 
@@ -270,29 +303,35 @@ class AnsDecoder {
  * Inverse of codec.entropy.encode_arrays: Int32Arrays of counts[i] codes each.
  * @param {Uint8Array|ArrayBuffer} bytes
  * @param {number[]} counts
+ * @param {{checksum?: boolean}} [options] as the encoder was called (default true)
  * @returns {Int32Array[]}
  */
-export function decodeArrays(bytes, counts) {
+export function decodeArrays(bytes, counts, { checksum = true } = {}) {
   const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const { models, start } = parseModels(data, counts);
   const tail = data.subarray(start);
-  const coded = models.some((m) => m !== null && m.kind !== CONST);
-  if (!coded && tail.length) {
-    throw new EntropyError(`${tail.length} bytes follow the last model descriptor, none expected`);
-  }
-  if (tail.length && tail[tail.length - 1] === 0) {
-    throw new EntropyError("entropy-coded data ends in a zero byte (truncated, padded or corrupted)");
-  }
-  const ans = coded ? new AnsDecoder(tail) : null;
-  const out = models.map((m, i) => {
-    const arr = new Int32Array(counts[i]);
-    if (m === null) return arr;
-    if (m.kind === CONST) arr.fill(m.lo);
-    else ans.decode(frequencies(m), counts[i], arr, m.lo);
-    return arr;
+  const out = counts.map((n) => new Int32Array(n));
+  const coded = [];
+  models.forEach((m, i) => {
+    if (m !== null && m.kind === CONST) out[i].fill(m.lo);
+    else if (m !== null) coded.push(i);
   });
-  if (ans && !ans.isEmpty()) {
-    throw new EntropyError("entropy-coded data does not end where its codes do (truncated, extended or corrupted)");
+  if (!coded.length) {
+    if (tail.length) throw new EntropyError(`${tail.length} bytes follow the last model descriptor, none expected`);
+    return out;
+  }
+  if (!tail.length || tail[tail.length - 1] === 0) {
+    throw new EntropyError(`entropy-coded data ${tail.length ? "ends in a zero byte" : "is missing after the descriptors"}`);
+  }
+  const ans = new AnsDecoder(tail);
+  for (const i of coded) ans.decode(frequencies(models[i]), counts[i], out[i], models[i].lo);
+  const want = checksum ? checksumState(data.subarray(0, start), coded.map((i) => out[i])) : PLAIN_STATE;
+  if (!ans.endsIn(want)) {
+    throw new EntropyError(
+      "entropy-coded data does not end in the coder state it started from" +
+        (checksum ? " or fails its checksum" : "") +
+        " (truncated, extended or corrupted)",
+    );
   }
   return out;
 }
