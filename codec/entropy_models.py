@@ -172,20 +172,26 @@ def codes_of(array: np.ndarray, index: int) -> np.ndarray:
 
 
 def _search_k(cost: Callable[[int], float], start: int) -> tuple[float, int]:
-    """Local minimum of ``cost`` over k = 0..255 from ``start`` (the coded size is unimodal in k)."""
+    """Minimum of ``cost`` over k = 0..255 near ``start`` (the coded size is unimodal in k): steps that
+    double while they improve, then halve; ~2 log2(distance) evaluations."""
     seen: dict[int, float] = {}
 
     def ev(k: int) -> float:
+        k = min(max(k, 0), tables.MAX_K)
         if k not in seen:
             seen[k] = cost(k)
         return seen[k]
 
     k = min(max(start, 0), tables.MAX_K)
-    while True:
-        best = min((j for j in (k - 1, k + 1) if 0 <= j <= tables.MAX_K), key=ev)
-        if ev(best) >= ev(k):
-            return ev(k), k
-        k = best
+    step = 1
+    while step:
+        best = min((k - step, k + step), key=ev)
+        if ev(best) < ev(k):
+            k = min(max(best, 0), tables.MAX_K)
+            step *= 2
+        else:
+            step //= 2
+    return ev(k), k
 
 
 def _fit(kind: int, hist: np.ndarray, base: Model, center: int, explicit: bool) -> tuple[float, Model]:
