@@ -9,7 +9,7 @@ The decoder's work and memory are bounded by the counts it is given (from the ar
 trusted). It checks what the coder allows: descriptors that parse, a canonical last byte, and that
 the ANS state after the last code is exactly the encoder's initial state with every word consumed.
 With ``checksum=True`` (the default) that initial state carries 24 bits of a CRC-32 of the packet, so
-truncation, extra bytes and corruption are all caught; without it (3 bytes less per packet, for
+truncation, extra bytes and corruption are all caught; without it (1-2 bytes less per packet, for
 containers that have their own CRC) a bit flip in the coded words may go unnoticed. Every problem
 raises :class:`BitstreamError`.
 """
@@ -29,13 +29,14 @@ from codec.errors import BitstreamError
 PLAIN_STATE = 1
 """The encoder's initial ANS state without a checksum, which the decoder must reach after the last code.
 Not 0: a truncated stream drains into a state below the first symbol's frequency, which is 0 when that
-frequency is 1 (a Gaussian's tails), so 0 would let many truncations pass. 1 costs no measurable bits."""
+frequency is 1 (a Gaussian's tails), so with 0 such truncations would pass; 1 costs no more than 0."""
 
 
 def checksum_state(descriptors: bytes, coded: list[np.ndarray]) -> int:
     """The initial state with a checksum: 2**24 + the low 24 bits of the CRC-32 of the descriptor bytes
-    followed by the int32 little-endian codes of every coded array. At least 2**24, so it is never a
-    state that a truncated stream drains into (those are below 2**24); it costs ~3 bytes per packet."""
+    followed by the int32 little-endian codes of every coded array. At least 2**24, so never a state
+    that a truncated stream drains into (those are below 2**24). It costs 1-2 bytes per packet, not 3:
+    a coder started from state 1 already spends ~2 bytes on its first codes, one started high does not."""
     crc = zlib.crc32(descriptors)
     for codes in coded:
         crc = zlib.crc32(np.ascontiguousarray(codes, dtype="<i4").tobytes(), crc)

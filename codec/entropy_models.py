@@ -194,9 +194,11 @@ def _search_k(cost: Callable[[int], float], start: int) -> tuple[float, int]:
     return ev(k), k
 
 
-def _fit(kind: int, hist: np.ndarray, base: Model, center: int, explicit: bool) -> tuple[float, Model]:
-    """Best (k, plateau) for one kernel and centre: k by local search, the plateau by doubling then
-    bisection, each candidate costed exactly."""
+def _fit(
+    kind: int, hist: np.ndarray, base: Model, center: int, explicit: bool, plateaus: bool
+) -> tuple[float, Model]:
+    """Best (k, plateau) for one kernel and centre: k by a doubling/halving search, the plateau by
+    doubling then bisection, every candidate costed exactly."""
     m0 = center - base.lo
     q = np.arange(hist.size) - m0
     n = int(hist.sum())
@@ -213,7 +215,7 @@ def _fit(kind: int, hist: np.ndarray, base: Model, center: int, explicit: bool) 
 
     best = at(0, k0)
     reach = max(m0, base.span - m0)
-    if n >= 16:  # a plateau pays for its byte only on tensors of some size
+    if plateaus and n >= 16:  # a plateau pays for its byte only on tensors of some size
         width = 1
         while width < reach:
             cand = at(width, best[1].k)
@@ -234,21 +236,28 @@ def _with_k(m: Model, k: int) -> Model:
     return Model(m.kind, m.lo, m.span, m.center, k, m.plateau, m.explicit_center)
 
 
-def choose_model(codes: np.ndarray) -> tuple[float, Model]:
-    """(coded bits including the descriptor, model) of the cheapest model for ``codes`` (non-empty)."""
+def candidates(codes: np.ndarray, plateaus: bool = True) -> dict[str, tuple[float, Model]]:
+    """Each model family's best fit to ``codes`` (non-empty, int64) as (coded bits including the
+    descriptor, model): ``const`` alone when all codes are equal, else ``uniform``, ``laplace`` and
+    ``gauss`` (each the better of the midpoint and the median as centre; plateaus searched unless
+    ``plateaus`` is False)."""
     lo, hi = int(codes.min()), int(codes.max())
     if lo == hi:
         m = Model(CONST, lo)
-        return 8.0 * len(m.to_bytes()), m
+        return {"const": (8.0 * len(m.to_bytes()), m)}
     if hi - lo > tables.MAX_SPAN:
         raise ConfigError(f"codes span {lo}..{hi}: at most {tables.MAX_SPAN} apart are allowed")
     hist = np.bincount(codes - lo, minlength=hi - lo + 1)
     uniform = Model(UNIFORM, lo, hi - lo)
-    best = (tables.cost_bits(hist, uniform.frequencies()) + 8 * len(uniform.to_bytes()), uniform)
+    out = {"uniform": (tables.cost_bits(hist, uniform.frequencies()) + 8 * len(uniform.to_bytes()), uniform)}
     median = int(np.searchsorted(np.cumsum(hist), (codes.size + 1) // 2)) + lo
+    centres = [(uniform.midpoint(), False)] + ([(median, True)] if median != uniform.midpoint() else [])
     for kind in (LAPLACE, GAUSS):
-        for center, explicit in ((uniform.midpoint(), False), (median, True)):
-            if explicit and center == uniform.midpoint():
-                continue
-            best = min(best, _fit(kind, hist, uniform, center, explicit), key=lambda c: c[0])
-    return best
+        fits = [_fit(kind, hist, uniform, c, explicit, plateaus) for c, explicit in centres]
+        out[KIND_NAMES[kind]] = min(fits, key=lambda c: c[0])
+    return out
+
+
+def choose_model(codes: np.ndarray) -> tuple[float, Model]:
+    """(coded bits including the descriptor, model) of the cheapest model for ``codes`` (non-empty)."""
+    return min(candidates(codes).values(), key=lambda c: c[0])

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import pytest
+from _entropy_ref import EDGE_CASES, weights_like
 from test_browser_decoder import browser, served  # noqa: F401  (fixtures)
-from test_entropy import EDGE_CASES, weights_like
 
 from codec.entropy import decode_arrays, encode_arrays
 from codec.entropy_models import GAUSS, LAPLACE, UNIFORM, Model
