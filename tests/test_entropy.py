@@ -93,7 +93,7 @@ def test_decay_is_exact_on_powers_of_two_and_close_elsewhere():
         assert abs(tables.decay(k) / 2 ** (-k / 8) - 1) < 1e-14
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(st.lists(st.integers(0, tables.TOTAL), min_size=2, max_size=300).filter(lambda w: sum(w) > 0))
 def test_normalize_is_the_documented_integer_rule(weights):
     f = tables.normalize(np.array(weights, dtype=np.int64))
@@ -146,7 +146,7 @@ def test_weight_like_tensors_roundtrip(rng, kind, step):
     roundtrip([weights_like(rng, kind, n, step) for n in (4096, 64, 3)])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
@@ -172,7 +172,7 @@ def test_property_roundtrip(specs, seed, checksum):
     roundtrip(arrays, checksum)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50, deadline=None, database=None)
 @given(st.lists(st.lists(st.integers(-(2**31), 2**31 - 1), max_size=6), max_size=3))
 def test_property_roundtrip_arbitrary_small_arrays(lists):
     arrays = [np.array(v, dtype=np.int64) for v in lists]
