@@ -29,6 +29,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def kt_bits(hist: np.ndarray) -> float:
     return nats / math.log(2)
 
 
-def tensor_costs(q: np.ndarray) -> dict[str, float]:
+def tensor_costs(q: np.ndarray) -> dict[str, Any]:
     import zstandard
 
     from codec.entropy import encode_arrays
@@ -65,7 +66,7 @@ def tensor_costs(q: np.ndarray) -> dict[str, float]:
     hist = np.bincount(q - lo)
     p = hist[hist > 0] / n
     packed = pack_bits((q - lo).astype(np.uint32), min(max(need, 2), 16)) if need <= 16 else b""
-    out = {
+    out: dict[str, Any] = {
         "n": n,
         "raw8": 8.0 * n,
         "rawbits": float(need * n),
@@ -92,7 +93,7 @@ def measure(weights: dict[str, np.ndarray]) -> dict:
     table: dict = defaultdict(lambda: defaultdict(float))
     picks: dict = defaultdict(lambda: defaultdict(int))
     packets: dict = defaultdict(lambda: defaultdict(float))
-    constant = defaultdict(int)
+    constant: dict[str, int] = defaultdict(int)
     units: dict = defaultdict(list)
     for key in weights:
         units[key.rsplit("/", 2)[0]].append(key)  # image/model/unit

@@ -49,7 +49,7 @@ def load_small(path: str, long_side: int) -> np.ndarray:
     img = Image.open(path).convert("RGB")
     w, h = img.size
     s = long_side / max(w, h)
-    return np.asarray(img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
+    return np.asarray(img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS))
 
 
 def fit_weights(image: np.ndarray, cfg: tuple, seed: int) -> dict[str, np.ndarray]:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **weights)
+    np.savez_compressed(args.out, **weights)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
     print(f"{len(weights)} tensors -> {args.out}", file=sys.stderr)
     return 0
 
