@@ -1,4 +1,4 @@
-"""Numpy forward passes, one per model family, described as trunk steps and readouts.
+"""The numpy forward's interface and registry: a model family's decode as trunk steps and a readout.
 
 A model's decode is ``h = trunk(0, coords)``, ``h = trunk(k, h)`` for the stages used, then
 ``readout(depth, h)``. Splitting it that way lets the progressive decoder cache ``h`` and pay one
@@ -22,7 +22,8 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x @ w.T + b
 
 
-def _num(arch: Mapping[str, Any], key: str, kind: type, lo: float, hi: float) -> Any:
+def arch_field(arch: Mapping[str, Any], key: str, kind: type, lo: float, hi: float) -> Any:
+    """``arch[key]`` checked to be a ``kind`` (an int is accepted as a float) in ``lo..hi``."""
     value = arch.get(key)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -89,6 +90,30 @@ class ArchDecoder:
         return self.depths
 
 
+class ChainDecoder(ArchDecoder):
+    """A plain chain: units input, hidden.1..H, output (after ``first`` leading units, e.g. DINER's
+    table). Not progressive: every unit is needed."""
+
+    first: ClassVar[int] = 0
+
+    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
+        super().__init__(arch, num_units)
+        self.width = arch_field(arch, "width", int, 1, 4096)
+        self.hidden = arch_field(arch, "hidden_layers", int, 0, 256)
+        expected = self.hidden + 2 + self.first
+        if num_units != expected:
+            raise BitstreamError(f"{self.model} stream has {num_units} units; its arch needs {expected}")
+
+    def trunk_steps(self) -> int:
+        return self.hidden + 1
+
+    def trunk_units(self, k: int) -> list[int]:
+        return list(range(self.first + 1)) if k == 0 else [k + self.first]
+
+    def readout_units(self, depth: int) -> list[int]:
+        return [self.hidden + 1 + self.first]
+
+
 DECODERS: dict[str, type[ArchDecoder]] = {}
 
 
@@ -102,88 +127,9 @@ def register_decoder(name: str) -> Callable[[type[ArchDecoder]], type[ArchDecode
 
 
 def decoder_for(model: str, arch: Mapping[str, Any], num_units: int) -> ArchDecoder:
+    """The registered decoder of ``model`` (importing ``codec.arch`` registers every family)."""
     if model not in DECODERS:
         raise BitstreamError(
             f"model {model!r} is not known to this decoder; known: {', '.join(sorted(DECODERS))}"
         )
     return DECODERS[model](arch, num_units)
-
-
-class _SineMLP(ArchDecoder):
-    """Shared parsing of SIREN-style arch fields."""
-
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
-        super().__init__(arch, num_units)
-        self.width = _num(arch, "width", int, 1, 4096)
-        self.hidden = _num(arch, "hidden_layers", int, 0, 256)
-        self.w0_first = np.float32(_num(arch, "first_omega_0", float, 0.0, 1e4))
-        self.w0 = np.float32(_num(arch, "hidden_omega_0", float, 0.0, 1e4))
-
-    def sine(self, x: np.ndarray, w0: np.float32) -> np.ndarray:
-        return np.sin(w0 * x, dtype=np.float32)
-
-
-@register_decoder("siren")
-class SirenDecoder(_SineMLP):
-    # units: input, hidden.1..H, output
-    def trunk_steps(self) -> int:
-        return self.hidden + 1
-
-    def trunk_units(self, k: int) -> list[int]:
-        return [k]
-
-    def readout_units(self, depth: int) -> list[int]:
-        return [self.hidden + 1]
-
-    def trunk(self, k: int, h: np.ndarray, p: Params) -> np.ndarray:
-        t = p[k]
-        return self.sine(linear(h, t["weight"], t["bias"]), self.w0_first if k == 0 else self.w0)
-
-    def readout(self, depth: int, h: np.ndarray, p: Params) -> np.ndarray:
-        t = p[self.hidden + 1]
-        return linear(h, t["weight"], t["bias"])
-
-
-@register_decoder("spinr")
-class SpinrDecoder(_SineMLP):
-    progressive = True
-
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
-        super().__init__(arch, num_units)
-        head = arch.get("head")
-        if head not in ("shared", "per_stage"):
-            raise BitstreamError(f"header arch field 'head' is {head!r}; expected 'shared' or 'per_stage'")
-        self.shared = head == "shared"
-        self.residual = arch.get("residual", False)
-        if not isinstance(self.residual, bool):
-            raise BitstreamError(f"header arch field 'residual' is {self.residual!r}; expected a boolean")
-
-    @property
-    def depths(self) -> int:
-        return self.hidden + 1
-
-    # shared: units input(0), output(1), hidden.k (k+1); per_stage: stage.k (k)
-    def trunk_units(self, k: int) -> list[int]:
-        return [0] if k == 0 else [k + 1 if self.shared else k]
-
-    def readout_units(self, depth: int) -> list[int]:
-        return [1] if self.shared else [depth]
-
-    def trunk(self, k: int, h: np.ndarray, p: Params) -> np.ndarray:
-        if k == 0:
-            t = p[0]
-            w, b = (t["weight"], t["bias"]) if self.shared else (t["in_weight"], t["in_bias"])
-            return self.sine(linear(h, w, b), self.w0_first)
-        t = p[self.trunk_units(k)[0]]
-        out = self.sine(linear(h, t["weight"], t["bias"]), self.w0)
-        return h + out if self.residual else out
-
-    def readout(self, depth: int, h: np.ndarray, p: Params) -> np.ndarray:
-        if self.shared:
-            return linear(h, p[1]["weight"], p[1]["bias"])
-        t = p[depth]
-        return linear(h, t["head_weight"], t["head_bias"])
-
-
-# The study's model zoo registers its decoders on import (kept in its own module).
-from codec import arch_zoo  # noqa: E402, F401
