@@ -9,7 +9,7 @@ Authors' image setting (``config/img.ini``, ``model.py``): table init 1e-4 * U(-
 2 hidden layers, sine activations with omega_0 = 30, Adam lr 1e-4; the table is 2-D for images in the
 paper (``features`` option).
 
-The model needs the image size (``needs_image_size``; codec/encode.py calls ``set_image_size``).
+The model needs the image size (``needs_image_size``: the encoder and ``load_bitstream`` call ``set_image_size``).
 Coordinates map to the table by **nearest pixel** (``j = round(((x + 1) * W - 1) / 2)``, clipped):
 exact at the encoded size, nearest-neighbour upsampling at any other size (no bilinear blend; a table
 entry is not a smooth function of position, so interpolating between unrelated entries would not help).

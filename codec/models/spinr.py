@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from codec.errors import ConfigError
-from codec.models.base import INR, Stage, register_model
+from codec.models.base import INR, TrainingStage, register_model
 from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors, sine_input_precise
 
 HEADS = ("per_stage", "shared")
@@ -124,15 +124,15 @@ class Spinr(INR):
         at = {k: h for k, h in self._trunk(coords, max(depths))}
         return [self.head(d)(at[d]) for d in depths]
 
-    def stages(self) -> list[Stage]:
+    def stages(self) -> list[TrainingStage]:
         first = [*self.input.parameters(), *self.head(0).parameters()]
-        stages = [Stage("stage.0", first, 0, self.options.stage0_weight)]
+        stages = [TrainingStage("stage.0", first, 0, self.options.stage0_weight)]
         for k, layer in enumerate(self.hidden, start=1):
             params = list(layer.parameters())
             if self.options.head == "per_stage":
                 params += list(self.head(k).parameters())
             stages.append(
-                Stage(
+                TrainingStage(
                     f"stage.{k}", params, k, on_start=self._stage_start(k), pass_through=self._pass_through(k)
                 )
             )
@@ -142,7 +142,7 @@ class Spinr(INR):
             weight = staged * self.options.joint / (1.0 - self.options.joint)
             exits = tuple((d, 1.0) for d in range(self.depths))
             stages.append(
-                Stage(
+                TrainingStage(
                     "joint",
                     list(self.parameters()),
                     None,
