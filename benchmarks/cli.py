@@ -170,8 +170,8 @@ def bench_variants(
 
 def _images(dataset: str | None, count: int, crop: int, downscale: int = 1) -> list[np.ndarray]:
     from codec.image import load_image
-    from experiments.common import center_crop
-    from experiments.common import downscale as shrink
+    from experiments.datasets import center_crop
+    from experiments.datasets import downscale as shrink
 
     if dataset:
         files = sorted(Path(dataset).glob("*.png"))[:count]

@@ -1,4 +1,4 @@
-"""Packet loss: PSNR against loss rate, mean burst length and bit errors, for SIREN, SPINR (``prefix``
+"""``spinr experiment loss``: PSNR against loss rate, mean burst length and bit errors, for SIREN, SPINR (``prefix``
 and ``skip`` concealment), SPINR with unequal error protection, and a progressive JPEG of the same size
 under the same packetization.
 
@@ -6,7 +6,7 @@ Each image is fitted once per model and seed; the streams then go through ``--ch
 netsim channels per condition (decoding is numpy and cached by the set of delivered units). Every
 subject of one (image, seed) meets the same channel seeds, so curves are paired draws.
 
-Definitions (see :mod:`streaming.loss`):
+Definitions (see :mod:`streaming.transmission` and :mod:`streaming.subjects`):
 
 - A stream is the header packet then one packet per unit, sent as datagrams with the channel's MTU
   (default 1200 bytes: a packet is lost if any of its fragments is).
@@ -25,6 +25,8 @@ Definitions (see :mod:`streaming.loss`):
 - Bit errors: ``crc`` treats a damaged packet as lost (spinr's CRC, netsim's envelope CRC, or a transport
   checksum for the JPEG); ``use`` decodes damaged packets anyway (spinr's CRC recomputed, JPEG bytes
   as they came).
+
+Tables and plots: :mod:`experiments.packet_loss_report`.
 """
 
 from __future__ import annotations
@@ -41,21 +43,14 @@ from typing import Any
 import numpy as np
 
 from codec.errors import ConfigError
-from experiments.common import (
-    STUDY_SIZES,
-    Profile,
-    fit_for_job,
-    markdown_table,
-    plt,
-    run_jobs,
-    scaled,
-    write_csv,
-    write_md,
-)
+from experiments import packet_loss_report as report
+from experiments.fitting import FitJob
+from experiments.pool import JobPool
+from experiments.profiles import STUDY_SIZES, Profile, scaled
 
 DEFAULT_RATES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
 DEFAULT_BURSTS = (1.0, 2.0, 4.0, 8.0)
-BURST_LOSS = 0.1
+BURST_LOSS = report.BURST_LOSS
 """Loss rate of the burst-length sweep."""
 DEFAULT_BERS = (0.0, 1e-5, 3e-5, 1e-4)
 DEFAULT_PROTECTION = ("repeat:3", "repeat:3+xor:4")
@@ -64,9 +59,15 @@ PROTECTED_CONCEAL = "prefix"
 """Concealment of the protected streams: the decoder's default, and the better one in docs/LOSS.md."""
 MAX_CHANNEL_SEEDS = 100_000
 
+Key = report.Key
+Group = tuple[list["Lane"], dict[str, float]]
+"""The lanes of one (image, seed) and the no-loss PSNR of each subject."""
+
 
 @dataclass
-class Options:
+class LossOptions:
+    """The packet-loss experiment's own options (``--loss-rates`` ... ``--mtu``)."""
+
     rates: list[float]
     bursts: list[float]
     bers: list[float]
@@ -87,7 +88,7 @@ def _floats(
     return sorted(set(out))
 
 
-def options_from_args(args: Any, profile: Profile) -> Options:
+def options_from_args(args: Any, profile: Profile) -> LossOptions:
     """The loss experiment's own options, validated (each error names the flag, value and range)."""
     seeds = getattr(args, "channel_seeds", None) or CHANNEL_SEEDS.get(profile.name, 100)
     if not 1 <= seeds <= MAX_CHANNEL_SEEDS:
@@ -99,7 +100,7 @@ def options_from_args(args: Any, profile: Profile) -> Options:
     protection = list(getattr(args, "protection", None) or DEFAULT_PROTECTION)
     for spec in protection:
         parse_protection(spec)
-    return Options(
+    return LossOptions(
         _floats("--loss-rates", getattr(args, "loss_rates", None), DEFAULT_RATES, 0.0, 0.95),
         _floats("--bursts", getattr(args, "bursts", None), DEFAULT_BURSTS, 1.0, 1000.0),
         _floats("--bers", getattr(args, "bers", None), DEFAULT_BERS, 0.0, 0.01),
@@ -123,14 +124,17 @@ def parse_protection(spec: str) -> tuple[str, str]:
         ) from None
 
 
-def fit_job(j: dict[str, Any]) -> dict[str, Any]:
-    f = fit_for_job(j)
+def fit_job(j: FitJob) -> dict[str, Any]:
+    f = j.fit()
     # The header's meta holds the training wall time and the stream id is random: both change packet
     # sizes or bytes between identical encodes, and sizes drive fragmentation, the JPEG budget and its
     # cuts. Fixing them makes seeded runs byte-identical; neither affects decoding.
     f.bitstream.header.meta = {**f.bitstream.header.meta, "seconds": 0.0}
-    f.bitstream.stream_id = 0x5EED0000 + 2 * j["seed"] + (j["model"] == "spinr")
-    return {k: j[k] for k in ("image_name", "model", "seed")} | {
+    f.bitstream.stream_id = 0x5EED0000 + 2 * j.seed + (j.model == "spinr")
+    return {
+        "image_name": j.image_name,
+        "model": j.model,
+        "seed": j.seed,
         "psnr": f.psnr,
         "bitstream": f.bitstream,
     }
@@ -147,11 +151,13 @@ class Lane:
 
 
 def build_lanes(
-    image: np.ndarray, siren: Any, spinr: Any, opts: Options
+    image: np.ndarray, siren: dict[str, Any], spinr: dict[str, Any], opts: LossOptions
 ) -> tuple[list[Lane], dict[str, float], dict[str, Any]]:
     """The lanes of one (image, seed), the no-loss PSNR of every subject, and JPEG/overhead facts."""
+    from codec.classical import at_bytes
     from netsim import ProtectionPlan
-    from streaming.loss import InrSubject, JpegSubject, critical_packets, jpeg_of_size, overhead
+    from streaming.subjects import InrSubject, JpegSubject, critical_packets
+    from streaming.transmission import overhead
 
     sir = InrSubject(siren["bitstream"], image, "prefix")
     pre = InrSubject(spinr["bitstream"], image, "prefix")
@@ -173,13 +179,13 @@ def build_lanes(
         clean[name] = spinr["psnr"]
         facts["overhead"][name] = overhead(pre.packets, plan)
     sizes = [len(p) for p in pre.packets]
-    data, quality = jpeg_of_size(image, sum(sizes))
-    jpg = JpegSubject(data, sizes, image)
+    jpeg = at_bytes(image, "jpeg-progressive", sum(sizes))  # at most the SPINR stream's bytes
+    jpg = JpegSubject(jpeg.data, sizes, image)
     lanes.append(Lane(jpg.packets, None, {"jpeg": jpg}))
     clean["jpeg"] = jpg.full_psnr
     facts |= {
-        "jpeg_quality": quality,
-        "jpeg_bytes": len(data),
+        "jpeg_quality": jpeg.quality,
+        "jpeg_bytes": len(jpeg.data),
         "jpeg_packets": len(jpg.packets),
         "spinr_bytes": sum(sizes),
         "siren_bytes": sum(len(p) for p in sir.packets),
@@ -201,7 +207,7 @@ class Condition:
     modes: tuple[str, ...] = ("crc",)
 
 
-def conditions(opts: Options) -> list[Condition]:
+def conditions(opts: LossOptions) -> list[Condition]:
     from netsim import ChannelConfig
 
     mtu = opts.mtu
@@ -219,12 +225,12 @@ def conditions(opts: Options) -> list[Condition]:
 
 
 def simulate(
-    groups: list[tuple[list[Lane], dict[str, float]]], conds: list[Condition], seeds: int, quiet: bool
-) -> dict[tuple[str, float, str, str, str], list[tuple[float, int]]]:
+    groups: list[Group], conds: list[Condition], seeds: int, quiet: bool
+) -> dict[Key, list[tuple[float, int]]]:
     """(sweep, x, header, mode, subject) -> [(psnr, units used)] over groups x channel seeds."""
-    from streaming.loss import transmit
+    from streaming.transmission import transmit
 
-    results: dict[tuple[str, float, str, str, str], list[tuple[float, int]]] = defaultdict(list)
+    results: dict[Key, list[tuple[float, int]]] = defaultdict(list)
     start = time.perf_counter()
     for n, cond in enumerate(conds, 1):
         reliable = (0,) if cond.header == "reliable" else ()
@@ -248,10 +254,10 @@ def simulate(
     return results
 
 
-def concealment(groups: list[tuple[list[Lane], dict[str, float]]]) -> list[dict[str, Any]]:
+def concealment(groups: list[Group]) -> list[dict[str, Any]]:
     """One middle SPINR layer missing (everything else intact): ``prefix`` vs ``skip``, per layer."""
     from codec.decoder import ProgressiveDecoder
-    from streaming.loss import Received
+    from streaming.transmission import Received
 
     rows = []
     for gi, (lanes, clean) in enumerate(groups):
@@ -275,47 +281,56 @@ def concealment(groups: list[tuple[list[Lane], dict[str, float]]]) -> list[dict[
     return rows
 
 
-def _stats(values: list[tuple[float, int]], seeds: int) -> dict[str, float]:
-    """Mean over all draws; std over channel seeds within a fit, pooled over fits (the spread the
-    channel causes, not the spread between images)."""
-    p = np.array([v for v, _ in values], dtype=np.float64)
-    per_fit = p.reshape(-1, seeds)
-    return {
-        "n": int(p.size),
-        "mean": float(p.mean()),
-        "std": float(np.sqrt(per_fit.var(axis=1, ddof=1).mean())) if seeds > 1 else 0.0,
-        "p10": float(np.percentile(p, 10)),
-        "nothing": float(np.mean([u == 0 for _, u in values])),
-    }
+def measure_overhead(
+    groups: list[Group], facts: list[dict[str, Any]], subjects: list[str], mtu: int
+) -> dict[str, dict[str, float]]:
+    """Each protected subject's extra bytes: netsim's accounting, checked against the bytes the channel
+    was handed at 0 % loss."""
+    from netsim import ChannelConfig
+    from streaming.transmission import transmit
+
+    overhead: dict[str, dict[str, float]] = {}
+    for name in subjects:
+        if "+" not in name:
+            continue
+        acc, meas, pay = [], [], []
+        for (lanes, _), fact in zip(groups, facts, strict=True):
+            lane = next(ln for ln in lanes if name in ln.subjects)
+            payload = sum(len(p) for p in lane.packets)
+            acc.append(fact["overhead"][name][0])
+            meas.append(transmit(lane.packets, ChannelConfig(mtu=mtu), lane.plan).wire_bytes - payload)
+            pay.append(payload)
+        overhead[name] = {
+            "bytes": float(np.mean(meas)),
+            "accounted_bytes": float(np.mean(acc)),
+            "payload_bytes": float(np.mean(pay)),
+            "ratio": float(np.sum(meas) / np.sum(pay)),
+        }
+    return overhead
 
 
-def _ms(s: dict[str, float]) -> str:
-    return f"{s['mean']:.2f} ± {s['std']:.2f}"
-
-
-def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
-    opts = options_from_args(args, profile)
+def fit_groups(
+    images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, opts: LossOptions, pool: JobPool
+) -> tuple[list[Group], list[dict[str, Any]]]:
+    """Fit SIREN and SPINR to every image and seed; the lanes of every pair both fits finished."""
     w, h = STUDY_SIZES["spinr"]["small"]
     width, hidden = scaled(w, profile), getattr(args, "depth", None) or h
-    quiet = bool(getattr(args, "json", False))
     jobs = [
-        {
-            "image": img,
-            "image_name": name,
-            "model": model,
-            "width": width,
-            "hidden": hidden,
-            "seed": seed,
-            "steps": profile.steps,
-            "device": getattr(args, "device", "cpu"),
-        }
+        FitJob(
+            image=img,
+            image_name=name,
+            model=model,
+            width=width,
+            hidden=hidden,
+            seed=seed,
+            steps=profile.steps,
+            device=getattr(args, "device", "cpu"),
+        )
         for seed in range(profile.seeds)
         for name, img in images
         for model in ("siren", "spinr")
     ]
-    fits = run_jobs(
-        fit_job, jobs, getattr(args, "workers", 1), "loss", quiet, getattr(args, "time_budget", 0.0)
-    )
+    fits = pool.map(fit_job, jobs, "loss")
     by_key = {(f["image_name"], f["seed"], f["model"]): f for f in fits if f}
     groups, facts = [], []
     for seed in range(profile.seeds):
@@ -327,243 +342,25 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
                 facts.append(fact | {"image": name, "seed": seed})
     if not groups:
         raise ConfigError("no (image, seed) pair was fitted for both models: raise --time-budget")
-    conds = conditions(opts)
-    results = simulate(groups, conds, opts.channel_seeds, quiet)
-    stats = {k: _stats(v, opts.channel_seeds) for k, v in results.items()}
+    return groups, facts
+
+
+def run(
+    images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
+) -> dict[str, Any]:
+    opts = options_from_args(args, profile)
+    pool = pool or JobPool.from_args(args)
+    groups, facts = fit_groups(images, profile, args, opts, pool)
+    results = simulate(groups, conditions(opts), opts.channel_seeds, pool.quiet)
+    stats = {k: report.stats(v, opts.channel_seeds) for k, v in results.items()}
     subjects = list(groups[0][1])
     clean = {s: float(np.mean([c[s] for _, c in groups])) for s in subjects}
     conceal_rows = concealment(groups)
-
-    # -- overhead: netsim's accounting, checked against the bytes the channel was handed at 0 % loss
-    from netsim import ChannelConfig
-    from streaming.loss import transmit
-
-    overhead: dict[str, dict[str, float]] = {}
-    for name in subjects:
-        if "+" not in name:
-            continue
-        acc, meas, pay = [], [], []
-        for (lanes, _), fact in zip(groups, facts, strict=True):
-            lane = next(ln for ln in lanes if name in ln.subjects)
-            payload = sum(len(p) for p in lane.packets)
-            acc.append(fact["overhead"][name][0])
-            meas.append(transmit(lane.packets, ChannelConfig(mtu=opts.mtu), lane.plan).wire_bytes - payload)
-            pay.append(payload)
-        overhead[name] = {
-            "bytes": float(np.mean(meas)),
-            "accounted_bytes": float(np.mean(acc)),
-            "payload_bytes": float(np.mean(pay)),
-            "ratio": float(np.sum(meas) / np.sum(pay)),
-        }
-
-    rows = [
-        {"sweep": k[0], "x": k[1], "header": k[2], "mode": k[3], "subject": k[4], **s}
-        for k, s in stats.items()
-    ]
-    rows += [
-        {"sweep": "clean", "x": 0.0, "header": "", "mode": "", "subject": s, "mean": v}
-        for s, v in clean.items()
-    ]
-    rows += [
-        {
-            "sweep": "conceal",
-            "x": r["missing_stage"],
-            "subject": f"spinr/{c}",
-            "mean": r[c],
-            "group": r["group"],
-        }
-        for r in conceal_rows
-        for c in ("prefix", "skip")
-    ]
-    write_csv(out / "loss.csv", rows)
-
-    def curve(sweep: str, header: str, mode: str, subject: str) -> list[list[float]]:
-        return sorted(
-            [k[1], s["mean"], s["std"]]
-            for k, s in stats.items()
-            if k[0] == sweep and k[2] == header and k[3] == mode and k[4] == subject
-        )
-
-    summary: dict[str, Any] = {
-        "clean": clean,
-        "loss": {hd: {s: curve("loss", hd, "crc", s) for s in subjects} for hd in ("reliable", "lossy")},
-        "burst": {s: curve("burst", "reliable", "crc", s) for s in subjects},
-        # Bit error rates in errors per million bits: the CLI's JSON rounds floats to 4 decimals.
-        "ber_ppm": {
-            m: {s: [[x * 1e6, mu, sd] for x, mu, sd in curve("ber", "reliable", m, s)] for s in subjects}
-            for m in ("crc", "use")
-        },
-        "overhead": overhead,
-        "conceal": {
-            c: float(np.mean([r[c] for r in conceal_rows])) if conceal_rows else float("nan")
-            for c in ("prefix", "skip")
-        },
-        "jpeg": {
-            k: [f[k] for f in facts] for k in ("jpeg_quality", "jpeg_bytes", "spinr_bytes", "siren_bytes")
-        },
-        "channel_seeds": opts.channel_seeds,
-        "groups": len(groups),
-    }
-    expected = {}
-    for hd in ("reliable", "lossy"):
-        for s in subjects:
-            for r in (0.05, 0.1):
-                if ("loss", r, hd, "crc", s) in stats:
-                    expected.setdefault(hd, {}).setdefault(s, {})[f"{r:.0%}"] = stats[
-                        ("loss", r, hd, "crc", s)
-                    ]["mean"]
-    summary["expected"] = expected
-
-    write_md(
-        out / "loss.md",
-        "Packet loss: SIREN, SPINR, protected SPINR, progressive JPEG",
-        _markdown(summary, stats, subjects, opts, profile, facts, conceal_rows),
-    )
-    _plots(summary, subjects, out)
+    overhead = measure_overhead(groups, facts, subjects, opts.mtu)
+    report.write_csv_rows(out / "loss.csv", stats, clean, conceal_rows)
+    summary = report.summarize(stats, clean, subjects, overhead, conceal_rows, facts)
+    summary |= {"channel_seeds": opts.channel_seeds, "groups": len(groups)}
+    summary["expected"] = report.expected(stats, subjects)
+    report.write_markdown(out / "loss.md", summary, stats, subjects, opts.mtu, profile, facts, conceal_rows)
+    report.plots(summary, subjects, out)
     return summary
-
-
-def _markdown(
-    summary: dict[str, Any],
-    stats: dict[tuple[str, float, str, str, str], dict[str, float]],
-    subjects: list[str],
-    opts: Options,
-    profile: Profile,
-    facts: list[dict[str, Any]],
-    conceal_rows: list[dict[str, Any]],
-) -> str:
-    f0 = facts[0]
-    n_draws = summary["groups"] * opts.channel_seeds
-    md = (
-        f"Profile {profile.name}: {summary['groups']} (image, seed) fit(s) x {opts.channel_seeds} channel seeds "
-        f"= {n_draws} draws per cell, {profile.steps} steps, MTU {opts.mtu} bytes. Cells: PSNR (dB), mean over all "
-        f"draws ± std over channel seeds (pooled within fits); nothing decodable = mid-grey picture. SPINR stream {np.mean(summary['jpeg']['spinr_bytes']):.0f} B "
-        f"in {len(f0['spinr_packets'])} packets (first fit: {f0['spinr_packets']}), SIREN {np.mean(summary['jpeg']['siren_bytes']):.0f} B, "
-        f"JPEG {np.mean(summary['jpeg']['jpeg_bytes']):.0f} B (quality {summary['jpeg']['jpeg_quality']}). "
-        f"Protected packets (index, 0 = header): {f0['critical']}.\n\n"
-    )
-
-    def table(sweep: str, header: str, mode: str, label: str, fmt: str) -> str:
-        xs = sorted({k[1] for k in stats if k[0] == sweep})
-        body = [
-            [s] + [_ms(stats[(sweep, x, header, mode, s)]) for x in xs]
-            for s in subjects
-            if (sweep, xs[0], header, mode, s) in stats
-        ]
-        return markdown_table(["subject"] + [format(x, fmt) + label for x in xs], body)
-
-    md += "## PSNR vs loss rate (independent loss), header reliable\n\n" + table(
-        "loss", "reliable", "crc", "", ".0%"
-    )
-    md += "\n## PSNR vs loss rate, header unprotected (a lost header: nothing decodes)\n\n"
-    md += table("loss", "lossy", "crc", "", ".0%")
-    md += f"\n## PSNR vs mean burst length (Gilbert-Elliott), loss {BURST_LOSS:.0%}, header reliable\n\n"
-    md += table("burst", "reliable", "crc", "", "g")
-    md += "\n## Bit errors (no loss), header reliable: CRC detection (damaged = lost)\n\n"
-    md += table("ber", "reliable", "crc", "", "g")
-    md += "\n## Bit errors: damaged packets used anyway\n\n" + table("ber", "reliable", "use", "", "g")
-    bers = sorted({k[1] for k in stats if k[0] == "ber"})
-    body = [
-        [s]
-        + [
-            " / ".join(f"{stats[('ber', e, 'reliable', m, s)]['p10']:.2f}" for m in ("crc", "use"))
-            for e in bers
-        ]
-        for s in subjects
-    ]
-    md += "\nWorst draws: 10th percentile PSNR, crc / use.\n\n" + markdown_table(
-        ["subject"] + [format(e, "g") for e in bers], body
-    )
-
-    md += "\n## Expected PSNR, protection overhead\n\n"
-    body = []
-    for s in subjects:
-        row = [s, f"{summary['clean'][s]:.2f}"]
-        for hd in ("reliable", "lossy"):
-            for r in (0.05, 0.1):
-                st = stats.get(("loss", r, hd, "crc", s))
-                row.append(f"{st['mean']:.2f} ({st['nothing']:.0%})" if st else "-")
-        oh = summary["overhead"].get(s)
-        row.append(f"{oh['bytes']:.0f} B ({oh['ratio']:.1%})" if oh else "0")
-        body.append(row)
-    md += markdown_table(
-        [
-            "subject",
-            "no loss",
-            "5 % (hdr reliable)",
-            "10 % (hdr reliable)",
-            "5 % (hdr lossy)",
-            "10 % (hdr lossy)",
-            "overhead",
-        ],
-        body,
-    )
-    md += "\nIn brackets: share of draws where nothing decoded. Overhead: extra bytes on the wire (envelopes, copies, parity) per stream, mean over fits, and ratio to the stream's bytes.\n"
-
-    md += "\n## Concealment: one middle SPINR layer missing, all else intact\n\n"
-    if conceal_rows:
-        ks = sorted({r["missing_stage"] for r in conceal_rows})
-        body = [
-            [f"stage {k}"]
-            + [
-                f"{np.mean([r[c] for r in conceal_rows if r['missing_stage'] == k]):.2f}"
-                for c in ("full", "prefix", "skip")
-            ]
-            for k in ks
-        ]
-        md += markdown_table(["missing", "all layers", "prefix", "skip"], body)
-        better = "skip" if summary["conceal"]["skip"] > summary["conceal"]["prefix"] else "prefix"
-        md += (
-            f"\nMean over missing stages and fits: prefix {summary['conceal']['prefix']:.2f} dB, "
-            f"skip {summary['conceal']['skip']:.2f} dB: **{better}** is better.\n"
-        )
-    else:
-        md += "No middle layer (fewer than 2 hidden layers).\n"
-    return md
-
-
-def _plots(summary: dict[str, Any], subjects: list[str], out: Path) -> None:
-    pyplot = plt()
-
-    def draw(ax: Any, curves: dict[str, list[list[float]]], style: str = "-", label: bool = True) -> None:
-        for i, s in enumerate(subjects):
-            c = np.array(curves.get(s) or [])
-            if not c.size:
-                continue
-            color = f"C{i}"
-            ax.plot(c[:, 0], c[:, 1], style, marker="o", ms=3, color=color, label=s if label else None)
-            if style == "-":
-                ax.fill_between(c[:, 0], c[:, 1] - c[:, 2], c[:, 1] + c[:, 2], color=color, alpha=0.06)
-
-    fig, axes = pyplot.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, hd in zip(axes, ("reliable", "lossy"), strict=True):
-        draw(ax, summary["loss"][hd])
-        ax.set_title(f"header {hd}", fontsize=9)
-        ax.set_xlabel("packet loss rate")
-    axes[0].set_ylabel("PSNR (dB)")
-    axes[1].legend(fontsize=6, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=80)
-    pyplot.close(fig)
-
-    fig, ax = pyplot.subplots(figsize=(4.8, 3.4))
-    draw(ax, summary["burst"])
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel(f"mean burst length (loss {BURST_LOSS:.0%})")
-    ax.set_ylabel("PSNR (dB)")
-    ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out / "loss_burst.png", dpi=80)
-    pyplot.close(fig)
-
-    fig, ax = pyplot.subplots(figsize=(4.8, 3.4))
-    draw(ax, summary["ber_ppm"]["crc"])
-    draw(ax, summary["ber_ppm"]["use"], "--", label=False)
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlabel("bit errors per million bits")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title("solid: CRC drops damaged packets; dashed: damaged packets used", fontsize=8)
-    ax.legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(out / "loss_ber.png", dpi=80)
-    pyplot.close(fig)

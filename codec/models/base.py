@@ -164,8 +164,8 @@ def register_model(name: str) -> Callable[[type[INR]], type[INR]]:
 
 
 def model_class(name: str) -> type[INR]:
-    from codec import models as _registry  # noqa: F401  (importing registers every model)
-
+    """The registered class of ``name`` (importing ``codec.models``, which any import of this module
+    does first, registers every family)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
     return MODELS[name]
