@@ -102,7 +102,7 @@ def bench_variants(
     from codec.config import EncodeConfig, ModelSpec, TrainConfig
     from codec.encode import encode_image
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, opts in VARIANTS.items():
         for lr in lrs:
             curves, bytes_ = [], []
@@ -111,9 +111,9 @@ def bench_variants(
                     ModelSpec("spinr", width, hidden, dict(opts)),
                     TrainConfig(steps=steps, lr=lr, device=device),
                 )
-                r = encode_image(img, cfg)
-                curves.append(r.stage_psnr)
-                bytes_.append(r.bytes)
+                encoded = encode_image(img, cfg)
+                curves.append(encoded.stage_psnr)
+                bytes_.append(encoded.bytes)
             mean = np.mean(curves, axis=0)
             rows.append(
                 {

@@ -97,7 +97,7 @@ def bench_recipes(
     ]
     results = JobPool(workers).map(recipe_job, jobs, "spinr-recipes")
     siren_seconds = np.mean([r["seconds"] for r in results if r["recipe"] == "siren (reference)"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in RECIPES:
         rs = [r for r in results if r["recipe"] == name]
         rows.append(

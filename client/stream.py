@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     pic = receiver.picture()
+    assert pic is not None  # receive() raised when nothing decoded
     last_psnr = next((e.psnr for e in reversed(receiver.timeline) if e.psnr is not None), None)
     result = {
         "url": url,

@@ -3,6 +3,8 @@ freezing a stage at the weights a decoder will compute (``codec.train``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -23,7 +25,7 @@ def fake_quantize(p: torch.Tensor, quant: QuantConfig, bits: int | None = None) 
 
 
 def load_quantized(
-    params: list[torch.Tensor], weights: list[torch.Tensor], quant: QuantConfig, precise: set[int]
+    params: Sequence[torch.Tensor], weights: Sequence[torch.Tensor], quant: QuantConfig, precise: set[int]
 ) -> None:
     """Set ``params`` to the dequantized codes of ``weights`` (each at its own bits)."""
     with torch.no_grad():
@@ -31,7 +33,7 @@ def load_quantized(
             p.copy_(fake_quantize(w, quant, quant.bits_for(p, precise)))
 
 
-def quantize_in_place(params: list[torch.Tensor], quant: QuantConfig, precise: set[int]) -> None:
+def quantize_in_place(params: Sequence[torch.Tensor], quant: QuantConfig, precise: set[int]) -> None:
     """Replace weights by their dequantized codes (idempotent: quantizing them again gives the same codes)."""
     from codec.quant import quantize
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -84,7 +84,7 @@ def split_steps(total: int, weights: list[float]) -> list[int]:
     return steps
 
 
-def copy_into(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+def copy_into(dst: Sequence[torch.Tensor], src: Sequence[torch.Tensor]) -> None:
     with torch.no_grad():
         for d, s in zip(dst, src, strict=True):
             d.copy_(s)
@@ -93,7 +93,7 @@ def copy_into(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
 def quantized_loss(
     model: INR,
     stage: TrainingStage,
-    weights: list[torch.Tensor],
+    weights: Sequence[torch.Tensor],
     quant: QuantConfig,
     precise: set[int],
     x: torch.Tensor,

@@ -150,7 +150,7 @@ def run(
     write_md(out / "models.md", "Table 1: model zoo", md)
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(6, 3.2))
-    labels = [t[0] for t in table]
+    labels = [str(t[0]) for t in table]
     ms = [summary[lb]["psnr_float"] for lb in labels]
     ax.bar(labels, [m for m, _ in ms], yerr=[s for _, s in ms], color="tab:blue", alpha=0.8)
     ax.set_ylabel("PSNR (dB, float)")

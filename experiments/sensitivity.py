@@ -102,10 +102,10 @@ def run(
             summary[f"{model}:{axis}"] = {
                 f"{v:g}": round(m, 3) for v, (m, _) in zip(values, stats, strict=True)
             }
-            m = np.array([x[0] for x in stats])
-            c = np.array([x[1] for x in stats])
-            ax.plot(values, m, marker="o", label=model)
-            ax.fill_between(values, m - c, m + c, alpha=0.25)
+            means = np.array([x[0] for x in stats])
+            cis = np.array([x[1] for x in stats])
+            ax.plot(values, means, marker="o", label=model)
+            ax.fill_between(values, means - cis, means + cis, alpha=0.25)
         ax.set_xlabel({"lr": "learning rate", "width": "width", "depth": "hidden layers"}[axis])
         if axis == "lr":
             ax.set_xscale("log")

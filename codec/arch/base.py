@@ -8,7 +8,7 @@ layer per new packet. No torch here: this is what a decoder-only install runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def arch_field(arch: Mapping[str, Any], key: str, kind: type, lo: float, hi: flo
     value = arch.get(key)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) or not lo <= value <= hi:
+    if not isinstance(value, kind) or isinstance(value, bool) or not lo <= cast(float, value) <= hi:
         raise BitstreamError(
             f"header arch field {key!r} is {value!r}; expected {kind.__name__} in {lo}..{hi}"
         )

@@ -9,9 +9,9 @@ interface takes a received bitstream back into a torch model (:meth:`INR.load_bi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
 
 import torch
 from torch import nn
@@ -20,6 +20,27 @@ from codec.errors import BitstreamError, ConfigError
 
 if TYPE_CHECKING:
     from codec.bitstream import Bitstream
+
+M = TypeVar("M", bound=nn.Module)
+
+
+class Layers(nn.ModuleList, Generic[M]):
+    """An ``nn.ModuleList`` that says what it holds (torch types its items as plain Modules)."""
+
+    def __init__(self, modules: Iterable[M] = ()) -> None:
+        super().__init__(modules)
+
+    def __iter__(self) -> Iterator[M]:
+        return cast(Iterator[M], super().__iter__())
+
+    @overload
+    def __getitem__(self, idx: slice) -> Layers[M]: ...
+
+    @overload
+    def __getitem__(self, idx: int) -> M: ...
+
+    def __getitem__(self, idx: int | slice) -> M | Layers[M]:
+        return cast("M | Layers[M]", super().__getitem__(idx))
 
 
 @dataclass

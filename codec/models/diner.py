@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from codec.errors import ConfigError
-from codec.models.base import INR, register_model
+from codec.models.base import INR, Layers, register_model
 from codec.models.siren import SineLayer, chain_units, init_readout, sine_input_precise
 
 
@@ -61,7 +61,7 @@ class Diner(INR):
         self.table_w = self.table_h = 0
         self.table = nn.Parameter(torch.zeros(0, options.features))
         self.input = SineLayer(options.features, width, options.omega_0, first=True)
-        self.hidden = nn.ModuleList(
+        self.hidden = Layers(
             SineLayer(width, width, options.omega_0, first=False) for _ in range(hidden_layers)
         )
         self.output = init_readout(nn.Linear(width, 3), options.omega_0)
@@ -85,8 +85,8 @@ class Diner(INR):
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         hidden = (layer.linear for layer in self.hidden)
-        units = [("table", [("table", self.table)]), *chain_units(self.input.linear, hidden, self.output)]
-        return units
+        table: list[tuple[str, torch.Tensor]] = [("table", self.table)]
+        return [("table", table), *chain_units(self.input.linear, hidden, self.output)]
 
     def arch(self) -> dict[str, Any]:
         return {

@@ -25,7 +25,7 @@ from torch import nn
 
 from codec.errors import ConfigError
 from codec.fourier_features import b_matrix
-from codec.models.base import INR, register_model
+from codec.models.base import INR, Layers, register_model
 from codec.models.siren import chain_units
 
 
@@ -51,13 +51,15 @@ class FourierOptions:
 class FourierNet(INR):
     Options = FourierOptions
     default_lr = 1e-3
+    B: torch.Tensor
+    """The fixed projection (a non-persistent buffer, regenerated from the options)."""
 
     def __init__(self, width: int, hidden_layers: int, options: FourierOptions) -> None:
         super().__init__(width, hidden_layers, options)
         b = b_matrix(options.mapping_size, options.sigma, options.b_seed)
         self.register_buffer("B", torch.from_numpy(b), persistent=False)
         self.input = nn.Linear(2 * options.mapping_size, width)
-        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(hidden_layers))
+        self.hidden = Layers(nn.Linear(width, width) for _ in range(hidden_layers))
         self.output = nn.Linear(width, 3)
 
     def encode(self, coords: torch.Tensor) -> torch.Tensor:
