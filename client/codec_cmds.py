@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from codec.config import PRESETS, EncodeConfig, apply_overrides, preset
+from codec.config import ENCODE_OPTIONS, PRESETS, EncodeConfig, apply_overrides, option_value, preset
 from codec.errors import ConfigError
+from codec.image import SUPPORTED_FORMATS
+from codec.options import EncodeOption
 
 
 def emit_json(obj: dict[str, Any]) -> None:
@@ -54,49 +57,51 @@ class ProgressBar:
             self.bar.close()
 
 
+ARG_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str, "str": str}
+GROUP_TITLES = {"model": "model options", "train": "training options", "quant": "quantization options"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of an encode option: ``precise_bits`` -> ``--precise-bits``."""
+    return "--" + name.replace("_", "-")
+
+
 def add_encode_options(p: argparse.ArgumentParser) -> None:
+    """``--preset`` and one flag per entry of the option table (codec.config.ENCODE_OPTIONS); every
+    flag defaults to None (keep the preset's value) and is checked by ``apply_overrides``."""
+    default = "paper"
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), default="paper", help="starting configuration (default: paper)"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=default,
+        help=f"starting configuration (default: {default})",
     )
-    p.add_argument("--model", default=None, help="model name: spinr (default), siren, or the study's zoo")
-    p.add_argument("--width", type=int, default=None, help="neurons per hidden layer (paper: 64)")
-    p.add_argument("--depth", type=int, default=None, help="hidden layers (paper: 16)")
-    p.add_argument("--steps", type=int, default=None, help="total training steps, split across stages")
-    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: the model's own)")
-    p.add_argument("--batch-pixels", type=int, default=None, help="pixels per step (0: all)")
-    p.add_argument("--bits", type=int, default=None, help="bits per weight, 2..16 (default 8)")
-    p.add_argument("--per-channel", action="store_true", help="quantize each output channel on its own")
-    p.add_argument(
-        "--precise-bits",
-        type=int,
-        default=None,
-        help="bits for the tensors the model marks precise, e.g. a sine input layer (default 16)",
-    )
-    p.add_argument(
-        "--head", choices=["per_stage", "shared"], default=None, help="SPINR readout (default per_stage)"
-    )
-    p.add_argument(
-        "--joint",
-        type=float,
-        default=None,
-        help="SPINR: share of the steps for a last phase training all layers on every prefix's loss "
-        "(0..<1; helps shallow nets, docs/SPINR.md)",
-    )
-    p.add_argument(
-        "--dropout", type=float, default=None, help="SPINR: neuron dropout while training (0..<0.5)"
-    )
-    p.add_argument(
-        "--qat",
-        type=float,
-        default=None,
-        help="share of each stage's last steps trained through the quantizer (0..1; helps at low --bits)",
-    )
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    groups = {g: p.add_argument_group(title) for g, title in GROUP_TITLES.items()}
+    for opt in ENCODE_OPTIONS:
+        group = groups[opt.group]
+        text = f"{opt.help} ({_flag_notes(opt, option_value(PRESETS[default], opt), default)})"
+        if opt.kind == "bool":
+            group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            metavar = "{" + ",".join(opt.choices) + "}" if opt.choices else opt.name.upper()
+            group.add_argument(
+                flag(opt.name), type=ARG_TYPES[opt.kind], default=None, metavar=metavar, help=text
+            )
+
+
+def _flag_notes(opt: EncodeOption, start: Any, preset_name: str) -> str:
+    """What goes in a flag's help after its text: the models, the range, the preset's value."""
+    notes = [f"{', '.join(opt.models)} only"] if opt.models else []
+    if opt.kind in ("int", "float"):
+        notes.append(opt.allowed())
+    if start is None or isinstance(start, bool):
+        start = {None: "unset", True: "on", False: "off"}[start]
+    notes.append(f"{preset_name}: {start}")
+    return "; ".join(notes)
 
 
 def config_from_args(args: argparse.Namespace) -> EncodeConfig:
-    return apply_overrides(preset(args.preset), vars(args), lambda key: "--" + key.replace("_", "-"))
+    return apply_overrides(preset(args.preset), vars(args), flag)
 
 
 def _encode(args: argparse.Namespace) -> int:
@@ -128,7 +133,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _add_encode(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", help="input image (PNG, JPEG, WebP, ...)")
+    p.add_argument("image", help=f"input image ({', '.join(SUPPORTED_FORMATS)})")
     p.add_argument("-o", "--output", required=True, type=Path, help="output .spnr file")
     add_encode_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")

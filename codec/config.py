@@ -1,13 +1,17 @@
-"""Typed configuration for encoding: the model, its training and its quantization, with named presets."""
+"""Typed configuration for encoding: the model, its training and its quantization, with named presets,
+and the one table of the options a user may set (``ENCODE_OPTIONS``), from which the CLI flags, the
+server's form and ``/api/config`` are generated and against which every config is checked."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from codec.errors import ConfigError
+from codec.model_options import MODEL_OPTIONS
+from codec.options import EncodeOption, Kind, declared_options
 
 
 @dataclass
@@ -15,7 +19,8 @@ class ModelSpec:
     """Which INR to fit and its size."""
 
     name: str = "spinr"
-    """Registered model name (``spinr``, ``siren``, and the study's zoo: ``fourier``, ``mfn``, ``wire``, ``diner``)."""
+    """Registered model name (``spinr``, ``siren``, and the study's zoo: ``fourier``, ``mfn``, ``wire``, ``diner``;
+    ``codec.model_options.MODEL_OPTIONS`` lists them)."""
     width: int = 64
     """Neurons per hidden layer."""
     hidden_layers: int = 16
@@ -24,10 +29,7 @@ class ModelSpec:
     """Model-specific options (e.g. ``head`` for SPINR, ``omega_0`` for SIREN); each model validates its own."""
 
     def validate(self) -> None:
-        if not 1 <= self.width <= 4096:
-            raise ConfigError(f"width {self.width} is out of range: allowed 1..4096")
-        if not 0 <= self.hidden_layers <= 256:
-            raise ConfigError(f"depth (hidden layers) {self.hidden_layers} is out of range: allowed 0..256")
+        _check_section(self, "model")
 
 
 @dataclass
@@ -56,16 +58,9 @@ class TrainConfig:
     that survive quantization. 0 is off; needs a quantization config."""
 
     def validate(self) -> None:
-        if not 1 <= self.steps <= 10_000_000:
-            raise ConfigError(f"steps {self.steps} is out of range: allowed 1..10000000")
-        if self.lr is not None and not (0.0 < self.lr < 1.0):
-            raise ConfigError(f"learning rate {self.lr} is out of range: allowed 0 < lr < 1")
-        if self.batch_pixels < 0:
-            raise ConfigError(f"batch_pixels {self.batch_pixels} must be >= 0 (0 = all pixels)")
+        _check_section(self, "train")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"lr_decay {self.lr_decay} is out of range: allowed 0 < lr_decay <= 1")
-        if not 0.0 <= self.qat <= 1.0:
-            raise ConfigError(f"qat {self.qat} is out of range: allowed 0 <= qat <= 1")
 
 
 @dataclass
@@ -82,10 +77,7 @@ class QuantConfig:
     16 bits for them costs a few hundred bytes and saves 2 dB or more (docs/SPINR.md)."""
 
     def validate(self) -> None:
-        if not 2 <= self.bits <= 16:
-            raise ConfigError(f"bits {self.bits} is out of range: allowed 2..16")
-        if not 2 <= self.precise_bits <= 16:
-            raise ConfigError(f"precise_bits {self.precise_bits} is out of range: allowed 2..16")
+        _check_section(self, "quant")
 
     def bits_for(self, tensor: object, precise: set[int]) -> int:
         """The bits of one tensor, given the ``id()`` of the model's precise tensors."""
@@ -128,45 +120,116 @@ class EncodeConfig:
         return cfg
 
 
-OVERRIDES: dict[str, str] = {
-    "width": "model.width",
-    "depth": "model.hidden_layers",
-    "steps": "train.steps",
-    "lr": "train.lr",
-    "batch_pixels": "train.batch_pixels",
-    "seed": "train.seed",
-    "device": "train.device",
-    "qat": "train.qat",
-    "bits": "quant.bits",
-    "precise_bits": "quant.precise_bits",
-}
-"""User-facing option names (CLI flags, API form fields) -> the config field each sets."""
-SPINR_OPTIONS = ("head", "joint", "dropout")
-"""User-facing options that are SPINR model options."""
+def _core(name: str, path: str, kind: Kind, help: str, **limits: Any) -> EncodeOption:  # noqa: A002
+    section, _, attr = path.partition(".")
+    default = getattr(getattr(EncodeConfig(), section), attr)
+    return EncodeOption(name=name, field=path, kind=kind, default=default, help=help, **limits)
+
+
+def _model_options() -> tuple[EncodeOption, ...]:
+    """Every registered model's declared user options; one entry per name, applying to every model
+    that declares it (the declarations must agree apart from the model)."""
+    merged: dict[str, EncodeOption] = {}
+    for model, options_cls in MODEL_OPTIONS.items():
+        for opt in declared_options(options_cls, model):
+            seen = merged.get(opt.name)
+            if seen is None:
+                merged[opt.name] = opt
+            elif dataclasses.replace(seen, models=opt.models) != opt:
+                raise TypeError(f"models {seen.models} and {model!r} declare option {opt.name!r} differently")
+            else:
+                merged[opt.name] = dataclasses.replace(seen, models=(*(seen.models or ()), model))
+    return tuple(merged.values())
+
+
+ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
+    _core("model", "model.name", "choice", "model family; spinr decodes progressively, layer by layer",
+          choices=tuple(MODEL_OPTIONS)),
+    _core("width", "model.width", "int", "neurons per hidden layer", min=1, max=4096),
+    _core("depth", "model.hidden_layers", "int", "hidden layers", min=0, max=256),
+    *_model_options(),
+    _core("steps", "train.steps", "int", "total training steps, split across stages", min=1, max=10_000_000),
+    _core("lr", "train.lr", "float", "Adam learning rate; unset: the model's own default",
+          min=0.0, max=1.0, min_exclusive=True, max_exclusive=True),
+    _core("batch_pixels", "train.batch_pixels", "int", "pixels sampled per step; 0 uses every pixel", min=0),
+    _core("seed", "train.seed", "int", "random seed of initialisation and pixel sampling", min=0, max=2**31 - 1),
+    _core("device", "train.device", "str", "training device: auto (CUDA when present), cpu, cuda or cuda:N"),
+    _core("qat", "train.qat", "float",
+          "share of each stage's last steps trained through the quantizer; helps at low bits", min=0.0, max=1.0),
+    _core("bits", "quant.bits", "int", "bits per weight", min=2, max=16),
+    _core("precise_bits", "quant.precise_bits", "int",
+          "bits for the tensors the model marks precise, e.g. a sine input layer", min=2, max=16),
+    _core("per_channel", "quant.per_channel", "bool", "one scale and offset per output channel instead of per tensor"),
+)  # fmt: skip
+"""The encode options a user may set, in display order: the CLI flags, the server's form,
+``/api/config`` and the config's own checks all come from this table."""
+
+
+def option_value(cfg: EncodeConfig, opt: EncodeOption) -> Any:
+    """The value ``opt`` has in ``cfg`` (a model option not set, or not the model's: its default)."""
+    if opt.model_option is None:
+        return getattr(getattr(cfg, opt.group), opt.attr)
+    return (
+        cfg.model.options.get(opt.model_option, opt.default)
+        if opt.applies_to(cfg.model.name)
+        else opt.default
+    )
+
+
+def _set_option(cfg: EncodeConfig, opt: EncodeOption, value: Any) -> None:
+    if opt.model_option is None:
+        setattr(getattr(cfg, opt.group), opt.attr, value)
+    else:
+        cfg.model.options[opt.model_option] = value
+
+
+def _check_section(section: object, group: str) -> None:
+    """A config section's fields against the table (no label: a program, not a user, built it)."""
+    for opt in ENCODE_OPTIONS:
+        if opt.group == group and opt.model_option is None and opt.kind != "str":
+            value = getattr(section, opt.attr)
+            if value is not None:
+                opt.check(value)
+
+
+def _prefix(label: Callable[[str], str], name: str) -> str:
+    typed = label(name)
+    return "" if typed == name else f"{typed}: "
 
 
 def apply_overrides(
-    cfg: EncodeConfig, values: dict[str, Any], label: Callable[[str], str] = str
+    cfg: EncodeConfig,
+    values: Mapping[str, Any],
+    label: Callable[[str], str] = str,
+    table: Sequence[EncodeOption] = ENCODE_OPTIONS,
 ) -> EncodeConfig:
     """``cfg`` with a user's choices (None = keep) applied and validated; shared by the CLI and the API.
 
-    Choosing another model drops the preset's model options (they belong to the preset's model).
-    ``label`` names an option in errors as the user typed it (the CLI's ``--joint`` for ``joint``)."""
-    model = values.get("model")
-    if model is not None and model != cfg.model.name:
-        cfg.model.name = model
-        cfg.model.options = {}
-    for key, path in OVERRIDES.items():
-        if values.get(key) is not None:
-            section, _, name = path.partition(".")
-            setattr(getattr(cfg, section), name, values[key])
-    if values.get("per_channel"):
-        cfg.quant.per_channel = True
-    for key in SPINR_OPTIONS:
-        if values.get(key) is not None:
-            if cfg.model.name != "spinr":
-                raise ConfigError(f"{label(key)} applies to the spinr model only, not {cfg.model.name!r}")
-            cfg.model.options[key] = values[key]
+    Every option of ``table`` (the server passes a narrowed copy, with its caps) is checked for its
+    type, for the model it applies to, and, on the resulting config, for its range, so a preset's own
+    value over a server's cap is refused too. Choosing another model drops the preset's model
+    options (they belong to the preset's model). ``label`` names an option in errors as the user
+    typed it (the CLI's ``--joint`` for ``joint``); keys of ``values`` outside the table are ignored."""
+    by_name = {opt.name: opt for opt in table}
+    if values.get("model") is not None and "model" in by_name:
+        model = by_name["model"].check(values["model"], _prefix(label, "model"))
+        if model != cfg.model.name:
+            cfg.model.name = model
+            cfg.model.options = {}
+    for opt in table:
+        value = values.get(opt.name)
+        if opt.name == "model" or value is None:
+            continue
+        value = opt.coerce(value, _prefix(label, opt.name))
+        if not opt.applies_to(cfg.model.name):
+            only = " and ".join(opt.models or ())
+            raise ConfigError(f"{label(opt.name)} applies to the {only} model only, not {cfg.model.name!r}")
+        _set_option(cfg, opt, value)
+    for opt in table:
+        if opt.applies_to(cfg.model.name) and opt.kind != "str":
+            value = option_value(cfg, opt)
+            if value is not None:
+                opt.check(value, _prefix(label, opt.name))
     return cfg.validate()
 
 

@@ -20,6 +20,21 @@ def _port(text: str) -> int:
     return value
 
 
+def _cap(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not sep or not name or number != number:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=MAX (e.g. width=512)")
+    return name, int(number) if number.is_integer() else number
+
+
+def _models(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = Settings()
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -55,8 +70,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.preset,
         help=f"default encode preset (default {d.preset})",
     )
+    caps = " ".join(f"{k}={v}" for k, v in d.option_caps.items())
     p.add_argument(
-        "--web-dir", type=Path, default=None, help="static browser client to serve at / (default client/web)"
+        "--cap",
+        type=_cap,
+        action="append",
+        default=None,
+        metavar="NAME=MAX",
+        help=f"largest value a job may give an encode option, below the codec's own range "
+        f"(repeatable; each replaces the default for its option; defaults: {caps})",
+    )
+    p.add_argument(
+        "--models",
+        type=_models,
+        default=d.models,
+        help=f"comma-separated models a job may use (default {','.join(d.models)}: those the browser decodes)",
+    )
+    p.add_argument(
+        "--web-dir",
+        type=Path,
+        default=None,
+        help="static browser client to serve at / (default: the one shipped in the package)",
     )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -71,6 +105,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         device=args.device,
         preset=args.preset,
         web_dir=args.web_dir,
+        models=args.models,
+        option_caps={**Settings().option_caps, **dict(args.cap or [])},
     ).validate()
 
 

@@ -31,8 +31,6 @@ from server.store import QueueFull, Store
 
 log = logging.getLogger("spinr.jobs")
 
-MODELS = ("spinr", "siren")
-HEADS = ("per_stage", "shared")
 PROGRESS_INTERVAL = 0.1
 """Seconds between progress reports of a worker (stage boundaries are always reported)."""
 CANCEL_GRACE = 30.0

@@ -8,6 +8,11 @@ from pathlib import Path
 from codec.config import PRESETS
 from codec.device import DEVICE_CHOICES
 from codec.errors import ConfigError
+from server.options import job_options, server_options
+
+DEFAULT_CAPS: dict[str, float] = {"width": 1024, "depth": 64, "steps": 1_000_000}
+"""The default ``Settings.option_caps``: a 1024-wide, 64-deep SIREN has 67 M parameters (1 GB with
+Adam's state), a million steps of it hours on a GPU; the codec's own ranges go further."""
 
 
 @dataclass
@@ -27,14 +32,23 @@ class Settings:
     preset: str = "quick"
     """Encode preset a job starts from; form fields override its values."""
     web_dir: Path | None = None
-    """Static browser client served at ``/``; None uses ``client/web`` of the installed package if it exists."""
+    """Static browser client served at ``/``; None uses the one shipped in the spinr package
+    (``client/web``, found through ``importlib.resources``) when it is installed."""
     stream_start_timeout: float = 30.0
     """Seconds a WebSocket client has to send its ``start`` message."""
+    models: tuple[str, ...] = ("spinr", "siren")
+    """Models a job may use: those the browser client decodes (client/web); the codec registers more
+    (the study's zoo), which ``spinr encode`` can fit."""
+    option_caps: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CAPS))
+    """Largest value a job may give these encode options, on top of the codec's own ranges
+    (codec.config.ENCODE_OPTIONS allows width 4096, depth 256 and 10^7 steps): they bound the
+    memory and time one job takes. ``spinr serve --cap NAME=MAX``."""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         if self.web_dir is not None:
             self.web_dir = Path(self.web_dir)
+        self.models = tuple(self.models)
 
     def validate(self) -> Settings:
         if self.max_upload_bytes < 1:
@@ -49,4 +63,9 @@ class Settings:
             raise ConfigError(f"device {self.device!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
         if self.preset not in PRESETS:
             raise ConfigError(f"preset {self.preset!r} is not one of {', '.join(PRESETS)}")
+        table = server_options(self)  # a cap outside the codec's range or an unknown model: ConfigError
+        try:
+            job_options({}, table, self.preset)
+        except ConfigError as exc:
+            raise ConfigError(f"preset {self.preset!r} does not fit this server's limits: {exc}") from None
         return self

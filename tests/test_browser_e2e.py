@@ -2,9 +2,10 @@
 
 A real ``spinr serve`` runs in a subprocess (tests/_server.py); the page uploads a small crop through
 its form, waits for training, streams the result over the WebSocket and paints it. The canvas is
-checked against the numpy decoder's output for the downloaded bitstream. Further tests stream
-through the server's netsim with 30% loss, load the page at a phone's width, and open an unknown
-image id. Every test asserts that the page logged no console errors. Screenshots go to the pytest
+checked against the numpy decoder's output for the downloaded bitstream. Further tests check that the
+upload form offers exactly the options, ranges and choices of ``/api/config`` (model-only options with
+their models, presets filling every field), stream through the server's netsim with 30% loss, load
+the page at a phone's width, and open an unknown image id. Every test asserts that the page logged no console errors. Screenshots go to the pytest
 tmp dir (and, with SPINR_UPDATE_DOCS=1, to docs/img/browser.png and docs/img/browser-phone.png).
 """
 
@@ -198,6 +199,124 @@ def test_upload_train_stream_matches_numpy(server: Server, browser: Any, tmp_pat
         assert page.eval_on_selector("#view", "c => [c.width, c.height]") == [256, 192]
 
         save_shot(page, tmp_path, "browser.png")
+        assert page.is_hidden("#error")
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+# Reads every generated option field: its control, label, hint and state, in document order.
+READ_FORM = """() => [...document.querySelectorAll('#option-fields [name]')].map((el) => {
+    const label = document.querySelector(`label[for="${el.id}"]`);
+    const hint = document.getElementById(el.getAttribute('aria-describedby') || '');
+    return {
+        name: el.name, id: el.id, tag: el.tagName.toLowerCase(), type: el.type || null,
+        min: el.getAttribute('min'), max: el.getAttribute('max'), step: el.getAttribute('step'),
+        choices: el.tagName === 'SELECT' ? [...el.options].map((o) => o.value) : null,
+        label: label ? label.textContent.trim() : null, hint: hint ? hint.textContent : null,
+        value: el.type === 'checkbox' ? el.checked : el.value,
+        shown: !el.closest('.field').hidden && el.offsetParent !== null, disabled: el.disabled,
+        group: el.closest('fieldset').dataset.group,
+    };
+})"""
+CONTROL = {"int": ("input", "number"), "float": ("input", "number"), "bool": ("input", "checkbox"),
+           "choice": ("select", "select-one"), "str": ("input", "text")}  # fmt: skip
+
+
+def expected_value(opt: dict[str, Any], value: Any) -> Any:
+    """What a field shows for an option's value: a checkbox's state, an input's text ("" when unset)."""
+    if opt["type"] == "bool":
+        return value is True
+    if value is None:
+        return ""
+    return str(value)
+
+
+def test_form_is_generated_from_api_config(server: Server, browser: Any, tmp_path: Path) -> None:
+    config = server.http.get("/api/config").json()
+    options = config["options"]
+    assert {"model", "width", "depth", "steps", "bits"} <= {o["name"] for o in options}
+    p = Page(browser, 1280, 1000)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/")
+        page.wait_for_selector('#app[data-state="idle"]')
+
+        # Exactly the table's options, in its order, each with the control, range and choices it gives.
+        fields = page.evaluate(READ_FORM)
+        assert [f["name"] for f in fields] == [o["name"] for o in options]
+        for opt, f in zip(options, fields, strict=True):
+            name = opt["name"]
+            assert f["id"] == f"opt-{name}"
+            assert (f["tag"], f["type"]) == CONTROL[opt["type"]], (name, f)
+            assert f["label"], f"{name} has no label bound to it"
+            assert f["hint"] is not None and opt["help"] in f["hint"], (name, f["hint"])
+            assert f["group"] == opt["group"], name
+            if opt["type"] in ("int", "float"):
+                assert f["min"] == (None if opt["min"] is None else page.evaluate("String", opt["min"])), name
+                assert f["max"] == (None if opt["max"] is None else page.evaluate("String", opt["max"])), name
+                assert f["step"] == ("1" if opt["type"] == "int" else "any"), name
+            else:
+                assert f["min"] is None and f["max"] is None, name
+            assert f["choices"] == opt["choices"], name
+        assert page.evaluate("document.getElementById('opt-preset').labels.length") == 1
+
+        # Model-only options are shown and enabled with their models only.
+        scoped = [o for o in options if o["models"] is not None]
+        assert scoped, "the table has no model-specific option to check"
+        model_opt = next(o for o in options if o["name"] == "model")
+        for model in model_opt["choices"]:
+            page.select_option("#opt-model", model)
+            state = {f["name"]: f for f in page.evaluate(READ_FORM)}
+            for opt in options:
+                applies = opt["models"] is None or model in opt["models"]
+                assert state[opt["name"]]["shown"] is applies, (model, opt["name"])
+                assert state[opt["name"]]["disabled"] is not applies, (model, opt["name"])
+
+        # Choosing a preset fills every field with that preset's value.
+        for name, values in config["presets"].items():
+            page.select_option("#opt-preset", name)
+            state = {f["name"]: f for f in page.evaluate(READ_FORM)}
+            assert set(values) == set(state), name
+            for opt in options:
+                got = state[opt["name"]]["value"]
+                if opt["type"] == "float" and got != "":
+                    assert float(got) == pytest.approx(values[opt["name"]]), (name, opt["name"])
+                else:
+                    assert got == expected_value(opt, values[opt["name"]]), (name, opt["name"], got)
+
+        # A value outside the table's range is refused in the page, naming the option and its range.
+        source = tmp_path / "crop.png"
+        source.write_bytes(png(crop()))
+        page.set_input_files("#file", str(source))
+        page.select_option("#opt-preset", "tiny")
+        width = next(o for o in options if o["name"] == "width")
+        before = len(server.http.get("/api/jobs").json()["jobs"])
+        page.fill("#opt-width", str(width["max"] + 1))
+        page.click("#upload")
+        page.wait_for_selector("#error:not([hidden])")
+        text = p.text("#error-text")
+        assert f"width: {width['max'] + 1} is out of range: allowed {width['min']}..{width['max']}" in text, (
+            text
+        )
+        assert page.get_attribute("#opt-width", "aria-invalid") == "true"
+        assert page.evaluate("document.activeElement.id") == "opt-width"
+        assert len(server.http.get("/api/jobs").json()["jobs"]) == before
+
+        # A SIREN upload sends the enabled fields only: no SPINR option reaches the job.
+        page.fill("#opt-width", "16")
+        page.select_option("#opt-model", "siren")
+        page.fill("#opt-steps", "20")
+        page.click("#upload")
+        page.wait_for_function("() => new URLSearchParams(location.hash.slice(1)).get('image')")
+        image_id = page.evaluate("() => new URLSearchParams(location.hash.slice(1)).get('image')")
+        job = server.wait_state(image_id, ("done", "failed"))
+        assert job["state"] == "done", job
+        sent = job["options"]
+        assert sent["model"] == "siren" and sent["width"] == 16 and sent["steps"] == 20, sent
+        assert not {o["name"] for o in scoped if "siren" not in o["models"]} & set(sent), sent
+        assert sent["bits"] == config["presets"]["tiny"]["bits"], sent
+        page.wait_for_selector(DONE)
         assert page.is_hidden("#error")
         assert p.errors == []
     finally:

@@ -11,7 +11,9 @@ from _server import Server, png
 from PIL import Image
 
 from codec.bitstream import load_bitstream
+from codec.config import ENCODE_OPTIONS
 from codec.decoder import ProgressiveDecoder
+from codec.image import SUPPORTED_FORMATS
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,32 @@ def test_health_and_docs(server):
     assert {"/api/jobs", "/api/jobs/{job_id}", "/api/images/{job_id}/preview.png", "/health"} <= set(paths)
     cfg = server.http.get("/api/config").json()
     assert cfg["limits"]["max_upload_bytes"] == 20 * 1024 * 1024 and cfg["ranges"]["bits"] == [2, 16]
+
+
+OPTION_KEYS = {"name", "type", "min", "max", "min_exclusive", "max_exclusive", "choices", "default", "help"}
+
+
+def test_api_config_lists_every_option_and_every_presets_value(server):
+    cfg = server.http.get("/api/config").json()
+    names = [o["name"] for o in cfg["options"]]
+    assert names == [o.name for o in ENCODE_OPTIONS if o.name != "device"]  # the server owns the device
+    for entry in cfg["options"]:
+        assert set(entry) == OPTION_KEYS | {"models", "group"}, entry
+        assert entry["type"] in ("int", "float", "bool", "choice") and entry["group"] in (
+            "model",
+            "train",
+            "quant",
+        )
+        assert entry["default"] == cfg["presets"][cfg["default_preset"]][entry["name"]]
+    by_name = {o["name"]: o for o in cfg["options"]}
+    assert (by_name["width"]["min"], by_name["width"]["max"], by_name["depth"]["max"]) == (1, 1024, 64)
+    assert by_name["model"]["choices"] == cfg["models"] == ["spinr", "siren"]
+    assert by_name["head"]["choices"] == cfg["heads"] and by_name["head"]["models"] == ["spinr"]
+    assert by_name["joint"]["max_exclusive"] and by_name["lr"]["min_exclusive"]
+    for values in cfg["presets"].values():
+        assert list(values) == names
+    assert cfg["presets"]["quick"]["joint"] == 0.5 and cfg["presets"]["tiny"]["width"] == 16
+    assert cfg["formats"] == list(SUPPORTED_FORMATS) and cfg["ranges"]["width"] == [1, 1024]
 
 
 def test_upload_answers_at_once_with_a_queued_job(server, photo_crop):

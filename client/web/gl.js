@@ -12,7 +12,9 @@
 // decoder falls back to JS. Trunk activations of the deepest prefix are kept on the GPU per decoder,
 // so adding a layer costs one layer pass, as in the JS path.
 
-import { SpnrError, applyLayer, axisCoords, errorText } from "./spnr.js";
+import { axisCoords } from "./codec/coords.js";
+import { SpnrError, errorText } from "./codec/errors.js";
+import { applyLayer } from "./codec/forward.js";
 
 const VERTEX_SHADER = `#version 300 es
 void main() {

@@ -20,27 +20,15 @@ Parameter count: ``features * W * H + MLP``; at 512 x 512 with the defaults, 524
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from codec.errors import ConfigError
+from codec.model_options import DinerOptions
 from codec.models.base import INR, Layers, register_model
 from codec.models.siren import SineLayer, chain_units, init_readout, sine_input_precise
-
-
-@dataclass
-class DinerOptions:
-    features: int = 2
-    """Learnable features per pixel (the table's second dimension)."""
-    omega_0: float = 30.0
-    """SIREN frequency factor of the MLP (first and hidden layers)."""
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.features <= 64:
-            raise ConfigError(f"DINER features {self.features} is out of range: allowed 1..64")
 
 
 def table_index(coords: torch.Tensor, w: int, h: int) -> torch.Tensor:

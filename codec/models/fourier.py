@@ -17,34 +17,15 @@ Input encoding ``gamma(v) = [cos(2 pi B v), sin(2 pi B v)]`` with a fixed Gaussi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from codec.errors import ConfigError
 from codec.fourier_features import b_matrix
+from codec.model_options import FourierOptions
 from codec.models.base import INR, Layers, register_model
 from codec.models.siren import chain_units
-
-
-@dataclass
-class FourierOptions:
-    sigma: float = 10.0
-    """Standard deviation of the Gaussian B (authors' image default 10)."""
-    mapping_size: int = 256
-    """Number of random frequencies; the encoding has 2 * mapping_size features."""
-    b_seed: int = 0
-    """Seed of B (stored in the header; the experiments set it to the run's seed)."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.sigma <= 1e4:
-            raise ConfigError(f"fourier sigma {self.sigma} is out of range: allowed 0 < sigma <= 10000")
-        if not 1 <= self.mapping_size <= 4096:
-            raise ConfigError(f"fourier mapping_size {self.mapping_size} is out of range: allowed 1..4096")
-        if not 0 <= self.b_seed < 2**32:
-            raise ConfigError(f"fourier b_seed {self.b_seed} is out of range: allowed 0..2^32-1")
 
 
 @register_model("fourier")

@@ -21,34 +21,14 @@ Study sizes (Table 1, GaborNet): width 256 with 2 hidden layers = 136,963 ("136.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from codec.errors import ConfigError
+from codec.model_options import MfnOptions
 from codec.models.base import INR, Layers, register_model
 from codec.models.siren import linear_tensors
-
-FILTERS = ("gabor", "fourier")
-
-
-@dataclass
-class MfnOptions:
-    filter: str = "gabor"
-    """``gabor`` (GaborNet) or ``fourier`` (the MFN paper's FourierNet)."""
-    input_scale: float = 256.0
-    """Scale of the filter frequencies (divided by sqrt(H + 1) over the filters)."""
-    weight_scale: float = 1.0
-    """Scale of the linear layers' uniform init."""
-    alpha: float = 6.0
-    """Gabor: gamma ~ Gamma(alpha / (H + 1), beta)."""
-    beta: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.filter not in FILTERS:
-            raise ConfigError(f"MFN filter {self.filter!r} is not one of {', '.join(FILTERS)}")
 
 
 class Filter(nn.Module):

@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from codec.model_options import SirenOptions
 from codec.models.base import INR, Layers, register_model
-
-
-@dataclass
-class SirenOptions:
-    first_omega_0: float = 30.0
-    """Frequency factor of the first layer (the paper's omega_0)."""
-    hidden_omega_0: float = 30.0
-    """Frequency factor of the hidden layers."""
 
 
 class SineLayer(nn.Module):

@@ -23,55 +23,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from codec.errors import ConfigError
+from codec.model_options import SpinrOptions
 from codec.models.base import INR, Layers, TrainingStage, register_model
 from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors, sine_input_precise
-
-HEADS = ("per_stage", "shared")
-
-
-@dataclass
-class SpinrOptions:
-    head: str = "per_stage"
-    """``per_stage`` (a readout per stage, the default by measurement) or ``shared`` (the study's)."""
-    first_omega_0: float = 30.0
-    """Frequency factor of the first layer."""
-    hidden_omega_0: float = 30.0
-    """Frequency factor of the hidden layers."""
-    residual: bool = True
-    """Each hidden layer adds to its input (h_k = h_{k-1} + sin(...)), so a new stage starts from the
-    previous stage's picture and can only refine it; ``False`` is the study's plain chain."""
-    residual_init: float = 0.7
-    """With ``residual``, a new hidden layer's initial weights are scaled by this (small: starts near the previous stage)."""
-    stage0_weight: float = 2.0
-    """Stage 0 gets this many times the steps of each later stage (it learns the input mapping every later stage builds on)."""
-    joint: float = 0.0
-    """Share of the step budget for a last phase that trains every layer and head at once on the
-    mean loss of all prefixes (every prefix keeps decoding; the deep ones catch up with SIREN)."""
-    joint_lr: float = 1.0
-    """The joint phase's learning rate as a multiple of the stages' (it moves a whole trained
-    network, where a stage moves one fresh layer)."""
-    dropout: float = 0.0
-    """While training, each hidden neuron is silenced for a whole step with this probability (the
-    same neurons for every pixel, as a lost neuron would be), so no picture hangs on one neuron."""
-
-    def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ConfigError(f"SPINR head {self.head!r} is not one of {', '.join(HEADS)}")
-        if not self.stage0_weight > 0:
-            raise ConfigError(f"stage0_weight {self.stage0_weight} must be > 0")
-        if not 0.0 <= self.joint < 1.0:
-            raise ConfigError(f"SPINR joint {self.joint} is out of range: allowed 0 <= joint < 1")
-        if not 0.0 < self.joint_lr <= 10.0:
-            raise ConfigError(f"SPINR joint_lr {self.joint_lr} is out of range: allowed 0 < joint_lr <= 10")
-        if not 0.0 <= self.dropout < 0.5:
-            raise ConfigError(f"SPINR dropout {self.dropout} is out of range: allowed 0 <= dropout < 0.5")
 
 
 @register_model("spinr")

@@ -22,22 +22,14 @@ study's compression factor 1.20 against SIREN's 2.40 agrees).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from codec.model_options import WireOptions
 from codec.models.base import INR, Layers, register_model
 from codec.models.siren import linear_tensors
-
-
-@dataclass
-class WireOptions:
-    omega_0: float = 20.0
-    """Frequency of the wavelet (all layers)."""
-    scale_0: float = 10.0
-    """Width (inverse) of the Gaussian envelope."""
 
 
 class ComplexLinear(nn.Module):

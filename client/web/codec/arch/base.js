@@ -1,0 +1,90 @@
+// What every model family's forward pass provides to the decoder (codec/arch.py's ArchDecoder): a
+// decode is trunk step 0 on the coordinates, further trunk steps, then the readout for a depth.
+// Splitting it that way lets the decoder cache trunk activations and pay one layer per new packet.
+//
+// An arch, built from a parsed header (it throws a SpnrError when the header's units do not match):
+//   progressive: boolean        every prefix of stages decodes (else every unit is needed)
+//   depths: number              prefix depths (1 when not progressive)
+//   trunkSteps(): number
+//   trunkUnits(k): number[]     units trunk step k needs
+//   readoutUnits(depth): number[]
+//   trunkOp(k, params), readoutOp(depth, params): LayerOp
+
+import { SpnrError } from "../errors.js";
+import { BOXED } from "../header.js";
+import { isInt, isNumber, show, unbox } from "../values.js";
+
+/**
+ * One linear layer of the forward pass, `y = x W^T + b`, optionally `sin(omega * y)` (plus x).
+ * @typedef {object} LayerOp
+ * @property {number} unit      unit index the tensors come from
+ * @property {number} inF
+ * @property {number} outF
+ * @property {Float32Array} weight  (outF, inF) row-major
+ * @property {Float32Array} bias    (outF)
+ * @property {number} omega     float32 frequency; ignored for the readout
+ * @property {boolean} sine
+ * @property {boolean} residual h + sin(...)
+ */
+
+/** A numeric header arch field of the given kind ("int" or "float") in lo..hi. */
+export function archNum(arch, key, kind, lo, hi) {
+  const boxed = arch[BOXED] || arch;
+  let v = boxed[key];
+  const ok = kind === "int" ? isInt(v) : isNumber(v);
+  v = unbox(v);
+  if (!ok || !(v >= lo && v <= hi)) {
+    throw new SpnrError(`header arch field '${key}' is ${show(v)}; expected ${kind} in ${lo}..${hi}`);
+  }
+  return v;
+}
+
+const fmtShape = (t) => `${t.name}${JSON.stringify(t.shape)}`;
+
+/** Helpers for archs built of linear layers; subclasses give expectedUnits() and the interface above. */
+export class LinearArch {
+  /** Header units must be exactly the layout this arch implies (names, tensors, shapes, order). */
+  checkUnits(units, describe) {
+    const want = this.expectedUnits();
+    if (units.length !== want.length) {
+      throw new SpnrError(`header has ${units.length} units but ${describe} needs ${want.length}`);
+    }
+    want.forEach((w, i) => {
+      const u = units[i];
+      const same =
+        u.name === w.name &&
+        u.tensors.length === w.tensors.length &&
+        u.tensors.every((t, j) => t.name === w.tensors[j].name && fmtShape(t) === fmtShape(w.tensors[j]));
+      if (!same) {
+        throw new SpnrError(
+          `header unit ${i} is ${show(u.name)} with ${u.tensors.map(fmtShape).join(", ")}; ${describe} expects ` +
+            `${show(w.name)} with ${w.tensors.map(fmtShape).join(", ")}`,
+        );
+      }
+    });
+  }
+
+  /** The tensor specs of one linear layer: `${prefix}weight` (out, inp) and `${prefix}bias` (out). */
+  lin(prefix, out, inp) {
+    return [
+      { name: `${prefix}weight`, shape: [out, inp] },
+      { name: `${prefix}bias`, shape: [out] },
+    ];
+  }
+
+  /** @returns {LayerOp} */
+  op(params, unit, prefix, omega, sine, residual = false) {
+    const t = params.get(unit);
+    const w = t[`${prefix}weight`];
+    return {
+      unit,
+      inF: w.shape[1],
+      outF: w.shape[0],
+      weight: w.values,
+      bias: t[`${prefix}bias`].values,
+      omega,
+      sine,
+      residual,
+    };
+  }
+}

@@ -1,0 +1,317 @@
+// The progressive decoder: packets in any order, some missing, a picture from whatever arrived
+// (codec/decoder.py). addPacket never throws for a bad packet, it reports it, so a stream goes on.
+
+import { archFor } from "./arch/registry.js";
+import { parseLayer } from "./bitstream.js";
+import { axisCoords, toRGBA } from "./coords.js";
+import { SpnrError, errorText } from "./errors.js";
+import { JsForward } from "./forward.js";
+import { MAX_IMAGE_SIDE, parseHeader } from "./header.js";
+import { PTYPE_HEADER, parsePacket } from "./packets.js";
+import { dequantize } from "./quant.js";
+import { hex, isInt, sameBytes, show } from "./values.js";
+
+/** Layer packets held while the header has not arrived yet. */
+export const MAX_PENDING = 1024;
+/** Largest decode size accepted. */
+export const MAX_OUTPUT_PIXELS = 64_000_000;
+
+
+/**
+ * @typedef {object} PacketStatus
+ * @property {boolean} accepted
+ * @property {number|null} layer   unit index of an accepted layer packet
+ * @property {string|null} error   why the packet was rejected
+ * @property {"header"|"layer"|null} kind
+ * @property {boolean} [duplicate]
+ *
+ * @typedef {object} DecodeInfo
+ * @property {number} width
+ * @property {number} height
+ * @property {number} depth       prefix depth used (0 for a non-progressive model)
+ * @property {number[]} steps     trunk steps run
+ * @property {number[]} units     unit indices whose tensors were used
+ * @property {string} backend     "js" or the accelerator's name (e.g. "webgl2")
+ * @property {string|null} fallback  why the accelerator was not used, if it was asked for and failed
+ * @property {number} ms          wall time of the decode
+ * @property {number} computedSteps  trunk layers computed now (the rest came from the cache)
+ *
+ * An accelerator runs the same forward pass elsewhere (gl.js: WebGL2).
+ * @typedef {object} Accelerator
+ * @property {string} name
+ * @property {(job: ForwardJob) => Float32Array} run   n x 4 floats, rgb first
+ * @property {() => void} [dispose]
+ *
+ * @typedef {object} ForwardJob
+ * @property {number} width
+ * @property {number} height
+ * @property {Float32Array} xs   per column
+ * @property {Float32Array} ys   per row
+ * @property {import("./arch/base.js").LayerOp[]} trunk
+ * @property {number[]} steps    trunk step ids, a cache key: equal prefixes mean equal activations
+ * @property {import("./arch/base.js").LayerOp} readout
+ * @property {object} owner      the decoder (cache namespace)
+ */
+
+/** Decodes a stream from whatever packets arrived, in any order, at any size. */
+export class ProgressiveDecoder {
+  /**
+   * @param {object} [options]
+   * @param {"prefix"|"skip"} [options.conceal="prefix"]  skip: leave out a missing hidden layer
+   * @param {number} [options.streamId]   accept only this stream (default: the first packet's)
+   * @param {Accelerator|null} [options.accelerator]  used by decode() unless backend "js" is asked for
+   */
+  constructor({ conceal = "prefix", streamId = undefined, accelerator = null } = {}) {
+    if (conceal !== "prefix" && conceal !== "skip") {
+      throw new SpnrError(`concealment ${show(conceal)} is not one of prefix, skip`);
+    }
+    if (streamId !== undefined && !(isInt(streamId) && streamId >= 0 && streamId <= 0xffffffff)) {
+      throw new SpnrError(`stream id ${show(streamId)} is not a u32`);
+    }
+    this.conceal = conceal;
+    /** @type {number|null} */
+    this.streamId = streamId === undefined ? null : streamId;
+    /** @type {import("./header.js").StreamHeader|null} */
+    this.header = null;
+    this.arch = null;
+    /** @type {Map<number, object>} unit index -> {tensorName: {shape, values: Float32Array}} */
+    this.params = new Map();
+    this._pending = [];
+    /** Why layer packets held before the header were rejected once it came. @type {string[]} */
+    this.pendingErrors = [];
+    this._payloads = new Map();
+    this._js = new JsForward();
+    this.accelerator = accelerator;
+    this._accelError = null;
+    /** @type {DecodeInfo|null} */
+    this.lastInfo = null;
+  }
+
+  /**
+   * Use (or stop using, with null) an accelerator for decode().
+   * @param {Accelerator|null} accelerator
+   */
+  setAccelerator(accelerator) {
+    this.accelerator = accelerator;
+    this._accelError = null;
+  }
+
+  /**
+   * Take one packet. A bad packet is reported in the status, never thrown, so a stream goes on.
+   * @param {Uint8Array|ArrayBuffer} bytes
+   * @returns {PacketStatus}
+   */
+  addPacket(bytes) {
+    try {
+      return this._add(parsePacket(bytes));
+    } catch (e) {
+      return { accepted: false, layer: null, error: errorText(e), kind: null };
+    }
+  }
+
+  _add(packet) {
+    if (this.streamId === null) {
+      this.streamId = packet.streamId;
+    } else if (packet.streamId !== this.streamId) {
+      throw new SpnrError(
+        `packet of stream ${hex(packet.streamId, 8)} does not belong to stream ${hex(this.streamId, 8)}`,
+      );
+    }
+    if (packet.ptype === PTYPE_HEADER) {
+      if (this.header === null) {
+        const header = parseHeader(packet);
+        this.arch = archFor(header);
+        this.header = header;
+        const pending = this._pending;
+        this._pending = [];
+        this.pendingErrors = [];
+        for (const p of pending) {
+          try {
+            this._add(p);
+          } catch (e) {
+            this.pendingErrors.push(`layer ${p.layer} (packet seq ${p.seq}): ${errorText(e)}`);
+          }
+        }
+      }
+      return { accepted: true, layer: null, error: null, kind: "header" };
+    }
+    if (this.header === null) {
+      if (this._pending.length >= MAX_PENDING) {
+        throw new SpnrError(`more than ${MAX_PENDING} layer packets arrived before the header`);
+      }
+      this._pending.push({ ...packet, payload: packet.payload.slice() });
+      return { accepted: true, layer: packet.layer, error: null, kind: "layer" };
+    }
+    const known = this._payloads.get(packet.layer);
+    if (known !== undefined) {
+      if (!sameBytes(known, packet.payload)) throw new SpnrError(`two different packets for unit ${packet.layer}`);
+      return { accepted: true, layer: packet.layer, error: null, kind: "layer", duplicate: true };
+    }
+    const unit = parseLayer(packet, this.header);
+    const tensors = Object.create(null);
+    for (const t of unit.tensors) tensors[t.name] = { shape: t.shape, values: dequantize(t) };
+    this.params.set(unit.index, tensors);
+    this._payloads.set(unit.index, packet.payload.slice());
+    return { accepted: true, layer: unit.index, error: null, kind: "layer" };
+  }
+
+  /** Unit indices received and accepted, sorted. @returns {number[]} */
+  available() {
+    return [...this.params.keys()].sort((a, b) => a - b);
+  }
+
+  /** Number of units the header announces (0 before the header). */
+  get numUnits() {
+    return this.header ? this.header.units.length : 0;
+  }
+
+  /** Number of prefix depths (1 for a non-progressive model, 0 before the header). */
+  get depths() {
+    return this.arch ? this.arch.depths : 0;
+  }
+
+  /**
+   * The deepest decodable depth and the trunk steps to run for it (at most `depth` if given),
+   * or null when nothing decodes yet.
+   * @param {number} [depth]
+   * @returns {{depth: number, steps: number[]}|null}
+   */
+  plan(depth) {
+    const arch = this.arch;
+    if (!arch) return null;
+    const avail = new Set(this.params.keys());
+    if (depth !== undefined && depth !== null) {
+      if (!isInt(depth) || depth < 0 || depth >= arch.depths) {
+        throw new SpnrError(`depth ${show(depth)} is out of range: this stream has depths 0..${arch.depths - 1}`);
+      }
+      const keep = new Set(arch.readoutUnits(0));
+      for (let k = depth + 1; k < arch.depths; k++) {
+        for (const u of arch.trunkUnits(k)) avail.delete(u);
+        for (const u of arch.readoutUnits(k)) if (!keep.has(u)) avail.delete(u);
+      }
+    }
+    const has = (units) => units.every((u) => avail.has(u));
+    if (!arch.progressive) {
+      const steps = [];
+      let ok = has(arch.readoutUnits(0));
+      for (let k = 0; k < arch.trunkSteps(); k++) {
+        ok = ok && has(arch.trunkUnits(k));
+        steps.push(k);
+      }
+      return ok ? { depth: 0, steps } : null;
+    }
+    if (!has(arch.trunkUnits(0))) return null;
+    const steps = [0];
+    let best = has(arch.readoutUnits(0)) ? { depth: 0, steps: [0] } : null;
+    for (let k = 1; k < arch.depths; k++) {
+      if (has(arch.trunkUnits(k))) {
+        steps.push(k);
+        if (has(arch.readoutUnits(k))) best = { depth: k, steps: [...steps] };
+      } else if (this.conceal !== "skip") {
+        break;
+      }
+    }
+    return best;
+  }
+
+  /** Deepest usable prefix depth, or null when nothing decodes yet. @returns {number|null} */
+  usableDepth() {
+    const p = this.plan();
+    return p ? p.depth : null;
+  }
+
+  /**
+   * Unit indices a decode at `depth` (default: the deepest usable) would use.
+   * @param {number} [depth]
+   * @returns {number[]}
+   */
+  usedUnits(depth) {
+    const p = this.plan(depth);
+    if (!p) return [];
+    const units = new Set(this.arch.readoutUnits(p.depth));
+    for (const k of p.steps) for (const u of this.arch.trunkUnits(k)) units.add(u);
+    return [...units].sort((a, b) => a - b);
+  }
+
+  /**
+   * Decode the deepest usable prefix (or at most `depth`) at width x height.
+   * @param {number} [width]   default: the image's
+   * @param {number} [height]
+   * @param {object} [options]
+   * @param {number} [options.depth]
+   * @param {"auto"|"js"|"accelerator"} [options.backend="auto"]  auto: the accelerator if set, falling back to JS
+   * @returns {Uint8ClampedArray} RGBA, row-major, width * height * 4 (see lastInfo for what was used)
+   * @throws {SpnrError} no header, nothing decodable, bad size or depth
+   */
+  decode(width, height, { depth, backend = "auto" } = {}) {
+    const t0 = now();
+    if (!this.header) throw new SpnrError("cannot decode: the header packet has not arrived");
+    const w = width === undefined || width === null ? this.header.width : width;
+    const h = height === undefined || height === null ? this.header.height : height;
+    for (const [v, what] of [[w, "width"], [h, "height"]]) {
+      if (!isInt(v) || v < 1 || v > MAX_IMAGE_SIDE) throw new SpnrError(`output ${what} ${show(v)} is out of range 1..${MAX_IMAGE_SIDE}`);
+    }
+    if (w * h > MAX_OUTPUT_PIXELS) throw new SpnrError(`output size ${w}x${h} is over the limit of ${MAX_OUTPUT_PIXELS} pixels`);
+    if (!["auto", "js", "accelerator"].includes(backend)) {
+      throw new SpnrError(`backend ${show(backend)} is not one of auto, js, accelerator`);
+    }
+    const plan = this.plan(depth);
+    if (!plan) {
+      const missing = this.arch.trunkUnits(0).filter((u) => !this.params.has(u));
+      throw new SpnrError(
+        `cannot decode: indispensable unit(s) ${missing.length ? JSON.stringify(missing) : "for the readout"} missing`,
+      );
+    }
+    const trunk = plan.steps.map((k) => this.arch.trunkOp(k, this.params));
+    const readout = this.arch.readoutOp(plan.depth, this.params);
+    const info = {
+      width: w,
+      height: h,
+      depth: plan.depth,
+      steps: plan.steps,
+      units: this.usedUnits(depth === undefined || depth === null ? undefined : plan.depth),
+      backend: "js",
+      fallback: null,
+      ms: 0,
+      computedSteps: 0,
+    };
+    let rgba = null;
+    if (backend !== "js" && this.accelerator) {
+      if (this._accelError && backend === "auto") {
+        info.fallback = this._accelError;
+      } else {
+        try {
+          const job = { width: w, height: h, xs: axisCoords(w), ys: axisCoords(h), trunk, steps: plan.steps, readout, owner: this };
+          const y = this.accelerator.run(job);
+          rgba = toRGBA(y, w * h, 4);
+          info.backend = this.accelerator.name;
+          info.computedSteps = job.computedSteps ?? trunk.length;
+        } catch (e) {
+          if (backend === "accelerator") throw e instanceof SpnrError ? e : new SpnrError(`${this.accelerator.name} failed: ${errorText(e)}`);
+          this._accelError = `${this.accelerator.name} failed: ${errorText(e)}`;
+          info.fallback = this._accelError;
+        }
+      }
+    } else if (backend === "accelerator") {
+      throw new SpnrError("no accelerator is set on this decoder");
+    }
+    if (rgba === null) {
+      const [out, computed] = this._js.run(w, h, trunk, plan.steps, readout);
+      rgba = out;
+      info.computedSteps = computed;
+    }
+    info.ms = now() - t0;
+    this.lastInfo = info;
+    return rgba;
+  }
+
+  /** Drop cached activations (here and in the accelerator, if it keeps any). */
+  clearCache() {
+    this._js.clear();
+    if (this.accelerator && this.accelerator.forget) this.accelerator.forget(this);
+  }
+}
+
+function now() {
+  return typeof performance !== "undefined" ? performance.now() : Date.now();
+}

@@ -1,0 +1,106 @@
+// The forward pass in plain JS: float32 storage with numpy's operation order (fround after the
+// matmul, the bias, omega * z and the sine), so the output equals codec.decoder's to within one code
+// value. The deepest prefix's trunk activations are kept per output size, so a new stage costs one layer.
+
+import { axisCoords, coordChunk, toRGBA } from "./coords.js";
+
+/** Activations are cached only for outputs up to this many pixels; larger decodes run in chunks. */
+export const CACHE_PIXELS = 4_000_000;
+const CHUNK = 262_144;
+/** Output sizes whose activations are kept (the least recently used goes first). */
+const CACHED_SIZES = 2;
+
+/**
+ * Apply one layer to `n` rows of `x` (n x op.inF, float32), giving n x op.outF.
+ * @param {import("./arch/base.js").LayerOp} op
+ * @param {Float32Array} x
+ * @param {number} n
+ * @returns {Float32Array}
+ */
+export function applyLayer(op, x, n) {
+  const { inF, outF, weight: W, bias: b, omega, sine, residual } = op;
+  const out = new Float32Array(n * outF);
+  const fr = Math.fround;
+  for (let p = 0; p < n; p++) {
+    const xb = p * inF;
+    const ob = p * outF;
+    for (let o = 0; o < outF; o++) {
+      const wb = o * inF;
+      let acc = 0;
+      for (let i = 0; i < inF; i++) acc += x[xb + i] * W[wb + i];
+      const z = fr(fr(acc) + b[o]);
+      if (!sine) {
+        out[ob + o] = z;
+      } else {
+        const s = fr(Math.sin(fr(omega * z)));
+        out[ob + o] = residual ? x[xb + o] + s : s;
+      }
+    }
+  }
+  return out;
+}
+
+/** The plain-JS decode of one ProgressiveDecoder, with its activation cache. */
+export class JsForward {
+  constructor() {
+    /** @type {Map<string, {steps: number[], act: Float32Array}>} "WxH" -> deepest trunk activations */
+    this._cache = new Map();
+  }
+
+  /**
+   * RGBA for a w x h output, and how many trunk layers were computed (the rest came from the cache).
+   * @param {number} w
+   * @param {number} h
+   * @param {import("./arch/base.js").LayerOp[]} trunk
+   * @param {number[]} steps   trunk step ids, the cache key
+   * @param {import("./arch/base.js").LayerOp} readout
+   * @returns {[Uint8ClampedArray, number]}
+   */
+  run(w, h, trunk, steps, readout) {
+    const n = w * h;
+    const xs = axisCoords(w);
+    const ys = axisCoords(h);
+    if (n <= CACHE_PIXELS) {
+      const [act, computed] = this._trunkCached(w, h, xs, ys, trunk, steps);
+      return [toRGBA(applyLayer(readout, act, n), n), computed];
+    }
+    const out = new Uint8ClampedArray(n * 4);
+    for (let s = 0; s < n; s += CHUNK) {
+      const m = Math.min(CHUNK, n - s);
+      let a = coordChunk(xs, ys, w, s, m);
+      for (const op of trunk) a = applyLayer(op, a, m);
+      toRGBA(applyLayer(readout, a, m), m, 3, out, s);
+    }
+    return [out, trunk.length];
+  }
+
+  /** Trunk activations for this size, reusing the cached deepest prefix. */
+  _trunkCached(w, h, xs, ys, trunk, steps) {
+    const sizeKey = `${w}x${h}`;
+    const hit = this._cache.get(sizeKey);
+    let done = 0;
+    let act = null;
+    if (hit && hit.steps.length <= steps.length && hit.steps.every((k, i) => k === steps[i])) {
+      done = hit.steps.length;
+      act = hit.act;
+    }
+    if (act === null) act = coordChunk(xs, ys, w, 0, w * h);
+    for (let i = done; i < trunk.length; i++) act = applyLayer(trunk[i], act, w * h);
+    // Keep the deepest activations for this size; a shallower request must not evict them.
+    const shallower = hit && steps.length < hit.steps.length && steps.every((k, i) => k === hit.steps[i]);
+    if (!shallower) {
+      this._cache.delete(sizeKey);
+      this._cache.set(sizeKey, { steps: [...steps], act });
+    } else {
+      this._cache.delete(sizeKey);
+      this._cache.set(sizeKey, hit);
+    }
+    while (this._cache.size > CACHED_SIZES) this._cache.delete(this._cache.keys().next().value);
+    return [act, trunk.length - done];
+  }
+
+  /** Drop the cached activations. */
+  clear() {
+    this._cache.clear();
+  }
+}

@@ -1,0 +1,60 @@
+// The page's elements, looked up once by id; a missing one is a bug in index.html, reported at load.
+
+export const $ = (id) => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`page element #${id} is missing`);
+  return el;
+};
+
+/** Every element the client uses, by role. */
+export const ui = {
+  app: $("app"),
+  badge: $("backend-badge"),
+  backend: $("backend"),
+  error: $("error"),
+  errorText: $("error-text"),
+  errorClose: $("error-close"),
+  notice: $("notice"),
+  form: $("upload-form"),
+  drop: $("drop"),
+  file: $("file"),
+  thumb: $("file-thumb"),
+  dropHint: $("drop-hint"),
+  preset: $("opt-preset"),
+  optionFields: $("option-fields"),
+  upload: $("upload"),
+  training: $("training"),
+  trainLabel: $("train-label"),
+  trainProgress: $("train-progress"),
+  trainDetail: $("train-detail"),
+  library: $("library"),
+  libraryRefresh: $("library-refresh"),
+  libraryLoad: $("library-load"),
+  canvas: $("view"),
+  placeholder: $("placeholder"),
+  viewCaption: $("view-caption"),
+  jpeg: $("jpeg"),
+  jpegPlaceholder: $("jpeg-placeholder"),
+  jpegCaption: $("jpeg-caption"),
+  jpegBudget: $("jpeg-budget"),
+  statLayers: $("stat-layers"),
+  statDepth: $("stat-depth"),
+  statBytes: $("stat-bytes"),
+  statPsnr: $("stat-psnr"),
+  statDecode: $("stat-decode"),
+  statState: $("stat-state"),
+  loss: $("ch-loss"),
+  lossOut: $("ch-loss-out"),
+  burst: $("ch-burst"),
+  burstOut: $("ch-burst-out"),
+  bw: $("ch-bw"),
+  bwOut: $("ch-bw-out"),
+  ber: $("ch-ber"),
+  berOut: $("ch-ber-out"),
+  seed: $("ch-seed"),
+  restream: $("restream"),
+  resume: $("resume"),
+  timeline: $("timeline"),
+  packets: $("packets"),
+  version: $("version"),
+};

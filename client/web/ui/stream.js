@@ -1,0 +1,200 @@
+// One WebSocket stream of an image into a ProgressiveDecoder (client/stream.py for the browser): the
+// start message with the channel, packets as they arrive, the server's done summary, resuming with
+// the units held.
+
+import { ProgressiveDecoder } from "../spnr.js";
+import { channelFromSliders } from "./channel.js";
+import { ui } from "./dom.js";
+import { updateJpeg } from "./jpeg.js";
+import { state } from "./state.js";
+import { clearError, setState, showError, showNotice } from "./status.js";
+import { drawTimeline } from "./timeline.js";
+import { render, resetView } from "./view.js";
+
+/** WebSocket close codes the server uses (docs/API.md). */
+const CLOSE_REASONS = {
+  1008: "the server refused the start message",
+  1011: "the server could not read the stored file",
+  4404: "unknown image",
+  4409: "the image is not finished",
+};
+
+/**
+ * @typedef {object} Arrival
+ * @property {number} t        ms since the connection opened
+ * @property {number} bytes
+ * @property {number|null} layer
+ * @property {string} kind     header | layer | rejected | duplicate
+ * @property {string|null} error
+ */
+
+/** One WebSocket connection and the decoder fed from it. */
+export class Stream {
+  /**
+   * @param {string} id
+   * @param {object} channel
+   * @param {ProgressiveDecoder} decoder  a fresh one, or the previous stream's (resume)
+   * @param {number[]} have
+   */
+  constructor(id, channel, decoder, have) {
+    this.id = id;
+    this.channel = channel;
+    this.decoder = decoder;
+    this.have = have;
+    /** @type {Arrival[]} */
+    this.arrivals = [];
+    this.bytes = 0;
+    this.rejected = 0;
+    /** @type {string} the latest rejected packet's note */
+    this.rejectNote = "";
+    this.summary = null;
+    this.closed = false;
+    this.t0 = performance.now();
+    this._renderQueued = null;
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    this.ws = new WebSocket(`${proto}//${location.host}/ws/stream/${encodeURIComponent(id)}`);
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onopen = () => this._onOpen();
+    this.ws.onmessage = (ev) => this._onMessage(ev);
+    this.ws.onclose = (ev) => this._onClose(ev);
+    this.ws.onerror = () => {}; // the close event that follows carries what we can know
+  }
+
+  _onOpen() {
+    this.t0 = performance.now();
+    const start = { type: "start", channel: this.channel, have: this.have };
+    this.ws.send(JSON.stringify(start));
+    setState("streaming");
+    ui.statState.textContent = "streaming";
+  }
+
+  /** @param {MessageEvent} ev */
+  _onMessage(ev) {
+    if (this.closed) return;
+    const t = performance.now() - this.t0;
+    if (typeof ev.data === "string") {
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        showError(`The server sent a text message that is not JSON: ${ev.data.slice(0, 120)}`);
+        return;
+      }
+      if (msg && msg.type === "done") {
+        this.summary = msg;
+      } else {
+        showError(`The server sent an unexpected message: ${ev.data.slice(0, 120)}`);
+      }
+      return;
+    }
+    const bytes = new Uint8Array(ev.data);
+    this.bytes += bytes.length;
+    const st = this.decoder.addPacket(bytes);
+    let kind = st.kind || "rejected";
+    if (!st.accepted) {
+      kind = "rejected";
+      this.rejected += 1;
+      this.rejectNote = `${this.rejected} packet(s) rejected — latest: ${st.error}`;
+      showNotice(this.rejectNote);
+    } else if (st.duplicate) {
+      kind = "duplicate";
+    }
+    this.arrivals.push({ t, bytes: bytes.length, layer: st.layer, kind, error: st.error });
+    drawTimeline(this);
+    this.requestRender();
+  }
+
+  /** Coalesce decodes: packets arriving together cost one decode. @returns {Promise<void>} */
+  requestRender() {
+    if (!this._renderQueued) {
+      this._renderQueued = new Promise((resolve) => {
+        setTimeout(() => {
+          this._renderQueued = null;
+          if (state.stream === this) render();
+          resolve();
+        }, 0);
+      });
+    }
+    return this._renderQueued;
+  }
+
+  /** @param {CloseEvent} ev */
+  async _onClose(ev) {
+    if (this.closed) return;
+    this.closed = true;
+    if (state.stream !== this) return;
+    await this.requestRender();
+    ui.resume.disabled = !this.missing().length;
+    if (ev.code === 1000 && this.summary) {
+      const s = this.summary;
+      const parts = [`done: ${s.delivered} of ${s.sent} packets delivered`];
+      if (s.dropped.length) parts.push(`dropped unit(s) ${s.dropped.join(", ")}`);
+      if (s.corrupted.length) parts.push(`corrupted unit(s) ${s.corrupted.join(", ")}`);
+      ui.statState.textContent = parts.join("; ");
+      if (this.decoder.usableDepth() === null) {
+        const note = "The stream ended without the layers every decode needs; lower the loss or bit errors, or press “Fetch missing”.";
+        showNotice(this.rejectNote ? `${this.rejectNote}. ${note}` : note);
+      }
+      if (ui.app.dataset.state !== "error") setState("done");
+      updateJpeg();
+      return;
+    }
+    const why = CLOSE_REASONS[ev.code] || (ev.code === 1006 ? "the connection was lost" : "the connection closed");
+    const detail = ev.reason ? `: ${ev.reason}` : "";
+    ui.statState.textContent = `closed (${ev.code})`;
+    showError(`Stream of image ${this.id} ended early — ${why} (WebSocket code ${ev.code})${detail}.`);
+  }
+
+  /** Units announced but not held. @returns {number[]} */
+  missing() {
+    const n = this.decoder.numUnits;
+    const have = new Set(this.decoder.available());
+    const out = [];
+    for (let u = 0; u < n; u++) if (!have.has(u)) out.push(u);
+    return out;
+  }
+
+  /** @param {string} why */
+  close(why) {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.ws.close(1000, why.slice(0, 100));
+    } catch {
+      // already closing
+    }
+  }
+}
+
+/** @param {string} why */
+export function stopStream(why) {
+  if (state.stream) state.stream.close(why);
+  state.stream = null;
+}
+
+/**
+ * (Re)connect: a fresh decoder, or (resume) the current one plus the units it lacks.
+ * @param {boolean} resume
+ */
+export function startStream(resume) {
+  if (!state.imageId || !state.header) return;
+  clearError();
+  showNotice("");
+  const prev = state.stream;
+  let decoder;
+  let have = [];
+  if (resume && prev) {
+    decoder = prev.decoder;
+    have = decoder.available();
+  } else {
+    decoder = new ProgressiveDecoder({ accelerator: state.accelerator });
+  }
+  stopStream("reconnecting");
+  setState("connecting");
+  ui.statState.textContent = "connecting";
+  ui.resume.disabled = true;
+  if (!resume) resetView(false);
+  state.stream = new Stream(state.imageId, channelFromSliders(), decoder, have);
+  ui.app.dataset.streams = String(Number(ui.app.dataset.streams || 0) + 1);
+  drawTimeline(state.stream);
+}

@@ -1,0 +1,35 @@
+"""Parsed bitstreams of finished images, shared by the image and stream routes."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from codec.bitstream import Bitstream, load_bitstream
+from server.store import Store, StoreError
+
+
+class BitstreamCache:
+    """Parsed bitstreams of finished images (immutable, so keyed by id and checksum), least recently
+    used dropped first."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._items: OrderedDict[tuple[str, str], Bitstream] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+
+    def get(self, store: Store, job_id: str) -> Bitstream:
+        info = store.file_info(job_id, "bitstream")
+        if info is None:
+            raise StoreError(f"no bitstream is recorded for image {job_id}")
+        key = (job_id, info["sha256"])
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        bs, _ = load_bitstream(store.read_file(job_id, "bitstream"), strict=True)
+        with self._lock:
+            self._items[key] = bs
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return bs
