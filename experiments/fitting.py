@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from codec.metrics import ssim
-from experiments.profiles import STUDY_OPTIONS
+from experiments.profiles import STUDY_OPTIONS, Profile
 
 if TYPE_CHECKING:
     from codec.bitstream import Bitstream
@@ -119,6 +119,18 @@ class FitJob:
         return fit_image(
             self.image, width=self.width, hidden_layers=self.hidden, seed=self.seed, steps=self.steps, **args
         )
+
+
+def run_fields(profile: Profile, args: Any, name: str, image: np.ndarray) -> dict[str, Any]:
+    """The :class:`FitJob` fields every fit of one run shares: the image and its name, the profile's
+    steps and width scale, the run's device."""
+    return {
+        "image": image,
+        "image_name": name,
+        "steps": profile.steps,
+        "scale": profile.width_scale,
+        "device": getattr(args, "device", "cpu"),
+    }
 
 
 def render(model: Any, width: int, height: int, depth: int | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from experiments.datasets import raw_bytes
-from experiments.fitting import FitJob
+from experiments.fitting import FitJob, run_fields
 from experiments.pool import JobPool
 from experiments.profiles import SPINR_PAPER, STUDY_SIZES, Profile, scaled
 from experiments.reports import fmt_ms, markdown_table, mean_std, plt, write_csv, write_md
@@ -86,17 +86,13 @@ def run(
             for name, img in images:
                 jobs.append(
                     ModelsJob(
-                        image=img,
-                        image_name=name,
+                        **run_fields(profile, args, name, img),
                         model=model,
                         label=label,
                         size=size,
                         width=scaled(w, profile),
-                        scale=profile.width_scale,
                         hidden=h,
                         seed=seed,
-                        steps=profile.steps,
-                        device=args.device,
                         bits=args.bits,
                         options=options,
                     )

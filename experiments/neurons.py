@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.fitting import FitJob, render
+from experiments.fitting import FitJob, render, run_fields
 from experiments.pool import JobPool
 from experiments.profiles import SPINR_PAPER, STUDY_SIZES, Profile, scaled
 from experiments.reports import fmt_ms, markdown_table, mean_std, plt, write_csv, write_md
@@ -148,19 +148,15 @@ def run(
             for name, img in images:
                 jobs.append(
                     NeuronsJob(
-                        image=img,
-                        image_name=name,
+                        **run_fields(profile, args, name, img),
                         model=label,
                         label=label,
                         width=scaled(w, profile),
                         hidden=h,
                         seed=seed,
-                        steps=profile.steps,
-                        device=args.device,
                         bits=args.bits,
                         counts=COUNTS,
                         trials=profile.trials,
-                        scale=profile.width_scale,
                     )
                 )
     pool = pool or JobPool.from_args(args)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.fitting import FitJob, render
+from experiments.fitting import FitJob, render, run_fields
 from experiments.pool import JobPool
 from experiments.profiles import STUDY_SIZES, Profile, scaled
 from experiments.reports import fmt_ms, markdown_table, mean_std, plt, write_csv, write_md
@@ -92,15 +92,11 @@ def run(
         w, h = STUDY_SIZES[model]["small"]
         jobs += [
             NoiseJob(
-                image=img,
-                image_name=name,
+                **run_fields(profile, args, name, img),
                 model=model,
                 width=scaled(w, profile),
-                scale=profile.width_scale,
                 hidden=h,
                 seed=seed,
-                steps=profile.steps,
-                device=args.device,
                 bits=args.bits,
                 sigmas=SIGMAS,
             )

@@ -44,7 +44,7 @@ import numpy as np
 
 from codec.errors import ConfigError
 from experiments import packet_loss_report as report
-from experiments.fitting import FitJob
+from experiments.fitting import FitJob, run_fields
 from experiments.pool import JobPool
 from experiments.profiles import STUDY_SIZES, Profile, scaled
 
@@ -316,16 +316,7 @@ def fit_groups(
     w, h = STUDY_SIZES["spinr"]["small"]
     width, hidden = scaled(w, profile), getattr(args, "depth", None) or h
     jobs = [
-        FitJob(
-            image=img,
-            image_name=name,
-            model=model,
-            width=width,
-            hidden=hidden,
-            seed=seed,
-            steps=profile.steps,
-            device=getattr(args, "device", "cpu"),
-        )
+        FitJob(**run_fields(profile, args, name, img), model=model, width=width, hidden=hidden, seed=seed)
         for seed in range(profile.seeds)
         for name, img in images
         for model in ("siren", "spinr")

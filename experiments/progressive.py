@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.fitting import FitJob
+from experiments.fitting import FitJob, run_fields
 from experiments.pool import JobPool
 from experiments.profiles import SPINR_PAPER, STUDY_SIZES, Profile, scaled
 from experiments.reports import fmt_ms, markdown_table, mean_std, plt, write_csv, write_md
@@ -46,15 +46,12 @@ def run(
     hidden = args.depth or h
     jobs = [
         ProgressiveJob(
-            image=img,
-            image_name=name,
+            **run_fields(profile, args, name, img),
             model=label,
             label=label,
             width=scaled(w, profile),
             hidden=hidden,
             seed=seed,
-            steps=profile.steps,
-            device=args.device,
             bits=args.bits,
         )
         for seed in range(profile.seeds)

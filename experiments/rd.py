@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from codec.classical import CODECS, at_bpp
-from experiments.fitting import Fit, FitJob
+from experiments.fitting import Fit, FitJob, run_fields
 from experiments.pool import JobPool
 from experiments.profiles import Profile
 from experiments.reports import markdown_table, plt, write_csv, write_md
@@ -133,18 +133,7 @@ def run(
     widths = RD_WIDTHS.get(profile.name, RD_WIDTHS["quick"])
     hidden = RD_HIDDEN.get(profile.name, 2)
     jobs = [
-        RdJob(
-            image=img,
-            image_name=name,
-            model=m,
-            width=w,
-            scale=profile.width_scale,
-            hidden=hidden,
-            seed=seed,
-            steps=profile.steps,
-            device=args.device,
-            bits=BITS,
-        )
+        RdJob(**run_fields(profile, args, name, img), model=m, width=w, hidden=hidden, seed=seed, bits=BITS)
         for m in models
         for w in widths
         for name, img in images

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.fitting import FitJob
+from experiments.fitting import FitJob, run_fields
 from experiments.pool import JobPool
 from experiments.profiles import STUDY_SIZES, Profile, scaled
 from experiments.reports import markdown_table, mean_std, plt, write_csv, write_md
@@ -65,18 +65,14 @@ def run(
                 for seed in range(profile.seeds):
                     jobs.append(
                         SensitivityJob(
-                            image=img,
-                            image_name=name,
+                            **run_fields(profile, args, name, img),
                             model=model,
                             axis=axis,
                             value=value,
                             width=w,
-                            scale=profile.width_scale,
                             hidden=h,
                             lr=lr,
                             seed=seed,
-                            steps=profile.steps,
-                            device=args.device,
                         )
                     )
     pool = pool or JobPool.from_args(args)

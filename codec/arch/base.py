@@ -34,6 +34,15 @@ def arch_field(arch: Mapping[str, Any], key: str, kind: type, lo: float, hi: flo
     return value
 
 
+def arch_choice(arch: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    """``arch[key]`` checked to be one of ``choices``."""
+    value = arch.get(key)
+    if value not in choices:
+        allowed = " or ".join(repr(c) for c in choices)
+        raise BitstreamError(f"header arch field {key!r} is {value!r}; expected {allowed}")
+    return cast(str, value)
+
+
 class ArchDecoder:
     """How to run one model family from its header's ``arch``; subclasses registered by model name."""
 

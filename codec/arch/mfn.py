@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from codec.arch.base import ChainDecoder, Params, linear, register_decoder
-from codec.errors import BitstreamError
+from codec.arch.base import ChainDecoder, Params, arch_choice, linear, register_decoder
 
 
 @register_decoder("mfn")
@@ -17,10 +16,7 @@ class MfnDecoder(ChainDecoder):
 
     def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
         super().__init__(arch, num_units)
-        kind = arch.get("filter")
-        if kind not in ("gabor", "fourier"):
-            raise BitstreamError(f"header arch field 'filter' is {kind!r}; expected 'gabor' or 'fourier'")
-        self.gabor = kind == "gabor"
+        self.gabor = arch_choice(arch, "filter", ("gabor", "fourier")) == "gabor"
 
     def _filter(self, x: np.ndarray, t: Mapping[str, np.ndarray]) -> np.ndarray:
         out = np.sin(linear(x, t["filter_weight"], t["filter_bias"]))

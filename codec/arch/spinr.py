@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from codec.arch.base import Params, linear, register_decoder
+from codec.arch.base import Params, arch_choice, linear, register_decoder
 from codec.arch.siren import SineMlpDecoder
 from codec.errors import BitstreamError
 
@@ -18,10 +18,7 @@ class SpinrDecoder(SineMlpDecoder):
 
     def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
         super().__init__(arch, num_units)
-        head = arch.get("head")
-        if head not in ("shared", "per_stage"):
-            raise BitstreamError(f"header arch field 'head' is {head!r}; expected 'shared' or 'per_stage'")
-        self.shared = head == "shared"
+        self.shared = arch_choice(arch, "head", ("shared", "per_stage")) == "shared"
         self.residual = arch.get("residual", False)
         if not isinstance(self.residual, bool):
             raise BitstreamError(f"header arch field 'residual' is {self.residual!r}; expected a boolean")
