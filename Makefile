@@ -23,15 +23,16 @@ demo: setup  ## encode a real photograph (stages as PNG, PSNR per stage), then s
 	$(VENV)/bin/spinr demo --out demo-out
 	bash scripts/demo-stream.sh demo-out/stream
 
-test: setup browser-deps  ## run the test suite (CPU only, a few minutes)
+test: setup browser-deps  ## lint, type-check and run the test suite (CPU only, a few minutes)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q -m "not slow and not gpu"
 
 test-all: setup browser-deps  ## include slow tests
 	$(VENV)/bin/python -m pytest -q -m "not gpu"
 
-lint:  ## ruff lint and format check
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+lint:  ## ruff lint and format check, mypy type check (the packages in pyproject's [tool.mypy])
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 format:
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
@@ -40,4 +41,4 @@ bench: setup  ## run benchmarks, writing JSON under bench-out/
 	$(VENV)/bin/spinr bench --out bench-out
 
 clean:
-	rm -rf $(VENV) demo-out bench-out .pytest_cache
+	rm -rf $(VENV) demo-out bench-out .pytest_cache .mypy_cache

@@ -102,7 +102,7 @@ def bench_variants(
     from codec.config import EncodeConfig, ModelSpec, TrainConfig
     from codec.encode import encode_image
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, opts in VARIANTS.items():
         for lr in lrs:
             curves, bytes_ = [], []
@@ -111,9 +111,9 @@ def bench_variants(
                     ModelSpec("spinr", width, hidden, dict(opts)),
                     TrainConfig(steps=steps, lr=lr, device=device),
                 )
-                r = encode_image(img, cfg)
-                curves.append(r.stage_psnr)
-                bytes_.append(r.bytes)
+                encoded = encode_image(img, cfg)
+                curves.append(encoded.stage_psnr)
+                bytes_.append(encoded.bytes)
             mean = np.mean(curves, axis=0)
             rows.append(
                 {
@@ -170,8 +170,8 @@ def bench_variants(
 
 def _images(dataset: str | None, count: int, crop: int, downscale: int = 1) -> list[np.ndarray]:
     from codec.image import load_image
-    from experiments.common import center_crop
-    from experiments.common import downscale as shrink
+    from experiments.datasets import center_crop
+    from experiments.datasets import downscale as shrink
 
     if dataset:
         files = sorted(Path(dataset).glob("*.png"))[:count]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +27,44 @@ RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
 LOST = (1, 2, 3)
 
 
-def recipe_job(j: dict[str, Any]) -> dict[str, Any]:
-    from experiments.common import fit_image, received_model
+@dataclass(kw_only=True)
+class RecipeJob:
+    """One recipe fitted to one image."""
+
+    recipe: str
+    """A key of :data:`RECIPES`."""
+    image: np.ndarray = field(repr=False)
+    width: int
+    hidden: int
+    steps: int
+    device: str
+    bits: int
+    seed: int
+    trials: int
+    """Random draws per lost-neuron count."""
+
+
+def recipe_job(j: RecipeJob) -> dict[str, Any]:
+    from codec.models import received_model
+    from experiments.fitting import fit_image
     from experiments.neurons import psnr_after_loss
 
-    model, options = RECIPES[j["recipe"]]
-    img = j["image"]
+    model, options = RECIPES[j.recipe]
+    img = j.image
     start = time.perf_counter()
-    # Options spelled out in full: the study's defaults (experiments.common.STUDY_OPTIONS) must not leak in.
+    # Options spelled out in full: the study's defaults (experiments.profiles.STUDY_OPTIONS) must not leak in.
     full = {"joint": 0.0, **options} if model == "spinr" else options
-    f = fit_image(
-        img, model, j["width"], j["hidden"], j["seed"], j["steps"], j["device"], full, bits=j["bits"]
-    )
+    f = fit_image(img, model, j.width, j.hidden, j.seed, j.steps, j.device, full, bits=j.bits)
     seconds = time.perf_counter() - start
-    base = received_model(f)
+    base = received_model(f.bitstream)
     state = {k: v.clone() for k, v in base.state_dict().items()}
     lost = {
         f"L@{c}": float(
-            np.mean([psnr_after_loss(base, state, img, c, j["seed"], t, c)[0] for t in range(j["trials"])])
+            np.mean([psnr_after_loss(base, state, img, c, j.seed, t, c)[0] for t in range(j.trials)])
         )
         for c in LOST
     }
-    return {"recipe": j["recipe"], "psnr": f.psnr, "stage_psnr": f.stage_psnr, "seconds": seconds, **lost}
+    return {"recipe": j.recipe, "psnr": f.psnr, "stage_psnr": f.stage_psnr, "seconds": seconds, **lost}
 
 
 def bench_recipes(
@@ -61,26 +78,26 @@ def bench_recipes(
     workers: int,
     out: Path,
 ) -> dict[str, Any]:
-    from experiments.common import run_jobs
+    from experiments.pool import JobPool
 
     jobs = [
-        {
-            "recipe": name,
-            "image": img,
-            "width": width,
-            "hidden": hidden,
-            "steps": steps,
-            "device": device,
-            "bits": bits,
-            "seed": 0,
-            "trials": trials,
-        }
+        RecipeJob(
+            recipe=name,
+            image=img,
+            width=width,
+            hidden=hidden,
+            steps=steps,
+            device=device,
+            bits=bits,
+            seed=0,
+            trials=trials,
+        )
         for name in RECIPES
         for img in images
     ]
-    results = run_jobs(recipe_job, jobs, workers, "spinr-recipes")
+    results = JobPool(workers).map(recipe_job, jobs, "spinr-recipes")
     siren_seconds = np.mean([r["seconds"] for r in results if r["recipe"] == "siren (reference)"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in RECIPES:
         rs = [r for r in results if r["recipe"] == name]
         rows.append(

@@ -317,7 +317,7 @@ def _demo(args: argparse.Namespace) -> int:
     write_file(out / "image.spnr", result.bitstream)
     save_png(out / "original.png", image)
     dec = ProgressiveDecoder.from_bitstream(result.bitstream)
-    rows = []
+    rows: list[dict[str, Any]] = []
     # One PSNR per decodable depth (a single one for a non-progressive model), measured by the encoder.
     for depth, stage_psnr in enumerate(result.stage_psnr):
         name = f"stage-{depth + 1:02d}.png"

@@ -71,7 +71,7 @@ def channel_dict(args: argparse.Namespace) -> dict[str, Any] | None:
     return changed or None
 
 
-class Progress:
+class StreamProgress:
     def __init__(self, quiet: bool) -> None:
         self.bar = None
         if not quiet:
@@ -109,7 +109,9 @@ class Progress:
             self.bar.close()
 
 
-async def receive(args: argparse.Namespace, url: str, receiver: Any, progress: Progress) -> dict[str, Any]:
+async def receive(
+    args: argparse.Namespace, url: str, receiver: Any, progress: StreamProgress
+) -> dict[str, Any]:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -188,12 +190,13 @@ def run(args: argparse.Namespace) -> int:
     url = stream_url(args.target, args.server)
     reference = load_image(args.ref) if args.ref else None
     receiver = Receiver(reference)
-    progress = Progress(args.quiet or args.json)
+    progress = StreamProgress(args.quiet or args.json)
     try:
         out = asyncio.run(receive(args, url, receiver, progress))
     finally:
         progress.close()
     pic = receiver.picture()
+    assert pic is not None  # receive() raised when nothing decoded
     last_psnr = next((e.psnr for e in reversed(receiver.timeline) if e.psnr is not None), None)
     result = {
         "url": url,

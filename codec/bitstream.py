@@ -1,208 +1,47 @@
-"""Header and layer payloads, the packets that carry them, and the ``.spnr`` file (docs/FORMAT.md).
+"""Layer payloads, the packets that carry a stream, and the ``.spnr`` file (docs/FORMAT.md).
 
-The header carries everything a decoder needs to rebuild the network's shape, so every layer packet is
-checked against it tensor by tensor before a single code is unpacked.
+The header (:mod:`codec.header`) carries everything a decoder needs to rebuild the network's shape, so
+every layer packet is checked against it tensor by tensor before a single code is unpacked.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import secrets
 import struct
 import tempfile
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from codec.errors import BitstreamError
+from codec.header import StreamHeader, UnitSpec, fields_of, int_in
 from codec.packets import HEADER_LAYER, HEADER_LENGTH, MAX_PAYLOAD, Packet, PacketType
 from codec.payload import decode_payload, encode_payload
-from codec.quant import MAX_BITS, MIN_BITS, QuantizedTensor, parse_shape
+from codec.quant import QuantizedTensor
 
-FORMAT_VERSION = 1
-MAX_UNITS = 1024
-MAX_TENSORS_PER_UNIT = 64
-MAX_TOTAL_ELEMENTS = 2**26
-"""All tensors of a stream together (a layer packet is bounded on its own by ``MAX_PAYLOAD``)."""
-MAX_IMAGE_SIDE = 65535
-MAX_NAME_LEN = 64
-MAX_ARCH_KEYS = 64
+__all__ = [
+    "MAX_FILE_BYTES",
+    "Bitstream",
+    "FileReadResult",
+    "LayerUnit",
+    "StreamHeader",
+    "UnitSpec",
+    "frame_packets",
+    "load_bitstream",
+    "make_header_packet",
+    "make_layer_packet",
+    "new_stream_id",
+    "parse_header",
+    "parse_layer",
+    "read_file",
+    "read_stream",
+    "write_file",
+]
+
 MAX_FILE_BYTES = 256 * 2**20
 RECORD_PREFIX = struct.Struct(">I")
-_MODEL_RE = re.compile(r"[a-z0-9_]{1,32}")
-_HEADER_KEYS = {
-    "format",
-    "model",
-    "arch",
-    "image",
-    "coords",
-    "output",
-    "quant",
-    "units",
-    "stage_psnr",
-    "meta",
-}
-_OPTIONAL_HEADER_KEYS = {"stage_psnr", "meta"}
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_LEN:
-        raise BitstreamError(f"{what} must be a string of 1..{MAX_NAME_LEN} characters, got {value!r:.80}")
-    return value
-
-
-def _int_in(value: Any, lo: int, hi: int, what: str) -> int:
-    if not _is_int(value) or not lo <= value <= hi:
-        raise BitstreamError(f"{what} {value!r:.80} is out of range {lo}..{hi}")
-    return value
-
-
-def _map(value: Any, keys: set[str], what: str, optional: Collection[str] = ()) -> dict[str, Any]:
-    """``value`` must be a dict with exactly ``keys`` (those in ``optional`` may be absent)."""
-    if not isinstance(value, dict):
-        raise BitstreamError(f"{what} must be a map, got {type(value).__name__}")
-    missing = sorted(keys - set(optional) - value.keys())
-    extra = sorted(str(k) for k in value.keys() - keys)
-    if missing or extra:
-        raise BitstreamError(f"{what} has missing keys {missing} / unexpected keys {extra}")
-    return value
-
-
-@dataclass(frozen=True)
-class UnitSpec:
-    name: str
-    tensors: tuple[tuple[str, tuple[int, ...]], ...]
-    """(tensor name, shape) in packet order."""
-
-
-@dataclass
-class StreamHeader:
-    model: str
-    arch: dict[str, Any]
-    width: int
-    height: int
-    bits: int
-    per_channel: bool
-    units: list[UnitSpec]
-    stage_psnr: list[float] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    coords: str = "center"
-    output: str = "pm1"
-
-    @property
-    def num_units(self) -> int:
-        return len(self.units)
-
-    def to_payload(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT_VERSION,
-            "model": self.model,
-            "arch": self.arch,
-            "image": {"width": self.width, "height": self.height},
-            "coords": self.coords,
-            "output": self.output,
-            "quant": {"bits": self.bits, "per_channel": self.per_channel},
-            "units": [
-                {"name": u.name, "tensors": [[n, [int(s) for s in shape]] for n, shape in u.tensors]}
-                for u in self.units
-            ],
-            "stage_psnr": [float(p) for p in self.stage_psnr],
-            "meta": self.meta,
-        }
-
-    @classmethod
-    def from_payload(cls, d: Any) -> StreamHeader:
-        d = _map(d, _HEADER_KEYS, "header payload", _OPTIONAL_HEADER_KEYS)
-        if not _is_int(d["format"]) or d["format"] != FORMAT_VERSION:
-            raise BitstreamError(f"unsupported header format {d['format']!r:.40}: expected {FORMAT_VERSION}")
-        model = d["model"]
-        if not isinstance(model, str) or not _MODEL_RE.fullmatch(model):
-            raise BitstreamError(
-                f"header model {model!r:.80} is not an identifier matching [a-z0-9_]{{1,32}}"
-            )
-        image = _map(d["image"], {"width", "height"}, "header image")
-        width = _int_in(image["width"], 1, MAX_IMAGE_SIDE, "header image width")
-        height = _int_in(image["height"], 1, MAX_IMAGE_SIDE, "header image height")
-        if d["coords"] != "center":
-            raise BitstreamError(f"header coords {d['coords']!r:.40} not supported: expected 'center'")
-        if d["output"] != "pm1":
-            raise BitstreamError(f"header output {d['output']!r:.40} not supported: expected 'pm1'")
-        quant = _map(d["quant"], {"bits", "per_channel"}, "header quant")
-        bits = _int_in(quant["bits"], MIN_BITS, MAX_BITS, "header quant bits")
-        if not isinstance(quant["per_channel"], bool):
-            raise BitstreamError(f"header quant per_channel must be a bool, got {quant['per_channel']!r:.40}")
-        stage_psnr = d.get("stage_psnr", [])
-        if not isinstance(stage_psnr, list) or len(stage_psnr) > MAX_UNITS + 1:
-            raise BitstreamError(f"header stage_psnr must be a list of at most {MAX_UNITS + 1} numbers")
-        if not all(_is_number(p) for p in stage_psnr):
-            raise BitstreamError(f"header stage_psnr must hold numbers, got {stage_psnr!r:.80}")
-        meta = d.get("meta", {})
-        if not isinstance(meta, dict):
-            raise BitstreamError(f"header meta must be a map, got {type(meta).__name__}")
-        return cls(
-            model=model,
-            arch=_parse_arch(d["arch"]),
-            width=width,
-            height=height,
-            bits=bits,
-            per_channel=quant["per_channel"],
-            units=_parse_units(d["units"]),
-            stage_psnr=[float(p) for p in stage_psnr],
-            meta=meta,
-        )
-
-
-def _parse_arch(arch: Any) -> dict[str, Any]:
-    if not isinstance(arch, dict) or len(arch) > MAX_ARCH_KEYS:
-        raise BitstreamError(f"header arch must be a map of at most {MAX_ARCH_KEYS} entries")
-    for key, value in arch.items():
-        _name(key, "header arch key")
-        items = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, (int, float, str, bool)) for v in items):
-            raise BitstreamError(
-                f"header arch {key!r} must be an int, float, str, bool or a list of them, got {value!r:.80}"
-            )
-    return arch
-
-
-def _parse_units(units: Any) -> list[UnitSpec]:
-    if not isinstance(units, list) or not 1 <= len(units) <= MAX_UNITS:
-        count = len(units) if isinstance(units, list) else type(units).__name__
-        raise BitstreamError(f"header units must be a list of 1..{MAX_UNITS} entries, got {count}")
-    specs, total = [], 0
-    for i, u in enumerate(units):
-        u = _map(u, {"name", "tensors"}, f"header unit {i}")
-        name = _name(u["name"], f"header unit {i} name")
-        tensors = u["tensors"]
-        if not isinstance(tensors, list) or not 1 <= len(tensors) <= MAX_TENSORS_PER_UNIT:
-            raise BitstreamError(
-                f"header unit {name!r} tensors must be a list of 1..{MAX_TENSORS_PER_UNIT} entries"
-            )
-        parsed = []
-        for t in tensors:
-            if not isinstance(t, list) or len(t) != 2:
-                raise BitstreamError(f"header unit {name!r} tensor entry {t!r:.80} is not [name, shape]")
-            tname = _name(t[0], f"header unit {name!r} tensor name")
-            shape = parse_shape(t[1], f"header unit {name!r} tensor {tname!r}")
-            total += math.prod(shape)
-            parsed.append((tname, shape))
-        if len({n for n, _ in parsed}) != len(parsed):
-            raise BitstreamError(f"header unit {name!r} repeats a tensor name")
-        if total > MAX_TOTAL_ELEMENTS:
-            raise BitstreamError(f"header units hold more than {MAX_TOTAL_ELEMENTS} elements in all")
-        specs.append(UnitSpec(name, tuple(parsed)))
-    return specs
 
 
 @dataclass
@@ -215,8 +54,8 @@ class LayerUnit:
 
     @classmethod
     def from_payload(cls, d: Any, header: StreamHeader) -> LayerUnit:
-        d = _map(d, {"unit", "tensors"}, "layer payload")
-        index = _int_in(d["unit"], 0, header.num_units - 1, "layer payload unit index")
+        d = fields_of(d, {"unit", "tensors"}, "layer payload")
+        index = int_in(d["unit"], 0, header.num_units - 1, "layer payload unit index")
         spec = header.units[index]
         tensors = d["tensors"]
         if not isinstance(tensors, list) or len(tensors) != len(spec.tensors):
@@ -367,7 +206,7 @@ def _records(data: bytes) -> Iterable[tuple[int, int, bytes]]:
         # Compare with the packet's own length field before checking for truncation, so that a
         # corrupted prefix is reported as such and not as a short file.
         if len(data) - start >= HEADER_LENGTH:
-            (declared,) = struct.unpack_from(">I", data, start + 16)
+            declared = Packet.peek(data, start).length
             if declared + HEADER_LENGTH != length:
                 raise BitstreamError(
                     f"record {n} at offset {offset} has length {length} but its packet says {declared + HEADER_LENGTH}"

@@ -117,8 +117,7 @@ def encode_image(
     torch.manual_seed(cfg.train.seed)
     spec = cfg.model
     model = build_model(spec.name, spec.width, spec.hidden_layers, spec.options)
-    if getattr(model, "needs_image_size", False):
-        model.set_image_size(image.shape[1], image.shape[0])  # e.g. DINER's per-pixel table
+    model.set_image_size(image.shape[1], image.shape[0])  # e.g. DINER's per-pixel table
     result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
     specs, units = quantize_units(model, cfg.quant)
     header = StreamHeader(

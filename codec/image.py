@@ -49,13 +49,15 @@ def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
         if max(w, h) > 65535:
             raise ImageError(f"image {name!r} is {w}x{h}; each side must be at most 65535")
         try:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            upright: Image.Image = ImageOps.exif_transpose(img)
+            if upright.mode in ("RGBA", "LA", "PA") or (
+                upright.mode == "P" and "transparency" in upright.info
+            ):
                 # Composite transparency over white rather than keep whatever hides behind alpha 0.
-                rgba = img.convert("RGBA")
+                rgba = upright.convert("RGBA")
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(background, rgba)
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+                upright = Image.alpha_composite(background, rgba)
+            rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ImageError(f"cannot decode image {name!r}: {exc}") from None
     return np.ascontiguousarray(rgb)

@@ -222,7 +222,8 @@ def declared_options(options_cls: type, model: str) -> tuple[EncodeOption, ...]:
 
 def check_declared(options: Any, model: str, prefix: str = "") -> None:
     """Check an Options instance's declared fields against their declarations (its __post_init__)."""
-    for opt in declared_options(type(options), model):
+    options_cls: type = type(options)  # a class is hashable: the cache key
+    for opt in declared_options(options_cls, model):
         opt.check(getattr(options, opt.name), prefix)
 
 

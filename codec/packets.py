@@ -35,6 +35,28 @@ class PacketType(enum.IntEnum):
     LAYER = 1
 
 
+@dataclass(frozen=True)
+class PacketHead:
+    """A packet's fixed header fields as they stand in the bytes, unchecked (see :meth:`Packet.peek`)."""
+
+    magic: bytes
+    version: int
+    ptype: int
+    """Raw type byte: compare with :class:`PacketType`; an unknown value is not rejected here."""
+    flags: int
+    stream_id: int
+    seq: int
+    layer: int
+    length: int
+    """Payload length the header declares."""
+    crc: int
+
+    @property
+    def unit(self) -> int | None:
+        """Unit index of a layer packet; None for a header packet."""
+        return None if self.ptype == PacketType.HEADER else self.layer
+
+
 def _check_range(name: str, value: object, top: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
         raise BitstreamError(f"packet {name} {value!r} is out of range 0..{top}")
@@ -96,13 +118,22 @@ class Packet:
     def __bytes__(self) -> bytes:
         return self.to_bytes()
 
+    @staticmethod
+    def peek(data: bytes | bytearray | memoryview, offset: int = 0) -> PacketHead:
+        """The fixed header at ``offset`` without checking it or the CRC: cheap, for routing and
+        framing. Only a short buffer raises; :meth:`parse` is what validates a packet."""
+        have = len(data) - offset
+        if have < HEADER_LENGTH:
+            raise BitstreamError(f"packet truncated: header needs {HEADER_LENGTH} bytes, got {max(0, have)}")
+        return PacketHead(*_STRUCT.unpack_from(data, offset))
+
     @classmethod
     def parse(cls, data: bytes) -> Packet:
         """Parse exactly one packet; ``data`` must be ``HEADER_LENGTH + length`` bytes long."""
         data = bytes(data)
-        if len(data) < HEADER_LENGTH:
-            raise BitstreamError(f"packet truncated: header needs {HEADER_LENGTH} bytes, got {len(data)}")
-        magic, version, ptype, flags, stream_id, seq, layer, length, crc = _STRUCT.unpack_from(data)
+        head = cls.peek(data)
+        magic, version, ptype, flags = head.magic, head.version, head.ptype, head.flags
+        stream_id, seq, layer, length, crc = head.stream_id, head.seq, head.layer, head.length, head.crc
         if magic != MAGIC:
             raise BitstreamError(f"bad magic {magic!r}: expected {MAGIC!r}")
         if version != VERSION:

@@ -2,15 +2,19 @@
 
 Runs synchronously; callers that must not block (the server's event loop) run it in a worker. Progress
 goes to a callback, cancellation comes through a ``threading.Event``-like object.
+
+:func:`fit` sets up a :class:`_Fit` (the data, the step budget, the bookkeeping every stage shares)
+and runs one :class:`_StageFit` per training stage: steps with a cosine-decayed learning rate, the best
+weights kept, a divergence answered by restoring them and halving the rate.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -19,11 +23,12 @@ from codec.config import QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
 from codec.errors import Cancelled, TrainingDiverged
-from codec.models.base import INR, Stage
+from codec.models.base import INR, TrainingStage
+from codec.qat import load_quantized, quantize_in_place
 
 
 @dataclass
-class Progress:
+class TrainProgress:
     """A snapshot of training, handed to the progress callback."""
 
     stage: int
@@ -49,7 +54,7 @@ class CancelToken(Protocol):
     def is_set(self) -> bool: ...
 
 
-ProgressFn = Callable[[Progress], None]
+ProgressFn = Callable[[TrainProgress], None]
 
 
 @dataclass
@@ -79,48 +84,16 @@ def split_steps(total: int, weights: list[float]) -> list[int]:
     return steps
 
 
-def copy_into(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+def copy_into(dst: Sequence[torch.Tensor], src: Sequence[torch.Tensor]) -> None:
     with torch.no_grad():
         for d, s in zip(dst, src, strict=True):
             d.copy_(s)
 
 
-def quantize_in_place(params: list[torch.Tensor], quant: QuantConfig, precise: set[int]) -> None:
-    """Replace weights by their dequantized codes (idempotent: quantizing them again gives the same codes)."""
-    from codec.quant import quantize
-
-    for p in params:
-        a = p.detach().cpu().numpy().astype(np.float32)
-        q = quantize("w", a, quant.bits_for(p, precise), quant.per_channel)
-        p.copy_(torch.from_numpy(q.dequantize()).to(p.device))
-
-
-def fake_quantize(p: torch.Tensor, quant: QuantConfig, bits: int | None = None) -> torch.Tensor:
-    """``codec.quant.quantize`` then dequantize, in torch on the tensor's device (min/max affine).
-
-    ``bits`` overrides ``quant.bits`` (a precise tensor's)."""
-    levels = (1 << (quant.bits if bits is None else bits)) - 1
-    rows = p.reshape(p.shape[0], -1) if quant.per_channel and p.ndim >= 2 else p.reshape(1, -1)
-    lo = rows.min(dim=1, keepdim=True).values
-    scale = (rows.max(dim=1, keepdim=True).values - lo) / levels
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.clamp(torch.round((rows - lo) / scale), 0, levels)
-    return (lo + q * scale).reshape(p.shape)
-
-
-def load_quantized(
-    params: list[torch.Tensor], weights: list[torch.Tensor], quant: QuantConfig, precise: set[int]
-) -> None:
-    """Set ``params`` to the dequantized codes of ``weights`` (each at its own bits)."""
-    with torch.no_grad():
-        for p, w in zip(params, weights, strict=True):
-            p.copy_(fake_quantize(w, quant, quant.bits_for(p, precise)))
-
-
 def quantized_loss(
     model: INR,
-    stage: Stage,
-    weights: list[torch.Tensor],
+    stage: TrainingStage,
+    weights: Sequence[torch.Tensor],
     quant: QuantConfig,
     precise: set[int],
     x: torch.Tensor,
@@ -136,7 +109,7 @@ def quantized_loss(
     return value
 
 
-def stage_loss(model: INR, stage: Stage, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def stage_loss(model: INR, stage: TrainingStage, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared error of the stage's prefix, or the weighted geometric mean over its exits."""
     if not stage.exits:
         return torch.mean((model(x, stage.depth) - y) ** 2)
@@ -148,12 +121,217 @@ def stage_loss(model: INR, stage: Stage, x: torch.Tensor, y: torch.Tensor) -> to
     logs = [
         w / total * torch.log(torch.mean((o - y) ** 2)) for o, (_, w) in zip(outs, stage.exits, strict=True)
     ]
-    return torch.exp(sum(logs))
+    return torch.exp(cast(torch.Tensor, sum(logs)))
 
 
 def loss_to_psnr(loss: float) -> float:
     # Targets live in [-1, 1]: MSE on [0, 1] is loss / 4.
     return math.inf if loss <= 0 else 10.0 * math.log10(4.0 / loss)
+
+
+class _Fit:
+    """One call of :func:`fit`: the pixels, the stages and their step budget, and what every stage
+    adds to (steps done, warnings, loss history, progress reports)."""
+
+    def __init__(
+        self,
+        model: INR,
+        image: np.ndarray,
+        cfg: TrainConfig,
+        quant: QuantConfig | None,
+        progress: ProgressFn | None,
+        cancel: CancelToken | None,
+        progress_every: int,
+    ) -> None:
+        self.model, self.cfg, self.quant = model, cfg, quant
+        self.progress, self.cancel, self.progress_every = progress, cancel, progress_every
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        model.to(self.device)
+        h, w = image.shape[:2]
+        self.coords = torch.from_numpy(grid(w, h)).to(self.device)
+        self.target = image_tensor(image, self.device)
+        self.pixels = self.coords.shape[0]
+        self.batch = self.pixels if cfg.batch_pixels <= 0 else min(cfg.batch_pixels, self.pixels)
+        self.base_lr = cfg.lr if cfg.lr is not None else model.default_lr
+        self.stages = model.stages()
+        self.precise = model.precise_ids()
+        self.budget = split_steps(cfg.steps, [s.weight for s in self.stages])
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.start = time.perf_counter()
+        self.done = 0
+        self.warnings: list[str] = []
+        self.history: list[float] = []
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's pixels: all of them, or a random batch from the run's seeded generator."""
+        if self.batch < self.pixels:
+            idx = torch.randint(0, self.pixels, (self.batch,), generator=self.gen).to(self.device)
+            return self.coords[idx], self.target[idx]
+        return self.coords, self.target
+
+    def report(self, stage_index: int, loss: float, psnr: float, event: str = "step", note: str = "") -> None:
+        if self.progress is not None:
+            elapsed = time.perf_counter() - self.start
+            self.progress(
+                TrainProgress(
+                    stage_index, len(self.stages), self.done, self.cfg.steps, loss, psnr, elapsed, event, note
+                )
+            )
+
+    def prefix_loss(self, depth: int | None) -> float:
+        """Mean squared error of one prefix on the whole image at the current weights."""
+        with torch.no_grad():
+            return float(torch.mean((self.model(self.coords, depth) - self.target) ** 2))
+
+    def run(self) -> FitResult:
+        stage_psnr = [
+            _StageFit(self, i, stage, steps).train()
+            for i, (stage, steps) in enumerate(zip(self.stages, self.budget, strict=True))
+        ]
+        if any(s.exits for s in self.stages):
+            # A joint phase revised earlier stages' weights: judge every prefix again at the kept weights.
+            stage_psnr = [loss_to_psnr(self.prefix_loss(d)) for d in range(self.model.depths)]
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        self.model.to("cpu")
+        seconds = time.perf_counter() - self.start
+        return FitResult(self.model, stage_psnr, seconds, self.done, self.warnings, self.history)
+
+
+class _StageFit:
+    """One training stage: its optimiser, its best weights so far and its restarts."""
+
+    def __init__(self, fit: _Fit, index: int, stage: TrainingStage, steps: int) -> None:
+        self.fit, self.index, self.stage, self.steps = fit, index, stage, steps
+        if stage.on_start is not None:
+            stage.on_start()
+        for p in stage.params:
+            p.requires_grad_(True)
+        self.lr = fit.base_lr * stage.lr_scale
+        self.opt = torch.optim.Adam(stage.params, lr=self.lr)
+        self.best_loss = math.inf
+        self.best = [p.detach().clone() for p in stage.params]
+        if stage.pass_through is not None:
+            self._start_at_pass_through()
+        self.restarts = 0
+        self.seen_best = math.inf
+        self.qat_from = steps - int(round(fit.cfg.qat * steps)) if fit.quant is not None else steps
+
+    def _start_at_pass_through(self) -> None:
+        # Start "best" at the exact previous picture: training must beat it to replace it.
+        stage, start_weights = self.stage, self.best
+        assert stage.pass_through is not None
+        with torch.no_grad():
+            stage.pass_through()
+            self.best = [p.detach().clone() for p in stage.params]
+            self.best_loss = float(stage_loss(self.fit.model, stage, self.fit.coords, self.fit.target))
+        copy_into(stage.params, start_weights)
+
+    def train(self) -> float:
+        """Run the stage's steps, keep its best weights; returns its full-image PSNR."""
+        for step in range(self.steps):
+            if not self.step(step):
+                break
+        return self.finish()
+
+    def _set_lr(self, step: int) -> None:
+        # Cosine decay within each stage: late steps refine instead of bouncing around.
+        frac = step / max(1, self.steps - 1)
+        decay = self.fit.cfg.lr_decay
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr * (decay + (1 - decay) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def step(self, step: int) -> bool:
+        """One optimiser step; False when the stage stops early (too many restarts)."""
+        fit, stage = self.fit, self.stage
+        if fit.cancel is not None and fit.cancel.is_set():
+            raise Cancelled("training was cancelled")
+        self._set_lr(step)
+        x, y = fit.sample()
+        self.opt.zero_grad(set_to_none=True)
+        if step == self.qat_from and math.isfinite(self.best_loss):
+            # From here losses are measured at quantized weights: judge the kept weights that way too.
+            assert fit.quant is not None
+            self.best_loss = quantized_loss(
+                fit.model, stage, self.best, fit.quant, fit.precise, fit.coords, fit.target
+            )
+        fit.model.train()
+        floats = None
+        if step >= self.qat_from:
+            # Straight-through: loss and gradient at the quantized weights, the step on the floats.
+            assert fit.quant is not None
+            floats = [p.detach().clone() for p in stage.params]
+            load_quantized(stage.params, floats, fit.quant, fit.precise)
+        loss = stage_loss(fit.model, stage, x, y)
+        value = float(loss.detach())
+        fit.history.append(value)
+        if self._exploded(value):
+            return self._restart(step, value)
+        if value < self.best_loss:
+            self.best_loss = value
+            copy_into(self.best, stage.params if floats is None else floats)
+        loss.backward()
+        if floats is not None:
+            copy_into(stage.params, floats)  # after backward: autograd saved the quantized values
+        self.opt.step()
+        fit.done += 1
+        if step % fit.progress_every == 0 or step == self.steps - 1:
+            fit.report(self.index, value, loss_to_psnr(self.best_loss))
+        return True
+
+    def _exploded(self, value: float) -> bool:
+        # Judged against what this stage's own steps reached, not the pass-through's loss: a fresh
+        # layer may start far above the previous picture without anything going wrong.
+        exploded = not math.isfinite(value) or (
+            math.isfinite(self.seen_best) and value > self.fit.cfg.explode_factor * self.seen_best
+        )
+        if math.isfinite(value):
+            self.seen_best = min(self.seen_best, value)
+        return exploded
+
+    def _restart(self, step: int, value: float) -> bool:
+        """Restore the best weights and halve the learning rate; False once restarts are used up."""
+        fit, name = self.fit, self.stage.name
+        self.restarts += 1
+        what = "is not finite" if not math.isfinite(value) else f"exploded to {value:.4g}"
+        note = (
+            f"{name}: loss {what} at step {step}; restored the best weights (loss {self.best_loss:.4g})"
+            f" and halved the learning rate to {self.lr / 2:.3g}"
+        )
+        fit.warnings.append(note)
+        copy_into(self.stage.params, self.best)
+        if self.restarts > fit.cfg.max_restarts:
+            fit.warnings.append(f"{name}: stopped early after {fit.cfg.max_restarts} restarts")
+            fit.done += self.steps - step
+            return False
+        self.lr /= 2
+        self.opt = torch.optim.Adam(self.stage.params, lr=self.lr)
+        fit.report(self.index, value, loss_to_psnr(self.best_loss), "diverged", note)
+        fit.done += 1
+        return True
+
+    def finish(self) -> float:
+        """Keep the best weights (quantized when the run quantizes between stages), freeze them, and
+        judge them on the whole image, not the last batch."""
+        fit, stage = self.fit, self.stage
+        if not math.isfinite(self.best_loss):
+            raise TrainingDiverged(
+                f"{stage.name}: no finite loss in {self.steps} steps at learning rate {fit.base_lr:g};"
+                " try a lower --lr"
+            )
+        copy_into(stage.params, self.best)
+        fit.model.eval()
+        if fit.quant is not None and len(fit.stages) > 1:
+            with torch.no_grad():
+                quantize_in_place(stage.params, fit.quant, fit.precise)
+        full = fit.prefix_loss(stage.depth)
+        for p in stage.params:
+            p.requires_grad_(False)
+        fit.report(self.index, full, loss_to_psnr(full), "stage_done")
+        return loss_to_psnr(full)
 
 
 def fit(
@@ -171,152 +349,4 @@ def fit(
     trains on exactly the activations a decoder will compute: quantization error cannot compound
     through a deep progressive trunk (docs/SPINR.md measures the difference)."""
     cfg.validate()
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    model.to(device)
-    h, w = image.shape[:2]
-    coords = torch.from_numpy(grid(w, h)).to(device)
-    target = image_tensor(image, device)
-    n = coords.shape[0]
-    batch = n if cfg.batch_pixels <= 0 else min(cfg.batch_pixels, n)
-    base_lr = cfg.lr if cfg.lr is not None else model.default_lr
-
-    stages = model.stages()
-    precise = model.precise_ids()
-    budget = split_steps(cfg.steps, [s.weight for s in stages])
-    for p in model.parameters():
-        p.requires_grad_(False)
-
-    start = time.perf_counter()
-    done = 0
-    warnings: list[str] = []
-    history: list[float] = []
-    stage_psnr: list[float] = []
-    best_loss = math.inf
-
-    def report(
-        stage_index: int, loss: float, event: str = "step", note: str = "", psnr: float | None = None
-    ) -> None:
-        # Reads the loop's current step count and best loss.
-        if progress is not None:
-            shown = loss_to_psnr(best_loss) if psnr is None else psnr
-            progress(
-                Progress(
-                    stage_index,
-                    len(stages),
-                    done,
-                    cfg.steps,
-                    loss,
-                    shown,
-                    time.perf_counter() - start,
-                    event,
-                    note,
-                )
-            )
-
-    for si, (stage, n_steps) in enumerate(zip(stages, budget, strict=True)):
-        if stage.on_start is not None:
-            stage.on_start()
-        for p in stage.params:
-            p.requires_grad_(True)
-        lr = base_lr * stage.lr_scale
-        opt = torch.optim.Adam(stage.params, lr=lr)
-        best_loss = math.inf
-        best = [p.detach().clone() for p in stage.params]
-        if stage.pass_through is not None:
-            # Start "best" at the exact previous picture: training must beat it to replace it.
-            start_weights = best
-            with torch.no_grad():
-                stage.pass_through()
-                best = [p.detach().clone() for p in stage.params]
-                best_loss = float(stage_loss(model, stage, coords, target))
-            copy_into(stage.params, start_weights)
-        restarts = 0
-        seen_best = math.inf
-        qat_from = n_steps - int(round(cfg.qat * n_steps)) if quant is not None else n_steps
-        for step in range(n_steps):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("training was cancelled")
-            # Cosine decay within each stage: late steps refine instead of bouncing around.
-            frac = step / max(1, n_steps - 1)
-            for group in opt.param_groups:
-                group["lr"] = lr * (cfg.lr_decay + (1 - cfg.lr_decay) * 0.5 * (1 + math.cos(math.pi * frac)))
-            if batch < n:
-                idx = torch.randint(0, n, (batch,), generator=gen).to(device)
-                x, y = coords[idx], target[idx]
-            else:
-                x, y = coords, target
-            opt.zero_grad(set_to_none=True)
-            if step == qat_from and math.isfinite(best_loss):
-                # From here losses are measured at quantized weights: judge the kept weights that way too.
-                best_loss = quantized_loss(model, stage, best, quant, precise, coords, target)
-            model.train()
-            floats = None
-            if step >= qat_from:
-                # Straight-through: loss and gradient at the quantized weights, the step on the floats.
-                floats = [p.detach().clone() for p in stage.params]
-                load_quantized(stage.params, floats, quant, precise)
-            loss = stage_loss(model, stage, x, y)
-            value = float(loss.detach())
-            history.append(value)
-            # Judged against what this stage's own steps reached, not the pass-through's loss: a fresh
-            # layer may start far above the previous picture without anything going wrong.
-            exploded = not math.isfinite(value) or (
-                math.isfinite(seen_best) and value > cfg.explode_factor * seen_best
-            )
-            if math.isfinite(value):
-                seen_best = min(seen_best, value)
-            if exploded:
-                restarts += 1
-                note = (
-                    f"{stage.name}: loss {'is not finite' if not math.isfinite(value) else f'exploded to {value:.4g}'}"
-                    f" at step {step}; restored the best weights (loss {best_loss:.4g}) and halved the learning"
-                    f" rate to {lr / 2:.3g}"
-                )
-                warnings.append(note)
-                copy_into(stage.params, best)
-                if restarts > cfg.max_restarts:
-                    warnings.append(f"{stage.name}: stopped early after {cfg.max_restarts} restarts")
-                    done += n_steps - step
-                    break
-                lr /= 2
-                opt = torch.optim.Adam(stage.params, lr=lr)
-                report(si, value, "diverged", note)
-                done += 1
-                continue
-            if value < best_loss:
-                best_loss = value
-                copy_into(best, stage.params if floats is None else floats)
-            loss.backward()
-            if floats is not None:
-                copy_into(stage.params, floats)  # after backward: autograd saved the quantized values
-            opt.step()
-            done += 1
-            if step % progress_every == 0 or step == n_steps - 1:
-                report(si, value)
-        if not math.isfinite(best_loss):
-            raise TrainingDiverged(
-                f"{stage.name}: no finite loss in {n_steps} steps at learning rate {base_lr:g}; try a lower --lr"
-            )
-        copy_into(stage.params, best)
-        model.eval()
-        with torch.no_grad():
-            if quant is not None and len(stages) > 1:
-                quantize_in_place(stage.params, quant, precise)
-            # The kept weights are judged on the whole image, not the last batch.
-            full = float(torch.mean((model(coords, stage.depth) - target) ** 2))
-        stage_psnr.append(loss_to_psnr(full))
-        for p in stage.params:
-            p.requires_grad_(False)
-        report(si, full, "stage_done", psnr=stage_psnr[-1])
-    if any(s.exits for s in stages):
-        # A joint phase revised earlier stages' weights: judge every prefix again at the kept weights.
-        with torch.no_grad():
-            stage_psnr = [
-                loss_to_psnr(float(torch.mean((model(coords, d) - target) ** 2))) for d in range(model.depths)
-            ]
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.to("cpu")
-    return FitResult(model, stage_psnr, time.perf_counter() - start, done, warnings, history)
+    return _Fit(model, image, cfg, quant, progress, cancel, progress_every).run()

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.common import PROFILES, load_dataset, profile_from_args
+from experiments.datasets import load_dataset
+from experiments.pool import JobPool
+from experiments.profiles import PROFILES, profile_from_args
 
 EXPERIMENTS = {
     "models": "Table 1: params, PSNR, SSIM, compression factor per model at the study's sizes",
@@ -25,6 +27,9 @@ EXPERIMENTS = {
     "progressive": "Fig 7: SPINR after each stage, PSNR under each",
     "loss": "PSNR vs packet loss, burst length, bit errors: SIREN, SPINR, protected SPINR, progressive JPEG",
 }
+MODULES = {"loss": "packet_loss"}
+"""Experiment name -> module under ``experiments/`` where the two differ; each module has
+``run(images, profile, args, out, pool)``."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,14 +103,13 @@ def run(args: argparse.Namespace) -> int:
     images = load_dataset(args.dataset, profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from experiments import common
-
-    common.SPILL_DIR = out
     for old in out.glob("*.partial.jsonl"):
         old.unlink()
-    mod = importlib.import_module(f"experiments.{args.name}")
+    # Every finished job's result is spilled into --out at once: a run cut short keeps its raw numbers.
+    pool = JobPool.from_args(args, spill=out)
+    mod = importlib.import_module(f"experiments.{MODULES.get(args.name, args.name)}")
     start = time.perf_counter()
-    summary = mod.run(images, profile, args, out)
+    summary = mod.run(images, profile, args, out, pool)
     summary = {
         "experiment": args.name,
         "profile": profile.__dict__,

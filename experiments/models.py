@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments.common import (
-    SPINR_PAPER,
-    STUDY_SIZES,
-    Profile,
-    fit_for_job,
-    fmt_ms,
-    markdown_table,
-    mean_std,
-    plt,
-    raw_bytes,
-    run_jobs,
-    scaled,
-    write_csv,
-    write_md,
-)
+from experiments.datasets import raw_bytes
+from experiments.fitting import FitJob, run_fields
+from experiments.pool import JobPool
+from experiments.profiles import SPINR_PAPER, STUDY_SIZES, Profile, scaled
+from experiments.reports import fmt_ms, markdown_table, mean_std, plt, write_csv, write_md
 
 ROWS = [
     ("fourier", "large"),
@@ -51,26 +42,38 @@ def stored_reals(bs: Any) -> int:
     return sum(int(np.prod(shape)) for u in bs.header.units for _, shape in u.tensors)
 
 
-def job(j: dict[str, Any]) -> dict[str, Any]:
-    f = fit_for_job(j, options=j["options"], bits=j["bits"])
+@dataclass(kw_only=True)
+class ModelsJob(FitJob):
+    label: str
+    """Row of the table (a model, or a variant such as ``spinr-paper``)."""
+    size: str
+    """``large`` or ``small`` (the study's two sizes)."""
+    bits: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def job(j: ModelsJob) -> dict[str, Any]:
+    f = j.fit(options=j.options, bits=j.bits)
     return {
-        "image": j["image_name"],
-        "model": j["label"],
-        "size": j["size"],
-        "seed": j["seed"],
-        "width": j["width"],
-        "hidden_layers": j["hidden"],
+        "image": j.image_name,
+        "model": j.label,
+        "size": j.size,
+        "seed": j.seed,
+        "width": j.width,
+        "hidden_layers": j.hidden,
         "params": f.params,
-        "cf_f32": raw_bytes(j["image"]) / (4 * stored_reals(f.bitstream)),
+        "cf_f32": raw_bytes(j.image) / (4 * stored_reals(f.bitstream)),
         "psnr_float": f.psnr_float,
         "psnr": f.psnr,
         "ssim": f.ssim,
         "bytes": f.bytes,
-        "cf": raw_bytes(j["image"]) / f.bytes,
+        "cf": raw_bytes(j.image) / f.bytes,
     }
 
 
-def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
+def run(
+    images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
+) -> dict[str, Any]:
     rows = list(ROWS) + [("spinr-paper", "small")]
     if args.models:
         rows = [r for r in rows if r[0] in args.models]
@@ -82,23 +85,20 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
             w, h = STUDY_SIZES[model][size]
             for name, img in images:
                 jobs.append(
-                    {
-                        "image": img,
-                        "image_name": name,
-                        "model": model,
-                        "label": label,
-                        "size": size,
-                        "width": scaled(w, profile),
-                        "scale": profile.width_scale,
-                        "hidden": h,
-                        "seed": seed,
-                        "steps": profile.steps,
-                        "device": args.device,
-                        "bits": args.bits,
-                        "options": options,
-                    }
+                    ModelsJob(
+                        **run_fields(profile, args, name, img),
+                        model=model,
+                        label=label,
+                        size=size,
+                        width=scaled(w, profile),
+                        hidden=h,
+                        seed=seed,
+                        bits=args.bits,
+                        options=options,
+                    )
                 )
-    results = [r for r in run_jobs(job, jobs, args.workers, "models", args.json, args.time_budget) if r]
+    pool = pool or JobPool.from_args(args)
+    results = [r for r in pool.map(job, jobs, "models") if r]
     write_csv(out / "models.csv", results)
     table, summary = [], {}
     for label, size in rows:
@@ -146,7 +146,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
     write_md(out / "models.md", "Table 1: model zoo", md)
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(6, 3.2))
-    labels = [t[0] for t in table]
+    labels = [str(t[0]) for t in table]
     ms = [summary[lb]["psnr_float"] for lb in labels]
     ax.bar(labels, [m for m, _ in ms], yerr=[s for _, s in ms], color="tab:blue", alpha=0.8)
     ax.set_ylabel("PSNR (dB, float)")

@@ -18,27 +18,16 @@ draws lose 1 neuron and two lose 2).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments.common import (
-    SPINR_PAPER,
-    STUDY_SIZES,
-    Profile,
-    fit_for_job,
-    fmt_ms,
-    markdown_table,
-    mean_std,
-    plt,
-    received_model,
-    render,
-    run_jobs,
-    scaled,
-    write_csv,
-    write_md,
-)
+from experiments.fitting import FitJob, render, run_fields
+from experiments.pool import JobPool
+from experiments.profiles import SPINR_PAPER, STUDY_SIZES, Profile, scaled
+from experiments.reports import fmt_ms, markdown_table, mean_std, plt, write_csv, write_md
 
 COUNTS = (1, 5, 10)
 VARIANTS = {
@@ -105,26 +94,36 @@ def draw_count(k: int, scale: float, trial: int, trials: int) -> int:
     return low + int(trial < round((c - low) * trials))
 
 
-def job(j: dict[str, Any]) -> list[dict[str, Any]]:
-    from codec.metrics import psnr
+@dataclass(kw_only=True)
+class NeuronsJob(FitJob):
+    label: str
+    """A key of :data:`VARIANTS`."""
+    bits: int
+    counts: tuple[int, ...]
+    trials: int
 
-    img = j["image"]
-    model, options = VARIANTS[j["label"]]
-    f = fit_for_job(j, model=model, options=options, bits=j["bits"])
-    base = received_model(f, j["device"])
+
+def job(j: NeuronsJob) -> list[dict[str, Any]]:
+    from codec.metrics import psnr
+    from codec.models import received_model
+
+    img = j.image
+    model, options = VARIANTS[j.label]
+    f = j.fit(model=model, options=options, bits=j.bits)
+    base = received_model(f.bitstream, device=j.device)
     h, w = img.shape[:2]
     intact = psnr(render(base, w, h), img)
     state = {k: v.clone() for k, v in base.state_dict().items()}
     rows = []
-    for count in j["counts"]:
-        for trial in range(j["trials"]):
-            n = draw_count(count, j.get("scale", 1.0), trial, j["trials"])
-            lost_psnr, lost = psnr_after_loss(base, state, img, n, j["seed"], trial, count)
+    for count in j.counts:
+        for trial in range(j.trials):
+            n = draw_count(count, j.scale, trial, j.trials)
+            lost_psnr, lost = psnr_after_loss(base, state, img, n, j.seed, trial, count)
             rows.append(
                 {
-                    "image": j["image_name"],
-                    "model": j["label"],
-                    "seed": j["seed"],
+                    "image": j.image_name,
+                    "model": j.label,
+                    "seed": j.seed,
                     "params": f.params,
                     "psnr_float": f.psnr_float,
                     "psnr": f.psnr,
@@ -138,7 +137,9 @@ def job(j: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
+def run(
+    images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
+) -> dict[str, Any]:
     labels = args.models or list(VARIANTS)
     jobs = []
     for seed in range(profile.seeds):
@@ -146,27 +147,20 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
             w, h = STUDY_SIZES["spinr" if label.startswith("spinr") else label]["small"]
             for name, img in images:
                 jobs.append(
-                    {
-                        "image": img,
-                        "image_name": name,
-                        "model": label,
-                        "label": label,
-                        "width": scaled(w, profile),
-                        "hidden": h,
-                        "seed": seed,
-                        "steps": profile.steps,
-                        "device": args.device,
-                        "bits": args.bits,
-                        "counts": COUNTS,
-                        "trials": profile.trials,
-                        "scale": profile.width_scale,
-                    }
+                    NeuronsJob(
+                        **run_fields(profile, args, name, img),
+                        model=label,
+                        label=label,
+                        width=scaled(w, profile),
+                        hidden=h,
+                        seed=seed,
+                        bits=args.bits,
+                        counts=COUNTS,
+                        trials=profile.trials,
+                    )
                 )
-    rows = [
-        r
-        for rs in run_jobs(job, jobs, args.workers, "neurons", args.json, args.time_budget)
-        for r in (rs or [])
-    ]
+    pool = pool or JobPool.from_args(args)
+    rows = [r for rs in pool.map(job, jobs, "neurons") for r in (rs or [])]
     write_csv(out / "neurons.csv", rows)
     table, summary = [], {}
     for label in labels:

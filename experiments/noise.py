@@ -7,26 +7,16 @@ nothing, so PSNR is the clean one exactly. Weight noise is on the torch model re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments.common import (
-    STUDY_SIZES,
-    Profile,
-    fit_for_job,
-    fmt_ms,
-    markdown_table,
-    mean_std,
-    plt,
-    received_model,
-    render,
-    run_jobs,
-    scaled,
-    write_csv,
-    write_md,
-)
+from experiments.fitting import FitJob, render, run_fields
+from experiments.pool import JobPool
+from experiments.profiles import STUDY_SIZES, Profile, scaled
+from experiments.reports import fmt_ms, markdown_table, mean_std, plt, write_csv, write_md
 
 SIGMAS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 
@@ -50,27 +40,34 @@ def noisy_weights(model: Any, sigma: float, rng: np.random.Generator) -> None:
                 t.add_(torch.from_numpy(noise).to(t.device))
 
 
-def job(j: dict[str, Any]) -> dict[str, Any]:
-    from codec.metrics import psnr
+@dataclass(kw_only=True)
+class NoiseJob(FitJob):
+    bits: int
+    sigmas: tuple[float, ...]
 
-    img = j["image"]
-    f = fit_for_job(j, bits=j["bits"])
-    m = received_model(f, j["device"])
+
+def job(j: NoiseJob) -> dict[str, Any]:
+    from codec.metrics import psnr
+    from codec.models import received_model
+
+    img = j.image
+    f = j.fit(bits=j.bits)
+    m = received_model(f.bitstream, device=j.device)
     state = {k: v.clone() for k, v in m.state_dict().items()}
     h, w = img.shape[:2]
     clean = render(m, w, h)
     rows, pics = [], []
-    for sigma in j["sigmas"]:
-        rng = np.random.Generator(np.random.PCG64([j["seed"], int(sigma * 1e6)]))
+    for sigma in j.sigmas:
+        rng = np.random.Generator(np.random.PCG64([j.seed, int(sigma * 1e6)]))
         m.load_state_dict(state)
         noisy_weights(m, sigma, rng)
         wpic = render(m, w, h)
         ppic = noisy_pixels(img, sigma, rng)
         rows.append(
             {
-                "image": j["image_name"],
-                "model": j["model"],
-                "seed": j["seed"],
+                "image": j.image_name,
+                "model": j.model,
+                "seed": j.seed,
                 "sigma": sigma,
                 "psnr_clean": psnr(clean, img),
                 "psnr_weights": psnr(wpic, img),
@@ -80,35 +77,34 @@ def job(j: dict[str, Any]) -> dict[str, Any]:
         pics.append((sigma, wpic, ppic))
     return {
         "rows": rows,
-        "pics": pics if j["seed"] == 0 else None,
-        "image_name": j["image_name"],
-        "model": j["model"],
+        "pics": pics if j.seed == 0 else None,
+        "image_name": j.image_name,
+        "model": j.model,
     }
 
 
-def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
+def run(
+    images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
+) -> dict[str, Any]:
     models = args.models or ["siren", "fourier", "spinr"]
     jobs = []
     for model in models:
         w, h = STUDY_SIZES[model]["small"]
         jobs += [
-            {
-                "image": img,
-                "image_name": name,
-                "model": model,
-                "width": scaled(w, profile),
-                "scale": profile.width_scale,
-                "hidden": h,
-                "seed": seed,
-                "steps": profile.steps,
-                "device": args.device,
-                "bits": args.bits,
-                "sigmas": SIGMAS,
-            }
+            NoiseJob(
+                **run_fields(profile, args, name, img),
+                model=model,
+                width=scaled(w, profile),
+                hidden=h,
+                seed=seed,
+                bits=args.bits,
+                sigmas=SIGMAS,
+            )
             for name, img in images
             for seed in range(profile.seeds)
         ]
-    res = [r for r in run_jobs(job, jobs, args.workers, "noise", args.json, args.time_budget) if r]
+    pool = pool or JobPool.from_args(args)
+    res = [r for r in pool.map(job, jobs, "noise") if r]
     rows = [r for x in res for r in x["rows"]]
     write_csv(out / "noise.csv", rows)
     table, summary = [], {}

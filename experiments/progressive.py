@@ -2,66 +2,64 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments.common import (
-    SPINR_PAPER,
-    STUDY_SIZES,
-    Profile,
-    fit_for_job,
-    fmt_ms,
-    markdown_table,
-    mean_std,
-    plt,
-    run_jobs,
-    scaled,
-    write_csv,
-    write_md,
-)
+from experiments.fitting import FitJob, run_fields
+from experiments.pool import JobPool
+from experiments.profiles import SPINR_PAPER, STUDY_SIZES, Profile, scaled
+from experiments.reports import fmt_ms, markdown_table, mean_std, plt, write_csv, write_md
 
 VARIANTS = {"spinr": {}, "spinr-paper": SPINR_PAPER}
 
 
-def job(j: dict[str, Any]) -> dict[str, Any]:
+@dataclass(kw_only=True)
+class ProgressiveJob(FitJob):
+    label: str
+    """A key of :data:`VARIANTS`."""
+    bits: int
+
+
+def job(j: ProgressiveJob) -> dict[str, Any]:
     from codec.decoder import ProgressiveDecoder
     from codec.metrics import psnr
 
-    f = fit_for_job(j, model="spinr", options=VARIANTS[j["label"]], bits=j["bits"])
+    f = j.fit(model="spinr", options=VARIANTS[j.label], bits=j.bits)
     dec = ProgressiveDecoder.from_bitstream(f.bitstream)
     pics = [dec.decode(depth=d).rgb for d in range(dec.depths)]
     return {
-        "image_name": j["image_name"],
-        "model": j["label"],
-        "seed": j["seed"],
-        "stage_psnr": [psnr(p, j["image"]) for p in pics],
-        "pics": pics if j["seed"] == 0 else None,
+        "image_name": j.image_name,
+        "model": j.label,
+        "seed": j.seed,
+        "stage_psnr": [psnr(p, j.image) for p in pics],
+        "pics": pics if j.seed == 0 else None,
     }
 
 
-def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
+def run(
+    images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
+) -> dict[str, Any]:
     w, h = STUDY_SIZES["spinr"]["small"]
     hidden = args.depth or h
     jobs = [
-        {
-            "image": img,
-            "image_name": name,
-            "model": label,
-            "label": label,
-            "width": scaled(w, profile),
-            "hidden": hidden,
-            "seed": seed,
-            "steps": profile.steps,
-            "device": args.device,
-            "bits": args.bits,
-        }
+        ProgressiveJob(
+            **run_fields(profile, args, name, img),
+            model=label,
+            label=label,
+            width=scaled(w, profile),
+            hidden=hidden,
+            seed=seed,
+            bits=args.bits,
+        )
         for seed in range(profile.seeds)
         for label in VARIANTS
         for name, img in images
     ]
-    res = [r for r in run_jobs(job, jobs, args.workers, "progressive", args.json, args.time_budget) if r]
+    pool = pool or JobPool.from_args(args)
+    res = [r for r in pool.map(job, jobs, "progressive") if r]
     rows = [
         {"image": r["image_name"], "model": r["model"], "seed": r["seed"], "depth": d, "psnr": p}
         for r in res

@@ -3,27 +3,23 @@ at matched bpp, and the BD-rate of the best INR curve against JPEG.
 
 Each INR is fitted once (16-bit quantization, effectively float) and re-quantized at every bit depth
 through the codec's quantizer and bitstream (``requantize``); its bpp counts the whole .spnr stream.
-The classical codecs are searched for the INR points' bpp on the same image (``codecs.at_bpp``).
+The classical codecs are searched for the INR points' bpp on the same image (``codec.classical.at_bpp``).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments.codecs import CODECS, at_bpp, bd_rate
-from experiments.common import (
-    Profile,
-    fit_for_job,
-    markdown_table,
-    plt,
-    received_model,
-    run_jobs,
-    write_csv,
-    write_md,
-)
+from codec.classical import CODECS, at_bpp
+from experiments.fitting import Fit, FitJob, run_fields
+from experiments.pool import JobPool
+from experiments.profiles import Profile
+from experiments.reports import markdown_table, plt, write_csv, write_md
 
 BITS = (6, 8)
 RD_WIDTHS = {"tiny": (4, 6, 8), "quick": (8, 12, 16, 24), "paper": (16, 24, 32, 48), "mini": (16, 24, 32, 48)}
@@ -32,15 +28,16 @@ RD_HIDDEN = {"tiny": 1, "quick": 2, "paper": 4, "mini": 4}
 bpp range that suits them (about 0.4 to 3 bpp on a 192 x 128 Kodak image at 8 bits)."""
 
 
-def requantize(fit: Any, bits: int, image: np.ndarray) -> tuple[int, float]:
+def requantize(fit: Fit, bits: int, image: np.ndarray) -> tuple[int, float]:
     """(bytes, PSNR) of the fit's model re-quantized at ``bits`` through the codec's own path."""
     from codec.bitstream import Bitstream, StreamHeader, new_stream_id
     from codec.config import QuantConfig
     from codec.decoder import ProgressiveDecoder
     from codec.encode import quantize_units
     from codec.metrics import psnr
+    from codec.models import received_model
 
-    model = received_model(fit, "cpu")
+    model = received_model(fit.bitstream, device="cpu")
     old = fit.bitstream.header
     specs, units = quantize_units(model, QuantConfig(bits=bits))
     header = StreamHeader(
@@ -57,20 +54,35 @@ def requantize(fit: Any, bits: int, image: np.ndarray) -> tuple[int, float]:
     return len(bs.to_bytes()), psnr(rgb, image)
 
 
-def job(j: dict[str, Any]) -> list[dict[str, Any]]:
-    img = j["image"]
-    f = fit_for_job(j, bits=16)
+@dataclass(kw_only=True)
+class RdJob(FitJob):
+    bits: tuple[int, ...]
+    """Bit depths the fit is re-quantized at."""
+
+
+@dataclass(kw_only=True)
+class CodecJob:
+    """The classical codecs on one image at the INR points' bit rates."""
+
+    image: np.ndarray
+    image_name: str
+    targets: list[float]
+
+
+def job(j: RdJob) -> list[dict[str, Any]]:
+    img = j.image
+    f = j.fit(bits=16)
     rows = []
-    for bits in j["bits"]:
+    for bits in j.bits:
         size, p = requantize(f, bits, img)
         rows.append(
             {
-                "image": j["image_name"],
-                "codec": f"{j['model']}-{bits}bit",
-                "model": j["model"],
-                "width": j["width"],
+                "image": j.image_name,
+                "codec": f"{j.model}-{bits}bit",
+                "model": j.model,
+                "width": j.width,
                 "bits": bits,
-                "seed": j["seed"],
+                "seed": j.seed,
                 "params": f.params,
                 "bpp": size * 8 / (img.shape[0] * img.shape[1]),
                 "psnr": p,
@@ -79,13 +91,30 @@ def job(j: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def codec_job(j: dict[str, Any]) -> list[dict[str, Any]]:
+def codec_job(j: CodecJob) -> list[dict[str, Any]]:
     out = []
     for codec in CODECS:
-        for t in j["targets"]:
-            r = at_bpp(j["image"], codec, t)
-            out.append({"image": j["image_name"], "codec": codec, "target_bpp": t, **r})
+        for t in j.targets:
+            r = at_bpp(j.image, codec, t)
+            out.append({"image": j.image_name, "codec": codec, "target_bpp": t, **r})
     return out
+
+
+def bd_rate(rate_a: list[float], psnr_a: list[float], rate_b: list[float], psnr_b: list[float]) -> float:
+    """Bjontegaard delta rate (%) of curve B against reference A: cubic fit of log-rate over PSNR,
+    integrated over the overlapping PSNR interval. Negative = B needs fewer bits. NaN without overlap."""
+    if min(len(rate_a), len(rate_b)) < 4:
+        raise ValueError("BD-rate needs at least 4 points per curve")
+    la, lb = np.log(np.asarray(rate_a, float)), np.log(np.asarray(rate_b, float))
+    pa, pb = np.asarray(psnr_a, float), np.asarray(psnr_b, float)
+    fa, fb = np.polyfit(pa, la, 3), np.polyfit(pb, lb, 3)
+    lo, hi = max(pa.min(), pb.min()), min(pa.max(), pb.max())
+    if not hi > lo:
+        return math.nan
+    ia, ib = np.polyint(fa), np.polyint(fb)
+    avg_a = (np.polyval(ia, hi) - np.polyval(ia, lo)) / (hi - lo)
+    avg_b = (np.polyval(ib, hi) - np.polyval(ib, lo)) / (hi - lo)
+    return float((math.exp(avg_b - avg_a) - 1) * 100)
 
 
 def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -97,33 +126,21 @@ def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
-def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
+def run(
+    images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
+) -> dict[str, Any]:
     models = args.models or ["siren", "spinr", "fourier"]
     widths = RD_WIDTHS.get(profile.name, RD_WIDTHS["quick"])
     hidden = RD_HIDDEN.get(profile.name, 2)
     jobs = [
-        {
-            "image": img,
-            "image_name": name,
-            "model": m,
-            "width": w,
-            "scale": profile.width_scale,
-            "hidden": hidden,
-            "seed": seed,
-            "steps": profile.steps,
-            "device": args.device,
-            "bits": BITS,
-        }
+        RdJob(**run_fields(profile, args, name, img), model=m, width=w, hidden=hidden, seed=seed, bits=BITS)
         for m in models
         for w in widths
         for name, img in images
         for seed in range(profile.seeds)
     ]
-    inr = [
-        r
-        for rs in run_jobs(job, jobs, args.workers, "rd-inr", args.json, args.time_budget)
-        for r in (rs or [])
-    ]
+    pool = pool or JobPool.from_args(args)
+    inr = [r for rs in pool.map(job, jobs, "rd-inr") for r in (rs or [])]
     # Classical codecs at the INR points' mean bpp per image.
     cjobs = []
     for name, img in images:
@@ -145,8 +162,8 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
                 for w in widths
             }
         )
-        cjobs.append({"image": img, "image_name": name, "targets": targets})
-    classic = [r for rs in run_jobs(codec_job, cjobs, args.workers, "rd-codecs", args.json) for r in rs]
+        cjobs.append(CodecJob(image=img, image_name=name, targets=targets))
+    classic = [r for rs in pool.map(codec_job, cjobs, "rd-codecs", budget=0.0) for r in rs]
     write_csv(out / "rd.csv", inr + classic)
     # Mean curves over images (and seeds): INR per (codec, width); classical per target index.
     curves: dict[str, list[tuple[float, float]]] = {}
@@ -156,7 +173,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
             rs = [r for r in inr if r["codec"] == c and r["width"] == w]
             pts.append((float(np.mean([r["bpp"] for r in rs])), float(np.mean([r["psnr"] for r in rs]))))
         curves[c] = sorted(pts)
-    n_t = len(cjobs[0]["targets"])
+    n_t = len(cjobs[0].targets)
     for c in CODECS:
         pts = []
         for k in range(n_t):
@@ -164,7 +181,7 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
                 r
                 for cj in cjobs
                 for r in classic
-                if r["image"] == cj["image_name"] and r["codec"] == c and r["target_bpp"] == cj["targets"][k]
+                if r["image"] == cj.image_name and r["codec"] == c and r["target_bpp"] == cj.targets[k]
             ]
             pts.append((float(np.mean([r["bpp"] for r in rs])), float(np.mean([r["psnr"] for r in rs]))))
         curves[c] = sorted(pts)

@@ -2,46 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments.common import (
-    STUDY_SIZES,
-    Profile,
-    fit_for_job,
-    markdown_table,
-    mean_std,
-    plt,
-    run_jobs,
-    scaled,
-    write_csv,
-    write_md,
-)
+from experiments.fitting import FitJob, run_fields
+from experiments.pool import JobPool
+from experiments.profiles import STUDY_SIZES, Profile, scaled
+from experiments.reports import markdown_table, mean_std, plt, write_csv, write_md
 
 LR_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)
 WIDTH_FACTORS = (0.5, 1.0, 2.0)
 DEPTH_FACTORS = (0.5, 1.0, 2.0)
 
 
-def job(j: dict[str, Any]) -> dict[str, Any]:
-    f = fit_for_job(j, lr=j["lr"])
+@dataclass(kw_only=True)
+class SensitivityJob(FitJob):
+    axis: str
+    """``lr``, ``width`` or ``depth``: the swept hyper-parameter."""
+    value: float
+    """Its value in this job."""
+    lr: float | None
+    """The learning rate (None: the model's default)."""
+
+
+def job(j: SensitivityJob) -> dict[str, Any]:
+    f = j.fit(lr=j.lr)
     return {
-        "image": j["image_name"],
-        "model": j["model"],
-        "seed": j["seed"],
-        "axis": j["axis"],
-        "value": j["value"],
-        "width": j["width"],
-        "hidden_layers": j["hidden"],
-        "lr": j["lr"],
+        "image": j.image_name,
+        "model": j.model,
+        "seed": j.seed,
+        "axis": j.axis,
+        "value": j.value,
+        "width": j.width,
+        "hidden_layers": j.hidden,
+        "lr": j.lr,
         "psnr_float": f.psnr_float,
         "psnr": f.psnr,
     }
 
 
-def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path) -> dict[str, Any]:
+def run(
+    images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
+) -> dict[str, Any]:
     from codec.models import MODELS
 
     models = args.models or ["siren", "fourier"]
@@ -50,29 +55,28 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
         w0, h0 = STUDY_SIZES[model]["small"]
         w0 = scaled(w0, profile)
         lr0 = MODELS[model].default_lr
-        grid = [("lr", lr0 * f, w0, h0, lr0 * f) for f in LR_FACTORS]
+        grid: list[tuple[str, float, int, int, float | None]] = [
+            ("lr", lr0 * f, w0, h0, lr0 * f) for f in LR_FACTORS
+        ]
         grid += [("width", max(4, int(w0 * f)), max(4, int(w0 * f)), h0, None) for f in WIDTH_FACTORS]
         grid += [("depth", max(1, int(h0 * f)), w0, max(1, int(h0 * f)), None) for f in DEPTH_FACTORS]
         for axis, value, w, h, lr in grid:
             for name, img in images:
                 for seed in range(profile.seeds):
                     jobs.append(
-                        {
-                            "image": img,
-                            "image_name": name,
-                            "model": model,
-                            "axis": axis,
-                            "value": value,
-                            "width": w,
-                            "scale": profile.width_scale,
-                            "hidden": h,
-                            "lr": lr,
-                            "seed": seed,
-                            "steps": profile.steps,
-                            "device": args.device,
-                        }
+                        SensitivityJob(
+                            **run_fields(profile, args, name, img),
+                            model=model,
+                            axis=axis,
+                            value=value,
+                            width=w,
+                            hidden=h,
+                            lr=lr,
+                            seed=seed,
+                        )
                     )
-    rows = [r for r in run_jobs(job, jobs, args.workers, "sensitivity", args.json, args.time_budget) if r]
+    pool = pool or JobPool.from_args(args)
+    rows = [r for r in pool.map(job, jobs, "sensitivity") if r]
     write_csv(out / "sensitivity.csv", rows)
     table, summary = [], {}
     pyplot = plt()
@@ -94,10 +98,10 @@ def run(images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: 
             summary[f"{model}:{axis}"] = {
                 f"{v:g}": round(m, 3) for v, (m, _) in zip(values, stats, strict=True)
             }
-            m = np.array([x[0] for x in stats])
-            c = np.array([x[1] for x in stats])
-            ax.plot(values, m, marker="o", label=model)
-            ax.fill_between(values, m - c, m + c, alpha=0.25)
+            means = np.array([x[0] for x in stats])
+            cis = np.array([x[1] for x in stats])
+            ax.plot(values, means, marker="o", label=model)
+            ax.fill_between(values, means - cis, means + cis, alpha=0.25)
         ax.set_xlabel({"lr": "learning rate", "width": "width", "depth": "hidden layers"}[axis])
         if axis == "lr":
             ax.set_xscale("log")

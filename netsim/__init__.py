@@ -2,7 +2,7 @@
 else of spinr (stdlib and numpy only).
 
 - :mod:`netsim.channel`: :class:`Channel`, :class:`ChannelConfig`, presets, streaming sessions.
-- Stages (each ``apply(deliveries, rng)``): :mod:`netsim.loss`, :mod:`netsim.corrupt`,
+- Stages (each ``apply(deliveries, rng)``): :mod:`netsim.drop`, :mod:`netsim.corrupt`,
   :mod:`netsim.order`, :mod:`netsim.shaping`, :mod:`netsim.fragment`.
 - :mod:`netsim.protect`: unequal error protection (repeat, XOR, Reed-Solomon-style) with CRC checks.
 - :mod:`netsim.measure`: loss rate, burst lengths, bit errors, throughput of a transmission.
@@ -13,9 +13,9 @@ from __future__ import annotations
 from netsim.channel import PRESETS, Channel, ChannelConfig, ChannelSession
 from netsim.corrupt import BitFlips, Truncation
 from netsim.datagram import Delivery
+from netsim.drop import GilbertElliott, IndependentLoss
 from netsim.errors import ChannelConfigError, DatagramError, NetsimError
 from netsim.fragment import Fragmenter, Reassembler
-from netsim.loss import GilbertElliott, IndependentLoss
 from netsim.order import Delay, Duplication, Reorder
 from netsim.protect import Decoder, Encoded, ProtectionPlan, Recovery, Scheme, encode, parse_scheme, recover
 from netsim.shaping import TokenBucket

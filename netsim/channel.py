@@ -26,9 +26,9 @@ import numpy as np
 from netsim.config import PRESETS, ChannelConfig
 from netsim.corrupt import BitFlips, Truncation
 from netsim.datagram import Delivery
+from netsim.drop import GilbertElliott, IndependentLoss
 from netsim.errors import ChannelConfigError
 from netsim.fragment import FRAGMENT_HEADER_LENGTH, Fragmenter, Reassembler
-from netsim.loss import GilbertElliott, IndependentLoss
 from netsim.order import Delay, Duplication, Reorder, by_arrival
 from netsim.shaping import TokenBucket
 from netsim.stage import Stage, StageRun

@@ -16,7 +16,7 @@ group, ``rs:k:m`` any ``m`` (see :mod:`netsim.gf256`), ``repeat:n`` survives ``n
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -83,7 +83,13 @@ class Scheme:
             numbers = [int(a) for a in args]
         except ValueError:
             raise ChannelConfigError(f"protection scheme {text!r} has a non-integer parameter") from None
-        return {"none": cls.none, "repeat": cls.repeat, "xor": cls.xor, "rs": cls.rs}[kind](*numbers)
+        makers: dict[str, Callable[..., Scheme]] = {
+            "none": cls.none,
+            "repeat": cls.repeat,
+            "xor": cls.xor,
+            "rs": cls.rs,
+        }
+        return makers[kind](*numbers)
 
     @property
     def grouped(self) -> bool:

@@ -1,4 +1,4 @@
-"""``spinr proxy``: a WebSocket relay that puts a simulated channel between a server and its clients.
+"""``spinr netsim proxy``: a WebSocket relay that puts a simulated channel between a server and its clients.
 
 Every client connection opens a connection to the same path upstream. Client -> upstream messages are
 relayed unchanged. Upstream -> client binary messages are opaque datagrams handed to a
@@ -188,7 +188,7 @@ async def serve(host: str, port: int, config: ProxyConfig, ready: Any = None) ->
     async with ws_serve(handler, host, port, max_size=None) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
         print(
-            f"spinr proxy: listening on ws://{host}:{bound}, upstream {config.upstream}",
+            f"spinr netsim proxy: listening on ws://{host}:{bound}, upstream {config.upstream}",
             file=sys.stderr,
             flush=True,
         )

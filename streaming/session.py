@@ -10,7 +10,6 @@ blocking the loop) until each message is due, or not at all with ``pace=False``.
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 from codec.bitstream import Bitstream
 from codec.errors import SpinrError
+from codec.packets import Packet, PacketType
 from netsim.channel import Channel, ChannelConfig
 
 
@@ -66,11 +66,12 @@ class SessionSummary:
         }
 
 
-def packet_bytes(packet: Any) -> tuple[bytes, int | None]:
-    """(bytes, unit index or None for the header) of a packet object or of its bytes (FORMAT.md layout)."""
-    data = bytes(packet) if isinstance(packet, (bytes, bytearray, memoryview)) else packet.to_bytes()
-    ptype, layer = struct.unpack_from(">B", data, 5)[0], struct.unpack_from(">H", data, 14)[0]
-    return data, (None if ptype == 0 else layer)
+def packet_bytes(packet: Packet | bytes | bytearray | memoryview) -> tuple[bytes, int | None]:
+    """(bytes, unit index or None for the header) of a packet object or of its bytes."""
+    if isinstance(packet, Packet):
+        return packet.to_bytes(), None if packet.ptype == PacketType.HEADER else packet.layer
+    data = bytes(packet)
+    return data, Packet.peek(data).unit
 
 
 def arrival_seconds(delivery: Any) -> float:

@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end tests: a real ``spinr serve`` (and ``spinr proxy``) in a subprocess."""
+"""Helpers for the end-to-end tests: a real ``spinr serve`` (and ``spinr netsim proxy``) in a subprocess."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ class Proxy(Process):
         self.port = free_port()
         self.ws = f"ws://127.0.0.1:{self.port}"
         super().__init__(
-            ["proxy", "--listen", f"127.0.0.1:{self.port}", "--upstream", upstream, *channel],
+            ["netsim", "proxy", "--listen", f"127.0.0.1:{self.port}", "--upstream", upstream, *channel],
             log_dir / f"proxy-{self.port}.log",
         )
 

@@ -162,3 +162,21 @@ def test_netsim_proxy_is_a_netsim_subcommand(capsys: pytest.CaptureFixture[str])
     assert "--listen 'nowhere' must be HOST:PORT" in err and "Traceback" not in err
     assert main(["netsim", "stats", "--loss", "1.5"]) == 2
     assert "loss=1.5 is out of range" in capsys.readouterr().err
+
+
+def test_the_old_proxy_command_points_to_its_new_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["proxy", "--listen", "127.0.0.1:0"]) == 2
+    assert capsys.readouterr().err == "spinr proxy: this command is now `spinr netsim proxy`\n"
+
+
+def test_every_command_in_the_table_is_reachable() -> None:
+    import argparse
+
+    from client.cli import COMMANDS, build_parser
+
+    for path, _, _ in COMMANDS:
+        p = build_parser()
+        for word in path.split():
+            sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+            p = sub.choices[word]
+        assert callable(p.get_default("_run")), path

@@ -1,4 +1,5 @@
-"""The packet-loss experiment (experiments/loss.py) and its simulation (streaming/loss.py).
+"""The packet-loss experiment (experiments/packet_loss.py) and its simulation (streaming/transmission.py,
+streaming/subjects.py).
 
 One tiny run (2 generated 32x32 images, tiny profile) is shared by the property tests; a second run
 checks that seeded runs reproduce. Unit tests cover the JPEG "a lost packet loses everything after"
@@ -17,29 +18,26 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from codec.classical import encode as encode_image
 from codec.errors import ConfigError
 from codec.metrics import psnr
 from experiments import cli
-from experiments import loss as loss_exp
-from experiments.common import load_dataset, profile_from_args
+from experiments import packet_loss as loss_exp
+from experiments.datasets import load_dataset
+from experiments.profiles import profile_from_args
 from netsim import Channel, ChannelConfig, ProtectionPlan, encode
-from streaming.loss import (
+from streaming.subjects import (
     GREY,
     InrSubject,
     JpegSubject,
-    Received,
     complete_scans,
     critical_packets,
     cut,
     decode_jpeg,
     intact_prefix,
-    jpeg_of_size,
-    overhead,
-    progressive_jpeg,
-    restamp,
-    transmit,
     truncated_images_allowed,
 )
+from streaming.transmission import Received, overhead, restamp, transmit
 from tests._bitstreams import make_stream
 
 TOL_DB = 0.3
@@ -163,7 +161,7 @@ def photo() -> np.ndarray:
 
 
 def test_lost_jpeg_packet_loses_everything_after(photo: np.ndarray) -> None:
-    data = progressive_jpeg(photo, 90)
+    data = encode_image(photo, "jpeg-progressive", 90)
     sizes = [300, 250, 400, 500, 10_000]
     chunks = cut(data, sizes)
     assert b"".join(chunks) == data and [len(c) for c in chunks[:-1]] == sizes[: len(chunks) - 1]
@@ -185,7 +183,7 @@ def test_lost_jpeg_packet_loses_everything_after(photo: np.ndarray) -> None:
 
 
 def test_complete_scans_cuts_back_to_a_scan_boundary(photo: np.ndarray) -> None:
-    data = progressive_jpeg(photo, 90)
+    data = encode_image(photo, "jpeg-progressive", 90)
     first_sos = data.find(b"\xff\xda")
     assert complete_scans(data[: first_sos + 10]) is None  # first scan not finished
     for n in range(first_sos + 10, len(data), 97):
@@ -203,11 +201,6 @@ def test_truncated_images_flag_is_restored() -> None:
         assert ImageFile.LOAD_TRUNCATED_IMAGES is True
         raise RuntimeError
     assert before == ImageFile.LOAD_TRUNCATED_IMAGES
-
-
-def test_jpeg_of_size_fits_the_budget(photo: np.ndarray) -> None:
-    data, q = jpeg_of_size(photo, 2000)
-    assert len(data) <= 2000 and (q == 100 or len(progressive_jpeg(photo, q + 1)) > 2000)
 
 
 def test_siren_missing_any_unit_decodes_nothing() -> None:

@@ -87,3 +87,39 @@ def test_every_registered_model_has_a_numpy_decoder() -> None:
     from codec.arch import DECODERS
 
     assert set(MODELS) <= set(DECODERS)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), [("spinr", {"joint": 0.5}), ("fourier", {"b_seed": 7}), ("diner", {})]
+)
+def test_received_model_holds_the_bitstreams_weights(name: str, options: dict) -> None:
+    import dataclasses
+
+    from codec.bitstream import Bitstream, StreamHeader
+    from codec.config import QuantConfig
+    from codec.coords import to_rgb8
+    from codec.decoder import ProgressiveDecoder
+    from codec.encode import quantize_units
+    from codec.errors import BitstreamError
+    from codec.models import received_model
+
+    torch.manual_seed(0)
+    sent = build_model(name, 8, 2, options)
+    sent.set_image_size(12, 10)  # only DINER's table depends on it
+    specs, units = quantize_units(sent, QuantConfig(bits=8))
+    header = StreamHeader(sent.kind, sent.arch(), 12, 10, 8, False, specs)
+    bs = Bitstream(header, {u.index: u for u in units}, 1)
+    got = received_model(bs)
+    assert type(got) is type(sent) and not got.training
+    decoder = ProgressiveDecoder.from_bitstream(bs)
+    for i, (_, tensors) in enumerate(got.units()):
+        for tname, t in tensors:
+            assert np.array_equal(t.detach().numpy(), decoder.params[i][tname])  # the dequantized values
+    with torch.no_grad():
+        rendered = to_rgb8(got(torch.from_numpy(grid(12, 10))).numpy(), 12, 10)
+    assert np.abs(rendered.astype(int) - decoder.decode().rgb.astype(int)).max() <= 1
+    del bs.units[len(units) - 1]
+    with pytest.raises(BitstreamError, match=rf"lacks unit\(s\) \[{len(units) - 1}\]"):
+        received_model(bs)
+    with pytest.raises(BitstreamError, match="holds a 'siren' model, not"):
+        got.load_bitstream(Bitstream(dataclasses.replace(header, model="siren"), {}, 1))

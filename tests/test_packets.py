@@ -144,3 +144,18 @@ def test_constructor_rejects_oversized_payload() -> None:
 def test_ptype_int_is_coerced() -> None:
     p = Packet(1, 1, 1, 0, bytearray(b"ab"))  # type: ignore[arg-type]
     assert p.ptype is PacketType.LAYER and p.payload == b"ab" and isinstance(p.payload, bytes)
+
+
+def test_peek_reads_the_fixed_header_without_checking_it() -> None:
+    data = bytearray(Packet(PacketType.LAYER, 0x01020304, 5, 4, b"abc").to_bytes())
+    data[-1] ^= 0xFF  # a bad CRC: parse refuses it, peek does not look
+    with pytest.raises(BitstreamError, match="bad CRC"):
+        Packet.parse(data)
+    head = Packet.peek(data)
+    assert (head.ptype, head.stream_id, head.seq, head.layer, head.length) == (1, 0x01020304, 5, 4, 3)
+    assert head.unit == 4 and head.magic == MAGIC and head.flags == FLAG_ZSTD
+    header = Packet(PacketType.HEADER, 1, 0, HEADER_LAYER, PAYLOAD).to_bytes()
+    assert Packet.peek(b"xx" + header, offset=2).unit is None
+    for n in range(HEADER_LENGTH):
+        with pytest.raises(BitstreamError, match=f"header needs {HEADER_LENGTH} bytes, got {n}$"):
+            Packet.peek(header[:n])

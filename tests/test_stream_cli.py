@@ -1,4 +1,4 @@
-"""``spinr upload``, ``spinr stream`` and ``spinr proxy`` as a user runs them: real processes, real sockets."""
+"""``spinr upload``, ``spinr stream`` and ``spinr netsim proxy`` as a user runs them: real processes, real sockets."""
 
 from __future__ import annotations
 

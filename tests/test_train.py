@@ -9,7 +9,7 @@ from codec.config import TrainConfig
 from codec.errors import Cancelled
 from codec.metrics import psnr
 from codec.models import build_model
-from codec.train import Progress, fit, split_steps
+from codec.train import TrainProgress, fit, split_steps
 
 
 def test_split_steps_spends_the_whole_budget() -> None:
@@ -20,7 +20,7 @@ def test_split_steps_spends_the_whole_budget() -> None:
 
 
 def test_siren_fits_a_photo_crop(photo_crop: np.ndarray) -> None:
-    events: list[Progress] = []
+    events: list[TrainProgress] = []
     m = build_model("siren", 32, 2)
     r = fit(m, photo_crop, TrainConfig(steps=150, lr=1e-3, device="cpu"), progress=events.append)
     assert 22.0 < r.stage_psnr[-1] < 60.0
@@ -56,7 +56,7 @@ def test_divergence_is_reported_and_best_weights_kept(photo_crop: np.ndarray) ->
 def test_cancel_stops_training(photo_crop: np.ndarray) -> None:
     ev = threading.Event()
 
-    def progress(p: Progress) -> None:
+    def progress(p: TrainProgress) -> None:
         if p.step >= 20:
             ev.set()
 
@@ -81,8 +81,8 @@ def test_fake_quantize_matches_the_codec_quantizer(bits: int, per_channel: bool)
     import torch
 
     from codec.config import QuantConfig
+    from codec.qat import fake_quantize
     from codec.quant import quantize
-    from codec.train import fake_quantize
 
     w = np.random.default_rng(bits).normal(size=(12, 7)).astype(np.float32)
     want = quantize("w", w, bits, per_channel).dequantize()

@@ -1,24 +1,50 @@
 """The one interface every INR family implements, and the registry that finds them by name.
 
 A model exposes its parameters as ordered *units* (one packet each) and its training as ordered
-*stages*; the training loop, the quantizer and the bitstream are written once against that.
+*stages*; the training loop, the quantizer and the bitstream are written once against that. The same
+interface takes a received bitstream back into a torch model (:meth:`INR.load_bitstream`,
+:func:`received_model`), so perturbation experiments run on exactly what a receiver holds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
 
 import torch
 from torch import nn
 
-from codec.errors import ConfigError
+from codec.errors import BitstreamError, ConfigError
+
+if TYPE_CHECKING:
+    from codec.bitstream import Bitstream
+
+M = TypeVar("M", bound=nn.Module)
+
+
+class Layers(nn.ModuleList, Generic[M]):
+    """An ``nn.ModuleList`` that says what it holds (torch types its items as plain Modules)."""
+
+    def __init__(self, modules: Iterable[M] = ()) -> None:
+        super().__init__(modules)
+
+    def __iter__(self) -> Iterator[M]:
+        return cast(Iterator[M], super().__iter__())
+
+    @overload
+    def __getitem__(self, idx: slice) -> Layers[M]: ...
+
+    @overload
+    def __getitem__(self, idx: int) -> M: ...
+
+    def __getitem__(self, idx: int | slice) -> M | Layers[M]:
+        return cast("M | Layers[M]", super().__getitem__(idx))
 
 
 @dataclass
-class Stage:
+class TrainingStage:
     """One phase of training: which parameters learn, and which prefix depth the loss looks at."""
 
     name: str
@@ -48,6 +74,9 @@ class INR(nn.Module):
     """Dataclass of model-specific options with documented defaults."""
     progressive: ClassVar[bool] = False
     """Whether every prefix of units decodes (SPINR) or all units are needed."""
+    needs_image_size: ClassVar[bool] = False
+    """Whether :meth:`set_image_size` shapes the model (DINER's per-pixel table); informational, the
+    encoder and :meth:`load_bitstream` call it for every model."""
 
     def __init__(self, width: int, hidden_layers: int, options: Any) -> None:
         super().__init__()
@@ -64,9 +93,13 @@ class INR(nn.Module):
         """Everything the numpy decoder needs to rebuild the forward pass, for the header."""
         raise NotImplementedError
 
-    def stages(self) -> list[Stage]:
+    def stages(self) -> list[TrainingStage]:
         """Training stages in order; a plain model has one stage training everything."""
-        return [Stage("all", list(self.parameters()), None)]
+        return [TrainingStage("all", list(self.parameters()), None)]
+
+    def set_image_size(self, width: int, height: int) -> None:
+        """Told the image size before training or loading; only a model whose parameters depend on it
+        (``needs_image_size``) does anything."""
 
     @property
     def depths(self) -> int:
@@ -88,6 +121,42 @@ class INR(nn.Module):
     # -- shared ---------------------------------------------------------------------------------
     def num_params(self) -> int:
         return sum(t.numel() for _, tensors in self.units() for _, t in tensors)
+
+    def load_bitstream(self, bs: Bitstream) -> INR:
+        """Set every unit to the bitstream's dequantized tensors (what a receiver holds); returns self.
+
+        The bitstream must be of this model's kind and shape and hold every unit."""
+        h = bs.header
+        if h.model != self.kind:
+            raise BitstreamError(f"bitstream holds a {h.model!r} model, not {self.kind!r}")
+        if bs.missing():
+            raise BitstreamError(f"bitstream lacks unit(s) {bs.missing()}: a torch model needs every unit")
+        self.set_image_size(h.width, h.height)
+        units = self.units()
+        if len(units) != h.num_units:
+            raise BitstreamError(f"bitstream has {h.num_units} units, the {self.kind!r} model {len(units)}")
+        with torch.no_grad():
+            for index, (name, tensors) in enumerate(units):
+                received = {t.name: t for t in bs.units[index].tensors}
+                for tname, t in tensors:
+                    q = received.get(tname)
+                    if q is None or tuple(q.shape) != tuple(t.shape):
+                        got = "nothing" if q is None else f"shape {list(q.shape)}"
+                        raise BitstreamError(
+                            f"unit {index} ({name}) tensor {tname!r}: the model needs shape"
+                            f" {list(t.shape)}, the bitstream has {got}"
+                        )
+                    t.copy_(torch.from_numpy(q.dequantize()))
+        return self
+
+    @classmethod
+    def options_from_arch(cls, arch: dict[str, Any]) -> dict[str, Any]:
+        """The model options a header's ``arch`` records (what the forward pass needs; options that only
+        steer training, such as SPINR's ``joint``, are not in it and keep their defaults)."""
+        if cls.Options is type(None):
+            return {}
+        known = {f.name for f in dataclasses.fields(cls.Options)}
+        return {k: v for k, v in arch.items() if k in known}
 
     @classmethod
     def parse_options(cls, options: dict[str, Any]) -> Any:
@@ -115,10 +184,28 @@ def register_model(name: str) -> Callable[[type[INR]], type[INR]]:
     return wrap
 
 
-def build_model(name: str, width: int, hidden_layers: int, options: dict[str, Any] | None = None) -> INR:
-    from codec import models as _registry  # noqa: F401  (importing registers every model)
-
+def model_class(name: str) -> type[INR]:
+    """The registered class of ``name`` (importing ``codec.models``, which any import of this module
+    does first, registers every family)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
-    cls = MODELS[name]
+    return MODELS[name]
+
+
+def build_model(name: str, width: int, hidden_layers: int, options: dict[str, Any] | None = None) -> INR:
+    cls = model_class(name)
     return cls(width, hidden_layers, cls.parse_options(dict(options or {})))
+
+
+def received_model(bs: Bitstream, options: dict[str, Any] | None = None, device: str = "cpu") -> INR:
+    """The torch model a receiver of ``bs`` holds: built from the header (``options`` add to those the
+    arch records), set to the dequantized tensors, on ``device``, in eval mode."""
+    from codec.arch.base import arch_field
+    from codec.device import resolve_device
+
+    h = bs.header
+    cls = model_class(h.model)
+    width = arch_field(h.arch, "width", int, 1, 4096)
+    hidden = arch_field(h.arch, "hidden_layers", int, 0, 256)
+    model = build_model(h.model, width, hidden, {**cls.options_from_arch(h.arch), **(options or {})})
+    return model.load_bitstream(bs).to(resolve_device(device)).eval()

@@ -9,7 +9,7 @@ Authors' image setting (``config/img.ini``, ``model.py``): table init 1e-4 * U(-
 2 hidden layers, sine activations with omega_0 = 30, Adam lr 1e-4; the table is 2-D for images in the
 paper (``features`` option).
 
-The model needs the image size (``needs_image_size``; codec/encode.py calls ``set_image_size``).
+The model needs the image size (``needs_image_size``: the encoder and ``load_bitstream`` call ``set_image_size``).
 Coordinates map to the table by **nearest pixel** (``j = round(((x + 1) * W - 1) / 2)``, clipped):
 exact at the encoded size, nearest-neighbour upsampling at any other size (no bilinear blend; a table
 entry is not a smooth function of position, so interpolating between unrelated entries would not help).
@@ -27,7 +27,7 @@ from torch import nn
 
 from codec.errors import ConfigError
 from codec.model_options import DinerOptions
-from codec.models.base import INR, register_model
+from codec.models.base import INR, Layers, register_model
 from codec.models.siren import SineLayer, chain_units, init_readout, sine_input_precise
 
 
@@ -49,7 +49,7 @@ class Diner(INR):
         self.table_w = self.table_h = 0
         self.table = nn.Parameter(torch.zeros(0, options.features))
         self.input = SineLayer(options.features, width, options.omega_0, first=True)
-        self.hidden = nn.ModuleList(
+        self.hidden = Layers(
             SineLayer(width, width, options.omega_0, first=False) for _ in range(hidden_layers)
         )
         self.output = init_readout(nn.Linear(width, 3), options.omega_0)
@@ -73,8 +73,8 @@ class Diner(INR):
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         hidden = (layer.linear for layer in self.hidden)
-        units = [("table", [("table", self.table)]), *chain_units(self.input.linear, hidden, self.output)]
-        return units
+        table: list[tuple[str, torch.Tensor]] = [("table", self.table)]
+        return [("table", table), *chain_units(self.input.linear, hidden, self.output)]
 
     def arch(self) -> dict[str, Any]:
         return {

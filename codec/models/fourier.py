@@ -7,8 +7,8 @@ Input encoding ``gamma(v) = [cos(2 pi B v), sin(2 pi B v)]`` with a fixed Gaussi
 - Coordinates: the authors sample v in [0, 1); our grid is [-1, 1], so the encoding uses
   ``v = (x + 1) / 2`` and sigma keeps the authors' meaning (their image default 10).
 - B is not a parameter and never travels: the header ``arch`` holds ``sigma`` and ``b_seed`` and both
-  the torch model and the numpy decoder regenerate B with numpy's PCG64 (``b_matrix``), so they agree
-  exactly with no dependence on torch's RNG.
+  the torch model and the numpy decoder regenerate B with ``codec.fourier_features.b_matrix`` (numpy's
+  PCG64), so they agree exactly with no dependence on torch's RNG.
 - Defaults from the authors' 2-D image notebook: mapping size 256, sigma 10, Adam lr 1e-3, ReLU MLP.
 - Study sizes (paper Table 1): width 128 with 4 hidden layers = 132,099 parameters ("132.09K") and
   width 64 with 8 hidden layers = 66,307 ("66.30K"); B is not counted (it is not transmitted).
@@ -19,32 +19,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from codec.fourier_features import b_matrix
 from codec.model_options import FourierOptions
-from codec.models.base import INR, register_model
+from codec.models.base import INR, Layers, register_model
 from codec.models.siren import chain_units
-
-
-def b_matrix(mapping_size: int, sigma: float, seed: int) -> np.ndarray:
-    """The fixed (mapping_size, 2) Gaussian projection, float32, from numpy's PCG64 (shared with arch_zoo)."""
-    gen = np.random.Generator(np.random.PCG64(seed))
-    return (gen.standard_normal((mapping_size, 2)) * sigma).astype(np.float32)
 
 
 @register_model("fourier")
 class FourierNet(INR):
     Options = FourierOptions
     default_lr = 1e-3
+    B: torch.Tensor
+    """The fixed projection (a non-persistent buffer, regenerated from the options)."""
 
     def __init__(self, width: int, hidden_layers: int, options: FourierOptions) -> None:
         super().__init__(width, hidden_layers, options)
         b = b_matrix(options.mapping_size, options.sigma, options.b_seed)
         self.register_buffer("B", torch.from_numpy(b), persistent=False)
         self.input = nn.Linear(2 * options.mapping_size, width)
-        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(hidden_layers))
+        self.hidden = Layers(nn.Linear(width, width) for _ in range(hidden_layers))
         self.output = nn.Linear(width, 3)
 
     def encode(self, coords: torch.Tensor) -> torch.Tensor:

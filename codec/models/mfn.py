@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from codec.model_options import MfnOptions
-from codec.models.base import INR, register_model
+from codec.models.base import INR, Layers, register_model
 from codec.models.siren import linear_tensors
 
 
@@ -69,8 +69,8 @@ class Mfn(INR):
         super().__init__(width, hidden_layers, options)
         n = hidden_layers + 1
         scale = options.input_scale / math.sqrt(n)
-        self.filters = nn.ModuleList(Filter(width, scale, options, n) for _ in range(n))
-        self.linears = nn.ModuleList(nn.Linear(width, width) for _ in range(hidden_layers))
+        self.filters = Layers(Filter(width, scale, options, n) for _ in range(n))
+        self.linears = Layers(nn.Linear(width, width) for _ in range(hidden_layers))
         bound = math.sqrt(options.weight_scale / width)
         with torch.no_grad():
             for lin in self.linears:

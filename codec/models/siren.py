@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from codec.model_options import SirenOptions
-from codec.models.base import INR, register_model
+from codec.models.base import INR, Layers, register_model
 
 
 class SineLayer(nn.Module):
@@ -70,7 +70,7 @@ class Siren(INR):
     def __init__(self, width: int, hidden_layers: int, options: SirenOptions) -> None:
         super().__init__(width, hidden_layers, options)
         self.input = SineLayer(2, width, options.first_omega_0, first=True)
-        self.hidden = nn.ModuleList(
+        self.hidden = Layers(
             SineLayer(width, width, options.hidden_omega_0, first=False) for _ in range(hidden_layers)
         )
         self.output = init_readout(nn.Linear(width, 3), options.hidden_omega_0)

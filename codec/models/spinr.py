@@ -22,14 +22,14 @@ Two training options on top (both off by default, both measured in docs/SPINR.md
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 from codec.model_options import SpinrOptions
-from codec.models.base import INR, Stage, register_model
+from codec.models.base import INR, Layers, TrainingStage, register_model
 from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors, sine_input_precise
 
 
@@ -43,13 +43,11 @@ class Spinr(INR):
     def __init__(self, width: int, hidden_layers: int, options: SpinrOptions) -> None:
         super().__init__(width, hidden_layers, options)
         self.input = SineLayer(2, width, options.first_omega_0, first=True)
-        self.hidden = nn.ModuleList(
+        self.hidden = Layers(
             SineLayer(width, width, options.hidden_omega_0, first=False) for _ in range(hidden_layers)
         )
         n_heads = hidden_layers + 1 if options.head == "per_stage" else 1
-        self.heads = nn.ModuleList(
-            init_readout(nn.Linear(width, 3), options.hidden_omega_0) for _ in range(n_heads)
-        )
+        self.heads = Layers(init_readout(nn.Linear(width, 3), options.hidden_omega_0) for _ in range(n_heads))
 
     @property
     def depths(self) -> int:
@@ -65,7 +63,7 @@ class Spinr(INR):
         keep = torch.rand(h.shape[-1], device=h.device) >= self.options.dropout
         return h * keep.to(h.dtype)
 
-    def _trunk(self, coords: torch.Tensor, depth: int):  # noqa: ANN202
+    def _trunk(self, coords: torch.Tensor, depth: int) -> Iterator[tuple[int, torch.Tensor]]:
         """Yields (k, h_k) for k = 0..depth: the activation each head k reads."""
         h = self._drop(self.input(coords))
         yield 0, h
@@ -83,15 +81,15 @@ class Spinr(INR):
         at = {k: h for k, h in self._trunk(coords, max(depths))}
         return [self.head(d)(at[d]) for d in depths]
 
-    def stages(self) -> list[Stage]:
+    def stages(self) -> list[TrainingStage]:
         first = [*self.input.parameters(), *self.head(0).parameters()]
-        stages = [Stage("stage.0", first, 0, self.options.stage0_weight)]
+        stages = [TrainingStage("stage.0", first, 0, self.options.stage0_weight)]
         for k, layer in enumerate(self.hidden, start=1):
             params = list(layer.parameters())
             if self.options.head == "per_stage":
                 params += list(self.head(k).parameters())
             stages.append(
-                Stage(
+                TrainingStage(
                     f"stage.{k}", params, k, on_start=self._stage_start(k), pass_through=self._pass_through(k)
                 )
             )
@@ -101,7 +99,7 @@ class Spinr(INR):
             weight = staged * self.options.joint / (1.0 - self.options.joint)
             exits = tuple((d, 1.0) for d in range(self.depths))
             stages.append(
-                Stage(
+                TrainingStage(
                     "joint",
                     list(self.parameters()),
                     None,
@@ -112,7 +110,7 @@ class Spinr(INR):
             )
         return stages
 
-    def _stage_start(self, k: int):
+    def _stage_start(self, k: int) -> Callable[[], None]:
         def start() -> None:
             # With a residual trunk, starting head k as a copy of head k-1 (and the new layer near
             # zero) makes stage k begin exactly at stage k-1's picture.

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from codec.model_options import WireOptions
-from codec.models.base import INR, register_model
+from codec.models.base import INR, Layers, register_model
 from codec.models.siren import linear_tensors
 
 
@@ -67,7 +67,7 @@ class Wire(INR):
     def __init__(self, width: int, hidden_layers: int, options: WireOptions) -> None:
         super().__init__(width, hidden_layers, options)
         self.input = nn.Linear(2, width)
-        self.hidden = nn.ModuleList(ComplexLinear(width, width) for _ in range(hidden_layers))
+        self.hidden = Layers(ComplexLinear(width, width) for _ in range(hidden_layers))
         self.output = ComplexLinear(width, 3)
 
     def forward(self, coords: torch.Tensor, depth: int | None = None) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Packet loss: independent (Bernoulli) and bursty (Gilbert-Elliott two-state Markov chain)."""
+"""Packet drops: independent (Bernoulli) and bursty (Gilbert-Elliott two-state Markov chain)."""
 
 from __future__ import annotations
 

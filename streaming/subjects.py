@@ -1,10 +1,6 @@
-"""Packet-loss simulation: a spinr bitstream (or a reference codec's bytes) through a netsim channel.
+"""What a receiver makes of a transmission: a spinr bitstream or a progressive JPEG decoded from the
+packets that arrived, scored by PSNR against the original (the packet-loss experiment's *subjects*).
 
-Sits above ``codec`` and ``netsim`` and imports both; nothing here trains (decoding is numpy), so one
-encode can be sent through thousands of seeded channels. The pieces:
-
-- :func:`transmit`: packets -> (optional unequal error protection) -> channel -> what the receiver
-  holds, split into intact packets and damaged ones (bit errors, truncation).
 - :class:`InrSubject`: decodes whatever arrived with :class:`codec.decoder.ProgressiveDecoder`;
   results are cached by the set of delivered units (many channel draws deliver the same set).
 - :class:`JpegSubject`: a progressive JPEG cut into packets, where a lost packet loses everything
@@ -12,7 +8,8 @@ encode can be sent through thousands of seeded channels. The pieces:
 - :func:`critical_packets`: the packets every decode of a bitstream needs (protect these).
 
 Nothing decodable is scored as a mid-grey image (:data:`GREY`): what a receiver shows before anything
-arrives, and what an INR outputs for y = 0, so every curve has the same floor.
+arrives, and what an INR outputs for y = 0, so every curve has the same floor. What arrives comes from
+:func:`streaming.transmission.transmit`.
 """
 
 from __future__ import annotations
@@ -20,8 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -29,89 +25,15 @@ from codec.bitstream import Bitstream
 from codec.decoder import ProgressiveDecoder
 from codec.errors import BitstreamError, ConfigError
 from codec.metrics import psnr
-from codec.packets import HEADER_FORMAT, HEADER_LENGTH, Packet, PacketType
-from netsim import Channel, ChannelConfig, ProtectionPlan, encode, recover
+from streaming.transmission import Received, restamp
 
 GREY = 128
 """Pixel value of the picture shown when nothing decodes (header lost, indispensable unit lost, a
 SIREN missing any unit, a JPEG prefix without one complete scan)."""
 
-_HEAD = struct.Struct(HEADER_FORMAT)
-
 
 def grey(shape: tuple[int, ...]) -> np.ndarray:
     return np.full(shape, GREY, dtype=np.uint8)
-
-
-# -- transport --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    """What one transmission left at the receiver, by packet index (0 = a spinr header packet)."""
-
-    intact: dict[int, bytes]
-    damaged: dict[int, bytes] = field(default_factory=dict)
-    """Packets that only arrived with bit errors or truncated (no intact copy, no rebuild)."""
-    wire_bytes: int = 0
-    """Bytes handed to the channel (packets, envelopes, copies and parity), as the channel counted them."""
-
-
-def transmit(
-    packets: Sequence[bytes],
-    channel: ChannelConfig,
-    plan: ProtectionPlan | None = None,
-    reliable: Collection[int] = (),
-) -> Received:
-    """Send ``packets`` through ``channel`` (seeded, so repeatable), protected by ``plan`` if given.
-
-    ``reliable`` indices are handed over intact whatever the channel did to them: e.g. a header sent
-    over a reliable side channel. They still travel through the lossy channel so that every other
-    packet meets exactly the same channel draws with and without that assumption (paired runs)."""
-    packets = [bytes(p) for p in packets]
-    link = Channel(channel)
-    if plan is None:
-        deliveries = link.transmit(packets)
-        intact: dict[int, bytes] = {}
-        damaged: dict[int, bytes] = {}
-        for d in deliveries:  # duplicates: the first intact copy wins
-            if d.corrupted or d.truncated:
-                damaged.setdefault(d.index, d.data)
-            else:
-                intact.setdefault(d.index, d.data)
-    else:
-        rec = recover(link.transmit(encode(packets, plan).wire), use_corrupted=True)
-        intact = {i: p for i, p in rec.packets.items() if i not in rec.flagged}
-        damaged = {i: rec.packets[i] for i in rec.flagged}
-    for i in reliable:
-        intact[i] = packets[i]
-    damaged = {i: d for i, d in damaged.items() if i not in intact}
-    return Received(intact, damaged, int(link.stats["bytes_sent"]))
-
-
-def overhead(packets: Sequence[bytes], plan: ProtectionPlan | None) -> tuple[int, float]:
-    """Extra bytes a plan puts on the wire (envelopes, copies, parity) and their ratio to the payload."""
-    payload = sum(len(p) for p in packets)
-    if plan is None:
-        return 0, 0.0
-    extra = encode(packets, plan).wire_bytes - payload
-    return extra, extra / payload if payload else 0.0
-
-
-def restamp(data: bytes) -> bytes | None:
-    """A damaged spinr packet with its CRC recomputed: what a receiver that ignores CRCs would parse.
-
-    None when even the fixed header is unusable (too short, bad magic or type, wrong length)."""
-    if len(data) < HEADER_LENGTH:
-        return None
-    _magic, _version, ptype, flags, stream_id, seq, layer, length, _crc = _HEAD.unpack_from(data)
-    payload = data[HEADER_LENGTH:]
-    if len(payload) != length:
-        return None
-    try:
-        return Packet(PacketType(ptype), stream_id, seq, layer, payload, flags).to_bytes()
-    except (BitstreamError, ValueError):
-        return None
 
 
 # -- subjects ---------------------------------------------------------------------------------------
@@ -182,31 +104,6 @@ def truncated_images_allowed() -> Iterator[None]:
         yield
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = before
-
-
-def progressive_jpeg(image: np.ndarray, quality: int) -> bytes:
-    from PIL import Image
-
-    if not 1 <= quality <= 100:
-        raise ConfigError(f"JPEG quality {quality} is out of range: allowed 1..100")
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "JPEG", quality=quality, progressive=True, optimize=True)
-    return buf.getvalue()
-
-
-def jpeg_of_size(image: np.ndarray, target_bytes: int) -> tuple[bytes, int]:
-    """The highest-quality progressive JPEG of at most ``target_bytes`` (binary search on quality 1..100;
-    size grows with quality). If even quality 1 is larger, quality 1; if 100 is smaller, quality 100."""
-    lo, hi = 1, 100
-    best = progressive_jpeg(image, 1), 1
-    while lo <= hi:
-        q = (lo + hi) // 2
-        data = progressive_jpeg(image, q)
-        if len(data) <= target_bytes:
-            best, lo = (data, q), q + 1
-        else:
-            hi = q - 1
-    return best
 
 
 def cut(data: bytes, sizes: Sequence[int]) -> list[bytes]:

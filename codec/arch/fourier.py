@@ -1,0 +1,32 @@
+"""FourierNet's numpy forward (torch side: codec/models/fourier.py); B from codec.fourier_features."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from codec.arch.base import ChainDecoder, Params, arch_field, linear, register_decoder
+from codec.fourier_features import b_matrix
+
+
+@register_decoder("fourier")
+class FourierDecoder(ChainDecoder):
+    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
+        super().__init__(arch, num_units)
+        m = arch_field(arch, "mapping_size", int, 1, 4096)
+        sigma = arch_field(arch, "sigma", float, 1e-9, 1e4)
+        seed = arch_field(arch, "b_seed", int, 0, 2**32 - 1)
+        self.B = b_matrix(m, sigma, seed)
+
+    def trunk(self, k: int, h: np.ndarray, p: Params) -> np.ndarray:
+        t = p[k]
+        if k == 0:
+            proj = np.float32(2.0 * np.pi) * (((h + np.float32(1.0)) * np.float32(0.5)) @ self.B.T)
+            h = np.concatenate([np.cos(proj), np.sin(proj)], axis=1)
+        return np.maximum(linear(h, t["weight"], t["bias"]), np.float32(0.0))
+
+    def readout(self, depth: int, h: np.ndarray, p: Params) -> np.ndarray:
+        t = p[self.hidden + 1]
+        return linear(h, t["weight"], t["bias"])
