@@ -49,7 +49,6 @@ def fit_image(
     options: dict[str, Any] | None = None,
     lr: float | None = None,
     bits: int = 8,
-    per_channel: bool = False,
     width_scale: float = 1.0,
 ) -> Fit:
     """Encode ``image`` with the study's options for ``model`` (``options`` override them).
@@ -75,7 +74,7 @@ def fit_image(
     cfg = EncodeConfig(
         ModelSpec(model, width, hidden_layers, options),
         TrainConfig(steps=steps, lr=lr, seed=seed, device=device),
-        QuantConfig(bits=bits, per_channel=per_channel),
+        QuantConfig(bits=bits),
     )
     res = encode_image(image, cfg)
     rgb = ProgressiveDecoder.from_bitstream(res.bitstream).decode().rgb
