@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codec.arch import ArchDecoder, decoder_for
-from codec.bitstream import Bitstream, LayerUnit, StreamHeader, parse_header, parse_layer
+from codec.bitstream import AnyUnit, Bitstream, StreamHeader, parse_header, parse_unit
 from codec.coords import grid, to_rgb8
 from codec.errors import BitstreamError
 from codec.packets import Packet, PacketType
 
 CONCEAL_CHOICES = ("prefix", "skip")
 MAX_PENDING = 1024
-"""Layer packets held while the header has not arrived yet."""
+"""Unit packets held while the header has not arrived yet."""
 MAX_OUTPUT_PIXELS = 64_000_000
 """Largest decode size accepted (e.g. a 4x zoom of an 8-megapixel image is 128 M: refused)."""
 CACHE_PIXELS = 4_000_000
@@ -85,10 +85,9 @@ class ProgressiveDecoder:
 
     # -- input ----------------------------------------------------------------------------------
     def _set_header(self, header: StreamHeader) -> None:
-        arch = decoder_for(header.model, header.arch, header.num_units)
-        self.header, self.arch = header, arch
+        self.header, self.arch = header, decoder_for(header.model, header.arch)
 
-    def add_unit(self, unit: LayerUnit) -> None:
+    def add_unit(self, unit: AnyUnit) -> None:
         self.params[unit.index] = {t.name: t.dequantize() for t in unit.tensors}
 
     def add_packet(self, data: bytes | Packet) -> PacketStatus:
@@ -99,7 +98,7 @@ class ProgressiveDecoder:
                 self.stream_id = packet.stream_id
             elif packet.stream_id != self.stream_id:
                 raise BitstreamError(
-                    f"packet of stream {packet.stream_id:#010x} does not belong to stream {self.stream_id:#010x}"
+                    f"packet of stream {packet.stream_id:#x} does not belong to stream {self.stream_id:#x}"
                 )
             if packet.ptype == PacketType.HEADER:
                 if self.header is None:
@@ -110,12 +109,12 @@ class ProgressiveDecoder:
                 return PacketStatus(True, None, kind="header")
             if self.header is None:
                 if len(self._pending) >= MAX_PENDING:
-                    raise BitstreamError(f"more than {MAX_PENDING} layer packets arrived before the header")
+                    raise BitstreamError(f"more than {MAX_PENDING} unit packets arrived before the header")
                 self._pending.append(packet)
-                return PacketStatus(True, packet.layer)
-            if packet.layer not in self.params:
-                self.add_unit(parse_layer(packet, self.header))
-            return PacketStatus(True, packet.layer)
+                return PacketStatus(True, packet.unit)
+            if packet.unit not in self.params or packet.ptype != PacketType.UNIT:
+                self.add_unit(parse_unit(packet, self.header))
+            return PacketStatus(True, packet.unit)
         except BitstreamError as exc:
             return PacketStatus(False, None, str(exc))
 
