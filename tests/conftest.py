@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _browser import browser, page, served  # noqa: F401  (fixtures of the browser tests)
 
 # Keep tests on 2 cores and deterministic.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
