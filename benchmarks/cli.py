@@ -6,6 +6,9 @@
   measurement behind the defaults, docs/SPINR.md); writes a Markdown table and a PNG plot too.
 - ``spinr-recipes``: SPINR's training recipes (stages only, joint phase, neuron dropout, the study's)
   against SIREN in the same run: PSNR, every prefix, lost neurons, fit time (``benchmarks/recipes.py``).
+- ``format``: what format v2 costs on the demo image at several ``--bits-list`` (bytes, PSNR, header and
+  packet overhead, the entropy checksum's cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes
+  (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "spinr-variants", "spinr-recipes")
+BENCHES = ("decode", "spinr-variants", "spinr-recipes", "format")
 
 
 def _best_of(fn: Any, repeats: int) -> float:
@@ -202,6 +205,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, default=16, help="spinr-recipes: weight bits (16 is float-like)")
     p.add_argument("--trials", type=int, default=4, help="spinr-recipes: random draws per lost-neuron count")
     p.add_argument("--workers", type=int, default=1, help="spinr-recipes: parallel fit processes")
+    p.add_argument("--bits-list", default="6,7,8", help="format: comma-separated --bits values")
+    p.add_argument("--presets", default="quick,paper", help="format: comma-separated presets")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,6 +246,11 @@ def run(args: argparse.Namespace) -> int:
             args.workers,
             out,
         )
+    if "format" in which:
+        from benchmarks.format_sizes import bench_format
+
+        bits = [int(x) for x in args.bits_list.split(",")]
+        report["format"] = bench_format(bits, tuple(args.presets.split(",")), args.device)
     path = out / "bench.json"
     path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -71,7 +71,7 @@ class QuantConfig:
 
     bits: int = 8
     """Precision, 2..16: each bit more halves every step (6 dB less quantization noise, about one bit
-    more per weight). 8 keeps the PSNR format v1's 8-bit quantizer reached, in fewer bytes."""
+    more per weight). 8 keeps about the PSNR format v1's 8-bit quantizer reached, in fewer bytes."""
 
     def validate(self) -> None:
         _check_section(self, "quant")

@@ -36,3 +36,31 @@ def test_decode_bench_writes_speed_ratios(tmp_path: Path, capsys) -> None:
     report = json.loads((tmp_path / "bench.json").read_text())["decode"]
     numbers = [v for v in report.values() if isinstance(v, int | float)]
     assert numbers and all(v > 0 for v in numbers)
+
+
+def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, capsys) -> None:
+    argv = [
+        "bench",
+        "format",
+        "--presets",
+        "tiny",
+        "--bits-list",
+        "4,8",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    capsys.readouterr()
+    rows = json.loads((tmp_path / "bench.json").read_text())["format"]["rows"]
+    assert [(r["preset"], r["bits"]) for r in rows] == [("tiny", 4), ("tiny", 8)]
+    assert rows[0]["bytes"] < rows[1]["bytes"] and rows[0]["bpp"] == round(rows[0]["bytes"] * 8 / 128**2, 4)
+    for r in rows:
+        assert r["header_bytes"] < 40 and set(r["unit_packet_overhead"]) <= {11, 12}
+        assert set(r["classical"]) == {"jpeg", "jpeg-progressive", "webp", "jpeg2000", "avif"}
+        assert all(c["bytes"] <= r["bytes"] or not c["fits"] for c in r["classical"].values())
+        assert r["classical"]["jpeg2000"]["fits"]  # its ratio search reaches any size
+        assert (
+            0 < r["checksum"]["bytes_per_packet"] <= 3 and r["checksum"]["flips_caught_with_checksum"] == 1.0
+        )

@@ -303,8 +303,10 @@ def test_form_is_generated_from_api_config(server: Server, browser: Any, tmp_pat
         assert page.evaluate("document.activeElement.id") == "opt-width"
         assert len(server.http.get("/api/jobs").json()["jobs"]) == before
 
-        # A SIREN upload sends the enabled fields only: no SPINR option reaches the job.
-        page.fill("#opt-width", "16")
+        # A SIREN upload sends the enabled fields only: no SPINR option reaches the job. Width 40: a
+        # stream of a few KB, so the page's JPEG comparison fits (the smallest JPEG of the crop is ~730
+        # bytes, more than a 16-wide SIREN's v2 stream; the page says so, with a 422 in the console).
+        page.fill("#opt-width", "40")
         page.select_option("#opt-model", "siren")
         page.fill("#opt-steps", "20")
         page.click("#upload")
@@ -313,7 +315,7 @@ def test_form_is_generated_from_api_config(server: Server, browser: Any, tmp_pat
         job = server.wait_state(image_id, ("done", "failed"))
         assert job["state"] == "done", job
         sent = job["options"]
-        assert sent["model"] == "siren" and sent["width"] == 16 and sent["steps"] == 20, sent
+        assert sent["model"] == "siren" and sent["width"] == 40 and sent["steps"] == 20, sent
         assert not {o["name"] for o in scoped if "siren" not in o["models"]} & set(sent), sent
         assert sent["bits"] == config["presets"]["tiny"]["bits"], sent
         page.wait_for_selector(DONE)

@@ -159,7 +159,7 @@ def test_sensitivity_gives_the_sine_input_layer_fine_steps(photo_crop: np.ndarra
     from codec.config import EncodeConfig, ModelSpec, QuantConfig, TrainConfig
 
     cfg = EncodeConfig(
-        ModelSpec("siren", 32, 2), TrainConfig(steps=200, lr=1e-3, device="cpu"), QuantConfig(bits=6)
+        ModelSpec("siren", 32, 2), TrainConfig(steps=200, lr=1e-3, device="cpu"), QuantConfig(bits=7)
     )
     r = encode_image(photo_crop, cfg)
     rel = {
