@@ -1,30 +1,29 @@
 """The progressive decoder: packets in any order, some missing, a picture from whatever arrived.
 
-Pure numpy. Activations of the deepest decoded prefix are cached per output size, so when stage k+1
-arrives after stage k was shown, decoding it costs one layer, not the whole network again.
+Pure numpy, in pixel tiles (codec/tiles.py), within a decode budget (codec/budget.py) checked before
+anything is computed. Activations of the deepest decoded prefix are cached per output size while they
+fit the budget, so when stage k+1 arrives after stage k was shown, decoding it costs one layer, not
+the whole network again.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from codec.arch import ArchDecoder, decoder_for
 from codec.bitstream import AnyUnit, Bitstream, StreamHeader, parse_header, parse_unit
-from codec.coords import grid, to_rgb8
+from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.errors import BitstreamError
 from codec.packets import Packet, PacketType
+from codec.tiles import TiledForward
 
 CONCEAL_CHOICES = ("prefix", "skip")
 MAX_PENDING = 1024
 """Unit packets held while the header has not arrived yet."""
-MAX_OUTPUT_PIXELS = 64_000_000
-"""Largest decode size accepted (e.g. a 4x zoom of an 8-megapixel image is 128 M: refused)."""
-CACHE_PIXELS = 4_000_000
-"""Activations are cached only for outputs up to this many pixels; larger decodes run in chunks."""
-CHUNK = 262_144
+MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.max_pixels
+"""Largest decode size the default budget accepts."""
 
 
 @dataclass
@@ -61,34 +60,56 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 class ProgressiveDecoder:
+    """``budget`` bounds what the stream and each decode may ask (codec/budget.py); ``cache=False``
+    keeps no activations between decodes (memory: one tile), for one-shot decodes such as a preview."""
+
     def __init__(
-        self, header: StreamHeader | None = None, stream_id: int | None = None, conceal: str = "prefix"
+        self,
+        header: StreamHeader | None = None,
+        stream_id: int | None = None,
+        conceal: str = "prefix",
+        budget: DecodeBudget = DEFAULT_BUDGET,
+        cache: bool = True,
     ):
         if conceal not in CONCEAL_CHOICES:
             raise BitstreamError(f"concealment {conceal!r} is not one of {', '.join(CONCEAL_CHOICES)}")
         self.conceal = conceal
         self.stream_id = stream_id
+        self.budget = budget
+        self._use_cache = cache
         self.header: StreamHeader | None = None
         self.arch: ArchDecoder | None = None
         self.params: dict[int, dict[str, np.ndarray]] = {}
+        self._versions: dict[int, int] = {}
+        """How many times each unit's weights were set: part of the activation cache's key."""
         self._pending: list[Packet] = []
-        self._cache: OrderedDict[tuple[int, int], tuple[tuple[int, ...], np.ndarray]] = OrderedDict()
+        self._forward: TiledForward | None = None
         if header is not None:
             self._set_header(header)
 
     @classmethod
-    def from_bitstream(cls, bs: Bitstream, conceal: str = "prefix") -> ProgressiveDecoder:
-        dec = cls(bs.header, bs.stream_id, conceal)
+    def from_bitstream(
+        cls,
+        bs: Bitstream,
+        conceal: str = "prefix",
+        budget: DecodeBudget = DEFAULT_BUDGET,
+        cache: bool = True,
+    ) -> ProgressiveDecoder:
+        dec = cls(bs.header, bs.stream_id, conceal, budget, cache)
         for unit in bs.units.values():
             dec.add_unit(unit)
         return dec
 
     # -- input ----------------------------------------------------------------------------------
     def _set_header(self, header: StreamHeader) -> None:
-        self.header, self.arch = header, decoder_for(header.model, header.arch)
+        arch = decoder_for(header.model, header.arch)
+        self.budget.check_params(sum(sum(u.sizes) for u in arch.units()), f"this {arch.describe()} stream")
+        self._forward = TiledForward(arch, self.budget, self._use_cache)
+        self.header, self.arch = header, arch
 
     def add_unit(self, unit: AnyUnit) -> None:
         self.params[unit.index] = {t.name: t.dequantize() for t in unit.tensors}
+        self._versions[unit.index] = self._versions.get(unit.index, 0) + 1
 
     def add_packet(self, data: bytes | Packet) -> PacketStatus:
         """Take one packet; a bad one is reported in the status, never raised, so a stream goes on."""
@@ -157,8 +178,10 @@ class ProgressiveDecoder:
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(self, size: tuple[int, int] | None = None, depth: int | None = None) -> Decoded:
-        """Decode the deepest usable prefix (or at most ``depth``) at ``size`` (default: the image's)."""
-        if self.header is None or self.arch is None:
+        """Decode the deepest usable prefix (or at most ``depth``) at ``size`` (default: the image's).
+
+        BudgetError (before any computing) when the size or the work is over the decoder's budget."""
+        if self.header is None or self.arch is None or self._forward is None:
             raise BitstreamError("cannot decode: the header packet has not arrived")
         plan = self.plan(depth)
         if plan is None:
@@ -168,38 +191,18 @@ class ProgressiveDecoder:
             )
         d, steps = plan
         w, h = size or (self.header.width, self.header.height)
-        if w * h > MAX_OUTPUT_PIXELS:
-            raise BitstreamError(f"output size {w}x{h} is over the limit of {MAX_OUTPUT_PIXELS} pixels")
-        if w * h <= CACHE_PIXELS:
-            act = self._trunk_cached((w, h), steps)
-            y = self.arch.readout(d, act, self.params)
-        else:
-            coords = grid(w, h)
-            y = np.empty((w * h, 3), dtype=np.float32)
-            for s in range(0, w * h, CHUNK):
-                a = coords[s : s + CHUNK]
-                for k in steps:
-                    a = self.arch.trunk(k, a, self.params)
-                y[s : s + CHUNK] = self.arch.readout(d, a, self.params)
-        return Decoded(to_rgb8(y, w, h), d, self.used_units(d if depth is not None else None), steps)
+        what = f"this {self.arch.describe()} stream at {len(steps)} trunk step(s)"
+        self.budget.check_decode(w, h, self.arch.work_per_pixel(steps, d), what)
+        key = tuple((k, tuple(self._versions[u] for u in self.arch.trunk_units(k))) for k in steps)
+        rgb = self._forward.run((w, h), steps, key, d, self.params)
+        return Decoded(rgb, d, self.used_units(d if depth is not None else None), steps)
 
-    def _trunk_cached(self, size: tuple[int, int], steps: list[int]) -> np.ndarray:
-        assert self.arch is not None
-        key = tuple(steps)
-        done: tuple[int, ...] = ()
-        act = None
-        hit = self._cache.get(size)
-        if hit is not None and hit[0] == key[: len(hit[0])]:
-            done, act = hit
-        if act is None:
-            act = grid(*size)
-        for k in key[len(done) :]:
-            act = self.arch.trunk(k, act, self.params)
-        # Keep the deepest activations for this size; a shallower request must not evict them.
-        shallower = hit is not None and len(key) < len(hit[0]) and hit[0][: len(key)] == key
-        if not shallower:
-            self._cache[size] = (key, act)
-        self._cache.move_to_end(size)
-        while len(self._cache) > 2:
-            self._cache.popitem(last=False)
-        return act
+    @property
+    def computed_steps(self) -> int:
+        """Trunk steps the last decode computed (the rest came from the activation cache)."""
+        return self._forward.computed_steps if self._forward else 0
+
+    def clear_cache(self) -> None:
+        """Drop the cached activations and the tile buffers."""
+        if self._forward is not None:
+            self._forward.clear()

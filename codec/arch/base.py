@@ -10,8 +10,9 @@ decoder-only install runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, cast
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from codec.errors import BitstreamError
 from codec.units import UnitSpec, check_sizes, check_units
 from codec.units import linear as linear_spec
 from codec.varint import Reader
+
+if TYPE_CHECKING:
+    from codec.tiles import Workspace
 
 Params = Mapping[int, Mapping[str, np.ndarray]]
 """Dequantized tensors by unit index, then tensor name."""
@@ -89,6 +93,45 @@ class ArchDecoder:
 
     def readout(self, depth: int, h: np.ndarray, p: Params) -> np.ndarray:
         raise NotImplementedError
+
+    # -- tiled decoding (codec/tiles.py) ----------------------------------------------------------
+    def trunk_tile(self, k: int, h: np.ndarray, p: Params, ws: Workspace) -> np.ndarray:
+        """:meth:`trunk` on one tile, with the same result bit for bit. It may overwrite ``h`` (and
+        then returns ``h`` itself) and use ``ws``'s buffers; a family without a faster way says so by
+        not overriding this."""
+        return self.trunk(k, h, p)
+
+    def readout_tile(self, depth: int, h: np.ndarray, p: Params, ws: Workspace) -> np.ndarray:
+        return self.readout(depth, h, p)
+
+    WORK_FACTOR: ClassVar[int] = 1
+    """Real multiply-adds per weight element (WIRE's complex weights: re and im each take 2)."""
+
+    def unit_work(self) -> list[int]:
+        """Multiply-adds per pixel of each unit: the elements of its 2-D weight tensors (a lookup
+        table costs none)."""
+        return [
+            self.WORK_FACTOR * sum(math.prod(s) for n, s in u.tensors if len(s) == 2 and n != "table")
+            for u in self.units()
+        ]
+
+    def extra_work(self) -> int:
+        """Multiply-adds per pixel that no transmitted tensor accounts for (Fourier's projection)."""
+        return 0
+
+    def work_per_pixel(self, steps: Sequence[int], depth: int) -> int:
+        """Multiply-adds per output pixel of a decode running trunk ``steps`` and readout ``depth``:
+        what the decode budget's ``max_work`` counts (codec/budget.py)."""
+        per_unit = self.unit_work()
+        used = {u for k in steps for u in self.trunk_units(k)} | set(self.readout_units(depth))
+        return sum(per_unit[u] for u in used) + self.extra_work()
+
+    def activation_floats(self) -> int:
+        """Floats per pixel of the widest activation (a tile's buffers are a few of these)."""
+        widest = max(
+            (max(s) for u in self.units() for n, s in u.tensors if len(s) == 2 and n != "table"), default=1
+        )
+        return self.WORK_FACTOR * widest + 2
 
     def plan(self, available: set[int], conceal: str = "prefix") -> tuple[int, list[int]] | None:
         """The deepest decodable depth and the trunk steps to run for it, or None if nothing decodes.

@@ -32,6 +32,9 @@ class FourierDecoder(ChainDecoder):
     def in_features(self) -> int:
         return 2 * self.mapping_size
 
+    def extra_work(self) -> int:
+        return 2 * self.mapping_size  # the projection by B (its cosine and sine not counted)
+
     def trunk(self, k: int, h: np.ndarray, p: Params) -> np.ndarray:
         t = p[k]
         if k == 0:

@@ -9,6 +9,7 @@ import numpy as np
 
 from codec.arch.base import ArchDecoder, Params, arch_field, linear, register_decoder
 from codec.arch.records import real, uint
+from codec.tiles import Workspace
 from codec.units import UnitSpec
 from codec.units import linear as linear_spec
 
@@ -31,6 +32,23 @@ class SineMlpDecoder(ArchDecoder):
 
     def sine(self, x: np.ndarray, w0: np.float32) -> np.ndarray:
         return np.sin(w0 * x, dtype=np.float32)
+
+    def sine_tile(
+        self, h: np.ndarray, w: np.ndarray, b: np.ndarray, w0: np.float32, ws: Workspace
+    ) -> np.ndarray:
+        """``sine(linear(h, w, b), w0)`` in one of ``ws``'s buffers, operation for operation (so bit
+        for bit) the same, with no temporary arrays."""
+        z = ws.other(h, w.shape[0])
+        np.matmul(h, w.T, out=z)
+        z += b
+        z *= w0
+        return np.sin(z, out=z)
+
+    def linear_tile(self, h: np.ndarray, w: np.ndarray, b: np.ndarray, ws: Workspace) -> np.ndarray:
+        y = ws.get("readout", h.shape[0], w.shape[0])
+        np.matmul(h, w.T, out=y)
+        y += b
+        return y
 
 
 @register_decoder("siren")
@@ -59,3 +77,11 @@ class SirenDecoder(SineMlpDecoder):
     def readout(self, depth: int, h: np.ndarray, p: Params) -> np.ndarray:
         t = p[self.hidden + 1]
         return linear(h, t["weight"], t["bias"])
+
+    def trunk_tile(self, k: int, h: np.ndarray, p: Params, ws: Workspace) -> np.ndarray:
+        t = p[k]
+        return self.sine_tile(h, t["weight"], t["bias"], self.w0_first if k == 0 else self.w0, ws)
+
+    def readout_tile(self, depth: int, h: np.ndarray, p: Params, ws: Workspace) -> np.ndarray:
+        t = p[self.hidden + 1]
+        return self.linear_tile(h, t["weight"], t["bias"], ws)

@@ -11,6 +11,7 @@ from codec.arch.base import Params, arch_choice, linear, register_decoder
 from codec.arch.records import choice, flag
 from codec.arch.siren import SINE_MLP_RECORD, SineMlpDecoder
 from codec.errors import BitstreamError
+from codec.tiles import Workspace
 from codec.units import UnitSpec
 from codec.units import linear as linear_spec
 
@@ -65,3 +66,20 @@ class SpinrDecoder(SineMlpDecoder):
             return linear(h, p[1]["weight"], p[1]["bias"])
         t = p[depth]
         return linear(h, t["head_weight"], t["head_bias"])
+
+    def trunk_tile(self, k: int, h: np.ndarray, p: Params, ws: Workspace) -> np.ndarray:
+        if k == 0:
+            t = p[0]
+            w, b = (t["weight"], t["bias"]) if self.shared else (t["in_weight"], t["in_bias"])
+            return self.sine_tile(h, w, b, self.w0_first, ws)
+        t = p[self.trunk_units(k)[0]]
+        out = self.sine_tile(h, t["weight"], t["bias"], self.w0, ws)
+        if not self.residual:
+            return out
+        h += out  # in place: a cached tile's activations move one stage deeper
+        return h
+
+    def readout_tile(self, depth: int, h: np.ndarray, p: Params, ws: Workspace) -> np.ndarray:
+        t = p[1] if self.shared else p[depth]
+        w, b = (t["weight"], t["bias"]) if self.shared else (t["head_weight"], t["head_bias"])
+        return self.linear_tile(h, w, b, ws)

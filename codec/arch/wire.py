@@ -15,6 +15,8 @@ from codec.arch.records import real, uint
 class WireDecoder(ChainDecoder):
     RECORD = (uint("width"), uint("hidden_layers"), real("omega_0", 20.0), real("scale_0", 10.0))
 
+    WORK_FACTOR = 2
+
     def __init__(self, arch: Mapping[str, Any]) -> None:
         super().__init__(arch)
         self.omega = np.float32(arch_field(arch, "omega_0", float, 0.0, 1e4))

@@ -1,0 +1,84 @@
+"""The decode budget: how much one decode may ask of the machine, checked before anything is computed.
+
+A stream is a few kilobytes, but what it asks of a decoder grows with the architecture its header
+names and with the output size a client asks for: a 1.7 KB file with a wide enough net costs a
+gigabyte and seconds per decode. Every decoder here (``spinr decode``, the server's preview, the
+browser's ``ProgressiveDecoder``) refuses, with the numbers, what is over its budget:
+
+- ``max_params``: weights a stream may hold (checked when its header arrives, before a unit is read);
+- ``max_work``: output pixels x multiply-adds per pixel of the layers a decode runs (about pixels x
+  parameters; checked per decode, before the first tile);
+- ``max_activation_bytes``: the activations kept at once: one tile's working buffers always, plus
+  the per-size cache that makes progressive decoding cost one layer per new stage, kept only while
+  it fits (a decode that cannot keep it recomputes the prefix instead, in tiles);
+- ``max_pixels``: output pixels of one decode.
+
+The defaults let any stream the encoder's presets make decode at 4x its pixels (a 768x512 Kodak
+picture with the paper profile's 64 x 16 SPINR is 2.7e10 multiply-adds: 0.4 of ``max_work``), and
+keep a hostile stream to a few seconds of one core and a few hundred MB. docs/FORMAT.md, "Decode
+budget", lists them; the JS decoder (client/web/codec/budget.js) has the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from codec.errors import SpinrError
+
+MIB = 1 << 20
+
+
+class BudgetError(SpinrError, ValueError):
+    """A decode would need more than the decoder's budget allows; the message gives both numbers."""
+
+
+@dataclass(frozen=True)
+class DecodeBudget:
+    """Limits on one decoder (all positive integers)."""
+
+    max_params: int = 1 << 25
+    """Weights a stream may hold (33.5 M: 128 MiB as float32)."""
+    max_work: int = 64_000_000_000
+    """Output pixels x multiply-adds per pixel of one decode (6.4e10: a few seconds of one core)."""
+    max_activation_bytes: int = 256 * MIB
+    """Activation memory: one tile's buffers plus the progressive cache (which is dropped, not
+    refused, when it does not fit)."""
+    max_pixels: int = 64_000_000
+    """Output pixels of one decode (a 4x zoom of an 8-megapixel picture is 128 M: refused)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise BudgetError(f"decode budget {f.name} is {value!r}; expected a positive integer")
+
+    def check_params(self, params: int, what: str) -> None:
+        if params > self.max_params:
+            raise BudgetError(
+                f"{what} holds {params:,} weights, over the decode budget of {self.max_params:,} (max_params)"
+            )
+
+    def check_decode(self, width: int, height: int, work_per_pixel: int, what: str) -> None:
+        """Output size and work of one decode of ``what`` (e.g. ``spinr 64x16 at 16 stages``)."""
+        pixels = width * height
+        if pixels > self.max_pixels:
+            raise BudgetError(
+                f"output size {width}x{height} is {pixels:,} pixels, over the decode budget of "
+                f"{self.max_pixels:,} (max_pixels)"
+            )
+        work = pixels * work_per_pixel
+        if work > self.max_work:
+            raise BudgetError(
+                f"decoding {what} at {width}x{height} needs {pixels:,} pixels x {work_per_pixel:,} "
+                f"multiply-adds = {work:.3g}, over the decode budget of {self.max_work:.3g} (max_work)"
+            )
+
+    def check_tile(self, tile_bytes: int, what: str) -> None:
+        if tile_bytes > self.max_activation_bytes:
+            raise BudgetError(
+                f"one tile of {what} needs {tile_bytes / MIB:.1f} MiB of activations, over the decode "
+                f"budget of {self.max_activation_bytes / MIB:.1f} MiB (max_activation_bytes)"
+            )
+
+
+DEFAULT_BUDGET = DecodeBudget()

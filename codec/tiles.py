@@ -1,0 +1,213 @@
+"""The numpy forward pass in pixel tiles: fast, bounded memory, the same pixels as a whole-frame pass.
+
+Every layer of the decoder treats pixels independently, so a frame is decoded ``tile_pixels`` pixels
+(8192) at a time: the coordinates of a tile, every trunk step, the readout and the conversion to 8-bit
+all run while the tile's activations (8192 x 64 float32 = 2 MiB) stay in the CPU's cache, in
+preallocated buffers, with no temporary arrays (``ArchDecoder.trunk_tile``). A whole-frame pass
+streams every layer's activations through memory instead and was 3x slower (docs/FORMAT.md,
+"Decoding speed"). Each pixel sees exactly the same float32 operations in the same order as in
+:meth:`ArchDecoder.trunk`, so the output is identical bit for bit (tests/test_tiles.py).
+
+For progressive decoding the trunk activations of the deepest prefix decoded so far are kept per
+output size (:class:`ActivationCache`) while they fit the budget's activation memory: a new stage then
+costs one layer and a readout, computed tile by tile in place in the cached array. The cache is keyed
+by the trunk steps *and* the version of every unit they read, so a unit whose weights change
+(a refinement) invalidates exactly the prefixes that used it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from codec.budget import DecodeBudget
+from codec.coords import axis
+
+if TYPE_CHECKING:
+    from codec.arch.base import ArchDecoder, Params
+
+TILE_PIXELS = 8192
+"""Pixels per tile: 2 MiB of 64-wide float32 activations, inside a core's L2 cache."""
+MIN_TILE_PIXELS = 256
+BUFFERS_PER_TILE = 4
+"""Tile-sized activation buffers a decode holds at once (two for the trunk, the readout, a margin
+for the families without an in-place path), for the activation budget."""
+CACHED_SIZES = 2
+
+
+class Workspace:
+    """Tile-sized scratch buffers, allocated once per decoder and reused for every tile and layer."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, int, str], np.ndarray] = {}
+
+    def get(self, name: str, rows: int, cols: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """A (rows, cols) buffer (contents undefined)."""
+        key = (name, cols, np.dtype(dtype).str)
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape[0] < rows:
+            buf = self._buffers[key] = np.empty((rows, cols), dtype=dtype)
+        return buf[:rows]
+
+    def other(self, h: np.ndarray, cols: int) -> np.ndarray:
+        """A (len(h), cols) buffer that does not overlap ``h``: a layer's output beside its input."""
+        for name in ("trunk.a", "trunk.b"):
+            buf = self.get(name, h.shape[0], cols)
+            if not np.may_share_memory(buf, h):
+                return buf
+        raise AssertionError("two trunk buffers cannot both overlap one input")
+
+    def clear(self) -> None:
+        self._buffers.clear()
+
+
+def coords_tile(xs: np.ndarray, ys: np.ndarray, start: int, out: np.ndarray) -> np.ndarray:
+    """Rows ``start:start + len(out)`` of :func:`codec.coords.grid` (the same values) without the whole
+    grid; rows past the last pixel repeat it (a padded tile)."""
+    idx = np.minimum(np.arange(start, start + len(out)), len(xs) * len(ys) - 1)
+    row, col = np.divmod(idx, len(xs))
+    out[:, 0] = xs[col]
+    out[:, 1] = ys[row]
+    return out
+
+
+def rgb8_tile(y: np.ndarray, out: np.ndarray) -> None:
+    """:func:`codec.coords.to_rgb8` of one tile into ``out`` (N, 3) uint8, the same operations in place."""
+    if y.dtype != np.float32:
+        y = y.astype(np.float32)
+    y += np.float32(1.0)
+    y *= np.float32(0.5)
+    np.clip(y, 0.0, 1.0, out=y)
+    y *= np.float32(255.0)
+    np.rint(y, out=y)
+    out[...] = y.astype(np.uint8)
+
+
+@dataclass
+class _Entry:
+    key: tuple[Hashable, ...]
+    act: np.ndarray
+
+
+class ActivationCache:
+    """The deepest trunk activations decoded per output size, within a byte budget (LRU)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, int], _Entry] = OrderedDict()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.act.nbytes for e in self._entries.values())
+
+    def get(self, size: tuple[int, int]) -> _Entry | None:
+        entry = self._entries.get(size)
+        if entry is not None:
+            self._entries.move_to_end(size)
+        return entry
+
+    def reserve(self, size: tuple[int, int], nbytes: int) -> bool:
+        """Make room for ``nbytes`` for ``size`` (dropping its old entry and the least recently used
+        others); False, with nothing dropped, when it cannot fit at all."""
+        if nbytes > self.max_bytes:
+            return False
+        self._entries.pop(size, None)
+        while self._entries and (self.nbytes + nbytes > self.max_bytes or len(self._entries) >= CACHED_SIZES):
+            self._entries.popitem(last=False)
+        return True
+
+    def put(self, size: tuple[int, int], key: tuple[Hashable, ...], act: np.ndarray) -> None:
+        self._entries[size] = _Entry(key, act)
+        self._entries.move_to_end(size)
+
+    def drop(self, size: tuple[int, int]) -> None:
+        self._entries.pop(size, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class TiledForward:
+    """One decoder's forward pass: tiles, the workspace and the activation cache."""
+
+    def __init__(self, arch: ArchDecoder, budget: DecodeBudget, cache: bool = True) -> None:
+        self.arch = arch
+        self.budget = budget
+        self.workspace = Workspace()
+        per_pixel = 4 * arch.activation_floats() * BUFFERS_PER_TILE
+        fits = budget.max_activation_bytes // per_pixel
+        self.tile_pixels = int(min(TILE_PIXELS, max(MIN_TILE_PIXELS, fits)))
+        self.tile_bytes = self.tile_pixels * per_pixel
+        budget.check_tile(self.tile_bytes, arch.describe())
+        self.cache = ActivationCache(budget.max_activation_bytes - self.tile_bytes if cache else 0)
+        self.computed_steps = 0
+        """Trunk steps the last :meth:`run` computed (the others came from the cache)."""
+
+    def run(
+        self,
+        size: tuple[int, int],
+        steps: Sequence[int],
+        key: tuple[Hashable, ...],
+        depth: int,
+        params: Params,
+    ) -> np.ndarray:
+        """(height, width, 3) uint8 of trunk ``steps`` then readout ``depth``; ``key`` names the
+        trunk's activations (one entry per step, equal prefixes meaning equal activations)."""
+        w, h = size
+        n = w * h
+        arch, ws = self.arch, self.workspace
+        xs, ys = axis(w), axis(h)
+        rgb = np.empty((n, 3), dtype=np.uint8)
+        hit = self.cache.get(size)
+        resume = hit is not None and key[: len(hit.key)] == hit.key
+        # A shallower request leaves the deeper cached activations alone; others replace them.
+        store = not resume and not (hit is not None and hit.key[: len(key)] == key)
+        todo = list(steps[len(hit.key) :]) if resume and hit is not None else list(steps)
+        act = hit.act if resume and hit is not None else None
+        if resume and hit is not None and todo:
+            self.cache.drop(size)  # being updated in place: not valid until the last tile is done
+        # Every tile of a frame has the same number of rows (the last one padded): BLAS picks its
+        # kernel, and so its order of summation, by shape, so this makes a pixel's value independent
+        # of where tiles fall. A frame of one tile is computed whole, exactly as a whole-frame pass.
+        rows = min(n, self.tile_pixels)
+        view: np.ndarray | None = None
+        for start in range(0, n, self.tile_pixels):
+            stop = min(n, start + self.tile_pixels)
+            m = stop - start
+            if resume:
+                assert act is not None
+                view = cur = act[start:stop]
+                if m < rows:
+                    cur = ws.get("pad", rows, act.shape[1], act.dtype)
+                    cur[:m] = view
+                    cur[m:] = 0
+            else:
+                cur = coords_tile(xs, ys, start, ws.get("coords", rows, 2))
+            for k in todo:
+                cur = arch.trunk_tile(k, cur, params, ws)
+            if store:
+                if act is None:
+                    act = self._new_cache(size, n, cur)
+                    store = act is not None
+                view = act[start:stop] if act is not None else None
+            if (resume or store) and view is not None and cur is not view:
+                view[...] = cur[:m]
+            rgb8_tile(arch.readout_tile(depth, cur, params, ws)[:m], rgb[start:stop])
+        if act is not None and (resume or store):
+            self.cache.put(size, key, act)
+        self.computed_steps = len(todo)
+        return rgb.reshape(h, w, 3)
+
+    def _new_cache(self, size: tuple[int, int], n: int, first: np.ndarray) -> np.ndarray | None:
+        nbytes = n * first.shape[1] * first.dtype.itemsize
+        if not self.cache.reserve(size, nbytes):
+            return None
+        return np.empty((n, first.shape[1]), dtype=first.dtype)
+
+    def clear(self) -> None:
+        self.cache.clear()
+        self.workspace.clear()
