@@ -101,8 +101,8 @@ def test_incremental_decode_costs_one_layer_per_stage(
 ) -> None:
     dec = ProgressiveDecoder(spinr_result.bitstream.header)
     calls = []
-    real = dec.arch.trunk
-    monkeypatch.setattr(dec.arch, "trunk", lambda k, h, p: calls.append(k) or real(k, h, p))
+    real = dec.arch.trunk_tile  # the image is one tile: one call per trunk step run
+    monkeypatch.setattr(dec.arch, "trunk_tile", lambda k, h, p, ws: calls.append(k) or real(k, h, p, ws))
     for i in sorted(spinr_result.bitstream.units):
         dec.add_unit(spinr_result.bitstream.units[i])
         dec.decode()
