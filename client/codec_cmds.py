@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -167,6 +168,49 @@ def output_size(args: argparse.Namespace, header: Any) -> tuple[int, int] | None
     return None
 
 
+def add_budget_options(p: argparse.ArgumentParser) -> None:
+    """One flag per field of the decode budget (codec/budget.py), e.g. ``--max-work 2e11``."""
+    from dataclasses import fields
+
+    from codec.budget import DEFAULT_BUDGET, DecodeBudget
+
+    g = p.add_argument_group('decode budget (docs/FORMAT.md, "Decode budget"); raise a limit to decode more')
+    for f in fields(DecodeBudget):
+        g.add_argument(
+            flag(f.name),
+            type=_limit,
+            default=None,
+            metavar="N",
+            help=f"{f.metadata['help']} (default {getattr(DEFAULT_BUDGET, f.name):.3g})",
+        )
+
+
+def _limit(text: str) -> int:
+    from codec.budget import parse_limit
+
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def budget_from_args(args: argparse.Namespace) -> Any:
+    from codec.budget import BUDGET_FIELDS, DEFAULT_BUDGET
+
+    return DEFAULT_BUDGET.with_limits({name: getattr(args, name, None) for name in BUDGET_FIELDS})
+
+
+@contextmanager
+def budget_hint() -> Iterator[None]:
+    """A BudgetError says which flag raises the limit it hit."""
+    from codec.budget import BudgetError
+
+    try:
+        yield
+    except BudgetError as exc:
+        raise BudgetError(f"{exc}; {flag(exc.limit)} raises it", exc.limit) from None
+
+
 def _load_stream(path: Path, lenient: bool) -> tuple[Any, list[str]]:
     from codec.bitstream import load_bitstream
     from codec.errors import BitstreamError
@@ -183,7 +227,8 @@ def _decode(args: argparse.Namespace) -> int:
     from codec.image import save_png
 
     bs, damaged = _load_stream(args.input, args.lenient)
-    dec = ProgressiveDecoder.from_bitstream(bs, conceal=args.conceal)
+    with budget_hint():
+        dec = ProgressiveDecoder.from_bitstream(bs, args.conceal, budget_from_args(args), cache=False)
     depth = None
     if args.layers is not None:
         if not 1 <= args.layers <= dec.depths:
@@ -191,7 +236,8 @@ def _decode(args: argparse.Namespace) -> int:
                 f"--layers {args.layers} is out of range: this stream has 1..{dec.depths} stages"
             )
         depth = args.layers - 1
-    out = dec.decode(size=output_size(args, bs.header), depth=depth)
+    with budget_hint():
+        out = dec.decode(size=output_size(args, bs.header), depth=depth)
     save_png(args.output, out.rgb)
     info = {
         "output": str(args.output),
@@ -225,6 +271,7 @@ def _add_decode(p: argparse.ArgumentParser) -> None:
         "--lenient", action="store_true", help="treat damaged layer packets as missing instead of failing"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    add_budget_options(p)
 
 
 decode = SimpleNamespace(add_arguments=_add_decode, run=_decode)
@@ -272,7 +319,8 @@ def _eval(args: argparse.Namespace) -> int:
     from codec.image import load_image
 
     bs, damaged = _load_stream(args.input, args.lenient)
-    result = evaluate_stream(bs, load_image(args.reference))
+    with budget_hint():
+        result = evaluate_stream(bs, load_image(args.reference), budget_from_args(args))
     result["damaged"] = damaged
     if args.json:
         emit_json(result)
@@ -289,6 +337,7 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", help="the original image")
     p.add_argument("--lenient", action="store_true", help="evaluate with damaged layer packets missing")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    add_budget_options(p)
 
 
 evaluate = SimpleNamespace(add_arguments=_add_eval, run=_eval)

@@ -21,29 +21,42 @@ budget", lists them; the JS decoder (client/web/codec/budget.js) has the same nu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
-from codec.errors import SpinrError
+from codec.errors import BitstreamError
 
 MIB = 1 << 20
 
 
-class BudgetError(SpinrError, ValueError):
-    """A decode would need more than the decoder's budget allows; the message gives both numbers."""
+class BudgetError(BitstreamError):
+    """A stream or a decode would need more than the decoder's budget allows (a kind of
+    BitstreamError, so whatever reports a refused stream reports this too); the message gives both
+    numbers and ``limit`` the budget field (a shell names its option for it: ``spinr decode --max-work``)."""
+
+    def __init__(self, message: str, limit: str = "") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 @dataclass(frozen=True)
 class DecodeBudget:
     """Limits on one decoder (all positive integers)."""
 
-    max_params: int = 1 << 25
+    max_params: int = field(default=1 << 25, metadata={"help": "weights a stream may hold"})
     """Weights a stream may hold (33.5 M: 128 MiB as float32)."""
-    max_work: int = 64_000_000_000
+    max_work: int = field(
+        default=64_000_000_000,
+        metadata={"help": "output pixels x multiply-adds per pixel of one decode"},
+    )
     """Output pixels x multiply-adds per pixel of one decode (6.4e10: a few seconds of one core)."""
-    max_activation_bytes: int = 256 * MIB
+    max_activation_bytes: int = field(
+        default=256 * MIB,
+        metadata={"help": "activation memory: a tile's buffers, plus the progressive cache while it fits"},
+    )
     """Activation memory: one tile's buffers plus the progressive cache (which is dropped, not
     refused, when it does not fit)."""
-    max_pixels: int = 64_000_000
+    max_pixels: int = field(default=64_000_000, metadata={"help": "output pixels of one decode"})
     """Output pixels of one decode (a 4x zoom of an 8-megapixel picture is 128 M: refused)."""
 
     def __post_init__(self) -> None:
@@ -55,7 +68,8 @@ class DecodeBudget:
     def check_params(self, params: int, what: str) -> None:
         if params > self.max_params:
             raise BudgetError(
-                f"{what} holds {params:,} weights, over the decode budget of {self.max_params:,} (max_params)"
+                f"{what} holds {params:,} weights, over the decode budget of {self.max_params:,} (max_params)",
+                limit="max_params",
             )
 
     def check_decode(self, width: int, height: int, work_per_pixel: int, what: str) -> None:
@@ -64,21 +78,41 @@ class DecodeBudget:
         if pixels > self.max_pixels:
             raise BudgetError(
                 f"output size {width}x{height} is {pixels:,} pixels, over the decode budget of "
-                f"{self.max_pixels:,} (max_pixels)"
+                f"{self.max_pixels:,} (max_pixels)",
+                limit="max_pixels",
             )
         work = pixels * work_per_pixel
         if work > self.max_work:
             raise BudgetError(
                 f"decoding {what} at {width}x{height} needs {pixels:,} pixels x {work_per_pixel:,} "
-                f"multiply-adds = {work:.3g}, over the decode budget of {self.max_work:.3g} (max_work)"
+                f"multiply-adds = {work:.3g}, over the decode budget of {self.max_work:.3g} (max_work)",
+                limit="max_work",
             )
 
     def check_tile(self, tile_bytes: int, what: str) -> None:
         if tile_bytes > self.max_activation_bytes:
             raise BudgetError(
                 f"one tile of {what} needs {tile_bytes / MIB:.1f} MiB of activations, over the decode "
-                f"budget of {self.max_activation_bytes / MIB:.1f} MiB (max_activation_bytes)"
+                f"budget of {self.max_activation_bytes / MIB:.1f} MiB (max_activation_bytes)",
+                limit="max_activation_bytes",
             )
+
+    def with_limits(self, limits: dict[str, Any]) -> DecodeBudget:
+        """This budget with the fields given in ``limits`` (None: keep) replaced and checked."""
+        return replace(self, **{k: v for k, v in limits.items() if v is not None})
 
 
 DEFAULT_BUDGET = DecodeBudget()
+BUDGET_FIELDS = tuple(f.name for f in fields(DecodeBudget))
+
+
+def parse_limit(text: str) -> int:
+    """A budget value from the command line or a query: an integer, in scientific notation too
+    (``2e11``); ValueError naming it otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not (value >= 1 and value < 2**63 and value == int(value)):
+        raise ValueError(f"{text!r} must be a whole number >= 1")
+    return int(value)

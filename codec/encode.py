@@ -14,6 +14,7 @@ import numpy as np
 
 from codec import __version__
 from codec.bitstream import Bitstream, StreamHeader, new_stream_id
+from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.config import EncodeConfig
 from codec.decoder import ProgressiveDecoder
 from codec.errors import ConfigError, ImageError
@@ -142,14 +143,14 @@ def encode_image(
     )
 
 
-def evaluate(bs: Bitstream, reference: np.ndarray) -> dict[str, Any]:
+def evaluate(bs: Bitstream, reference: np.ndarray, budget: DecodeBudget = DEFAULT_BUDGET) -> dict[str, Any]:
     """``spinr eval``: PSNR for every prefix depth, SSIM of the deepest decode, size and bpp."""
     h, w = reference.shape[:2]
     if (w, h) != (bs.header.width, bs.header.height):
         raise ImageError(
             f"reference image is {w}x{h} but the bitstream encodes {bs.header.width}x{bs.header.height}"
         )
-    decoder = ProgressiveDecoder.from_bitstream(bs)
+    decoder = ProgressiveDecoder.from_bitstream(bs, budget=budget)
     by_layers = stage_psnrs(decoder, reference)
     full = decoder.decode()
     size = len(bs.to_bytes())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from codec.budget import parse_limit
 from codec.config import PRESETS
 from codec.errors import ConfigError
 from server.settings import Settings
@@ -65,6 +66,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"largest image in pixels (default {d.max_pixels})",
     )
     p.add_argument(
+        "--preview-max-work",
+        type=_limit,
+        default=d.preview_max_work,
+        metavar="N",
+        help=f"decode budget of one preview: pixels x multiply-adds per pixel (default {d.preview_max_work:.3g})",
+    )
+    p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default=d.preset,
@@ -95,11 +103,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
+def _limit(text: str) -> int:
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         data_dir=args.data_dir,
         max_upload_bytes=args.max_upload_bytes,
         max_pixels=args.max_pixels,
+        preview_max_work=args.preview_max_work,
         max_queued_jobs=args.max_queued,
         workers=args.workers,
         device=args.device,

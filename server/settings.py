@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codec.budget import DEFAULT_BUDGET
 from codec.config import PRESETS
 from codec.device import DEVICE_CHOICES
 from codec.errors import ConfigError
@@ -23,6 +24,10 @@ class Settings:
     """Largest accepted image upload; bigger requests are answered 413 before their body is read."""
     max_pixels: int = 16_000_000
     """Largest accepted image (width x height), also the limit for preview sizes; over it: 422."""
+    preview_max_work: int = DEFAULT_BUDGET.max_work
+    """Decode budget of one preview: output pixels x multiply-adds per pixel (codec/budget.py); over
+    it: 422 before anything is decoded. Previews decode in tiles with no cache: memory is one tile
+    and the picture."""
     max_queued_jobs: int = 8
     """Jobs waiting for a worker at most; one more is answered 429 with ``Retry-After``."""
     workers: int = 1
@@ -55,6 +60,8 @@ class Settings:
             raise ConfigError(f"max_upload_bytes {self.max_upload_bytes} must be >= 1")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels {self.max_pixels} must be >= 1")
+        if self.preview_max_work < 1:
+            raise ConfigError(f"preview_max_work {self.preview_max_work} must be >= 1")
         if not 0 <= self.max_queued_jobs <= 100_000:
             raise ConfigError(f"max_queued_jobs {self.max_queued_jobs} is out of range: allowed 0..100000")
         if not 1 <= self.workers <= 64:

@@ -18,7 +18,7 @@ from codec.image import SUPPORTED_FORMATS
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("api") / "data")
+    s = Server(tmp_path_factory.mktemp("api") / "data", "--preview-max-work", "1e9")
     yield s
     s.close()
 
@@ -133,6 +133,7 @@ def test_bitstream_download_header_and_previews(server, done, photo_crop):
         ("?layers=0", "layers"),
         ("?size=big", "WIDTHxHEIGHT"),
         ("?size=9000x9000", "limit"),
+        ("?size=4000x4000", "over the decode budget of 1e+09 (max_work)"),  # refused before decoding
         ("?size=2x2&scale=2", "not both"),
     ],
 )

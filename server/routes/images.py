@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
+from codec.budget import DEFAULT_BUDGET, BudgetError
 from codec.decoder import ProgressiveDecoder, parse_size
 from codec.describe import describe_stream
 from codec.errors import BitstreamError
@@ -47,7 +48,13 @@ def preview(
     scale: float | None = Query(None, gt=0, le=64, description="output size as a multiple of the original"),
 ) -> Response:
     bs = svc.cache.get(svc.store, job["id"])
-    dec = ProgressiveDecoder.from_bitstream(bs)
+    # In tiles with no activation cache: memory is one tile and the PNG, whatever the size; the
+    # decode budget bounds the work (pixels x multiply-adds) before any is done.
+    budget = DEFAULT_BUDGET.with_limits({"max_work": svc.settings.preview_max_work})
+    try:
+        dec = ProgressiveDecoder.from_bitstream(bs, budget=budget, cache=False)
+    except BudgetError as exc:
+        raise HTTPException(422, f"preview: {exc}") from None
     if size is not None and scale is not None:
         raise HTTPException(422, "size and scale: give one of them, not both")
     out: tuple[int, int] | None = None
@@ -70,7 +77,10 @@ def preview(
                 422, f"layers: {layers} is out of range: this image has 1..{dec.depths} stages"
             )
         depth = layers - 1
-    decoded = dec.decode(size=out, depth=depth)
+    try:
+        decoded = dec.decode(size=out, depth=depth)
+    except BudgetError as exc:
+        raise HTTPException(422, f"preview: {exc}") from None
     return Response(
         png_bytes(decoded.rgb),
         media_type="image/png",
