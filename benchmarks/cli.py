@@ -1,7 +1,10 @@
 """``spinr bench``: speed as ratios against a reference measured in the same run, written as JSON.
 
-- ``decode``: progressive decoding of every SPINR stage with the activation cache, against decoding
-  each stage from scratch, and the numpy decoder against the torch forward pass.
+- ``decode``: the tiled numpy decoder at 768x512 as a share of the machine's single-thread float32
+  matmul rate measured in the same run, against the whole-frame pass, progressive decoding of every
+  stage against one full decode, and the torch forward pass (``benchmarks/decode_speed.py``).
+- ``browser``: the browser decoder's JS and WebGL2 paths at 768x512 in headless Chromium, beside the
+  numpy decoder in the same run (``benchmarks/browser_decode.py``; needs Playwright and Chromium).
 - ``spinr-variants``: progressive PSNR of SPINR's head/trunk variants on real photographs (the
   measurement behind the defaults, docs/SPINR.md); writes a Markdown table and a PNG plot too.
 - ``spinr-recipes``: SPINR's training recipes (stages only, joint phase, neuron dropout, the study's)
@@ -17,78 +20,12 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "spinr-variants", "spinr-recipes", "format")
-
-
-def _best_of(fn: Any, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def bench_decode(size: int, width: int, hidden: int, repeats: int) -> dict[str, Any]:
-    import torch
-
-    from codec.bitstream import Bitstream, StreamHeader, new_stream_id
-    from codec.coords import grid
-    from codec.decoder import ProgressiveDecoder
-    from codec.models import build_model
-    from codec.stepquant import model_tensors, quantize_model
-
-    torch.manual_seed(0)
-    model = build_model("spinr", width, hidden)
-    # Steps of std/16: what the decoder does with the codes does not depend on them.
-    units = quantize_model(model, [max(float(t.detach().std()), 1e-6) / 16 for t in model_tensors(model)])
-    header = StreamHeader("spinr", model.arch(), size, size)
-    bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
-
-    def incremental() -> None:
-        dec = ProgressiveDecoder(header)
-        for u in units:
-            dec.add_unit(u)
-            dec.decode()
-
-    def from_scratch() -> None:
-        for k in range(len(units)):
-            dec = ProgressiveDecoder(header)
-            for u in units[: k + 1]:
-                dec.add_unit(u)
-            dec.decode()
-
-    full = ProgressiveDecoder.from_bitstream(bs)
-    coords = torch.from_numpy(grid(size, size))
-
-    def numpy_full() -> None:
-        ProgressiveDecoder.from_bitstream(bs).decode()
-
-    def torch_full() -> None:
-        with torch.no_grad():
-            model(coords)
-
-    full.decode()
-    t_inc, t_scratch = _best_of(incremental, repeats), _best_of(from_scratch, repeats)
-    t_np, t_torch = _best_of(numpy_full, repeats), _best_of(torch_full, repeats)
-    return {
-        "image": f"{size}x{size}",
-        "model": f"spinr width {width}, {hidden} hidden layers",
-        "stages": len(units),
-        "progressive_all_stages_s": round(t_inc, 4),
-        "from_scratch_all_stages_s": round(t_scratch, 4),
-        "one_full_decode_s": round(t_np, 4),
-        "incremental_over_one_full_decode": round(t_inc / t_np, 3),
-        "speedup_incremental_vs_scratch": round(t_scratch / t_inc, 2),
-        "torch_forward_s": round(t_torch, 4),
-        "numpy_over_torch": round(t_np / t_torch, 3),
-    }
+BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format")
 
 
 VARIANTS = {
@@ -186,12 +123,28 @@ def _images(dataset: str | None, count: int, crop: int, downscale: int = 1) -> l
     return [center_crop(shrink(img, downscale), crop) for img in imgs]
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not of the form AxB, e.g. 768x512") from None
+    if not (1 <= a <= 65535 and 0 <= b <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return a, b
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "which", nargs="*", default=[], help=f"benchmarks to run: {', '.join(BENCHES)} (default: decode)"
     )
     p.add_argument("--out", default="bench-out", help="folder for the JSON (and plots)")
-    p.add_argument("--size", type=int, default=256, help="decode benchmark image side")
+    p.add_argument(
+        "--size", type=_size, default=(768, 512), help="decode/browser: output WxH (default 768x512)"
+    )
+    p.add_argument(
+        "--net", type=_size, default=(64, 16), help="decode/browser: SPINR WIDTHxHIDDEN (default 64x16)"
+    )
+    p.add_argument("--no-torch", action="store_true", help="decode: skip the torch forward pass")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dataset", help="folder of PNGs for spinr-variants (default: scikit-image photographs)")
     p.add_argument("--images", type=int, default=4)
@@ -220,7 +173,13 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
     if "decode" in which:
-        report["decode"] = bench_decode(args.size, 64, 16, args.repeats)
+        from benchmarks.decode_speed import run_isolated
+
+        report["decode"] = run_isolated(*args.size, *args.net, args.repeats, not args.no_torch)
+    if "browser" in which:
+        from benchmarks.browser_decode import bench_browser
+
+        report["browser"] = bench_browser(*args.size, *args.net, args.repeats)
     if "spinr-variants" in which:
         lrs = [float(x) for x in args.lrs.split(",")]
         report["spinr_variants"] = bench_variants(

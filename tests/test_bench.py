@@ -30,12 +30,23 @@ def test_spinr_recipes_bench_reports_every_recipe_against_siren(tmp_path: Path, 
     assert all(name in table for name in RECIPES)
 
 
-def test_decode_bench_writes_speed_ratios(tmp_path: Path, capsys) -> None:
-    assert main(["bench", "decode", "--size", "16", "--repeats", "1", "--out", str(tmp_path)]) == 0
+def test_decode_bench_measures_the_tiled_decoder_against_the_matmul_rate(tmp_path: Path, capsys) -> None:
+    argv = ["bench", "decode", "--size", "40x30", "--net", "8x2", "--repeats", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
     capsys.readouterr()
     report = json.loads((tmp_path / "bench.json").read_text())["decode"]
-    numbers = [v for v in report.values() if isinstance(v, int | float)]
-    assert numbers and all(v > 0 for v in numbers)
+    assert report["image"] == "40x30" and report["blas_threads"] == "1"
+    assert report["tiled_identical_to_whole_frame"] is True
+    # 1200 pixels x (8x2 + 2 x 8x8 + one 3x8 head) multiply-adds, 2 flops each
+    assert report["flop_per_decode"] == 2 * 1200 * (16 + 128 + 24)
+    for key in (
+        "tiled_gflops",
+        "matmul_gflops_1024",
+        "share_of_matmul_rate",
+        "progressive_over_one_full_decode",
+    ):
+        assert math.isfinite(report[key]) and report[key] > 0, key
+    assert report["torch_forward_s"] > 0
 
 
 def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, capsys) -> None:

@@ -160,9 +160,9 @@ def test_the_cache_stays_within_the_activation_budget() -> None:
 
 def test_work_per_pixel_counts_the_layers_a_decode_runs() -> None:
     arch = decoder_for("spinr", {**ARCHS[1][1], "width": 64, "hidden_layers": 16})
-    # Input 64x2, 16 hidden 64x64, the heads 3x64 of the stages used.
+    # Input 64x2, 16 hidden 64x64, the head 3x64 of the stage read out.
     assert arch.work_per_pixel([0], 0) == 64 * 2 + 3 * 64
-    assert arch.work_per_pixel(list(range(17)), 16) == 64 * 2 + 16 * 64 * 64 + 17 * 3 * 64
+    assert arch.work_per_pixel(list(range(17)), 16) == 64 * 2 + 16 * 64 * 64 + 3 * 64
     diner = decoder_for("diner", ARCHS[-1][1])
     assert diner.work_per_pixel([0, 1], 0) == 8 * 2 + 8 * 8 + 3 * 8  # the table is a lookup
     wire = decoder_for("wire", ARCHS[-2][1])
