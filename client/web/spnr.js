@@ -32,3 +32,4 @@ export { SUPPORTED_MODELS } from "./codec/arch/registry.js";
 export { axisCoords, toRGBA } from "./codec/coords.js";
 export { CACHE_PIXELS, applyLayer } from "./codec/forward.js";
 export { MAX_OUTPUT_PIXELS, MAX_PENDING, ProgressiveDecoder } from "./codec/decoder.js";
+export { BudgetError, DEFAULT_BUDGET, makeBudget } from "./codec/budget.js";

@@ -3,6 +3,7 @@
 
 import { archFor } from "./arch/registry.js";
 import { parseUnit } from "./bitstream.js";
+import { DEFAULT_BUDGET, checkDecode, checkParams, makeBudget } from "./budget.js";
 import { axisCoords, toRGBA } from "./coords.js";
 import { SpnrError, errorText } from "./errors.js";
 import { JsForward } from "./forward.js";
@@ -13,8 +14,8 @@ import { isInt, prod, sameBytes, show } from "./values.js";
 
 /** Unit packets held while the header has not arrived yet. */
 export const MAX_PENDING = 1024;
-/** Largest decode size accepted. */
-export const MAX_OUTPUT_PIXELS = 64_000_000;
+/** Largest decode size the default budget accepts (codec/budget.js). */
+export const MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.maxPixels;
 
 
 /**
@@ -60,8 +61,11 @@ export class ProgressiveDecoder {
    * @param {"prefix"|"skip"} [options.conceal="prefix"]  skip: leave out a missing hidden layer
    * @param {number} [options.streamId]   accept only this stream (default: the first packet's)
    * @param {Accelerator|null} [options.accelerator]  used by decode() unless backend "js" is asked for
+   * @param {Partial<import("./budget.js").DecodeBudget>} [options.budget]  limits over the defaults
+   *   (codec/budget.js): a header over maxParams is refused, a decode over maxWork or maxPixels
+   *   throws a BudgetError before anything is computed
    */
-  constructor({ conceal = "prefix", streamId = undefined, accelerator = null } = {}) {
+  constructor({ conceal = "prefix", streamId = undefined, accelerator = null, budget = undefined } = {}) {
     if (conceal !== "prefix" && conceal !== "skip") {
       throw new SpnrError(`concealment ${show(conceal)} is not one of prefix, skip`);
     }
@@ -69,6 +73,8 @@ export class ProgressiveDecoder {
       throw new SpnrError(`stream id ${show(streamId)} is not a u32`);
     }
     this.conceal = conceal;
+    /** @type {import("./budget.js").DecodeBudget} */
+    this.budget = makeBudget(budget);
     /** @type {number|null} */
     this.streamId = streamId === undefined ? null : streamId;
     /** @type {import("./header.js").StreamHeader|null} */
@@ -123,6 +129,8 @@ export class ProgressiveDecoder {
         const arch = archFor(header); // a v1 header's units are checked against the arch here
         if (header.units === null) header.units = arch.expectedUnits(); // v2: derived, never sent
         checkSizes(header.units);
+        const params = header.units.reduce((n, u) => n + u.tensors.reduce((m, t) => m + prod(t.shape), 0), 0);
+        checkParams(this.budget, params, `this ${header.model} stream`);
         this.arch = arch;
         this.header = header;
         const pending = this._pending;
@@ -254,7 +262,6 @@ export class ProgressiveDecoder {
     for (const [v, what] of [[w, "width"], [h, "height"]]) {
       if (!isInt(v) || v < 1 || v > MAX_IMAGE_SIDE) throw new SpnrError(`output ${what} ${show(v)} is out of range 1..${MAX_IMAGE_SIDE}`);
     }
-    if (w * h > MAX_OUTPUT_PIXELS) throw new SpnrError(`output size ${w}x${h} is over the limit of ${MAX_OUTPUT_PIXELS} pixels`);
     if (!["auto", "js", "accelerator"].includes(backend)) {
       throw new SpnrError(`backend ${show(backend)} is not one of auto, js, accelerator`);
     }
@@ -267,6 +274,8 @@ export class ProgressiveDecoder {
     }
     const trunk = plan.steps.map((k) => this.arch.trunkOp(k, this.params));
     const readout = this.arch.readoutOp(plan.depth, this.params);
+    const work = [...trunk, readout].reduce((n, op) => n + op.inF * op.outF, 0);
+    checkDecode(this.budget, w, h, work, `this ${this.header.model} stream at ${trunk.length} trunk step(s)`);
     const info = {
       width: w,
       height: h,
@@ -299,7 +308,7 @@ export class ProgressiveDecoder {
       throw new SpnrError("no accelerator is set on this decoder");
     }
     if (rgba === null) {
-      const [out, computed] = this._js.run(w, h, trunk, plan.steps, readout);
+      const [out, computed] = this._js.run(w, h, trunk, plan.steps, readout, this.budget.maxActivationBytes);
       rgba = out;
       info.computedSteps = computed;
     }

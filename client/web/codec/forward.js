@@ -2,11 +2,14 @@
 // matmul, the bias, omega * z and the sine), so the output equals codec.decoder's to within one code
 // value. The deepest prefix's trunk activations are kept per output size, so a new stage costs one layer.
 
+import { checkActivations } from "./budget.js";
 import { axisCoords, coordChunk, toRGBA } from "./coords.js";
 
-/** Activations are cached only for outputs up to this many pixels; larger decodes run in chunks. */
+/** Activations are cached only for outputs up to this many pixels (and while two frames of them fit
+ * the activation budget); larger decodes run in chunks. */
 export const CACHE_PIXELS = 4_000_000;
 const CHUNK = 262_144;
+const MIN_CHUNK = 256;
 /** Output sizes whose activations are kept (the least recently used goes first). */
 const CACHED_SIZES = 2;
 
@@ -54,19 +57,25 @@ export class JsForward {
    * @param {import("./arch/base.js").LayerOp[]} trunk
    * @param {number[]} steps   trunk step ids, the cache key
    * @param {import("./arch/base.js").LayerOp} readout
+   * @param {number} [maxBytes]  activation budget: two frames of the widest layer (a layer's input and
+   *   output) when cached, else two chunks
    * @returns {[Uint8ClampedArray, number]}
    */
-  run(w, h, trunk, steps, readout) {
+  run(w, h, trunk, steps, readout, maxBytes = Infinity) {
     const n = w * h;
     const xs = axisCoords(w);
     const ys = axisCoords(h);
-    if (n <= CACHE_PIXELS) {
+    const perPixel = 8 * Math.max(2, ...trunk.map((op) => op.outF), readout.inF); // two float32 arrays
+    if (n <= CACHE_PIXELS && n * perPixel <= maxBytes) {
       const [act, computed] = this._trunkCached(w, h, xs, ys, trunk, steps);
       return [toRGBA(applyLayer(readout, act, n), n), computed];
     }
+    this._cache.delete(`${w}x${h}`);
+    const chunk = Math.min(CHUNK, Math.max(MIN_CHUNK, Math.floor(maxBytes / perPixel)));
+    checkActivations({ maxActivationBytes: maxBytes }, chunk * perPixel, `a chunk of ${chunk} pixels`);
     const out = new Uint8ClampedArray(n * 4);
-    for (let s = 0; s < n; s += CHUNK) {
-      const m = Math.min(CHUNK, n - s);
+    for (let s = 0; s < n; s += chunk) {
+      const m = Math.min(chunk, n - s);
       let a = coordChunk(xs, ys, w, s, m);
       for (const op of trunk) a = applyLayer(op, a, m);
       toRGBA(applyLayer(readout, a, m), m, 3, out, s);

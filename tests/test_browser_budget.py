@@ -1,0 +1,95 @@
+"""The browser decoder's decode budget in a real headless Chromium (client/web/codec/budget.js): the
+same defaults and the same refusals, with the same numbers, as the Python decoder, before anything is
+computed; a raised budget decodes; the JS path drops its cache rather than exceed activation memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _bitstreams import make_stream
+from _browser import b64
+
+from codec.budget import DEFAULT_BUDGET, BudgetError, DecodeBudget
+from codec.decoder import ProgressiveDecoder
+
+pytestmark = pytest.mark.browser
+
+RUN = """([packets, budget, w, h]) => {
+  const L = window.spnrLib;
+  const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  const out = { defaults: { ...L.DEFAULT_BUDGET } };
+  let dec;
+  try {
+    dec = new L.ProgressiveDecoder({ budget });
+  } catch (e) {
+    return { ...out, ctor: `${e.name}: ${e.message}` };
+  }
+  out.statuses = packets.map((p) => dec.addPacket(bytes(p)));
+  try {
+    const rgba = dec.decode(w, h, { backend: "js" });
+    out.decoded = rgba.length;
+  } catch (e) {
+    out.error = { name: e.name, message: e.message, limit: e.limit, isSpnr: e instanceof L.SpnrError };
+  }
+  return out;
+}"""
+
+
+def _js(page: Any, budget: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    packets = [b64(p.to_bytes()) for p in make_stream(width=8, hidden=2).packets()]
+    return page.evaluate(RUN, [packets, budget, *size])
+
+
+def test_defaults_match_python(page: Any) -> None:
+    res = _js(page, {}, (12, 9))
+    d = DEFAULT_BUDGET
+    assert res["defaults"] == {
+        "maxParams": d.max_params,
+        "maxWork": d.max_work,
+        "maxActivationBytes": d.max_activation_bytes,
+        "maxPixels": d.max_pixels,
+    }
+    assert res["decoded"] == 12 * 9 * 4
+
+
+def test_work_and_size_over_budget_are_refused_with_pythons_numbers(page: Any) -> None:
+    res = _js(page, {"maxWork": 16800}, (10, 11))
+    err = res["error"]
+    assert err["name"] == "BudgetError" and err["isSpnr"] and err["limit"] == "max_work"
+    with pytest.raises(BudgetError) as py:
+        ProgressiveDecoder.from_bitstream(
+            make_stream(width=8, hidden=2), budget=DecodeBudget(max_work=16800)
+        ).decode((10, 11))
+    tail = "at 10x11 needs 110 pixels x 168 multiply-adds = 1.85e+04, over the decode budget of 1.68e+04 (max_work)"
+    assert err["message"].endswith(tail) and str(py.value).endswith(tail)
+    assert _js(page, {"maxWork": 16800}, (10, 10))["decoded"] == 400  # exactly at the limit
+    big = _js(page, {}, (9000, 8000))["error"]
+    assert (
+        big["limit"] == "max_pixels"
+        and "9000x8000 is 72,000,000 pixels, over the decode budget of 64,000,000" in big["message"]
+    )
+
+
+def test_a_header_over_max_params_is_refused_as_a_packet(page: Any) -> None:
+    res = _js(page, {"maxParams": 194}, (12, 9))
+    assert res["statuses"][0]["accepted"] is False
+    assert res["statuses"][0]["error"].endswith(
+        "holds 195 weights, over the decode budget of 194 (max_params)"
+    )
+    assert "header packet has not arrived" in res["error"]["message"]
+
+
+def test_bad_budget_values_are_refused(page: Any) -> None:
+    assert "maxWork is 0; expected a positive integer" in _js(page, {"maxWork": 0}, (1, 1))["ctor"]
+    assert 'no field "maxFoo"' in _js(page, {"maxFoo": 1}, (1, 1))["ctor"]
+
+
+def test_js_path_decodes_in_chunks_when_the_frame_does_not_fit_the_activation_budget(page: Any) -> None:
+    want = ProgressiveDecoder.from_bitstream(make_stream(width=8, hidden=2)).decode((40, 30)).rgb
+    for budget in ({}, {"maxActivationBytes": 8 * 8 * 300}):  # a frame needs 1200 x 64 bytes: chunks of 300
+        res = _js(page, budget, (40, 30))
+        assert res["decoded"] == 40 * 30 * 4, res
+    tiny = _js(page, {"maxActivationBytes": 1000}, (40, 30))["error"]
+    assert tiny["limit"] == "max_activation_bytes" and "a chunk of 256 pixels needs" in tiny["message"]
+    assert want.shape == (30, 40, 3)
