@@ -172,14 +172,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
+    (w, h), (net_w, net_h) = args.size, args.net
     if "decode" in which:
         from benchmarks.decode_speed import run_isolated
 
-        report["decode"] = run_isolated(*args.size, *args.net, args.repeats, not args.no_torch)
+        report["decode"] = run_isolated(w, h, net_w, net_h, args.repeats, not args.no_torch)
     if "browser" in which:
         from benchmarks.browser_decode import bench_browser
 
-        report["browser"] = bench_browser(*args.size, *args.net, args.repeats)
+        report["browser"] = bench_browser(w, h, net_w, net_h, args.repeats)
     if "spinr-variants" in which:
         lrs = [float(x) for x in args.lrs.split(",")]
         report["spinr_variants"] = bench_variants(

@@ -30,9 +30,10 @@ SINGLE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_T
 
 
 def run_isolated(
-    width: int, height: int, net_width: int, hidden: int, repeats: int, torch: bool
+    width: int, height: int, net_width: int, hidden: int, repeats: int, torch: bool, quick: bool = False
 ) -> dict[str, Any]:
-    """:func:`measure` in a child process with one BLAS thread; its JSON report."""
+    """:func:`measure` in a child process with one BLAS thread; its JSON report. ``quick``: only the
+    tiled decode and the matmul rate."""
     argv = [
         sys.executable,
         "-m",
@@ -42,7 +43,7 @@ def run_isolated(
         str(net_width),
         str(hidden),
     ]
-    argv += [str(repeats), "1" if torch else "0"]
+    argv += [str(repeats), "1" if torch else "0", "1" if quick else "0"]
     env = {**os.environ, **SINGLE_THREAD}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -50,7 +51,7 @@ def run_isolated(
     return json.loads(done.stdout)
 
 
-def _stream(width: int, height: int, net_width: int, hidden: int) -> Any:
+def stream(width: int, height: int, net_width: int, hidden: int) -> Any:
     import numpy as np
 
     from codec.bitstream import Bitstream, StreamHeader, Unit
@@ -59,7 +60,7 @@ def _stream(width: int, height: int, net_width: int, hidden: int) -> Any:
     rng = np.random.default_rng(0)
     arch = {"width": net_width, "hidden_layers": hidden, "first_omega_0": 30.0, "hidden_omega_0": 30.0}
     header = StreamHeader("spinr", {**arch, "head": "per_stage", "residual": True}, width, height)
-    units = {}
+    units: dict[int, Any] = {}
     for i, spec in enumerate(header.units):
         tensors = []
         for name, shape in spec.tensors:
@@ -82,7 +83,7 @@ def _best(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
 
 
 def measure(
-    width: int, height: int, net_width: int, hidden: int, repeats: int, torch: bool
+    width: int, height: int, net_width: int, hidden: int, repeats: int, torch: bool, quick: bool = False
 ) -> dict[str, Any]:
     import numpy as np
 
@@ -90,7 +91,7 @@ def measure(
     from codec.decoder import ProgressiveDecoder
     from codec.tiles import TILE_PIXELS
 
-    bs = _stream(width, height, net_width, hidden)
+    bs = stream(width, height, net_width, hidden)
     units = [bs.units[i] for i in sorted(bs.units)]
     n = width * height
     full_dec = ProgressiveDecoder.from_bitstream(bs, cache=False)
@@ -137,6 +138,13 @@ def measure(
         "sgemm_1024": sgemm,
         "sgemm_tile": sgemm_tile,
     }
+    if quick:
+        t = _best({"tiled": tiled, "sgemm_1024": sgemm}, repeats)
+        return {
+            "tiled_decode_s": round(t["tiled"], 4),
+            "tiled_gflops": round(flops / t["tiled"] / 1e9, 2),
+            "matmul_gflops_1024": round(2 * 1024**3 / t["sgemm_1024"] / 1e9, 2),
+        }
     if torch:
         import torch as th
 
@@ -185,5 +193,5 @@ def measure(
 
 
 if __name__ == "__main__":
-    w, h, nw, hid, rep, use_torch = (int(a) for a in sys.argv[1:7])
-    print(json.dumps(measure(w, h, nw, hid, rep, bool(use_torch))))
+    w, h, nw, hid, rep, use_torch, quick = (int(a) for a in sys.argv[1:8])
+    print(json.dumps(measure(w, h, nw, hid, rep, bool(use_torch), bool(quick))))

@@ -4,10 +4,7 @@ Playwright's headless Chromium with SwiftShader (WebGL2 without a GPU), and pixe
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.browser_decode import CHROMIUM, CHROMIUM_ARGS, serve_web
+
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "client" / "web"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 STATS: dict[str, dict[str, Any]] = {}
 
 
@@ -50,28 +47,8 @@ def compare(got: np.ndarray, want: np.ndarray, label: str) -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(base URL, data dir): client/web at /, the test's files at /data/."""
     data_dir = tmp_path_factory.mktemp("spnr-data")
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def translate_path(self, path: str) -> str:
-            clean = path.split("?", 1)[0].split("#", 1)[0]
-            if clean.startswith("/data/"):
-                return str(data_dir / Path(clean[len("/data/") :]).name)
-            return super().translate_path(path)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    handler = functools.partial(Handler, directory=str(WEB))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", data_dir
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_web(data_dir) as base:
+        yield base, data_dir
 
 
 @pytest.fixture(scope="module")

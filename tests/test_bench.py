@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from client.cli import main
 
 
@@ -75,3 +77,19 @@ def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, 
         assert (
             0 < r["checksum"]["bytes_per_packet"] <= 3 and r["checksum"]["flips_caught_with_checksum"] == 1.0
         )
+
+
+@pytest.mark.browser
+def test_browser_bench_times_the_js_and_webgl2_paths_beside_numpy(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("playwright.sync_api")
+    argv = ["bench", "browser", "--size", "24x16", "--net", "8x2", "--repeats", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "bench.json").read_text())["browser"]
+    assert report["image"] == "24x16" and report["flop_per_decode"] == 2 * 384 * (16 + 128 + 24)
+    paths = ["js", "webgl2"] if report["webgl2_context"]["available"] else ["js"]
+    for name in paths:
+        r = report[name]
+        assert r["backend_used"] == name and r["full_decode_s"] > 0 and r["gflops"] > 0
+        assert r["progressive_all_depths_s"] > 0 and r["over_numpy_tiled"] > 0
+    assert report["numpy_tiled_gflops"] > 0 and report["matmul_gflops_1024"] > 0
