@@ -211,24 +211,29 @@ def budget_hint() -> Iterator[None]:
         raise BudgetError(f"{exc}; {flag(exc.limit)} raises it", exc.limit) from None
 
 
-def _load_stream(path: Path, lenient: bool) -> tuple[Any, list[str]]:
+def _load_stream(path: Path, lenient: bool, budget: Any = None) -> tuple[Any, list[str]]:
+    """The file's bitstream; its header is held to ``budget``'s max_params (default: the default
+    budget's) before any unit is read."""
     from codec.bitstream import load_bitstream
+    from codec.budget import DEFAULT_BUDGET
     from codec.errors import BitstreamError
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise BitstreamError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    return load_bitstream(data, strict=not lenient)
+    with budget_hint():
+        return load_bitstream(data, not lenient, budget or DEFAULT_BUDGET)
 
 
 def _decode(args: argparse.Namespace) -> int:
     from codec.decoder import ProgressiveDecoder
     from codec.image import save_png
 
-    bs, damaged = _load_stream(args.input, args.lenient)
+    budget = budget_from_args(args)
+    bs, damaged = _load_stream(args.input, args.lenient, budget)
     with budget_hint():
-        dec = ProgressiveDecoder.from_bitstream(bs, args.conceal, budget_from_args(args), cache=False)
+        dec = ProgressiveDecoder.from_bitstream(bs, args.conceal, budget, cache=False)
     depth = None
     if args.layers is not None:
         if not 1 <= args.layers <= dec.depths:
@@ -280,7 +285,7 @@ decode = SimpleNamespace(add_arguments=_add_decode, run=_decode)
 def _info(args: argparse.Namespace) -> int:
     from codec.describe import describe_stream
 
-    bs, damaged = _load_stream(args.input, args.lenient)
+    bs, damaged = _load_stream(args.input, args.lenient, budget_from_args(args))
     info = describe_stream(bs)
     info["damaged"] = damaged
     if args.json:
@@ -309,6 +314,7 @@ def _add_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, help=".spnr file")
     p.add_argument("--lenient", action="store_true", help="list damaged layer packets instead of failing")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    add_budget_options(p)
 
 
 info = SimpleNamespace(add_arguments=_add_info, run=_info)
@@ -318,7 +324,7 @@ def _eval(args: argparse.Namespace) -> int:
     from codec.encode import evaluate as evaluate_stream
     from codec.image import load_image
 
-    bs, damaged = _load_stream(args.input, args.lenient)
+    bs, damaged = _load_stream(args.input, args.lenient, budget_from_args(args))
     with budget_hint():
         result = evaluate_stream(bs, load_image(args.reference), budget_from_args(args))
     result["damaged"] = damaged

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.errors import BitstreamError
 from codec.files import FileReadResult, frame_packets, read_stream
 from codec.header import StreamHeader, parse_header_payload, parse_v1_header_payload
@@ -130,7 +131,7 @@ class Bitstream:
         return [i for i in range(self.header.num_units) if i not in self.units]
 
     @classmethod
-    def from_packets(cls, packets: Iterable[Packet]) -> Bitstream:
+    def from_packets(cls, packets: Iterable[Packet], budget: DecodeBudget = DEFAULT_BUDGET) -> Bitstream:
         """Packets in any order; exactly one header; every packet of the header's stream."""
         packets = list(packets)
         headers = [p for p in packets if p.ptype == PacketType.HEADER]
@@ -138,13 +139,16 @@ class Bitstream:
             raise BitstreamError("no header packet among the packets")
         if any(h != headers[0] for h in headers):
             raise BitstreamError("packets hold more than one distinct header packet")
-        bs, _ = _assemble(headers[0], [p for p in packets if p.ptype != PacketType.HEADER], strict=True)
+        bs, _ = _assemble(headers[0], [p for p in packets if p.ptype != PacketType.HEADER], True, budget)
         return bs
 
 
-def _assemble(header_packet: Packet, packets: list[Packet], strict: bool) -> tuple[Bitstream, list[str]]:
+def _assemble(
+    header_packet: Packet, packets: list[Packet], strict: bool, budget: DecodeBudget
+) -> tuple[Bitstream, list[str]]:
     """Parse the unit packets against the header; lenient mode records bad ones as damaged."""
     header = parse_header(header_packet)
+    budget.check_params(sum(sum(u.sizes) for u in header.units), f"this {header.model} stream")
     sid = header_packet.stream_id
     units: dict[int, AnyUnit] = {}
     damaged: list[str] = []
@@ -167,15 +171,20 @@ def _assemble(header_packet: Packet, packets: list[Packet], strict: bool) -> tup
     return Bitstream(header, units, sid), damaged
 
 
-def load_bitstream(data: bytes, strict: bool = True) -> tuple[Bitstream, list[str]]:
+def load_bitstream(
+    data: bytes, strict: bool = True, budget: DecodeBudget = DEFAULT_BUDGET
+) -> tuple[Bitstream, list[str]]:
     """Parse a ``.spnr`` file of either version. Returns the bitstream and what was damaged (always
-    [] when strict); ``Bitstream.missing()`` lists the units that did not arrive whole."""
+    [] when strict); ``Bitstream.missing()`` lists the units that did not arrive whole. A header
+    whose units hold more weights than ``budget.max_params`` is refused before any unit is read."""
     result = read_stream(data, strict)
-    bs, bad = _assemble(result.header_packet, result.packets, strict)
+    bs, bad = _assemble(result.header_packet, result.packets, strict, budget)
     return bs, result.damaged + bad
 
 
-def read_file(path: str | os.PathLike[str], strict: bool = True) -> tuple[Bitstream, list[str]]:
+def read_file(
+    path: str | os.PathLike[str], strict: bool = True, budget: DecodeBudget = DEFAULT_BUDGET
+) -> tuple[Bitstream, list[str]]:
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
@@ -183,7 +192,7 @@ def read_file(path: str | os.PathLike[str], strict: bool = True) -> tuple[Bitstr
         raise BitstreamError(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:
         raise BitstreamError(f"file {os.fspath(path)!r} is larger than {MAX_FILE_BYTES} bytes")
-    return load_bitstream(data, strict)
+    return load_bitstream(data, strict, budget)
 
 
 def write_file(path: str | os.PathLike[str], bitstream: Bitstream) -> None:

@@ -43,8 +43,10 @@ class BudgetError(BitstreamError):
 class DecodeBudget:
     """Limits on one decoder (all positive integers)."""
 
-    max_params: int = field(default=1 << 25, metadata={"help": "weights a stream may hold"})
-    """Weights a stream may hold (33.5 M: 128 MiB as float32)."""
+    max_params: int = field(default=1 << 22, metadata={"help": "weights a stream may hold"})
+    """Weights a stream may hold (4.2 M: 16 MiB as float32; the paper profile's largest SPINR has
+    0.27 M). Checked on the header, before any unit is read (entropy decoding 16 M codes alone takes
+    a second)."""
     max_work: int = field(
         default=64_000_000_000,
         metadata={"help": "output pixels x multiply-adds per pixel of one decode"},

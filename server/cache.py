@@ -6,7 +6,11 @@ import threading
 from collections import OrderedDict
 
 from codec.bitstream import Bitstream, load_bitstream
+from codec.budget import DEFAULT_BUDGET
+from codec.units import MAX_TOTAL_ELEMENTS
 from server.store import Store, StoreError
+
+STORED = DEFAULT_BUDGET.with_limits({"max_params": MAX_TOTAL_ELEMENTS})
 
 
 class BitstreamCache:
@@ -27,7 +31,9 @@ class BitstreamCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        bs, _ = load_bitstream(store.read_file(job_id, "bitstream"), strict=True)
+        # The server's own files: any size its option caps allow (a preview holds them to the decode
+        # budget; the format's limits still apply).
+        bs, _ = load_bitstream(store.read_file(job_id, "bitstream"), True, STORED)
         with self._lock:
             self._items[key] = bs
             while len(self._items) > self.size:

@@ -98,3 +98,22 @@ def test_cli_eval_takes_the_budget_too(tmp_path: Path, capsys) -> None:
     assert main(["eval", str(path), str(ref), "--max-work", "100"]) == 1
     assert "(max_work); --max-work raises it" in capsys.readouterr().err
     assert main(["eval", str(path), str(ref), "--json"]) == 0
+
+
+def test_loading_a_file_checks_max_params_before_reading_any_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import codec.bitstream as bitstream
+
+    data = make_stream(width=8, hidden=2).to_bytes()
+    monkeypatch.setattr(bitstream, "parse_unit", never)
+    with pytest.raises(BudgetError, match=r"siren stream holds 195 weights, over the decode budget of 194"):
+        bitstream.load_bitstream(data, True, DecodeBudget(max_params=194))
+    with pytest.raises(BudgetError, match="195 weights"):
+        bitstream.load_bitstream(data, False, DecodeBudget(max_params=194))
+
+
+def test_cli_info_takes_max_params(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "s.spnr"
+    write_file(path, make_stream(width=8, hidden=2))
+    assert main(["info", str(path), "--max-params", "194"]) == 1
+    assert "over the decode budget of 194 (max_params); --max-params raises it" in capsys.readouterr().err
+    assert main(["info", str(path), "--json"]) == 0
