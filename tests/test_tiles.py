@@ -167,3 +167,20 @@ def test_work_per_pixel_counts_the_layers_a_decode_runs() -> None:
     assert diner.work_per_pixel([0, 1], 0) == 8 * 2 + 8 * 8 + 3 * 8  # the table is a lookup
     wire = decoder_for("wire", ARCHS[-2][1])
     assert wire.work_per_pixel([0, 1], 0) == 2 * (6 * 2 + 2 * 6 * 6 + 2 * 3 * 6)  # complex: 2 per element
+
+
+def test_memory_is_one_tile_and_the_picture_without_the_cache() -> None:
+    import tracemalloc
+
+    arch = {"width": 64, "hidden_layers": 2, "first_omega_0": 30.0, "hidden_omega_0": 30.0}
+    dec = ProgressiveDecoder.from_bitstream(stream("siren", arch), cache=False)
+    size = (600, 500)  # a whole-frame pass holds 300,000 x 64 float32 = 77 MB per layer
+    dec.decode((40, 30))  # the tile buffers exist from now on
+    tracemalloc.start()
+    try:
+        rgb = dec.decode(size).rgb
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert dec._forward is not None
+    assert peak < rgb.nbytes + dec._forward.tile_bytes + 1_000_000, peak
