@@ -17,10 +17,12 @@ by the trunk steps *and* the version of every unit they read, so a unit whose we
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +39,29 @@ BUFFERS_PER_TILE = 4
 """Tile-sized activation buffers a decode holds at once (two for the trunk, the readout, a margin
 for the families without an in-place path), for the activation budget."""
 CACHED_SIZES = 2
+
+
+@cache
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # an install without it decodes with BLAS's own thread count
+        return None
+    return ThreadpoolController()  # after numpy (imported above) has loaded its BLAS
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread while a frame is decoded: a tile's matmuls are too small to share out
+    (OpenBLAS's two threads made a 1024 x 1024 DINER decode 6.4x slower on a busy 2-core machine),
+    and a server or an experiment already runs one decode per core (``threadpoolctl``: the one
+    library that sets the thread count of whichever BLAS numpy loaded)."""
+    controller = _blas_controller()
+    if controller is None:
+        yield
+        return
+    with controller.limit(limits=1, user_api="blas"):
+        yield
 
 
 class Workspace:
@@ -148,6 +173,19 @@ class TiledForward:
         """Trunk steps the last :meth:`run` computed (the others came from the cache)."""
 
     def run(
+        self,
+        size: tuple[int, int],
+        steps: Sequence[int],
+        key: tuple[Hashable, ...],
+        depth: int,
+        params: Params,
+    ) -> np.ndarray:
+        """(height, width, 3) uint8 of trunk ``steps`` then readout ``depth``; ``key`` names the
+        trunk's activations (one entry per step, equal prefixes meaning equal activations)."""
+        with one_blas_thread():
+            return self._run(size, steps, key, depth, params)
+
+    def _run(
         self,
         size: tuple[int, int],
         steps: Sequence[int],

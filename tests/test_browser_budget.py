@@ -67,7 +67,7 @@ def test_work_and_size_over_budget_are_refused_with_pythons_numbers(page: Any) -
     big = _js(page, {}, (9000, 8000))["error"]
     assert (
         big["limit"] == "max_pixels"
-        and "9000x8000 is 72,000,000 pixels, over the decode budget of 64,000,000" in big["message"]
+        and "9000x8000 is 72,000,000 pixels, over the decode budget of 16,000,000" in big["message"]
     )
 
 

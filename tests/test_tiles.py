@@ -184,3 +184,19 @@ def test_memory_is_one_tile_and_the_picture_without_the_cache() -> None:
         tracemalloc.stop()
     assert dec._forward is not None
     assert peak < rgb.nbytes + dec._forward.tile_bytes + 1_000_000, peak
+
+
+def test_blas_runs_on_one_thread_while_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    dec = ProgressiveDecoder.from_bitstream(stream(*ARCHS[0]))
+    seen = []
+    real = dec.arch.trunk_tile  # type: ignore[union-attr]
+
+    def spy(k: int, h: np.ndarray, p: object, ws: object) -> np.ndarray:
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return real(k, h, p, ws)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dec.arch, "trunk_tile", spy)
+    dec.decode()
+    assert seen and all(s <= {1} for s in seen)

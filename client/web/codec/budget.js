@@ -18,10 +18,10 @@ const MIB = 1 << 20;
 
 /** @type {Readonly<DecodeBudget>} */
 export const DEFAULT_BUDGET = Object.freeze({
-  maxParams: 2 ** 25,
+  maxParams: 2 ** 22,
   maxWork: 64_000_000_000,
   maxActivationBytes: 256 * MIB,
-  maxPixels: 64_000_000,
+  maxPixels: 16_000_000,
 });
 
 /** Python's field names, for messages that match codec/budget.py's. */
