@@ -93,3 +93,42 @@ def test_js_path_decodes_in_chunks_when_the_frame_does_not_fit_the_activation_bu
     tiny = _js(page, {"maxActivationBytes": 1000}, (40, 30))["error"]
     assert tiny["limit"] == "max_activation_bytes" and "a chunk of 256 pixels needs" in tiny["message"]
     assert want.shape == (30, 40, 3)
+
+
+def test_fuzz_reproducers_give_only_documented_errors_in_js(page: Any) -> None:
+    """Every stream of the fuzz corpus (issue 11 items 4 and 5: headers that do not fit their arch,
+    resource bombs) is read, fed packet by packet and decoded: the browser says ok or throws a
+    SpnrError naming the problem, never anything else, in well under a second each."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "fuzz_corpus" / "v1"
+    files = {p.name: b64(p.read_bytes()) for p in sorted(folder.glob("*.spnr"))}
+    assert len(files) >= 20
+    res = page.evaluate(
+        """(files) => {
+          const L = window.spnrLib;
+          const out = {};
+          for (const [name, text] of Object.entries(files)) {
+            const t0 = performance.now();
+            const r = { statuses: [] };
+            try {
+              const dec = new L.ProgressiveDecoder();
+              for (const p of L.splitFile(Uint8Array.from(atob(text), (c) => c.charCodeAt(0)))) {
+                r.statuses.push(dec.addPacket(p).accepted);
+              }
+              dec.decode(undefined, undefined, { backend: "js" });
+              r.outcome = "ok";
+            } catch (e) {
+              r.outcome = e instanceof L.SpnrError ? "error" : `${e.name}: ${e.message}`;
+              r.message = e.message;
+            }
+            r.ms = performance.now() - t0;
+            out[name] = r;
+          }
+          return out;
+        }""",
+        files,
+    )
+    for name, r in res.items():
+        assert r["outcome"] in ("ok", "error"), (name, r)
+        assert r["ms"] < 5000, (name, r["ms"])
