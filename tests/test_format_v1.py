@@ -172,6 +172,8 @@ def _set(d: dict, path: str, value: object) -> None:
         ("units.0.tensors.0", ["bias", [8, 2]], "header unit 'input' repeats a tensor name"),
         ("stage_psnr", ["x"], "header stage_psnr must hold numbers"),
         ("meta", [], "header meta must be a map, got list"),
+        ("meta", {b"seed": "x"}, "header meta has a key that is not a string"),  # spinr info --json crashed
+        ("meta", {"a": float("nan")}, r"header meta.a is nan: numbers in a header must be finite"),
         ("version", 1, r"unexpected keys \['version'\]"),
     ],
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codec.errors import BitstreamError
+from codec.mpack import check_plain
 from codec.units import MAX_NAME_LEN, MAX_TENSORS_PER_UNIT, MAX_TOTAL_ELEMENTS, MAX_UNITS, UnitSpec
 from codec.v1.payload import decode_payload
 from codec.v1.quant import MAX_BITS, MIN_BITS, parse_shape
@@ -111,6 +112,7 @@ class V1Header:
         meta = d.get("meta", {})
         if not isinstance(meta, dict):
             raise BitstreamError(f"header meta must be a map, got {type(meta).__name__}")
+        check_plain(meta, "header meta")  # shown as JSON by spinr info: string keys, finite numbers
         return cls(
             model=model,
             arch=_parse_arch(d["arch"]),
