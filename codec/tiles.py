@@ -90,6 +90,20 @@ class Workspace:
         self._buffers.clear()
 
 
+def add_bias(z: np.ndarray, b: np.ndarray) -> None:
+    """``z += b`` for a narrow C-contiguous (rows, cols) ``z`` (a readout's 3 columns), the same
+    additions in longer loops: numpy broadcasts a row vector one row at a time, 8192 calls of a
+    3-element loop per tile, so ``z`` is seen as (rows / r, r * cols) and ``b`` repeated r times."""
+    rows, cols = z.shape
+    r = 1
+    while r < 64 and rows % (2 * r) == 0:
+        r *= 2
+    if r == 1 or not z.flags.c_contiguous:
+        z += b
+    else:
+        z.reshape(rows // r, r * cols)[...] += np.tile(b, r)
+
+
 def coords_tile(xs: np.ndarray, ys: np.ndarray, start: int, out: np.ndarray) -> np.ndarray:
     """Rows ``start:start + len(out)`` of :func:`codec.coords.grid` (the same values) without the whole
     grid; rows past the last pixel repeat it (a padded tile)."""

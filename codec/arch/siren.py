@@ -9,7 +9,7 @@ import numpy as np
 
 from codec.arch.base import ArchDecoder, Params, arch_field, linear, register_decoder
 from codec.arch.records import real, uint
-from codec.tiles import Workspace
+from codec.tiles import Workspace, add_bias
 from codec.units import UnitSpec
 from codec.units import linear as linear_spec
 
@@ -47,7 +47,7 @@ class SineMlpDecoder(ArchDecoder):
     def linear_tile(self, h: np.ndarray, w: np.ndarray, b: np.ndarray, ws: Workspace) -> np.ndarray:
         y = ws.get("readout", h.shape[0], w.shape[0])
         np.matmul(h, w.T, out=y)
-        y += b
+        add_bias(y, b)
         return y
 
 
