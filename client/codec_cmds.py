@@ -179,20 +179,15 @@ def _decode(args: argparse.Namespace) -> int:
 
     bs, damaged = _load_stream(args.input, args.lenient)
     dec = ProgressiveDecoder.from_bitstream(bs, conceal=args.conceal)
-    depth = None
-    if args.layers is not None:
-        if not 1 <= args.layers <= dec.depths:
-            raise ConfigError(
-                f"--layers {args.layers} is out of range: this stream has 1..{dec.depths} stages"
-            )
-        depth = args.layers - 1
-    out = dec.decode(size=output_size(args, bs.header), depth=depth)
+    if args.layers is not None and not 1 <= args.layers <= dec.depths:
+        raise ConfigError(f"--layers {args.layers} is out of range: this stream has 1..{dec.depths} stages")
+    out = dec.decode(size=output_size(args, bs.header), depth=args.layers)
     save_png(args.output, out.rgb)
     info = {
         "output": str(args.output),
         "width": out.rgb.shape[1],
         "height": out.rgb.shape[0],
-        "stages_used": out.depth + 1,
+        "stages_used": out.depth,
         "units_used": out.units,
         "missing": bs.missing(),
         "damaged": damaged,
@@ -321,7 +316,7 @@ def _demo(args: argparse.Namespace) -> int:
     # One PSNR per decodable depth (a single one for a non-progressive model), measured by the encoder.
     for depth, stage_psnr in enumerate(result.stage_psnr):
         name = f"stage-{depth + 1:02d}.png"
-        save_png(out / name, dec.decode(depth=depth).rgb)
+        save_png(out / name, dec.decode(depth=depth + 1).rgb)
         rows.append({"stage": depth + 1, "psnr": round(stage_psnr, 3), "file": name})
     save_png(out / "zoom-2x.png", dec.decode(size=(image.shape[1] * 2, image.shape[0] * 2)).rgb)
     save_png(

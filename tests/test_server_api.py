@@ -109,9 +109,9 @@ def test_bitstream_download_header_and_previews(server, done, photo_crop):
     dec = ProgressiveDecoder.from_bitstream(bs)
     for query, size, depth in [
         ("", (64, 48), None),
-        ("?layers=1", (64, 48), 0),
+        ("?layers=1", (64, 48), 1),
         ("?size=32x20", (32, 20), None),
-        ("?scale=2&layers=2", (128, 96), 1),
+        ("?scale=2&layers=2", (128, 96), 2),
     ]:
         p = server.http.get(f"/api/images/{job_id}/preview.png{query}")
         assert p.status_code == 200 and p.headers["content-type"] == "image/png", p.text

@@ -86,7 +86,7 @@ def test_stream_writes_a_png_per_layer_and_the_exact_final_picture(server, image
     full = ProgressiveDecoder.from_bitstream(bs).decode().rgb
     np.testing.assert_array_equal(read_png(out / "final.png"), full)
     np.testing.assert_array_equal(
-        read_png(out / "layer-01.png"), ProgressiveDecoder.from_bitstream(bs).decode(depth=0).rgb
+        read_png(out / "layer-01.png"), ProgressiveDecoder.from_bitstream(bs).decode(depth=1).rgb
     )
     psnr = [e["psnr"] for e in result["timeline"] if e["new_picture"]]
     assert len(psnr) == n and psnr[-1] > psnr[0]
