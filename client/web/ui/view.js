@@ -63,8 +63,8 @@ export function render() {
   ui.canvas.dataset.depth = String(info.depth);
   ui.canvas.dataset.zoom = String(zoom);
   ui.placeholder.hidden = true;
-  ui.statDepth.textContent = `${info.depth + 1} / ${dec.depths}`;
-  const psnr = dec.header.stagePsnr[info.depth];
+  ui.statDepth.textContent = `${info.depth} / ${dec.depths}`;
+  const psnr = dec.header.stagePsnr[info.depth - 1];
   ui.statPsnr.textContent = formatPsnr(psnr);
   ui.statDecode.textContent = `${info.ms.toFixed(1)} ms · ${w}×${h}`;
   showBackend(info);
