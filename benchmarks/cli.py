@@ -211,8 +211,11 @@ def run(args: argparse.Namespace) -> int:
         from codec.errors import ConfigError
 
         raise ConfigError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHES)}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from codec.device import resolve_device
+    from codec.outputs import output_folder
+
+    resolve_device(args.device)
+    out = output_folder(args.out, "--out")
     report: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
     if "decode" in which:
         report["decode"] = bench_decode(args.size, 64, 16, args.repeats)

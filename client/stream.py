@@ -17,6 +17,7 @@ from typing import Any
 from client.codec_cmds import emit_json
 from client.remote import DEFAULT_SERVER, ServerError, ws_base
 from codec.errors import ConfigError, SpinrError
+from codec.outputs import output_folder
 
 FATAL_CLOSE = {1008: "the server refused the request", 4404: "unknown image", 4409: "image not finished"}
 
@@ -117,7 +118,6 @@ async def receive(
 
     from codec.image import save_png
 
-    args.out.mkdir(parents=True, exist_ok=True)
     channel = channel_dict(args)
     summaries: list[dict[str, Any]] = []
     written: list[str] = []
@@ -188,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
     if args.retries < 0:
         raise SpinrError(f"--retries {args.retries} must be >= 0")
     url = stream_url(args.target, args.server)
+    channel_dict(args)  # a bad channel option fails here, before connecting
     reference = load_image(args.ref) if args.ref else None
+    output_folder(args.out, "--out", quiet=args.quiet)
     receiver = Receiver(reference)
     progress = StreamProgress(args.quiet or args.json)
     try:
