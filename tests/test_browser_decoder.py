@@ -718,7 +718,7 @@ def test_header_validation_messages(page):
     cases = {
         "unknown model": (
             hp(model="nerf"),
-            'model "nerf" is not supported by this decoder; supported: siren, spinr',
+            'model "nerf" is not supported by this decoder; supported: spinr, siren, fourier, mfn, wire, diner',
         ),
         "bad model name": (hp(model="Bad Name"), "is not an identifier"),
         "format 2": (hp(format=2), "unsupported header format 2"),
