@@ -84,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--models",
         type=_models,
         default=d.models,
-        help=f"comma-separated models a job may use (default {','.join(d.models)}: those the browser decodes)",
+        help=f"comma-separated models a job may use (default: every registered model, {','.join(d.models)})",
     )
     p.add_argument(
         "--web-dir",
