@@ -113,29 +113,47 @@ def wait_for(http: Any, job_id: str, quiet: bool, timeout: float | None) -> dict
             bar.close()
 
 
-def run(args: argparse.Namespace) -> int:
+def read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def send(
+    server: str,
+    name: str,
+    data: bytes,
+    fields: dict[str, str],
+    wait: bool,
+    quiet: bool,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """POST the image as a job; with ``wait``, poll it (a progress bar unless ``quiet``) until it ends.
+    KeyboardInterrupt while waiting propagates; the job goes on on the server."""
     import httpx
 
-    fields = _fields(args)
     try:
-        data = args.image.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"cannot read {str(args.image)!r}: {exc.strerror or exc}") from None
-    try:
-        with client(args.server) as http:
-            files = {"file": (args.image.name, data, "application/octet-stream")}
-            job = check(http.post("/api/jobs", files=files, data=fields), "upload")
-            if args.wait:
-                try:
-                    job = wait_for(http, job["id"], args.quiet or args.json, args.timeout)
-                except KeyboardInterrupt:
-                    print(
-                        f"spinr upload: stopped waiting; job {job['id']} goes on on the server",
-                        file=sys.stderr,
-                    )
-                    return 130
+        with client(server) as http:
+            files = {"file": (name, data, "application/octet-stream")}
+            job: dict[str, Any] = check(http.post("/api/jobs", files=files, data=fields), "upload")
+            if wait:
+                job = wait_for(http, job["id"], quiet, timeout)
     except httpx.HTTPError as exc:
-        raise unreachable(args.server, exc) from None
+        raise unreachable(server, exc) from None
+    return job
+
+
+def run(args: argparse.Namespace) -> int:
+    fields = _fields(args)
+    data = read_image(args.image)
+    try:
+        job = send(
+            args.server, args.image.name, data, fields, args.wait, args.quiet or args.json, args.timeout
+        )
+    except KeyboardInterrupt:
+        print("spinr upload: stopped waiting; the job goes on on the server", file=sys.stderr)
+        return 130
     if args.json:
         emit_json(job)
     elif job["state"] == "done":
