@@ -131,9 +131,13 @@ def reference_rgb(server: Server, image_id: str) -> tuple[np.ndarray, Any]:
     return ProgressiveDecoder.from_bitstream(bs).decode().rgb, bs
 
 
-def save_shot(page: Any, tmp_path: Path, name: str) -> Path:
+def save_shot(page: Any, tmp_path: Path, name: str, clip: str | None = None) -> Path:
+    """A screenshot of the whole page (or of the element ``clip``)."""
     shot = tmp_path / name
-    page.screenshot(path=str(shot), full_page=True)
+    if clip:
+        page.locator(clip).screenshot(path=str(shot))
+    else:
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000  # a real rendering, not a blank page
     # The docs' screenshots are refreshed on request only: a test run must not edit the checkout.
     if os.environ.get("SPINR_UPDATE_DOCS") == "1":
@@ -194,12 +198,12 @@ def test_upload_train_stream_matches_numpy(server: Server, browser: Any, tmp_pat
         assert 0 < jpeg_bytes <= received
         assert "quality" in p.text("#jpeg-caption")
 
+        save_shot(page, tmp_path, "browser.png")
+
         # Zoom decodes the continuous representation at 4x.
         page.click('label[for="zoom-4"]')
         page.wait_for_selector('#view[data-zoom="4"]')
         assert page.eval_on_selector("#view", "c => [c.width, c.height]") == [256, 192]
-
-        save_shot(page, tmp_path, "browser.png")
         assert page.is_hidden("#error")
         assert p.errors == []
     finally:
@@ -431,7 +435,7 @@ def box(page: Any, selector: str) -> dict[str, float]:
 
 
 def test_zoom_shows_the_picture_bigger_and_says_the_decode_time(
-    server: Server, browser: Any, encoded: str
+    server: Server, browser: Any, encoded: str, tmp_path: Path
 ) -> None:
     """2x and 4x decode the representation at that size and show it that much bigger in a pane
     that scrolls (both panes, together); the decode size and time are said next to the buttons."""
@@ -458,8 +462,12 @@ def test_zoom_shows_the_picture_bigger_and_says_the_decode_time(
             note = p.text("#zoom-note")
             assert f"{64 * zoom}×{48 * zoom} px decoded in" in note and f"shown {zoom}× bigger" in note, note
             assert re.search(r"decoded in \d+(\.\d)? ms", note), note
-        # Scrolling the spinr pane scrolls the JPEG pane to the same place.
         page.wait_for_selector("#jpeg:not([hidden])")
+        fractions = """() => [...document.querySelectorAll('.frame')].map((f) => [
+            f.scrollLeft / (f.scrollWidth - f.clientWidth), f.scrollTop / (f.scrollHeight - f.clientHeight)])"""
+        page.wait_for_function(f"() => ({fractions})().flat().every((x) => Math.abs(x - 0.5) < 0.02)")
+        save_shot(page, tmp_path, "browser-zoom.png", clip=".viewer")
+        # Scrolling the spinr pane scrolls the JPEG pane to the same place.
         page.eval_on_selector("#frame", "f => { f.scrollLeft = 0; f.scrollTop = 0; }")
         page.wait_for_function(
             "() => { const f = document.querySelectorAll('.frame')[1]; return f.scrollLeft === 0 && f.scrollTop === 0; }"

@@ -96,7 +96,16 @@ function showZoom(zoom) {
   }
 }
 
-/** Scrolling one zoomed pane scrolls the other to the same place, so they stay comparable. */
+/** Scroll `to` to the place `from` shows (as fractions of what each can scroll). */
+function copyScroll(from, to) {
+  const fx = from.scrollLeft / Math.max(1, from.scrollWidth - from.clientWidth);
+  const fy = from.scrollTop / Math.max(1, from.scrollHeight - from.clientHeight);
+  to.scrollLeft = fx * (to.scrollWidth - to.clientWidth);
+  to.scrollTop = fy * (to.scrollHeight - to.clientHeight);
+}
+
+/** Scrolling one zoomed pane scrolls the other to the same place, so they stay comparable; a JPEG
+ * that arrives later starts where the spinr pane is. */
 export function syncPanes() {
   const frames = [...document.querySelectorAll(".frame")];
   let syncing = false;
@@ -104,18 +113,13 @@ export function syncPanes() {
     frame.addEventListener("scroll", () => {
       if (syncing) return;
       syncing = true;
-      const fx = frame.scrollLeft / Math.max(1, frame.scrollWidth - frame.clientWidth);
-      const fy = frame.scrollTop / Math.max(1, frame.scrollHeight - frame.clientHeight);
-      for (const other of frames) {
-        if (other === frame) continue;
-        other.scrollLeft = fx * (other.scrollWidth - other.clientWidth);
-        other.scrollTop = fy * (other.scrollHeight - other.clientHeight);
-      }
+      for (const other of frames) if (other !== frame) copyScroll(frame, other);
       requestAnimationFrame(() => {
         syncing = false;
       });
     });
   }
+  ui.jpeg.addEventListener("load", () => copyScroll(ui.canvas.parentElement, ui.jpeg.parentElement));
 }
 
 /**
