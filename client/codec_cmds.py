@@ -82,15 +82,18 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     )
     groups = {g: p.add_argument_group(title) for g, title in GROUP_TITLES.items()}
     for opt in ENCODE_OPTIONS:
-        group = groups[opt.group]
         text = f"{opt.help} ({_flag_notes(opt, option_value(PRESETS[default], opt), default)})"
-        if opt.kind == "bool":
-            group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            metavar = "{" + ",".join(opt.choices) + "}" if opt.choices else opt.name.upper()
-            group.add_argument(
-                flag(opt.name), type=ARG_TYPES[opt.kind], default=None, metavar=metavar, help=text
-            )
+        add_option_flag(groups[opt.group], opt, text)
+
+
+def add_option_flag(group: Any, opt: EncodeOption, text: str) -> None:
+    """The flag of one option of the table, defaulting to None (not given): ``--no-NAME`` too for
+    a bool, the choices as its metavar for a choice."""
+    if opt.kind == "bool":
+        group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
+    else:
+        metavar = "{" + ",".join(opt.choices) + "}" if opt.choices else opt.name.upper()
+        group.add_argument(flag(opt.name), type=ARG_TYPES[opt.kind], default=None, metavar=metavar, help=text)
 
 
 def _flag_notes(opt: EncodeOption, start: Any, preset_name: str) -> str:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from client.codec_cmds import ARG_TYPES, emit_json, flag, positive_float
+from client.codec_cmds import add_option_flag, emit_json, flag, positive_float
 from client.remote import DEFAULT_SERVER, ServerError, check, client, unreachable
 from codec.config import ENCODE_OPTIONS, PRESETS
 from codec.errors import ConfigError, ImageError
@@ -42,14 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     for opt in UPLOAD_OPTIONS:
         scope = f"; {', '.join(opt.models)} only" if opt.models else ""
-        text = f"{opt.help} ({opt.allowed()}{scope}; default: the preset's)"
-        if opt.kind == "bool":
-            group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            metavar = "{" + ",".join(opt.choices) + "}" if opt.choices else opt.name.upper()
-            group.add_argument(
-                flag(opt.name), type=ARG_TYPES[opt.kind], default=None, metavar=metavar, help=text
-            )
+        add_option_flag(group, opt, f"{opt.help} ({opt.allowed()}{scope}; default: the preset's)")
     p.add_argument("--name", default=None, help="job name (default: the file name)")
     p.add_argument("--json", action="store_true", help="print the job as one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
