@@ -94,12 +94,12 @@ def page(served: tuple[str, Path]) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def streams(photo_crop: np.ndarray) -> dict[str, Bitstream]:
-    """Each family fitted for a few steps to a 64x48 photograph crop (a picture with structure)."""
+    """Each family fitted for 25 steps to a 64x48 photograph crop (a picture with structure)."""
     out = {}
     for case, (model, options, width, hidden) in CASES.items():
         cfg = EncodeConfig(
             ModelSpec(model, width, hidden, dict(options)),
-            TrainConfig(steps=40, device="cpu", seed=3),
+            TrainConfig(steps=25, device="cpu", seed=3),
             QuantConfig(bits=8),
         )
         out[case] = encode_image(photo_crop, cfg).bitstream

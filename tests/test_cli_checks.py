@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from client.cli import STDOUT_CLOSED, main
-from codec.bitstream import RECORD_PREFIX, load_bitstream
+from codec.bitstream import load_bitstream
 from codec.errors import BitstreamError
 
 TINY = ["--preset", "tiny", "--steps", "3", "--device", "cpu", "-q"]
@@ -149,14 +149,12 @@ def test_an_unwritable_output_is_refused_before_work(
 
 
 def truncated(files: dict[str, Path]) -> tuple[bytes, int]:
-    """The file cut in the middle of its last record, and how many layer records are still whole."""
+    """The file cut in the middle of its last packet, and how many layer packets are still whole
+    (the framing's details do not matter: the last packet ends the file)."""
     data = files["stream"].read_bytes()
-    offsets, offset = [], 0
-    while offset < len(data):
-        offsets.append(offset)
-        (length,) = RECORD_PREFIX.unpack_from(data, offset)
-        offset += RECORD_PREFIX.size + length
-    return data[: offsets[-1] + (len(data) - offsets[-1]) // 2], len(offsets) - 2
+    bs, _ = load_bitstream(data)
+    last = len(bs.packets()[-1].to_bytes())
+    return data[: len(data) - last // 2], bs.header.num_units - 1
 
 
 def _reader_keeps_whole_records(data: bytes) -> bool:

@@ -7,8 +7,8 @@ Each runs as written except for what a test machine must change, and only that:
 - ``spinr serve`` gets a free port and ``--preset tiny``, and the later commands reach it through
   ``$SPINR_SERVER`` (as the README's defaults do); 127.0.0.1:8000 and :8001 become the free ports;
   ``ID`` is the id ``spinr upload`` printed;
-- ``spinr experiment`` runs on a 2-image dataset with ``--profile tiny``, ``spinr bench`` with small
-  sizes. ``docker compose`` lines are checked by tests/test_compose.py; ``make`` targets by CI itself.
+- ``spinr experiment`` runs on a 2-image dataset with ``--profile tiny`` (1 image, 1 seed, 5 steps;
+  tests/test_experiments.py checks the results themselves), ``spinr bench`` with small sizes. ``docker compose`` lines are checked by tests/test_compose.py; ``make`` targets by CI itself.
 """
 
 from __future__ import annotations
@@ -166,7 +166,20 @@ def test_the_study_examples_run(scratch: Path, capsys: pytest.CaptureFixture[str
     for argv in examples:
         if argv[0] == "experiment":
             argv = [str(dataset) if a.startswith("../shared/datasets/") else a for a in argv]
-            argv = [*argv, "--profile", "tiny", "--device", "cpu", "--images", "1", "--seeds", "1", "--json"]
+            argv = [
+                *argv,
+                "--profile",
+                "tiny",
+                "--device",
+                "cpu",
+                "--images",
+                "1",
+                "--seeds",
+                "1",
+                "--steps",
+                "5",
+            ]
+            argv.append("--json")
         else:
             argv = [*argv, "--size", "16", "--repeats", "1", "--images", "1", "--crop", "16", "--width", "8",
                     "--depth", "1", "--steps", "3", "--lrs", "1e-3", "--trials", "1", "--device", "cpu"]  # fmt: skip
