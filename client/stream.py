@@ -114,6 +114,7 @@ async def receive(args: argparse.Namespace, url: str, receiver: Any, progress: P
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
     from codec.image import save_png
+    from streaming.session import load_message
 
     args.out.mkdir(parents=True, exist_ok=True)
     channel = channel_dict(args)
@@ -135,8 +136,8 @@ async def receive(args: argparse.Namespace, url: str, receiver: Any, progress: P
                 await ws.send(json.dumps(start))
                 async for message in ws:
                     if isinstance(message, str):
-                        msg = json.loads(message)
-                        if msg.get("type") == "done":
+                        msg = load_message(message, "server's text message")
+                        if isinstance(msg, dict) and msg.get("type") == "done":
                             summaries.append(msg)
                             done = True
                         continue

@@ -231,3 +231,23 @@ def test_any_header_that_parses_describes_as_strict_json(meta: Any, stage_psnr: 
     bs = make_stream()
     bs.header = header
     json.dumps(describe_stream(bs), allow_nan=False)  # what `spinr info --json` and the API print
+
+
+# -- JSON messages from the network (the WebSocket start message; the server's done message) -----
+@pytest.mark.parametrize("depth", [9, 1000, 100_000])
+def test_deep_json_message_is_a_session_error(depth: int) -> None:
+    from streaming.session import MAX_MESSAGE_DEPTH, SessionError, load_message
+
+    text = '{"type": "start", "channel": ' + "[" * depth + "]" * depth + "}"
+    with pytest.raises(SessionError, match=f"nests lists and .* more than {MAX_MESSAGE_DEPTH} deep") as info:
+        load_message(text, "start message")
+    assert len(str(info.value)) < 120
+
+
+def test_json_message_within_bounds_and_invalid_json() -> None:
+    from streaming.session import SessionError, load_message
+
+    start = {"type": "start", "channel": {"loss": 0.1}, "have": [0, 1]}
+    assert load_message(json.dumps(start)) == start
+    with pytest.raises(SessionError, match="the start message is not valid JSON"):
+        load_message("{", "start message")
