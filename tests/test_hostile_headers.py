@@ -251,3 +251,15 @@ def test_json_message_within_bounds_and_invalid_json() -> None:
     assert load_message(json.dumps(start)) == start
     with pytest.raises(SessionError, match="the start message is not valid JSON"):
         load_message("{", "start message")
+
+
+def test_cli_client_refuses_a_hostile_server_answer_in_one_error() -> None:
+    from types import SimpleNamespace
+
+    from client.remote import ServerError, check
+
+    ok = SimpleNamespace(status_code=200, text='{"id": "abc"}', headers={})
+    assert check(ok, "upload") == {"id": "abc"}
+    for text, needle in (("[" * 100_000 + "]" * 100_000, "more than 8 deep"), ("<html>", "not valid JSON")):
+        with pytest.raises(ServerError, match=f"upload: .*{needle}"):
+            check(SimpleNamespace(status_code=200, text=text, headers={}), "upload")
