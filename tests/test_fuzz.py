@@ -92,6 +92,11 @@ def test_every_seed_stream_decodes(workdir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 items 4-5, second wave: the numpy forward does not check units against the "
+    "architecture and decoding has no resource budget (reproducers: tests/fuzz_corpus/v1)",
+)
 def test_long_run_100k_inputs(tmp_path: Path) -> None:
     cfg = RunConfig(inputs=100_000, seed=1, out=tmp_path)
     report = run(cfg)

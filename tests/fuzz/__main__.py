@@ -36,6 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rp = sub.add_parser("replay", help="run files through every entry point and print the outcomes")
     rp.add_argument("files", nargs="+", type=Path)
     sub.add_parser("seeds", help="rebuild the committed seed streams (needs torch)")
+    c = sub.add_parser(
+        "corpus", help="file a run's distinct failures under tests/fuzz_corpus as known failures"
+    )
+    c.add_argument("report", type=Path, help="fuzz.json of a run")
+    c.add_argument("--format", type=int, default=1, dest="version")
     args = p.parse_args(argv)
 
     if args.command == "seeds":
@@ -43,6 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for path in write_seeds(1):
             print(path)
+        return 0
+    if args.command == "corpus":
+        from fuzz.corpus import file_report
+
+        for entry in file_report(args.report, args.version):
+            print(
+                f"{entry['status']:5s} {entry['kind']:5s} {entry['count']:6d}  {entry['signature']}  -> {entry['file']}"
+            )
         return 0
     if args.command == "replay":
         worst = 0

@@ -2,7 +2,7 @@
 
 The parent generates each input and hands it to a worker (``spawn``: a clean interpreter, limited by
 ``RLIMIT_AS`` so that an allocation bomb is a ``MemoryError`` there, not the machine swapping). The
-worker runs the entry points and answers with the outcomes, the seconds taken, its RSS after the
+worker runs the entry points and answers with the outcomes, the seconds each took, its RSS after the
 input and its peak RSS during it. No answer within ``kill_s`` is a hang: the worker is killed and
 replaced. Anything but ``ok``/``error``, an input over ``slow_s``, or RSS growing more than
 ``rss_growth_mb`` over the run counts as "anything else" (seconds are the worker's CPU time, so a
@@ -94,11 +94,12 @@ def worker_main(conn: Any, memory_mb: int, extra_targets: str | None) -> None:
                 return
             data, names = message
             _reset_peak()
-            start = time.process_time()  # CPU seconds: the machine may be shared, wall time is not ours
-            outcomes = {n: table[n](data, workdir) for n in names}
-            seconds = time.process_time() - start
-            result = {n: (o.kind, o.detail, o.place) for n, o in outcomes.items()}
-            conn.send((result, seconds, _status_kb("VmRSS") / 1024, _status_kb("VmHWM") / 1024))
+            result = {}
+            for n in names:  # CPU seconds: the machine may be shared, wall time is not ours
+                start = time.process_time()
+                o = table[n](data, workdir)
+                result[n] = (o.kind, o.detail, o.place, time.process_time() - start)
+            conn.send((result, _status_kb("VmRSS") / 1024, _status_kb("VmHWM") / 1024))
 
 
 class Worker:
@@ -194,10 +195,9 @@ class Report:
         }
 
 
-def _note(failure_kind: str, case: Case) -> str:
-    """Hangs have no traceback: group them by family and the kind of mutation (numbers removed)."""
-    what = case.note.split(": ", 1)[-1]
-    return f"{failure_kind} in family {case.family}: {re.sub(r'[0-9]+', 'N', what)[:60]}"
+def _note(failure_kind: str, case: Case, target: str = "") -> str:
+    """Hangs and slow inputs have no traceback: one signature per family (and slowest entry point)."""
+    return f"{failure_kind}{': ' + target if target else ''} in family {case.family}"
 
 
 def run(cfg: RunConfig, cases: Iterable[Case] | None = None, extra_targets: str | None = None) -> Report:
@@ -206,7 +206,7 @@ def run(cfg: RunConfig, cases: Iterable[Case] | None = None, extra_targets: str 
     src = RandomSource(cfg.seed)
     report = Report(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()})
     worker = Worker(cfg, extra_targets)
-    peak_growth, final_growth, max_peak = 0.0, 0.0, (0.0, "")
+    peak_growth, final_growth, max_peak, stillborn = 0.0, 0.0, (0.0, ""), 0
     library = tuple(t for t in cfg.targets if t not in CLI_TARGETS)
     start = time.perf_counter()
     stream = iter(cases) if cases is not None else None
@@ -223,14 +223,23 @@ def run(cfg: RunConfig, cases: Iterable[Case] | None = None, extra_targets: str 
             answer = worker.run(case.data, names, cfg.kill_s)
             report.inputs += 1
             if isinstance(answer, str):  # hang or died: the worker is gone
+                if answer == "died" and worker.done == 0:
+                    stillborn += 1
+                    if stillborn >= 3:
+                        raise RuntimeError(
+                            "the fuzz worker died three times before its first answer: it cannot start"
+                        )
+                else:
+                    stillborn = 0
                 _record(report, _note(answer, case), "+".join(names), answer, answer, case)
                 report.outcomes["anything_else"] += 1
                 report.by_family[case.family]["anything_else"] += 1
                 worker = Worker(cfg, extra_targets)
                 continue
-            results, seconds, rss, peak = answer
+            results, rss, peak = answer
+            seconds = sum(r[3] for r in results.values())
             bad = False
-            for target, (kind, detail, place) in results.items():
+            for target, (kind, detail, place, _) in results.items():
                 report.by_target[target][kind] += 1
                 if kind == "crash":
                     bad = True
@@ -238,7 +247,9 @@ def run(cfg: RunConfig, cases: Iterable[Case] | None = None, extra_targets: str 
                     _record(report, signature, target, "crash", detail, case)
             if seconds > cfg.slow_s:
                 bad = True
-                _record(report, _note("slow", case), "+".join(names), "slow", f"{seconds:.2f} s", case)
+                target = max(results, key=lambda t: results[t][3])
+                detail = f"{seconds:.2f} CPU s, {results[target][3]:.2f} in {target}"
+                _record(report, _note("slow", case, target), target, "slow", detail, case)
             if seconds > report.slowest.get("seconds", -1.0):
                 report.slowest = {
                     "seconds": round(seconds, 3),
