@@ -102,3 +102,20 @@ def test_long_run_100k_inputs(tmp_path: Path) -> None:
     report = run(cfg)
     print(summary(report, cfg))
     assert report.passed(cfg), summary(report, cfg)
+
+
+def test_generators_leave_seeds_and_value_pools_untouched() -> None:
+    import copy as _copy
+
+    from fuzz import trees
+    from fuzz.source import RandomSource
+    from fuzz.v1 import V1Generator
+
+    pools = _copy.deepcopy(trees.TYPE_SWAPS)
+    gen = V1Generator()
+    before = [(_copy.deepcopy(s.header), _copy.deepcopy(s.layers), s.records[:]) for s in gen.seeds]
+    src = RandomSource(4)
+    for _ in range(1500):  # every edit is made on copies: a long run stays as fast as a short one
+        gen.generate(src, gen.pick_family(src, SHORT))
+    assert pools == trees.TYPE_SWAPS
+    assert [(s.header, s.layers, s.records) for s in gen.seeds] == before

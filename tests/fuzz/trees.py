@@ -5,6 +5,7 @@ Format-independent: a v1 header is such a tree, and so will be any structured fi
 
 from __future__ import annotations
 
+import copy
 import math
 import struct
 from typing import Any
@@ -89,7 +90,7 @@ def tweak(src: Source, value: Any, vocabulary: list[Any]) -> Any:
         return tweak_bytes(src, value)
     if isinstance(value, list):
         if not value:
-            return src.choice([[0], [[]], [None]])
+            return copy.deepcopy(src.choice([[0], [[]], [None]]))
         i = src.integer(0, len(value) - 1)
         return src.choice(
             [
@@ -111,13 +112,13 @@ def tweak(src: Source, value: Any, vocabulary: list[Any]) -> Any:
         if op == 0:
             del out[k]
         elif op == 1:
-            out["extra" + str(src.integer(0, 9))] = src.choice(TYPE_SWAPS)
+            out["extra" + str(src.integer(0, 9))] = copy.deepcopy(src.choice(TYPE_SWAPS))
         elif op == 2:
             out[k.encode() if isinstance(k, str) else k] = out.pop(k)  # a bytes key
         else:
             out[src.choice(keys)] = out[k]  # one key's value under another
         return out
-    return src.choice(TYPE_SWAPS)
+    return copy.deepcopy(src.choice(TYPE_SWAPS))
 
 
 def tweak_bytes(src: Source, data: bytes) -> bytes:
@@ -144,7 +145,7 @@ def hostile(src: Source, current: Any, vocabulary: list[Any]) -> Any:
     """A value to put where ``current`` was."""
     kind = src.integer(0, 9)
     if kind <= 1:
-        return src.choice(TYPE_SWAPS)
+        return copy.deepcopy(src.choice(TYPE_SWAPS))
     if kind <= 3:
         return src.choice(EDGE_NUMBERS)
     if kind <= 6:
@@ -153,7 +154,12 @@ def hostile(src: Source, current: Any, vocabulary: list[Any]) -> Any:
         return nest(current, src.choice([14, 15, 16, 17, 40, 200, 480]))  # msgpack packs <= 511 deep
     if kind == 8:
         size = src.choice([64, 65, 1000, 65536, 65537, 2**20, 2**20 + 1])
-        return src.choice([[0] * size, "x" * size, bytes(size), {f"k{i}": i for i in range(min(size, 5000))}])
+        shape = src.integer(0, 3)
+        if shape == 0:
+            return [0] * size
+        if shape == 1:
+            return "x" * size
+        return bytes(size) if shape == 2 else {f"k{i}": i for i in range(min(size, 5000))}
     return src.choice(vocabulary) if vocabulary else None
 
 
