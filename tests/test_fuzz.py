@@ -73,14 +73,15 @@ def test_driver_short_run_counts_every_outcome(tmp_path: Path) -> None:
 def test_driver_catches_crashes_hangs_slowness_deaths_and_rss_growth(tmp_path: Path) -> None:
     cues = [b"ok", b"ok", b"BOOM", b"ok", b"HANG", b"ok", b"SLOW", b"DIE", b"ok", b"ok", b"GROW", b"ok"]
     cases = [Case(c, "selftest", c.decode()) for c in cues]
-    cfg = RunConfig(targets=("selftest",), slow_s=0.3, kill_s=3.0, warmup=1, out=tmp_path, rss_growth_mb=200)
+    cfg = RunConfig(targets=("selftest",), slow_s=0.4, kill_s=8.0, warmup=1, out=tmp_path, rss_growth_mb=200)
     report = run(cfg, cases, extra_targets="fuzz.selftest:SELFTEST")
     assert not report.passed(cfg)
     assert report.inputs == 12 and report.anything_else == 4
     kinds = {f.kind: f for f in report.failures.values()}
     assert set(kinds) == {"crash", "hang", "slow", "died"}
     assert kinds["crash"].signature.startswith("selftest: KeyError at tests/fuzz/selftest.py:")
-    assert Path(kinds["hang"].reproducer).read_bytes() == b"HANG"
+    for kind, cue in (("crash", b"BOOM"), ("hang", b"HANG"), ("slow", b"SLOW"), ("died", b"DIE")):
+        assert Path(kinds[kind].reproducer).read_bytes() == cue
     assert report.rss["growth_mb"] >= 250  # the 300 MB kept by GROW (the worker after DIE is a new one)
     assert "FAIL" in summary(report, cfg)
 
