@@ -141,6 +141,7 @@ async def receive(
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
     from codec.image import save_png
+    from streaming.session import load_message
 
     channel = channel_dict(args)
     summaries: list[dict[str, Any]] = []
@@ -161,8 +162,8 @@ async def receive(
                 await ws.send(json.dumps(start))
                 async for message in ws:
                     if isinstance(message, str):
-                        msg = json.loads(message)
-                        if msg.get("type") == "done":
+                        msg = load_message(message, "server's text message")
+                        if isinstance(msg, dict) and msg.get("type") == "done":
                             summaries.append(msg)
                             done = True
                         continue
