@@ -41,7 +41,7 @@ class Decoded:
     rgb: np.ndarray
     """uint8 (height, width, 3)."""
     depth: int
-    """Prefix depth used (0-based; 0 for a non-progressive model)."""
+    """Stages used, 1..``depths`` (1 for a non-progressive model), as ``decode(depth=...)`` and ``--layers`` count."""
     units: list[int]
     """Unit indices whose tensors were used."""
     steps: list[int] = field(default_factory=list)
@@ -178,12 +178,15 @@ class ProgressiveDecoder:
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(self, size: tuple[int, int] | None = None, depth: int | None = None) -> Decoded:
-        """Decode the deepest usable prefix (or at most ``depth``) at ``size`` (default: the image's).
+        """Decode the deepest usable prefix (or at most its first ``depth`` stages, 1..``depths``, as
+        ``spinr decode --layers`` counts) at ``size`` (default: the image's).
 
         BudgetError (before any computing) when the size or the work is over the decoder's budget."""
         if self.header is None or self.arch is None or self._forward is None:
             raise BitstreamError("cannot decode: the header packet has not arrived")
-        plan = self.plan(depth)
+        if depth is not None and not 1 <= depth <= self.depths:
+            raise BitstreamError(f"depth {depth} is out of range: this stream has 1..{self.depths} stages")
+        plan = self.plan(None if depth is None else depth - 1)
         if plan is None:
             missing = sorted(set(self.arch.trunk_units(0)) - self.available)
             raise BitstreamError(
@@ -194,8 +197,11 @@ class ProgressiveDecoder:
         what = f"this {self.arch.describe()} stream at {len(steps)} trunk step(s)"
         self.budget.check_decode(w, h, self.arch.work_per_pixel(steps, d), what)
         key = tuple((k, tuple(self._versions[u] for u in self.arch.trunk_units(k))) for k in steps)
-        rgb = self._forward.run((w, h), steps, key, d, self.params)
-        return Decoded(rgb, d, self.used_units(d if depth is not None else None), steps)
+        # A hostile stream's weights may overflow float32 on the way (inf, then NaN): no warnings, and
+        # the 8-bit conversion paints a NaN as the browser does.
+        with np.errstate(over="ignore", invalid="ignore"):
+            rgb = self._forward.run((w, h), steps, key, d, self.params)
+        return Decoded(rgb, d + 1, self.used_units(d if depth is not None else None), steps)
 
     @property
     def computed_steps(self) -> int:

@@ -121,6 +121,7 @@ def rgb8_tile(y: np.ndarray, out: np.ndarray) -> None:
     y += np.float32(1.0)
     y *= np.float32(0.5)
     np.clip(y, 0.0, 1.0, out=y)
+    np.nan_to_num(y, copy=False, nan=0.0)  # a NaN (overflowing hostile weights) is 0, as in the browser
     y *= np.float32(255.0)
     np.rint(y, out=y)
     out[...] = y.astype(np.uint8)

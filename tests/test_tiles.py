@@ -44,9 +44,10 @@ def stream(model: str, arch: dict, size: tuple[int, int] = (7, 5), seed: int = 0
 
 
 def whole_frame(dec: ProgressiveDecoder, size: tuple[int, int], depth: int | None = None) -> np.ndarray:
-    """The reference: every trunk step and the readout over the whole frame at once (ArchDecoder.trunk)."""
+    """The reference: every trunk step and the readout over the whole frame at once (ArchDecoder.trunk);
+    ``depth`` counts stages from 1, as ``decode`` does."""
     assert dec.arch is not None
-    plan = dec.plan(depth)
+    plan = dec.plan(None if depth is None else depth - 1)
     assert plan is not None
     d, steps = plan
     a = grid(*size)
@@ -65,7 +66,7 @@ def test_tiles_give_the_whole_frame_pixels_bit_for_bit(model: str, arch: dict) -
     for size in ((37, 23), (130, 130)):
         for cache in (True, False):
             dec = ProgressiveDecoder.from_bitstream(bs, cache=cache)
-            for depth in [*range(dec.depths), 0, None]:  # every depth, then shallower again, then all
+            for depth in [*range(1, dec.depths + 1), 1, None]:  # every depth, shallower again, then all
                 got = dec.decode(size, depth=depth).rgb
                 assert got.dtype == np.uint8 and got.shape == (size[1], size[0], 3)
                 assert np.array_equal(got, whole_frame(dec, size, depth)), (size, cache, depth)
@@ -85,13 +86,13 @@ def test_any_tile_size_gives_the_same_pixels_on_every_path(
     for tile in (1, 64, 200):
         monkeypatch.setattr(tiles, "TILE_PIXELS", tile)
         fresh = [
-            ProgressiveDecoder.from_bitstream(bs, cache=False).decode(size, depth=d).rgb
+            ProgressiveDecoder.from_bitstream(bs, cache=False).decode(size, depth=d + 1).rgb
             for d in range(ProgressiveDecoder.from_bitstream(bs).depths)
         ]
         dec = ProgressiveDecoder.from_bitstream(bs)
         assert dec._forward is not None and dec._forward.tile_pixels == tile
         for depth in [*range(dec.depths), 0, dec.depths - 1]:
-            got = dec.decode(size, depth=depth).rgb
+            got = dec.decode(size, depth=depth + 1).rgb
             assert np.array_equal(got, fresh[depth]), (tile, depth)
 
 
@@ -106,7 +107,7 @@ def test_progressive_decoding_computes_each_stage_once_and_reuses_the_cache() ->
     assert computed == [1, 1, 1, 1]
     dec.decode((40, 30))
     assert dec.computed_steps == 0  # the same depth again: the readout only
-    dec.decode((40, 30), depth=1)
+    dec.decode((40, 30), depth=2)
     assert dec.computed_steps == 2  # shallower: recomputed in tiles, the deeper cache kept
     dec.decode((40, 30))
     assert dec.computed_steps == 0
