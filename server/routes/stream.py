@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -73,7 +74,7 @@ async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
     log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
 
 
-def start_session(message: dict[str, Any], bs: Bitstream) -> StreamSession:
+def start_session(message: Mapping[str, Any], bs: Bitstream) -> StreamSession:
     """The API's start message -> a session; SessionError names what is malformed."""
     text = message.get("text")
     if text is None:
