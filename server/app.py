@@ -27,6 +27,7 @@ from server.routes.static import mount_web_client
 from server.services import Services
 from server.settings import Settings
 from server.store import Store
+from server.streams import StreamLimits
 
 log = logging.getLogger("spinr.server")
 
@@ -50,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         },
     )
     yield
+    svc.streams.close()
     await run_in_threadpool(svc.manager.stop)
     svc.store.close()
 
@@ -65,7 +67,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "stream it layer by layer through a simulated channel.",
         lifespan=lifespan,
     )
-    app.state.services = Services(settings, server_options(settings))
+    app.state.services = svc = Services(settings, server_options(settings))
+    svc.streams = StreamLimits(
+        settings.max_streams,
+        settings.max_streams_per_client,
+        settings.max_stream_datagrams,
+        settings.max_stream_seconds,
+    )
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
     install_error_handlers(app)
     for module in (service, jobs, images, stream):

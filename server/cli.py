@@ -9,6 +9,11 @@ from codec.config import PRESETS
 from codec.errors import ConfigError
 from server.settings import Settings
 
+WS_MAX_MESSAGE = 64 * 1024
+"""Largest WebSocket message a client may send (a start message is a few hundred bytes)."""
+GRACEFUL_SHUTDOWN_S = 5
+"""Seconds open connections get to finish after SIGTERM before they are cut."""
+
 
 def _port(text: str) -> int:
     try:
@@ -64,6 +69,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.max_pixels,
         help=f"largest image in pixels (default {d.max_pixels})",
     )
+    for flag, name, what in (
+        ("--max-streams", "max_streams", "WebSocket streams open at once"),
+        (
+            "--max-streams-per-client",
+            "max_streams_per_client",
+            "streams open at once from one client address",
+        ),
+        ("--max-stream-datagrams", "max_stream_datagrams", "datagrams one stream's channel may simulate"),
+    ):
+        p.add_argument(flag, type=int, default=getattr(d, name), help=f"{what} (default {getattr(d, name)})")
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -101,6 +116,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_upload_bytes=args.max_upload_bytes,
         max_pixels=args.max_pixels,
         max_queued_jobs=args.max_queued,
+        max_streams=args.max_streams,
+        max_streams_per_client=args.max_streams_per_client,
+        max_stream_datagrams=args.max_stream_datagrams,
         workers=args.workers,
         device=args.device,
         preset=args.preset,
@@ -145,5 +163,8 @@ def run(args: argparse.Namespace) -> int:
             log_config=None,
             log_level=args.log_level,
             ws="websockets-sansio",
+            ws_max_size=WS_MAX_MESSAGE,
+            # Streams notice the shutdown and end at once; this bounds anything that does not.
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     return 0

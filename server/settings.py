@@ -37,6 +37,16 @@ class Settings:
     (``client/web``, found through ``importlib.resources``) when it is installed."""
     stream_start_timeout: float = 30.0
     """Seconds a WebSocket client has to send its ``start`` message."""
+    max_streams: int = 1024
+    """WebSocket streams open at once; one more is closed with 1013 (try again later)."""
+    max_streams_per_client: int = 64
+    """Streams open at once from one client address (1013 above it). Behind a relay (the compose
+    netsim proxy) every client shares the relay's address: raise it there."""
+    max_stream_datagrams: int = 20_000
+    """Datagrams (fragments included) the channel simulation of one stream may handle: a small
+    ``mtu`` on a large stream is refused (1008) naming the smallest MTU that fits."""
+    max_stream_seconds: float = 600.0
+    """Longest a stream may take to deliver (its channel's delay, jitter and bandwidth); longer: 1008."""
     models: tuple[str, ...] = field(default_factory=lambda: tuple(MODEL_OPTIONS))
     """Models a job may use: by default every registered model (``spinr encode``'s choices), all of
     which the browser client decodes (client/web/codec/arch/); ``spinr serve --models`` narrows it."""
@@ -64,6 +74,13 @@ class Settings:
             raise ConfigError(f"device {self.device!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
         if self.preset not in PRESETS:
             raise ConfigError(f"preset {self.preset!r} is not one of {', '.join(PRESETS)}")
+        for name in ("max_streams", "max_streams_per_client", "max_stream_datagrams"):
+            if not 1 <= getattr(self, name) <= 10_000_000:
+                raise ConfigError(f"{name} {getattr(self, name)} is out of range: allowed 1..10000000")
+        if not 0 < self.max_stream_seconds <= 1e7:
+            raise ConfigError(
+                f"max_stream_seconds {self.max_stream_seconds} is out of range: allowed (0, 1e7]"
+            )
         table = server_options(self)  # a cap outside the codec's range or an unknown model: ConfigError
         try:
             job_options({}, table, self.preset)
