@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from server import logs
     from server.app import create_app
     from server.store import DataDirLock, Store
+    from server.ws_protocol import WebSocketProtocol
 
     settings = settings_from_args(args)
     _check_device(settings.device)
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             log_config=None,
             log_level=args.log_level,
-            ws="websockets-sansio",
+            ws=WebSocketProtocol,
             ws_max_size=WS_MAX_MESSAGE,
             # Streams notice the shutdown and end at once; this bounds anything that does not.
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

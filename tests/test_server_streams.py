@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import time
 from typing import Any
 
@@ -188,3 +189,32 @@ def test_sigterm_with_open_streams_stops_promptly(tmp_path, photo_crop):
         assert server.proc.wait(30) in (0, -signal.SIGTERM), server.output()  # uvicorn re-raises it
     finally:
         server.close()
+
+
+def raw_upgrade(server: Server, path: str, extra: str = "") -> bytes:
+    """Everything the server sends to a WebSocket upgrade request until it closes the connection."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
+        s.sendall(request.encode())
+        chunks = []
+        while chunk := s.recv(65536):  # b"": the server closed the connection
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "status"),
+    [
+        ("/ws/stream/" + "a" * 20_000, "", b"414 Request-URI Too Long"),
+        ("/ws/stream/x", "X-Big: " + "b" * 20_000 + "\r\n", b"431 Request Header Fields Too Large"),
+    ],
+    ids=["path", "header"],
+)
+def test_oversized_upgrade_request_is_answered_and_closed(server, path, extra, status):
+    answer = raw_upgrade(server, path, extra)
+    assert answer.startswith(b"HTTP/1.1 " + status) and b"Failed to open a WebSocket connection" in answer
+    assert server.http.get("/health").status_code == 200
