@@ -44,7 +44,9 @@ def test_damaged_after_caching_is_refused_by_every_route(tmp_path, photo_crop):
             data[len(data) // 2] ^= 0x01  # one bit, same size: only the checksum can tell
             path.write_bytes(bytes(data))
             message = f"{kind} file of image {job_id} is damaged: its SHA-256 does not match the record"
-            uses = [r for r in routes if (r == "original.png" or r.startswith("jpeg")) == (kind == "original")]
+            uses = [
+                r for r in routes if (r == "original.png" or r.startswith("jpeg")) == (kind == "original")
+            ]
             for route in uses:
                 r = server.http.get(f"/api/images/{job_id}/{route}")
                 assert (r.status_code, r.json()) == (500, {"detail": message}), route
