@@ -17,6 +17,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from codec import __version__
+from server.access import AccessControl, AccessPolicy
 from server.body_limit import FORM_OVERHEAD, BodyLimit
 from server.cache import BitstreamCache
 from server.errors import install_error_handlers
@@ -75,6 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.max_stream_seconds,
     )
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
+    # Added last, so it runs first: a refused request reaches nothing else.
+    app.add_middleware(
+        AccessControl,
+        policy=AccessPolicy(settings.allowed_hosts, settings.allowed_origins, settings.token),
+    )
     install_error_handlers(app)
     for module in (service, jobs, images, stream):
         app.include_router(module.router)

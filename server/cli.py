@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from codec.config import PRESETS
 from codec.errors import ConfigError
+from server.access import LOOPBACK_HOSTS
 from server.settings import Settings
 
 WS_MAX_MESSAGE = 64 * 1024
@@ -36,8 +38,18 @@ def _cap(text: str) -> tuple[str, float]:
     return name, int(number) if number.is_integer() else number
 
 
-def _models(text: str) -> tuple[str, ...]:
+def _names(text: str) -> tuple[str, ...]:
     return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+_models = _names
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(bind: str, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """Loopback names, the address the server listens on (unless it is a wildcard) and ``extra``."""
+    own = () if bind in WILDCARD_HOSTS else (bind,)
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, *own, *extra)))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,6 +119,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="static browser client to serve at / (default: the one shipped in the package)",
     )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPINR_TOKEN") or None,
+        help="token that uploads, cancels and streams need (Authorization: Bearer TOKEN; default: "
+        "$SPINR_TOKEN, else none). 16..256 characters of A-Z a-z 0-9 . _ ~ + -",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        type=_names,
+        default=_names(os.environ.get("SPINR_ALLOWED_HOSTS", "")),
+        help="comma-separated Host names the server answers to, besides localhost, 127.0.0.1, ::1 and "
+        "--host (default: $SPINR_ALLOWED_HOSTS); '*' for any (docs/API.md, threat model)",
+    )
+    p.add_argument(
+        "--allowed-origins",
+        type=_names,
+        default=_names(os.environ.get("SPINR_ALLOWED_ORIGINS", "")),
+        help="comma-separated web origins (https://example.org) whose pages may use the server besides "
+        "its own (default: $SPINR_ALLOWED_ORIGINS); '*' for any",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
@@ -124,6 +156,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         preset=args.preset,
         web_dir=args.web_dir,
         models=args.models,
+        token=args.token,
+        allowed_hosts=allowed_hosts(args.host, args.allowed_hosts),
+        allowed_origins=args.allowed_origins,
         option_caps={**Settings().option_caps, **dict(args.cap or [])},
     ).validate()
 

@@ -9,6 +9,7 @@ from codec.config import PRESETS
 from codec.device import DEVICE_CHOICES
 from codec.errors import ConfigError
 from codec.model_options import MODEL_OPTIONS
+from server.access import LOOPBACK_HOSTS, check_token
 from server.options import job_options, server_options
 
 DEFAULT_CAPS: dict[str, float] = {"width": 1024, "depth": 64, "steps": 1_000_000}
@@ -47,6 +48,13 @@ class Settings:
     ``mtu`` on a large stream is refused (1008) naming the smallest MTU that fits."""
     max_stream_seconds: float = 600.0
     """Longest a stream may take to deliver (its channel's delay, jitter and bandwidth); longer: 1008."""
+    token: str | None = None
+    """Token that uploads, cancels and streams need (``Authorization: Bearer``; docs/API.md); None:
+    none needed. ``spinr serve --token`` or ``SPINR_TOKEN``."""
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    """Host names the server answers to (others: 400, against DNS rebinding); ``*``: any."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins (``https://example.org``) whose pages may use the server besides its own; ``*``: any."""
     models: tuple[str, ...] = field(default_factory=lambda: tuple(MODEL_OPTIONS))
     """Models a job may use: by default every registered model (``spinr encode``'s choices), all of
     which the browser client decodes (client/web/codec/arch/); ``spinr serve --models`` narrows it."""
@@ -60,6 +68,8 @@ class Settings:
         if self.web_dir is not None:
             self.web_dir = Path(self.web_dir)
         self.models = tuple(self.models)
+        self.allowed_hosts = tuple(self.allowed_hosts)
+        self.allowed_origins = tuple(self.allowed_origins)
 
     def validate(self) -> Settings:
         if self.max_upload_bytes < 1:
@@ -81,6 +91,9 @@ class Settings:
             raise ConfigError(
                 f"max_stream_seconds {self.max_stream_seconds} is out of range: allowed (0, 1e7]"
             )
+        self.token = check_token(self.token)
+        if not self.allowed_hosts:
+            raise ConfigError("allowed_hosts is empty: the server would answer no request; give names or '*'")
         table = server_options(self)  # a cap outside the codec's range or an unknown model: ConfigError
         try:
             job_options({}, table, self.preset)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from codec.bitstream import Bitstream
+from server.access import token_subprotocol
 from server.services import ServicesDep
 from server.states import JobState
 from server.store import StoreError
@@ -42,7 +43,7 @@ def ws_reason(text: str) -> str:
 
 @router.websocket("/ws/stream/{job_id}")
 async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
-    await ws.accept()
+    await ws.accept(subprotocol=token_subprotocol(ws.scope))  # server.access checked the token
     client = ws.client.host if ws.client else "unknown"
     try:
         with svc.streams.slot(client):
