@@ -38,6 +38,16 @@ def _cap(text: str) -> tuple[str, float]:
     return name, int(number) if number.is_integer() else number
 
 
+def _gib(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in GiB above 0 (e.g. 4 or 0.5)")
+    return int(value * (1 << 30))
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(m.strip() for m in text.split(",") if m.strip())
 
@@ -68,6 +78,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--workers", type=int, default=d.workers, help=f"training worker processes (default {d.workers})"
+    )
+    p.add_argument(
+        "--max-job-memory",
+        type=_gib,
+        default=0,
+        metavar="GIB",
+        help="memory one training job may use, in GiB (default: half of this machine's memory over the "
+        "workers); a larger job trains on pixel batches or is refused naming the numbers",
     )
     p.add_argument(
         "--max-upload-bytes",
@@ -152,6 +170,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_streams_per_client=args.max_streams_per_client,
         max_stream_datagrams=args.max_stream_datagrams,
         workers=args.workers,
+        max_job_memory=args.max_job_memory,
         device=args.device,
         preset=args.preset,
         web_dir=args.web_dir,

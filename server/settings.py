@@ -10,6 +10,7 @@ from codec.device import DEVICE_CHOICES
 from codec.errors import ConfigError
 from codec.model_options import MODEL_OPTIONS
 from server.access import LOOPBACK_HOSTS, check_token
+from server.memory import default_limit
 from server.options import job_options, server_options
 
 DEFAULT_CAPS: dict[str, float] = {"width": 1024, "depth": 64, "steps": 1_000_000}
@@ -28,6 +29,10 @@ class Settings:
     max_queued_jobs: int = 8
     """Jobs waiting for a worker at most; one more is answered 429 with ``Retry-After``."""
     workers: int = 1
+    max_job_memory: int = 0
+    """Bytes one training job may use (server.memory's estimate); a job over it trains on pixel
+    batches when that fits, else is refused (422 naming the numbers). 0: half of this machine's
+    memory (or its cgroup's limit) shared by the workers."""
     """Training worker processes (each runs one job at a time)."""
     device: str = "auto"
     """Training device for the workers: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -71,6 +76,11 @@ class Settings:
         self.allowed_hosts = tuple(self.allowed_hosts)
         self.allowed_origins = tuple(self.allowed_origins)
 
+    @property
+    def job_memory(self) -> int:
+        """The memory limit per job in bytes (``max_job_memory``, or its automatic value)."""
+        return self.max_job_memory or default_limit(self.workers)
+
     def validate(self) -> Settings:
         if self.max_upload_bytes < 1:
             raise ConfigError(f"max_upload_bytes {self.max_upload_bytes} must be >= 1")
@@ -91,6 +101,8 @@ class Settings:
             raise ConfigError(
                 f"max_stream_seconds {self.max_stream_seconds} is out of range: allowed (0, 1e7]"
             )
+        if self.max_job_memory < 0:
+            raise ConfigError(f"max_job_memory {self.max_job_memory} must be >= 0 (0: automatic)")
         self.token = check_token(self.token)
         if not self.allowed_hosts:
             raise ConfigError("allowed_hosts is empty: the server would answer no request; give names or '*'")
