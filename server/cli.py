@@ -143,20 +143,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="token that uploads, cancels and streams need (Authorization: Bearer TOKEN; default: "
         "$SPINR_TOKEN, else none). 16..256 characters of A-Z a-z 0-9 . _ ~ + -",
     )
-    p.add_argument(
-        "--allowed-hosts",
-        type=_names,
-        default=_names(os.environ.get("SPINR_ALLOWED_HOSTS", "")),
-        help="comma-separated Host names the server answers to, besides localhost, 127.0.0.1, ::1 and "
-        "--host (default: $SPINR_ALLOWED_HOSTS); '*' for any (docs/API.md, threat model)",
-    )
-    p.add_argument(
-        "--allowed-origins",
-        type=_names,
-        default=_names(os.environ.get("SPINR_ALLOWED_ORIGINS", "")),
-        help="comma-separated web origins (https://example.org) whose pages may use the server besides "
-        "its own (default: $SPINR_ALLOWED_ORIGINS); '*' for any",
-    )
+    for flag, env, what in (
+        ("--allowed-hosts", "SPINR_ALLOWED_HOSTS", "Host names the server answers to, besides localhost, "
+         "127.0.0.1, ::1 and --host"),
+        ("--allowed-origins", "SPINR_ALLOWED_ORIGINS", "web origins (https://example.org) whose pages may "
+         "use the server besides its own"),
+    ):  # fmt: skip
+        p.add_argument(
+            flag,
+            type=_names,
+            default=_names(os.environ.get(env, "")),
+            help=f"comma-separated {what} (default: ${env}); '*' for any (docs/API.md, threat model)",
+        )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
