@@ -282,7 +282,7 @@ class JobManager:
         return next((w for w in self.workers if w.job == job_id), None)
 
     def _handle(self, kind: str, index: int, job_id: str | None, payload: Any) -> None:
-        if kind == "progress":
+        if kind == "progress" and job_id is not None:
             self.store.update_progress(job_id, **payload)
             return
         w = self._worker(index, job_id)
@@ -297,6 +297,9 @@ class JobManager:
             if w is not None:
                 w.ready = False
             self.device = f"unavailable: {payload}"
+            return
+        if job_id is None:  # every other report names its job
+            log.error("worker report without a job", extra={"worker": index, "kind": kind})
             return
         if w is not None and w.job == job_id:
             w.job, w.cancel_sent = None, None

@@ -39,6 +39,7 @@ def test_manifest_lists_every_reproducer_and_nothing_else(version: int) -> None:
     files = {p.name for p in corpus_dir(version).glob("*.spnr")}
     assert files == {e["file"] for e in manifest}
     assert all(e["status"] in ("open", "fixed") and e["targets"] for e in manifest)
+    assert all(set(e["targets"]) <= set(TARGETS) for e in manifest)
 
 
 @pytest.mark.parametrize(("version", "entry"), [_param(v, e) for v in VERSIONS for e in MANIFESTS[v]])
