@@ -103,7 +103,7 @@ def test_every_writing_command_checks_its_output_before_work(
         ["decode", stream, "-o", str(blocked / "x.png")],
         ["demo", image, "--out", str(blocked), *TINY],
         ["stream", "someid", "--server", "http://127.0.0.1:9", "--out", str(blocked), "-q"],
-        ["bench", "decode", "--size", "8", "--out", str(blocked)],
+        ["bench", "decode", "--size", "8x8", "--out", str(blocked)],
         ["experiment", "models", "--dataset", str(files["dir"]), "--out", str(blocked)],
     ]:
         flag = "-o" if "-o" in argv else "--out"
