@@ -22,7 +22,7 @@ import yaml
 from client.cli import COMMANDS, EXTRA_MODULES, PROJECT_PACKAGES, build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE_MODULES = {"numpy", "PIL", "msgpack", "zstandard", "constriction"}
+BASE_MODULES = {"numpy", "PIL", "msgpack", "zstandard", "constriction", "threadpoolctl"}
 """What a plain ``pip install spinr`` brings (pyproject's dependencies), as import names."""
 
 
