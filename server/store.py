@@ -1,6 +1,6 @@
 """Durable state: jobs in SQLite (WAL), files under the data folder written atomically with checksums.
 
-One server at a time: :class:`DataDirLock` holds an exclusive ``flock`` on ``<data_dir>/spinr.lock`` for
+One server at a time: :class:`server.datadir.DataDirLock` holds an exclusive ``flock`` on ``<data_dir>/spinr.lock`` for
 as long as a store is open (the kernel drops it when the process dies, even by ``kill -9``), and a
 second server on the same folder is refused naming the PID that holds it. A damaged ``spinr.db`` is
 a :class:`StoreError` saying what to do, found when the store opens.
