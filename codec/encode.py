@@ -7,6 +7,7 @@ quantized PSNR so the numbers reported are the ones a receiver gets.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from codec import __version__
 from codec.bitstream import Bitstream, LayerUnit, StreamHeader, UnitSpec, new_stream_id
 from codec.config import EncodeConfig, QuantConfig
 from codec.decoder import ProgressiveDecoder
-from codec.errors import ConfigError, ImageError
+from codec.errors import ConfigError, ImageError, SpinrError
 from codec.metrics import psnr, ssim
 from codec.quant import quantize
 
@@ -106,19 +107,60 @@ def encode_image(
     cancel: Any = None,
 ) -> EncodeResult:
     """Fit ``cfg.model`` to ``image``, quantize it and build its bitstream."""
-    from codec.models import build_model  # torch is imported only when encoding
     from codec.train import fit
+
+    start = time.perf_counter()
+    model = _build(image, cfg)
+    result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
+    return _finish(model, image, cfg, result, time.perf_counter() - start)
+
+
+def encode_images(
+    images: Sequence[np.ndarray],
+    cfgs: Sequence[EncodeConfig],
+    progress: Sequence[Any] | None = None,
+    cancel: Any = None,
+) -> list[EncodeResult | SpinrError]:
+    """:func:`encode_image` for several same-size images and configs that differ only in the seed,
+    their networks trained as one batch (``codec.batched.fit_many``); a fit that diverged comes back
+    as its error, the others are unaffected. ``seconds`` is each one's share of the batch's time."""
+    from codec.batched import fit_many
+
+    start = time.perf_counter()
+    for cfg in cfgs:
+        if cfg.quant != cfgs[0].quant:
+            raise ConfigError("a batch of encodes must share its quantization settings")
+    models = [_build(image, cfg) for image, cfg in zip(images, cfgs, strict=True)]
+    results = fit_many(
+        models, images, [c.train for c in cfgs], progress=progress, cancel=cancel, quant=cfgs[0].quant
+    )
+    share = (time.perf_counter() - start) / max(1, len(models))
+    out: list[EncodeResult | SpinrError] = []
+    for model, image, cfg, result in zip(models, images, cfgs, results, strict=True):
+        out.append(result if isinstance(result, SpinrError) else _finish(model, image, cfg, result, share))
+    return out
+
+
+def _build(image: np.ndarray, cfg: EncodeConfig) -> Any:
+    """The configured model, initialised from the config's seed and sized for the image."""
+    from codec.models import build_model  # torch is imported only when encoding
 
     check_image(image)
     cfg.validate()
-    start = time.perf_counter()
     import torch
 
     torch.manual_seed(cfg.train.seed)
     spec = cfg.model
     model = build_model(spec.name, spec.width, spec.hidden_layers, spec.options)
     model.set_image_size(image.shape[1], image.shape[0])  # e.g. DINER's per-pixel table
-    result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
+    return model
+
+
+def _finish(
+    model: Any, image: np.ndarray, cfg: EncodeConfig, result: Any, fit_seconds: float
+) -> EncodeResult:
+    """Quantize a fitted model, build its bitstream and measure what a receiver decodes."""
+    start = time.perf_counter()
     specs, units = quantize_units(model, cfg.quant)
     header = StreamHeader(
         model=model.kind,
@@ -150,7 +192,7 @@ def encode_image(
         stage_psnr=q_stage,
         float_stage_psnr=result.stage_psnr,
         params=model.num_params(),
-        seconds=time.perf_counter() - start,
+        seconds=fit_seconds + time.perf_counter() - start,
         bytes=len(bs.to_bytes()),
         warnings=result.warnings,
     )

@@ -98,19 +98,27 @@ def quantized_loss(
     precise: set[int],
     x: torch.Tensor,
     y: torch.Tensor,
+    cached: torch.Tensor | None = None,
 ) -> float:
     """The stage's loss with its parameters set to the quantized ``weights`` (parameters left unchanged)."""
     current = [p.detach().clone() for p in stage.params]
     model.eval()
     load_quantized(stage.params, weights, quant, precise)
     with torch.no_grad():
-        value = float(stage_loss(model, stage, x, y))
+        value = float(stage_loss(model, stage, x, y, cached))
     copy_into(stage.params, current)
     return value
 
 
-def stage_loss(model: INR, stage: TrainingStage, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the stage's prefix, or the weighted geometric mean over its exits."""
+def stage_loss(
+    model: INR, stage: TrainingStage, x: torch.Tensor, y: torch.Tensor, cached: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error of the stage's prefix, or the weighted geometric mean over its exits.
+
+    ``cached`` is ``stage.prefix(x)`` computed beforehand: the loss then runs only ``stage.rest``."""
+    if cached is not None:
+        assert stage.rest is not None
+        return torch.mean((stage.rest(cached) - y) ** 2)
     if not stage.exits:
         return torch.mean((model(x, stage.depth) - y) ** 2)
     depths = [d for d, _ in stage.exits]
@@ -165,12 +173,13 @@ class _Fit:
         self.warnings: list[str] = []
         self.history: list[float] = []
 
-    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step's pixels: all of them, or a random batch from the run's seeded generator."""
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The step's pixels: all of them, or a random batch from the run's seeded generator (with
+        its indices, which pick the same rows of a cached prefix)."""
         if self.batch < self.pixels:
             idx = torch.randint(0, self.pixels, (self.batch,), generator=self.gen).to(self.device)
-            return self.coords[idx], self.target[idx]
-        return self.coords, self.target
+            return self.coords[idx], self.target[idx], idx
+        return self.coords, self.target, None
 
     def report(self, stage_index: int, loss: float, psnr: float, event: str = "step", note: str = "") -> None:
         if self.progress is not None:
@@ -214,6 +223,11 @@ class _StageFit:
         self.opt = torch.optim.Adam(stage.params, lr=self.lr)
         self.best_loss = math.inf
         self.best = [p.detach().clone() for p in stage.params]
+        self.cache = None
+        if fit.cfg.prefix_cache and stage.prefix is not None:
+            # The frozen part of the forward pass, once for the stage instead of at every step.
+            with torch.no_grad():
+                self.cache = stage.prefix(fit.coords)
         if stage.pass_through is not None:
             self._start_at_pass_through()
         self.restarts = 0
@@ -227,7 +241,9 @@ class _StageFit:
         with torch.no_grad():
             stage.pass_through()
             self.best = [p.detach().clone() for p in stage.params]
-            self.best_loss = float(stage_loss(self.fit.model, stage, self.fit.coords, self.fit.target))
+            self.best_loss = float(
+                stage_loss(self.fit.model, stage, self.fit.coords, self.fit.target, self.cache)
+            )
         copy_into(stage.params, start_weights)
 
     def train(self) -> float:
@@ -250,13 +266,14 @@ class _StageFit:
         if fit.cancel is not None and fit.cancel.is_set():
             raise Cancelled("training was cancelled")
         self._set_lr(step)
-        x, y = fit.sample()
+        x, y, idx = fit.sample()
+        cached = self.cache if self.cache is None or idx is None else self.cache[idx]
         self.opt.zero_grad(set_to_none=True)
         if step == self.qat_from and math.isfinite(self.best_loss):
             # From here losses are measured at quantized weights: judge the kept weights that way too.
             assert fit.quant is not None
             self.best_loss = quantized_loss(
-                fit.model, stage, self.best, fit.quant, fit.precise, fit.coords, fit.target
+                fit.model, stage, self.best, fit.quant, fit.precise, fit.coords, fit.target, self.cache
             )
         fit.model.train()
         floats = None
@@ -265,7 +282,7 @@ class _StageFit:
             assert fit.quant is not None
             floats = [p.detach().clone() for p in stage.params]
             load_quantized(stage.params, floats, fit.quant, fit.precise)
-        loss = stage_loss(fit.model, stage, x, y)
+        loss = stage_loss(fit.model, stage, x, y, cached)
         value = float(loss.detach())
         fit.history.append(value)
         if self._exploded(value):
@@ -349,4 +366,11 @@ def fit(
     trains on exactly the activations a decoder will compute: quantization error cannot compound
     through a deep progressive trunk (docs/SPINR.md measures the difference)."""
     cfg.validate()
+    if cfg.loop == "fast":
+        from codec.batched import fit_many
+
+        (result,) = fit_many([model], [image], [cfg], [progress], cancel, progress_every, quant)
+        if isinstance(result, TrainingDiverged):
+            raise result
+        return result
     return _Fit(model, image, cfg, quant, progress, cancel, progress_every).run()

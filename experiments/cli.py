@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from codec.errors import ConfigError
 from experiments.datasets import load_dataset
 from experiments.pool import JobPool
 from experiments.profiles import PROFILES, profile_from_args
@@ -74,6 +75,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=1, help="parallel worker processes (each fits one job)"
     )
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="fit up to K jobs of one shape (seeds, same-size images) together with batched matmuls; "
+        "1 fits one at a time (memory grows K-fold)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per worker (default: the cores shared among the workers; never more)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step (pays off over many fits of one shape; docs/SPINR.md)",
+    )
+    parser.add_argument(
         "--time-budget",
         type=float,
         default=0.0,
@@ -99,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
     from codec.device import resolve_device
 
     resolve_device(args.device)  # fail early, naming the flag, when CUDA is asked for and absent
+    for flag, value, low in (
+        ("--batch", args.batch, 1),
+        ("--threads", args.threads, 0),
+        ("--workers", args.workers, 1),
+    ):
+        if not low <= value <= 1024:
+            raise ConfigError(f"{flag} {value} is out of range: allowed {low}..1024")
     profile = profile_from_args(args)
     images = load_dataset(args.dataset, profile)
     out = Path(args.out)

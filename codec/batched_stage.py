@@ -1,0 +1,247 @@
+"""One training stage of a batched fit (``codec.batched``), every model in lock-step.
+
+It mirrors ``codec.train._StageFit`` step for step, with each of its decisions made per model on the
+device: whether the loss exploded, whether it is the best so far (then its weights are kept),
+restoring the best weights and halving that model's learning rate after a divergence, stopping a
+model whose restarts are used up. The host reads what happened every ``sync_every`` steps and reports
+it in order: progress events, the loss history and the warnings come out as the plain loop's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from codec.errors import TrainingDiverged
+from codec.qat import load_quantized, quantize_in_place
+from codec.stack import StackedAdam, per_model
+from codec.train import loss_to_psnr, stage_loss
+
+if TYPE_CHECKING:
+    from codec.batched import BatchFit
+
+
+class BatchStage:
+    """One stage: its trained columns of the stack (a leaf), their Adam, best weights and restarts."""
+
+    def __init__(self, fit: BatchFit, index: int, steps: int) -> None:
+        self.fit, self.index, self.steps = fit, index, steps
+        self.mine = [s[index] for s in fit.stages]
+        """Each model's own stage (its on_start, pass-through and parameters)."""
+        self.stage = stage = self.mine[0]
+        """Model 0's: its closures run on any model's slice under ``functional_call``."""
+        for s in self.mine:
+            if s.on_start is not None:
+                s.on_start()
+        self.start, end = fit.stack.span(stage.params)
+        self.leaf = fit.stack.flat[:, self.start : end].detach().requires_grad_(True)
+        fit.use_params(fit.stack.named(self.leaf, self.start))
+        dev, k = fit.device, fit.k
+        self.lr = fit.base_lr * stage.lr_scale
+        self.host_lr = self.lr.tolist()
+        self.adam = StackedAdam([self.leaf])
+        self.best_loss = torch.full((k,), math.inf, device=dev)
+        self.best = self.leaf.detach().clone()
+        self.cache = None
+        if fit.cfg.prefix_cache and stage.prefix is not None:
+            prefix = stage.prefix
+            with torch.no_grad():
+                self.cache = fit.run(lambda m, x: prefix(x), fit.coords, batched=(False,))
+        ok = [f is None for f in fit.failed]
+        self.active = torch.tensor(ok, device=dev)
+        self.host_active = ok
+        if stage.pass_through is not None:
+            self._start_at_pass_through()
+        self.restarts = torch.zeros(k, dtype=torch.int64, device=dev)
+        self.host_restarts = [0] * k
+        self.seen_best = torch.full((k,), math.inf, dtype=torch.float64, device=dev)
+        self.qat_from = steps - int(round(fit.cfg.qat * steps)) if fit.quant is not None else steps
+        self.rec = torch.zeros(4, fit.cfg.sync_every, k, device=dev)
+        """Per step of the current block: loss, best loss after it, exploded, ran (read at each sync)."""
+        self._forward = self._losses
+        if fit.cfg.compile:
+            self._forward = torch.compile(self._losses, dynamic=False)
+
+    # -- losses ------------------------------------------------------------------------------------
+    def _losses(
+        self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor | None, x_batched: bool
+    ) -> torch.Tensor:
+        fit, stage = self.fit, self.stage
+        bf16 = fit.cfg.precision == "bf16"
+        with torch.autocast(fit.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = fit.run(
+                lambda m, x, y, h: stage_loss(m, stage, x, y, h), x, y, h, batched=(x_batched, True, True)
+            )
+        return out.float() if bf16 else out
+
+    def _full_losses(self) -> torch.Tensor:
+        """(K,) stage loss on every pixel, no gradient, eval mode."""
+        fit = self.fit
+        fit.mode(False)
+        with torch.no_grad():
+            return self._losses(fit.coords, fit.target, self.cache, False).detach()
+
+    def _load_quantized(self, weights: torch.Tensor) -> None:
+        """Set the trained columns to the dequantized codes of ``weights`` (K, n), model by model, with
+        the codec's quantizer (each model's own precise tensors at their bits)."""
+        fit = self.fit
+        assert fit.quant is not None
+        for k, s in enumerate(self.mine):
+            load_quantized(
+                s.params, fit.stack.unflatten(weights, self.start, s.params, k), fit.quant, fit.precise[k]
+            )
+
+    def _start_at_pass_through(self) -> None:
+        # Start "best" at the exact previous picture: training must beat it to replace it.
+        start = self.leaf.detach().clone()
+        with torch.no_grad():
+            for s in self.mine:
+                assert s.pass_through is not None
+                s.pass_through()
+            self.best = self.leaf.detach().clone()
+            self.best_loss = self._full_losses()
+            self.leaf.copy_(start)
+
+    # -- the stage ---------------------------------------------------------------------------------
+    def train(self) -> list[float]:
+        """Run the stage's steps; returns each model's full-image PSNR at its kept weights."""
+        fit, every = self.fit, self.fit.cfg.sync_every
+        s = 0
+        while s < self.steps and any(self.host_active):
+            n = min(every, self.steps - s)
+            states = [g.get_state() for g in fit.gens]
+            block = fit.pixel_block(n, self.host_active)
+            for j in range(n):
+                fit.check_cancel()
+                self.step(s + j, j, block)
+            self.sync(s, n, states)
+            s += n
+        return self.finish()
+
+    def _batch(
+        self, j: int, block: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        fit = self.fit
+        if block is None:
+            return fit.coords, fit.target, self.cache, False
+        idx = block[:, j]
+        rows = idx[..., None]
+        y = torch.take_along_dim(fit.target, rows, dim=1)
+        h = None if self.cache is None else torch.take_along_dim(self.cache, rows, dim=1)
+        return fit.coords[idx], y, h, True
+
+    def step(self, step: int, j: int, block: torch.Tensor | None) -> None:
+        fit, cfg = self.fit, self.fit.cfg
+        frac = step / max(1, self.steps - 1)
+        lr = self.lr * (cfg.lr_decay + (1 - cfg.lr_decay) * 0.5 * (1 + math.cos(math.pi * frac)))
+        x, y, h, x_batched = self._batch(j, block)
+        self.adam.zero_grad()
+        if step == self.qat_from:
+            # From here losses are measured at quantized weights: judge the kept weights that way too.
+            current = self.leaf.detach().clone()
+            with torch.no_grad():
+                self._load_quantized(self.best)
+                quantized = self._full_losses()
+                self.leaf.copy_(current)
+            self.best_loss = torch.where(torch.isfinite(self.best_loss), quantized, self.best_loss)
+        floats = None
+        if step >= self.qat_from:
+            # Straight-through: loss and gradient at the quantized weights, the step on the floats.
+            floats = self.leaf.detach().clone()
+            self._load_quantized(floats)
+        fit.mode(True)
+        losses = self._forward(x, y, h, x_batched)
+        value = losses.detach()
+        active = self.active
+        finite = torch.isfinite(value)
+        wide = value.double()
+        exploded = active & (
+            ~finite | (torch.isfinite(self.seen_best) & (wide > cfg.explode_factor * self.seen_best))
+        )
+        self.seen_best = torch.where(active & finite, torch.minimum(self.seen_best, wide), self.seen_best)
+        better = active & ~exploded & (value < self.best_loss)
+        self.best_loss = torch.where(better, value, self.best_loss)
+        with torch.no_grad():
+            kept = self.leaf if floats is None else floats
+            torch.where(per_model(better, kept), kept, self.best, out=self.best)
+            self.rec[0, j] = value
+            self.rec[1, j] = self.best_loss
+            self.rec[2, j] = exploded
+            self.rec[3, j] = active
+        keep = active & ~exploded
+        torch.where(keep, losses, torch.zeros_like(losses)).sum().backward()
+        with torch.no_grad():
+            if floats is not None:
+                self.leaf.copy_(floats)  # after backward: autograd saved the quantized values
+        self.adam.step(lr, keep)
+        # A divergence: restore that model's best weights, halve its rate, forget its Adam state.
+        self.restarts += exploded
+        stop = exploded & (self.restarts > cfg.max_restarts)
+        restart = exploded & ~stop
+        with torch.no_grad():
+            torch.where(per_model(exploded, self.leaf), self.best, self.leaf, out=self.leaf)
+        self.lr = torch.where(restart, self.lr / 2, self.lr)
+        self.adam.reset(restart)
+        self.active = active & ~stop
+
+    def sync(self, first: int, n: int, states: list[torch.Tensor]) -> None:
+        """Read the block's record and report it, model by model, in the plain loop's order."""
+        fit = self.fit
+        rec = self.rec[:, :n].cpu().numpy()
+        for k in range(fit.k):
+            for j in np.flatnonzero(rec[3, :, k]):
+                step, value, best = first + int(j), float(rec[0, j, k]), float(rec[1, j, k])
+                fit.history[k].append(value)
+                if rec[2, j, k]:
+                    self._diverged(k, step, value, best, first, states[k])
+                elif step % fit.progress_every == 0 or step == self.steps - 1:
+                    fit.report(k, self.index, fit.done + step + 1, value, loss_to_psnr(best))
+
+    def _diverged(
+        self, k: int, step: int, value: float, best: float, first: int, state: torch.Tensor
+    ) -> None:
+        fit, name = self.fit, self.stage.name
+        self.host_restarts[k] += 1
+        what = "is not finite" if not math.isfinite(value) else f"exploded to {value:.4g}"
+        note = (
+            f"{name}: loss {what} at step {step}; restored the best weights (loss {best:.4g})"
+            f" and halved the learning rate to {self.host_lr[k] / 2:.3g}"
+        )
+        fit.warnings[k].append(note)
+        if self.host_restarts[k] > fit.cfg.max_restarts:
+            fit.warnings[k].append(f"{name}: stopped early after {fit.cfg.max_restarts} restarts")
+            self.host_active[k] = False
+            if fit.batch < fit.pixels:
+                # The plain loop drew no batch after this step: leave the generator where it would be.
+                gen = fit.gens[k]
+                gen.set_state(state)
+                torch.randint(0, fit.pixels, (step - first + 1, fit.batch), generator=gen)
+            return
+        self.host_lr[k] /= 2
+        fit.report(k, self.index, fit.done + step, value, loss_to_psnr(best), "diverged", note)
+
+    def finish(self) -> list[float]:
+        """Keep each model's best weights (quantized when the run quantizes between stages), freeze
+        them, and judge them on the whole image."""
+        fit, stage = self.fit, self.stage
+        for k, loss in enumerate(self.best_loss.tolist()):
+            if fit.failed[k] is None and not math.isfinite(loss):
+                fit.failed[k] = TrainingDiverged(
+                    f"{stage.name}: no finite loss in {self.steps} steps at learning rate"
+                    f" {float(fit.base_lr[k]):g}; try a lower --lr"
+                )
+        if fit.k == 1 and fit.failed[0] is not None:
+            raise fit.failed[0]
+        with torch.no_grad():
+            self.leaf.copy_(self.best)
+            if fit.quant is not None and len(fit.stages[0]) > 1:
+                for k, s in enumerate(self.mine):
+                    quantize_in_place(s.params, fit.quant, fit.precise[k])
+        fit.use_params(fit.stack.named())
+        full = fit.prefix_losses(stage.depth).tolist()
+        for k in range(fit.k):
+            fit.report(k, self.index, fit.done + self.steps, full[k], loss_to_psnr(full[k]), "stage_done")
+        return [loss_to_psnr(v) for v in full]
