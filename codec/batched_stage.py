@@ -10,7 +10,9 @@ it in order: progress events, the loss history and the warnings come out as the 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +24,33 @@ from codec.train import loss_to_psnr, stage_loss
 
 if TYPE_CHECKING:
     from codec.batched import BatchFit
+
+
+def compiled(fn: Callable[..., torch.Tensor], on_fail: Callable[[str], None]) -> Callable[..., torch.Tensor]:
+    """``torch.compile(fn)``, falling back to ``fn`` (and telling ``on_fail`` why) when compiling fails,
+    e.g. where no C++ compiler is installed. Tracing reads ``.grad`` of the parameter views (not
+    leaves): a harmless warning, silenced here."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(64, torch._dynamo.config.recompile_limit)  # a stage each
+    inner = torch.compile(fn, dynamic=False)
+    failed: list[str] = []
+
+    def call(*args: Any) -> torch.Tensor:
+        if failed:
+            return fn(*args)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message=".*not a leaf Tensor is being accessed", category=UserWarning
+                )
+                return inner(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager path is the fallback
+            failed.append(f"torch.compile failed ({type(exc).__name__}); trained without it")
+            on_fail(failed[0])
+            return fn(*args)
+
+    return call
 
 
 class BatchStage:
@@ -63,7 +92,11 @@ class BatchStage:
         """Per step of the current block: loss, best loss after it, exploded, ran (read at each sync)."""
         self._forward = self._losses
         if fit.cfg.compile:
-            self._forward = torch.compile(self._losses, dynamic=False)
+            self._forward = compiled(self._losses, self._compile_failed)
+
+    def _compile_failed(self, note: str) -> None:
+        for warnings_of_model in self.fit.warnings:
+            warnings_of_model.append(note)
 
     # -- losses ------------------------------------------------------------------------------------
     def _losses(

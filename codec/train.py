@@ -134,7 +134,9 @@ def stage_loss(
 
 def loss_to_psnr(loss: float) -> float:
     # Targets live in [-1, 1]: MSE on [0, 1] is loss / 4.
-    return math.inf if loss <= 0 else 10.0 * math.log10(4.0 / loss)
+    if loss <= 0:
+        return math.inf
+    return -math.inf if math.isinf(loss) else 10.0 * math.log10(4.0 / loss)
 
 
 class _Fit:

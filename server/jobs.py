@@ -50,12 +50,17 @@ def _watch_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
-def worker_main(index: int, tasks: Any, events: Any, cancel: Any, device: str, parent: int) -> None:
+def worker_main(
+    index: int, tasks: Any, events: Any, cancel: Any, device: str, parent: int, workers: int = 1
+) -> None:
     """Entry point of a worker process: import torch once, then run tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
         from codec.device import resolve_device
+        from codec.threads import size_torch_threads
+
+        size_torch_threads(workers)  # workers x threads never exceed the cores (docs/SPINR.md, "Speed")
 
         resolved = str(resolve_device(device))
     except Exception as exc:
@@ -182,7 +187,15 @@ class JobManager:
         cancel = self._ctx.Event()
         proc = self._ctx.Process(
             target=worker_main,
-            args=(index, tasks, self._events, cancel, self.settings.device, os.getpid()),
+            args=(
+                index,
+                tasks,
+                self._events,
+                cancel,
+                self.settings.device,
+                os.getpid(),
+                self.settings.workers,
+            ),
             name=f"spinr-worker-{index}",
             daemon=True,
         )
