@@ -6,6 +6,9 @@
   measurement behind the defaults, docs/SPINR.md); writes a Markdown table and a PNG plot too.
 - ``spinr-recipes``: SPINR's training recipes (stages only, joint phase, neuron dropout, the study's)
   against SIREN in the same run: PSNR, every prefix, lost neurons, fit time (``benchmarks/recipes.py``).
+- ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
+  ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS
+  (``benchmarks/load.py``); also written to ``load.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "spinr-variants", "spinr-recipes")
+BENCHES = ("decode", "spinr-variants", "spinr-recipes", "load")
 
 
 def _best_of(fn: Any, repeats: int) -> float:
@@ -202,6 +205,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, default=16, help="spinr-recipes: weight bits (16 is float-like)")
     p.add_argument("--trials", type=int, default=4, help="spinr-recipes: random draws per lost-neuron count")
     p.add_argument("--workers", type=int, default=1, help="spinr-recipes: parallel fit processes")
+    p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
+    p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
+    p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
+    p.add_argument(
+        "--channel", type=json.loads, help="load: channel of every stream, JSON, e.g. '{\"loss\": 0.1}'"
+    )
+    p.add_argument("--server-pid", type=int, help="load: PID of the --url server, to read its RSS")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,8 +221,11 @@ def run(args: argparse.Namespace) -> int:
         from codec.errors import ConfigError
 
         raise ConfigError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHES)}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from codec.device import resolve_device
+    from codec.outputs import output_folder
+
+    resolve_device(args.device)
+    out = output_folder(args.out, "--out")
     report: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
     if "decode" in which:
         report["decode"] = bench_decode(args.size, 64, 16, args.repeats)
@@ -241,6 +254,13 @@ def run(args: argparse.Namespace) -> int:
             args.workers,
             out,
         )
+    if "load" in which:
+        from benchmarks.load import bench_load
+
+        report["load"] = bench_load(
+            args.clients, args.url, args.job, args.channel, server_pid=args.server_pid
+        )
+        (out / "load.json").write_text(json.dumps(report["load"], indent=2))
     path = out / "bench.json"
     path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

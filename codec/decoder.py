@@ -42,7 +42,7 @@ class Decoded:
     rgb: np.ndarray
     """uint8 (height, width, 3)."""
     depth: int
-    """Prefix depth used (0-based; 0 for a non-progressive model)."""
+    """Stages used, 1..``depths`` (1 for a non-progressive model), as ``decode(depth=...)`` and ``--layers`` count."""
     units: list[int]
     """Unit indices whose tensors were used."""
     steps: list[int] = field(default_factory=list)
@@ -158,10 +158,13 @@ class ProgressiveDecoder:
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(self, size: tuple[int, int] | None = None, depth: int | None = None) -> Decoded:
-        """Decode the deepest usable prefix (or at most ``depth``) at ``size`` (default: the image's)."""
+        """Decode the deepest usable prefix (or at most its first ``depth`` stages, 1..``depths``, as
+        ``spinr decode --layers`` counts) at ``size`` (default: the image's)."""
         if self.header is None or self.arch is None:
             raise BitstreamError("cannot decode: the header packet has not arrived")
-        plan = self.plan(depth)
+        if depth is not None and not 1 <= depth <= self.depths:
+            raise BitstreamError(f"depth {depth} is out of range: this stream has 1..{self.depths} stages")
+        plan = self.plan(None if depth is None else depth - 1)
         if plan is None:
             missing = sorted(set(self.arch.trunk_units(0)) - self.available)
             raise BitstreamError(
@@ -182,7 +185,7 @@ class ProgressiveDecoder:
                 for k in steps:
                     a = self.arch.trunk(k, a, self.params)
                 y[s : s + CHUNK] = self.arch.readout(d, a, self.params)
-        return Decoded(to_rgb8(y, w, h), d, self.used_units(d if depth is not None else None), steps)
+        return Decoded(to_rgb8(y, w, h), d + 1, self.used_units(d if depth is not None else None), steps)
 
     def _trunk_cached(self, size: tuple[int, int], steps: list[int]) -> np.ndarray:
         assert self.arch is not None

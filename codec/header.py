@@ -10,7 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from codec.errors import BitstreamError
+from codec.errors import BitstreamError, brief
 from codec.quant import MAX_BITS, MIN_BITS, parse_shape
 
 FORMAT_VERSION = 1
@@ -21,6 +21,7 @@ MAX_TOTAL_ELEMENTS = 2**26
 MAX_IMAGE_SIDE = 65535
 MAX_NAME_LEN = 64
 MAX_ARCH_KEYS = 64
+MAX_ARCH_LIST = MAX_UNITS
 _MODEL_RE = re.compile(r"[a-z0-9_]{1,32}")
 _HEADER_KEYS = {
     "format",
@@ -135,10 +136,10 @@ class StreamHeader:
         if not isinstance(stage_psnr, list) or len(stage_psnr) > MAX_UNITS + 1:
             raise BitstreamError(f"header stage_psnr must be a list of at most {MAX_UNITS + 1} numbers")
         if not all(_is_number(p) for p in stage_psnr):
-            raise BitstreamError(f"header stage_psnr must hold numbers, got {stage_psnr!r:.80}")
-        meta = d.get("meta", {})
-        if not isinstance(meta, dict):
-            raise BitstreamError(f"header meta must be a map, got {type(meta).__name__}")
+            raise BitstreamError(f"header stage_psnr must hold numbers, got {brief(stage_psnr)}")
+        for i, p in enumerate(stage_psnr):
+            _finite_number(p, f"header stage_psnr[{i}]")
+        meta = _parse_meta(d.get("meta", {}))
         return cls(
             model=model,
             arch=_parse_arch(d["arch"]),
@@ -152,17 +153,54 @@ class StreamHeader:
         )
 
 
+def _finite_number(value: Any, what: str) -> None:
+    if not _is_number(value):
+        raise BitstreamError(f"{what} must be a number, got {brief(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BitstreamError(f"{what} is {value}: numbers in a header must be finite")
+
+
 def _parse_arch(arch: Any) -> dict[str, Any]:
     if not isinstance(arch, dict) or len(arch) > MAX_ARCH_KEYS:
         raise BitstreamError(f"header arch must be a map of at most {MAX_ARCH_KEYS} entries")
     for key, value in arch.items():
         _name(key, "header arch key")
         items = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, (int, float, str, bool)) for v in items):
+        if len(items) > MAX_ARCH_LIST or not all(isinstance(v, (int, float, str, bool)) for v in items):
             raise BitstreamError(
-                f"header arch {key!r} must be an int, float, str, bool or a list of them, got {value!r:.80}"
+                f"header arch {key!r} must be an int, float, str, bool or a list of them "
+                f"(at most {MAX_ARCH_LIST}), got {brief(value)}"
             )
+        for v in items:
+            if isinstance(v, str):
+                _name(v, f"header arch {key!r} value")
+            elif isinstance(v, float):
+                _finite_number(v, f"header arch {key!r}")
     return arch
+
+
+def _parse_meta(meta: Any) -> dict[str, Any]:
+    """``meta`` is free-form but JSON-shaped, so that ``spinr info --json`` and the API can show any header
+    that parses: maps with string keys, lists, strings, finite numbers, booleans and null."""
+    if not isinstance(meta, dict):
+        raise BitstreamError(f"header meta must be a map, got {type(meta).__name__}")
+    stack: list[tuple[str, Any]] = [("header meta", meta)]
+    while stack:  # depth is bounded by the payload's MAX_DEPTH; iterative all the same
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise BitstreamError(f"{path} has a key {brief(k)} that is not a string")
+                stack.append((f"{path}.{k[:MAX_NAME_LEN]}", v))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, float):
+            _finite_number(value, path)
+        elif value is not None and not isinstance(value, (str, int, bool)):
+            raise BitstreamError(
+                f"{path} is {type(value).__name__}; meta holds maps, lists, strings, numbers, booleans, null"
+            )
+    return meta
 
 
 def _parse_units(units: Any) -> list[UnitSpec]:

@@ -3,11 +3,14 @@
 Decoding never trusts a size it has not bounded: the declared content size is checked against
 ``MAX_DECOMPRESSED`` before anything is allocated, the decompressor refuses larger windows, and msgpack
 runs with per-object limits plus a budget on the total number of container items, so a small packet
-cannot expand into gigabytes of Python objects.
+cannot expand into gigabytes of Python objects. Containers nest at most ``MAX_DEPTH`` deep, so code
+that walks a payload recursively (``repr``, ``json.dumps``, comparisons) cannot hit Python's recursion
+limit; :func:`check_depth` is the same check for other untrusted trees (JSON messages).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -21,6 +24,9 @@ MAX_ARRAY_LEN = 2**16
 MAX_MAP_LEN = 2**12
 MAX_ITEMS = 2**18
 """Total array elements plus map entries in one payload (a real one has a few thousand at most)."""
+MAX_DEPTH = 16
+"""Deepest nesting of arrays and maps in a payload (a header needs 6: map, units, unit, tensors,
+entry, shape)."""
 
 
 def encode_payload(obj: dict[str, Any], level: int = 19) -> bytes:
@@ -74,6 +80,24 @@ class _Budget:
         return obj
 
 
+def check_depth(obj: Any, limit: int, what: str) -> None:
+    """Raise BitstreamError if lists and dicts in ``obj`` nest more than ``limit`` deep (``obj`` itself
+    is level 1). Iterative, so a tree nested thousands deep is refused rather than overflowing the stack."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, level = stack.pop()
+        children: Iterable[Any]
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if level > limit:
+            raise BitstreamError(f"{what} nests lists and maps more than {limit} deep")
+        stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
+
+
 def decode_payload(data: bytes) -> dict[str, Any]:
     """zstd frame -> msgpack map with string keys; anything else raises BitstreamError."""
     raw = _decompress(bytes(data))
@@ -99,4 +123,5 @@ def decode_payload(data: bytes) -> dict[str, Any]:
         raise BitstreamError(f"payload is not valid msgpack: {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, dict):
         raise BitstreamError(f"payload must be a msgpack map, got {type(obj).__name__}")
+    check_depth(obj, MAX_DEPTH, "payload")
     return obj

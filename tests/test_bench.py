@@ -36,3 +36,19 @@ def test_decode_bench_writes_speed_ratios(tmp_path: Path, capsys) -> None:
     report = json.loads((tmp_path / "bench.json").read_text())["decode"]
     numbers = [v for v in report.values() if isinstance(v, int | float)]
     assert numbers and all(v > 0 for v in numbers)
+
+
+def test_load_bench_streams_to_concurrent_clients_against_a_real_server(tmp_path: Path, capsys) -> None:
+    assert main(["bench", "load", "--clients", "5", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "load.json").read_text())
+    assert report == json.loads((tmp_path / "bench.json").read_text())["load"]
+    assert report["clients"] == 5 and report["errors"] == 0 and report["error_kinds"] == {}
+    assert report["started_server"] is True and report["layers_per_stream"] >= 1
+    for key in ("first_layer_s", "complete_s"):
+        p = report[key]
+        assert 0 < p["p50"] <= p["p95"] <= p["p99"] <= p["max"] < 120
+    assert report["first_layer_s"]["p50"] <= report["complete_s"]["p50"]
+    rss = report["server_rss_mb"]
+    assert 10 < rss["start"] <= rss["peak"] and rss["peak_over_start"] >= 1.0
+    assert report["server_cpu_ms_per_stream"] > 0 and report["client_cpu_ms_per_stream"] > 0

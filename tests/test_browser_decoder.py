@@ -159,11 +159,11 @@ def grid(w: int, h: int) -> np.ndarray:
 
 
 def reference(header: dict, params: list[dict], depth: int | None, w: int, h: int) -> np.ndarray:
-    """uint8 (h, w, 3) for the prefix of ``depth`` (None: all)."""
+    """uint8 (h, w, 3) for the prefix of ``depth`` stages (1..H+1; None: all)."""
     a = header["arch"]
     w0f, w0 = np.float32(a["first_omega_0"]), np.float32(a["hidden_omega_0"])
     H = a["hidden_layers"]
-    depth = H if depth is None else depth
+    depth = H if depth is None else depth - 1  # hidden layers used
 
     def sine(x, p, wn, bn, omega):
         return np.sin(omega * (x @ p[wn].T + p[bn]), dtype=np.float32)
@@ -311,7 +311,7 @@ def test_decode_matches_numpy(browser, served, case):
     backends = ["js", "gl"] if gl_ok else ["js"]
 
     # progressive: after each packet, the deepest usable prefix, computed incrementally
-    want_depths = list(range(depths)) if header["model"] == "spinr" else [0]
+    want_depths = list(range(1, depths + 1)) if header["model"] == "spinr" else [1]
     seen = [step["usableDepth"] for step in res["progressive"]]
     assert seen == want_depths, seen
     for step in res["progressive"]:
@@ -427,27 +427,32 @@ def test_out_of_order_missing_and_foreign_packets(page, served):
           const foreignSt = dec.addPacket(new Uint8Array(foreign));
           const rgba = dec.decode();
           const info = dec.lastInfo;
+          const outOfRange = [0, dec.depths + 1].map((d) => {
+            try { dec.decode(undefined, undefined, {depth: d}); return null; } catch (e) { return e.message; }
+          });
           const gap = [0, 1, 2, 3, 5];  // hidden.2 missing
           const prefix = new L.ProgressiveDecoder();
           const skip = new L.ProgressiveDecoder({conceal: "skip"});
           for (const i of gap) { prefix.addPacket(new Uint8Array(pk[i])); skip.addPacket(new Uint8Array(pk[i])); }
           let s = ""; for (const v of rgba) s += String.fromCharCode(v);
-          return {steps, foreignSt, info, rgba: btoa(s), prefixDepth: prefix.usableDepth(),
+          return {steps, foreignSt, info, outOfRange, rgba: btoa(s), prefixDepth: prefix.usableDepth(),
                   skipPlan: skip.plan(), skipUnits: skip.usedUnits()};
         }""",
         [[list(p) for p in packets], order, list(other[2])],
     )
     steps = res["steps"]
     # layer packets before the header are held, then used
-    assert [s["depth"] for s in steps] == [None, None, None, None, 1, 1, 3]
+    assert [s["depth"] for s in steps] == [None, None, None, None, 2, 2, 4]
     assert [s["st"]["accepted"] for s in steps] == [True] * 7
     assert steps[5]["st"]["duplicate"] is True
     assert steps[6]["used"] == [0, 1, 2, 3, 4]
     assert res["foreignSt"]["accepted"] is False
     assert "packet of stream 0x00000007 does not belong to stream 0x00c0ffee" in res["foreignSt"]["error"]
-    assert res["info"]["depth"] == 3 and res["info"]["units"] == [0, 1, 2, 3, 4]
-    compare(rgb_of(res["rgba"], 20, 14), reference(header, params, 3, 20, 14), "js")
-    assert res["prefixDepth"] == 1
+    assert res["info"]["depth"] == 4 and res["info"]["units"] == [0, 1, 2, 3, 4]
+    # decode's depth counts stages from 1, as codec.decoder and `spinr decode --layers` do
+    assert res["outOfRange"] == [f"depth {d} is out of range: this stream has 1..5 stages" for d in (0, 6)]
+    compare(rgb_of(res["rgba"], 20, 14), reference(header, params, 4, 20, 14), "js")
+    assert res["prefixDepth"] == 2
     assert res["skipPlan"] == {"depth": 3, "steps": [0, 1, 3]} and res["skipUnits"] == [0, 1, 2, 4]
 
 
@@ -713,7 +718,7 @@ def test_header_validation_messages(page):
     cases = {
         "unknown model": (
             hp(model="nerf"),
-            'model "nerf" is not supported by this decoder; supported: siren, spinr',
+            'model "nerf" is not supported by this decoder; supported: spinr, siren, fourier, mfn, wire, diner',
         ),
         "bad model name": (hp(model="Bad Name"), "is not an identifier"),
         "format 2": (hp(format=2), "unsupported header format 2"),
