@@ -32,7 +32,7 @@ from codec.batched_stage import BatchStage
 from codec.config import QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
-from codec.errors import ConfigError, TrainingDiverged
+from codec.errors import ConfigError, SpinrError
 from codec.kernels import FUSED, FUSED_TORCH, PLAIN, Kernels, use_kernels
 from codec.models.base import INR
 from codec.stack import ParamStack
@@ -115,12 +115,20 @@ class BatchFit:
         cfgs: Sequence[TrainConfig],
         quant: QuantConfig | None,
         progress: Sequence[ProgressFn | None],
-        cancel: CancelToken | None,
+        cancel: CancelToken | Sequence[CancelToken | None] | None,
         progress_every: int,
     ) -> None:
         self.models, self.cfg, self.quant = list(models), cfgs[0], quant
         self.k = len(self.models)
-        self.progress, self.cancel, self.progress_every = list(progress), cancel, progress_every
+        self.progress, self.progress_every = list(progress), progress_every
+        self.cancel: CancelToken | None = None
+        """Stops the whole fit."""
+        self.cancels: list[CancelToken | None] = [None] * self.k
+        """Stop one model each (the others train on)."""
+        if isinstance(cancel, Sequence):
+            self.cancels = list(cancel)
+        else:
+            self.cancel = cancel
         self.device = resolve_device(self.cfg.device)
         if self.device.type == "cuda" and self.cfg.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -153,7 +161,7 @@ class BatchFit:
         """Steps of the stages finished so far (every model's count: a stopped stage counts in full)."""
         self.warnings: list[list[str]] = [[] for _ in self.models]
         self.history: list[list[float]] = [[] for _ in self.models]
-        self.failed: list[TrainingDiverged | None] = [None] * self.k
+        self.failed: list[SpinrError | None] = [None] * self.k
 
     # -- forward passes over the stack ------------------------------------------------------------
     def use_params(self, named: dict[str, torch.Tensor]) -> None:
@@ -225,16 +233,26 @@ class BatchFit:
                 )
             )
 
-    def check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            from codec.errors import Cancelled
+    def check_cancel(self) -> list[int]:
+        """Raise :class:`Cancelled` when the whole fit's token is set; returns the models whose own
+        token was set since the last check (each then stops, its result a :class:`Cancelled`)."""
+        from codec.errors import Cancelled
 
+        if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("training was cancelled")
+        stopped = []
+        for k, token in enumerate(self.cancels):
+            if token is not None and self.failed[k] is None and token.is_set():
+                self.failed[k] = Cancelled("training was cancelled")
+                stopped.append(k)
+        return stopped
 
     # -- the whole fit -----------------------------------------------------------------------------
-    def fit(self) -> list[FitResult | TrainingDiverged]:
+    def fit(self) -> list[FitResult | SpinrError]:
         stage_psnr: list[list[float]] = [[] for _ in self.models]
         for i, steps in enumerate(self.budget):
+            if all(f is not None for f in self.failed):
+                break  # every model cancelled or diverged: nothing left to train
             psnrs = BatchStage(self, i, steps).train()
             for k, value in enumerate(psnrs):
                 stage_psnr[k].append(value)
@@ -245,7 +263,7 @@ class BatchFit:
             stage_psnr = [[loss_to_psnr(per_depth[k]) for per_depth in losses] for k in range(self.k)]
         self.stack.release()
         seconds = (time.perf_counter() - self.start) / self.k
-        results: list[FitResult | TrainingDiverged] = []
+        results: list[FitResult | SpinrError] = []
         for k, m in enumerate(self.models):
             for p in m.parameters():
                 p.requires_grad_(True)
@@ -264,12 +282,14 @@ def fit_many(
     images: Sequence[np.ndarray],
     cfgs: Sequence[TrainConfig],
     progress: Sequence[ProgressFn | None] | None = None,
-    cancel: CancelToken | None = None,
+    cancel: CancelToken | Sequence[CancelToken | None] | None = None,
     progress_every: int = 10,
     quant: QuantConfig | None = None,
-) -> list[FitResult | TrainingDiverged]:
+) -> list[FitResult | SpinrError]:
     """Fit ``models[k]`` to ``images[k]`` with ``cfgs[k]``, all at once; one result per model, or the
     :class:`TrainingDiverged` error of a model that found no finite loss (the others are unaffected).
+    ``cancel`` is one token for the whole fit (raising :class:`Cancelled`) or one per model: a model
+    whose token is set stops at its next step and comes back as a :class:`Cancelled` error.
 
     The models must share their architecture and options, the images their size, and the configs
     everything but the seed (:func:`batch_problem` says what differs). Memory grows K-fold over one fit."""

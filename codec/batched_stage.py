@@ -148,11 +148,18 @@ class BatchStage:
             states = [g.get_state() for g in fit.gens]
             block = fit.pixel_block(n, self.host_active)
             for j in range(n):
-                fit.check_cancel()
+                self._stop(fit.check_cancel())
                 self.step(s + j, j, block)
             self.sync(s, n, states)
             s += n
         return self.finish()
+
+    def _stop(self, cancelled: list[int]) -> None:
+        """Models cancelled on their own take no further step (their steps so far are reported)."""
+        if cancelled:
+            for k in cancelled:
+                self.host_active[k] = False
+            self.active = self.active & torch.tensor(self.host_active, device=self.fit.device)
 
     def _batch(
         self, j: int, block: torch.Tensor | None

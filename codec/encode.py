@@ -123,7 +123,9 @@ def encode_images(
 ) -> list[EncodeResult | SpinrError]:
     """:func:`encode_image` for several same-size images and configs that differ only in the seed,
     their networks trained as one batch (``codec.batched.fit_many``); a fit that diverged comes back
-    as its error, the others are unaffected. ``seconds`` is each one's share of the batch's time."""
+    as its error, the others are unaffected; so does one cancelled through its own token when
+    ``cancel`` is a list (one token per image, ``codec.batched.fit_many``). ``seconds`` is each one's
+    share of the batch's time."""
     from codec.batched import fit_many
 
     start = time.perf_counter()

@@ -22,7 +22,7 @@ import torch
 from codec.config import QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
-from codec.errors import Cancelled, TrainingDiverged
+from codec.errors import Cancelled, SpinrError, TrainingDiverged
 from codec.models.base import INR, TrainingStage
 from codec.qat import load_quantized, quantize_in_place
 
@@ -372,7 +372,7 @@ def fit(
         from codec.batched import fit_many
 
         (result,) = fit_many([model], [image], [cfg], [progress], cancel, progress_every, quant)
-        if isinstance(result, TrainingDiverged):
+        if isinstance(result, SpinrError):
             raise result
         return result
     return _Fit(model, image, cfg, quant, progress, cancel, progress_every).run()

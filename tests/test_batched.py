@@ -90,7 +90,9 @@ def test_a_batch_trains_each_model_as_the_plain_loop_trains_it_alone(
         assert any("restored the best weights" in w for _, r, _ in batched for w in r.warnings)
 
 
-@pytest.mark.parametrize(("name", "width", "depth", "options", "train"), [c for c in CASES if "lr" not in c[4]])
+@pytest.mark.parametrize(
+    ("name", "width", "depth", "options", "train"), [c for c in CASES if "lr" not in c[4]]
+)
 def test_fused_kernels_change_a_fit_by_rounding_only(
     crops: list[np.ndarray], name: str, width: int, depth: int, options: dict, train: dict
 ) -> None:
@@ -127,7 +129,9 @@ def test_the_fast_loop_of_one_model_is_the_batched_loop(crops: list[np.ndarray])
 
 @pytest.mark.parametrize("loop", ["plain", "fast"])
 @pytest.mark.parametrize("train", [{}, {"batch_pixels": 700}])
-def test_the_prefix_cache_leaves_every_loss_unchanged(crops: list[np.ndarray], loop: str, train: dict) -> None:
+def test_the_prefix_cache_leaves_every_loss_unchanged(
+    crops: list[np.ndarray], loop: str, train: dict
+) -> None:
     """SPINR's frozen layers (and FourierNet's encoding) computed once per stage: the same losses."""
     for name, options in (("spinr", {}), ("spinr", {"head": "shared", "residual": False}), ("fourier", {})):
         histories = []
@@ -136,7 +140,7 @@ def test_the_prefix_cache_leaves_every_loss_unchanged(crops: list[np.ndarray], l
             cfg = TrainConfig(steps=48, device="cpu", loop=loop, prefix_cache=cache, **train)
             histories.append(fit(m, crops[0], cfg).loss_history)
         assert len(histories[0]) == 48
-        np.testing.assert_allclose(histories[0], histories[1], rtol=1e-6, atol=0)
+        np.testing.assert_array_equal(histories[0], histories[1])  # bit for bit
 
 
 def test_spinr_stages_offer_their_frozen_prefix_only_without_dropout() -> None:
@@ -179,6 +183,31 @@ def test_cancelling_stops_the_fast_loop(crops: list[np.ndarray]) -> None:
     cfg = TrainConfig(steps=1000, device="cpu", loop="fast", sync_every=5)
     with pytest.raises(Cancelled):
         fit(build("siren", 8, 1, {}, 0), crops[0], cfg, progress, ev, 1)
+
+
+def test_a_model_cancelled_on_its_own_stops_and_the_others_train_on(crops: list[np.ndarray]) -> None:
+    ev = threading.Event()
+
+    def progress(p: TrainProgress) -> None:
+        if p.step >= 10:
+            ev.set()
+
+    models = [build("spinr", 8, 2, {}, s) for s in range(3)]
+    cfgs = [TrainConfig(steps=45, device="cpu", seed=s, loop="fast", sync_every=4) for s in range(3)]
+    results = fit_many(
+        models, crops, cfgs, progress=[None, progress, None], cancel=[None, ev, None], progress_every=1
+    )
+    assert isinstance(results[1], Cancelled)
+    for k in (0, 2):  # trained on as they would alone
+        r = results[k]
+        assert isinstance(r, FitResult) and len(r.loss_history) == 45
+        alone = fit(build("spinr", 8, 2, {}, k), crops[k], cfgs[k])
+        np.testing.assert_allclose(r.loss_history, alone.loss_history, rtol=1e-5)
+    # Every model cancelled: the remaining stages are skipped, each result says why.
+    ev2 = threading.Event()
+    ev2.set()
+    results = fit_many(models[:2], crops[:2], cfgs[:2], cancel=[ev2, ev2])
+    assert all(isinstance(r, Cancelled) for r in results)
 
 
 def test_what_cannot_share_a_batch_is_named(crops: list[np.ndarray]) -> None:
@@ -243,3 +272,26 @@ def test_threads_never_oversubscribe_the_cores(monkeypatch: pytest.MonkeyPatch) 
     assert threads.threads_per_worker(16) == 1
     assert threads.threads_per_worker(2, requested=1) == 1
     assert threads.threads_per_worker(2, requested=6) == 4  # capped at the share
+
+
+def torch_threads(job: object) -> tuple[int, int]:
+    """A pool job: the torch threads and the pid of the process that ran it."""
+    import os
+
+    return torch.get_num_threads(), os.getpid()
+
+
+@pytest.mark.parametrize(("workers", "requested"), [(2, 64), (1, 0)])
+def test_the_experiments_pool_sizes_each_workers_threads_to_its_share(workers: int, requested: int) -> None:
+    from codec.threads import cores
+    from experiments.pool import JobPool
+
+    before = torch.get_num_threads()
+    try:
+        pool = JobPool(workers=workers, quiet=True, threads=requested)
+        out = pool.map(torch_threads, list(range(2 * workers)), "threads")
+        per_process = dict((pid, n) for n, pid in out)
+        assert all(n == max(1, cores() // workers) for n in per_process.values()), per_process
+        assert len(per_process) * max(per_process.values()) <= max(cores(), len(per_process))
+    finally:
+        torch.set_num_threads(before)
