@@ -29,7 +29,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from codec.batched_stage import BatchStage
-from codec.config import QuantConfig, TrainConfig
+from codec.config import EncodeConfig, QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
 from codec.errors import ConfigError, SpinrError
@@ -76,6 +76,12 @@ def batch_problem(models: Sequence[INR], images: Sequence[np.ndarray], cfgs: Seq
     if len(models) > 1 and getattr(first.options, "dropout", 0.0) > 0:
         return "neuron dropout draws from one random stream per fit; fits with dropout train one at a time"
     return ""
+
+
+def batchable(cfg: EncodeConfig) -> bool:
+    """Whether fits of this config may share a batch with others of its shape: the fast loop, and no
+    neuron dropout (whose masks come from one random stream per fit)."""
+    return cfg.train.loop == "fast" and not float(cfg.model.options.get("dropout", 0) or 0) > 0
 
 
 def _batch_options(model: INR) -> tuple[Any, ...]:

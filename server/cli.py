@@ -53,6 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=d.workers, help=f"training worker processes (default {d.workers})"
     )
     p.add_argument(
+        "--batch",
+        type=int,
+        default=d.batch,
+        help="queued jobs of one shape (image size, options but the seed) a worker trains together"
+        f" as one batch (default {d.batch}: one at a time)",
+    )
+    p.add_argument(
         "--max-upload-bytes",
         type=int,
         default=d.max_upload_bytes,
@@ -102,6 +109,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_pixels=args.max_pixels,
         max_queued_jobs=args.max_queued,
         workers=args.workers,
+        batch=args.batch,
         device=args.device,
         preset=args.preset,
         web_dir=args.web_dir,

@@ -267,11 +267,18 @@ def test_threads_never_oversubscribe_the_cores(monkeypatch: pytest.MonkeyPatch) 
     from codec import threads
 
     monkeypatch.setattr(threads, "cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads.threads_per_worker(1) == 8
     assert threads.threads_per_worker(3) == 2
     assert threads.threads_per_worker(16) == 1
     assert threads.threads_per_worker(2, requested=1) == 1
     assert threads.threads_per_worker(2, requested=6) == 4  # capped at the share
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # asked for fewer: granted, within the share
+    assert threads.threads_per_worker(1) == 3
+    assert threads.threads_per_worker(4) == 2
+    assert threads.threads_per_worker(1, requested=5) == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")  # not a number: ignored
+    assert threads.threads_per_worker(2) == 4
 
 
 def torch_threads(job: object) -> tuple[int, int]:
@@ -283,7 +290,7 @@ def torch_threads(job: object) -> tuple[int, int]:
 
 @pytest.mark.parametrize(("workers", "requested"), [(2, 64), (1, 0)])
 def test_the_experiments_pool_sizes_each_workers_threads_to_its_share(workers: int, requested: int) -> None:
-    from codec.threads import cores
+    from codec.threads import cores, threads_per_worker
     from experiments.pool import JobPool
 
     before = torch.get_num_threads()
@@ -291,7 +298,8 @@ def test_the_experiments_pool_sizes_each_workers_threads_to_its_share(workers: i
         pool = JobPool(workers=workers, quiet=True, threads=requested)
         out = pool.map(torch_threads, list(range(2 * workers)), "threads")
         per_process = dict((pid, n) for n, pid in out)
-        assert all(n == max(1, cores() // workers) for n in per_process.values()), per_process
+        assert all(n == threads_per_worker(workers, requested) for n in per_process.values()), per_process
+        assert all(n <= max(1, cores() // workers) for n in per_process.values())
         assert len(per_process) * max(per_process.values()) <= max(cores(), len(per_process))
     finally:
         torch.set_num_threads(before)
