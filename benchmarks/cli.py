@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 BENCHES = ("decode", "spinr-variants", "spinr-recipes", "load", "train")
-TRAIN_SECTIONS = ("loops", "options", "threads", "batched")
+TRAIN_SECTIONS = ("loops", "options", "threads", "batched", "server")
 
 
 def _best_of(fn: Any, repeats: int) -> float:

@@ -49,6 +49,8 @@ class LocalServer:
     data_dir: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
+    """More ``spinr serve`` flags (e.g. ``--batch 10``)."""
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,7 +68,7 @@ class LocalServer:
         import httpx
 
         args = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--preset", "tiny"]
-        args += ["--device", "cpu", "--log-level", "warning"]
+        args += ["--device", "cpu", "--log-level", "warning", *self.extra]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [*SPINR, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True

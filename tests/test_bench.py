@@ -59,13 +59,26 @@ def test_train_bench_times_every_fast_path_option_against_a_reference_in_the_sam
 ) -> None:
     from benchmarks.train_bench import OPTIONS
 
-    argv = ["bench", "train", "--fit-size", "16", "--fit-steps", "8", "--k", "3", "--width", "8"]
+    argv = [
+        "bench",
+        "train",
+        "--fit-size",
+        "16",
+        "--fit-steps",
+        "8",
+        "--k",
+        "3",
+        "--width",
+        "8",
+        "--repeats",
+        "1",
+    ]
     argv += ["--depth", "2", "--images", "2", "--device", "cpu", "--out", str(tmp_path)]
     assert main(argv) == 0
     capsys.readouterr()
     report = json.loads((tmp_path / "train.json").read_text())
     assert report == json.loads((tmp_path / "bench.json").read_text())["train"]
-    for section in ("loops", "options", "threads", "batched"):
+    for section in ("loops", "options", "threads", "batched", "server"):
         rows = report[section]["rows"]
         assert rows[0]["speedup"] == 1.0, section  # the reference, timed in this run
         assert all(r["seconds"] > 0 and r["speedup"] > 0 and 0 < r["psnr"] < 60 for r in rows), section
@@ -76,6 +89,7 @@ def test_train_bench_times_every_fast_path_option_against_a_reference_in_the_sam
     assert [r["threads"] for r in report["threads"]["rows"]] == sorted({1, report["cores"]})
     # The batch trains each model as it trains alone.
     assert report["batched"]["k"] == 3 and report["batched"]["max_psnr_difference_batch_vs_alone_db"] < 0.01
+    assert [r["variant"] for r in report["server"]["rows"]] == ["--batch 1 (reference)", "--batch 3"]
 
 
 def test_train_bench_names_a_bad_section(tmp_path: Path, capsys) -> None:
