@@ -16,6 +16,7 @@ the same run (docs/SPINR.md, "Speed").
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -58,26 +59,46 @@ def _fit(
     return time.perf_counter() - start, result
 
 
-def best_of(variants: list[tuple[str, Callable[[], float]]], repeats: int) -> list[tuple[str, float, float]]:
-    """(label, best seconds, PSNR) of each variant (a callable returning its PSNR), run round-robin
-    ``repeats`` times: on a shared machine the load drifts, and each variant meets it alike."""
-    best = {label: (float("inf"), 0.0) for label, _ in variants}
+Timed = tuple[str, float, float, float]
+"""(label, best wall-clock seconds, best CPU seconds of this process, PSNR)."""
+
+
+def best_of(variants: list[tuple[str, Callable[[], float]]], repeats: int) -> list[Timed]:
+    """Each variant (a callable returning its PSNR) run round-robin ``repeats`` times, its best times
+    kept: on a shared machine the load drifts, and each variant meets it alike. The CPU time of this
+    process is kept too: with one torch thread it is the work itself, which other processes' load
+    barely changes (wall-clock time under a load of 9 on 2 cores varied 2x from run to run here)."""
+    best = {label: (math.inf, math.inf, 0.0) for label, _ in variants}
     for _ in range(repeats):
         for label, run in variants:
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             psnr = run()
-            seconds = time.perf_counter() - start
-            best[label] = (min(best[label][0], seconds), psnr)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best[label] = (min(best[label][0], wall), min(best[label][1], cpu), psnr)
     return [(label, *best[label]) for label, _ in variants]
 
 
-def _row(label: str, seconds: float, steps: int, psnr: float, reference: float | None) -> dict[str, Any]:
-    print(f"  {label:38s} {seconds:7.2f} s  {steps / seconds:7.1f} steps/s  {psnr:6.2f} dB", file=sys.stderr)
-    row = {"variant": label, "seconds": round(seconds, 3), "steps_per_s": round(steps / seconds, 2)}
+def _row(
+    label: str, seconds: float, cpu: float | None, steps: int, psnr: float, reference: Timed | None
+) -> dict[str, Any]:
+    """A result row; speedups are the reference's time over this one's (wall clock and CPU)."""
+    note = f"{cpu:7.2f} s CPU" if cpu is not None else ""
+    rate = steps / seconds
+    print(f"  {label:42s} {seconds:7.2f} s {note} {rate:7.1f} steps/s {psnr:6.2f} dB", file=sys.stderr)
+    row: dict[str, Any] = {"variant": label, "seconds": round(seconds, 3), "steps_per_s": round(rate, 2)}
+    if cpu is not None:
+        row["cpu_seconds"] = round(cpu, 3)
     row["psnr"] = round(psnr, 3)
     if reference is not None:
-        row["speedup"] = round(reference / seconds, 3)
+        row["speedup"] = round(reference[1] / seconds, 3)
+        if cpu is not None:
+            row["cpu_speedup"] = round(reference[2] / cpu, 3)
     return row
+
+
+def _rows(timed: list[Timed], steps: int) -> list[dict[str, Any]]:
+    """Rows of ``best_of``'s results against the first (the reference)."""
+    return [_row(label, wall, cpu, steps, psnr, timed[0]) for label, wall, cpu, psnr in timed]
 
 
 def _spinr_fit(
@@ -116,11 +137,14 @@ def bench_loops(
                 _spinr_fit("siren", width, depth, image, 0, steps, device, loop="plain", lr_decay=1.0),
             ),
             ("spinr fast loop", _spinr_fit("siren", width, depth, image, 0, steps, device, lr_decay=1.0)),
+            (
+                "spinr fast loop, bf16 autocast",
+                _spinr_fit("siren", width, depth, image, 0, steps, device, lr_decay=1.0, precision="bf16"),
+            ),
         ],
         repeats,
     )
-    ref = timed[0][1]
-    rows = [_row(label, seconds, steps, psnr, ref) for label, seconds, psnr in timed]
+    rows = _rows(timed, steps)
     return {"model": f"siren {width} x {depth}", "image": list(image.shape[:2]), "steps": steps, "rows": rows}
 
 
@@ -138,8 +162,8 @@ def bench_options(
         # The first compiled fit pays for compiling every stage; the timed ones reuse what they can.
         first_compile, _ = _fit("spinr", width, depth, image, 0, steps, device, compile=True)
     timed = best_of(variants, repeats)
-    ref, base = timed[0][1], timed[0][2]
-    rows = [_row(label, seconds, steps, psnr, ref) for label, seconds, psnr in timed]
+    base = timed[0][3]
+    rows = _rows(timed, steps)
     for row in rows:
         row["psnr_change_db"] = round(row["psnr"] - base, 3)
     out = {"model": f"spinr {width} x {depth}", "image": list(image.shape[:2]), "steps": steps, "rows": rows}
@@ -159,12 +183,14 @@ def bench_threads(
     before = torch.get_num_threads()
     rows: list[dict[str, Any]] = []
     fit_once = _spinr_fit("spinr", width, depth, image, 0, steps, device)
+    first: Timed | None = None
     try:
         for n in sorted({1, cores()}):
             torch.set_num_threads(n)
             load = os.getloadavg()[0]
-            ((label, seconds, psnr),) = best_of([(f"{n} thread(s)", fit_once)], repeats)
-            rows.append(_row(label, seconds, steps, psnr, rows[0]["seconds"] if rows else seconds))
+            ((label, wall, cpu, psnr),) = best_of([(f"{n} thread(s)", fit_once)], repeats)
+            first = first or (label, wall, cpu, psnr)
+            rows.append(_row(label, wall, cpu, steps, psnr, first))
             rows[-1].update(threads=n, load_average=round(load, 2))
     finally:
         torch.set_num_threads(before)
@@ -212,9 +238,9 @@ def bench_batched(
         ],
         repeats,
     )
-    ref = timed[0][1]
-    rows = [_row(label, seconds, k * steps, psnr, ref) for label, seconds, psnr in timed]
+    rows = _rows(timed, k * steps)
     rows[-1]["speedup_vs_fast_sequential"] = round(timed[1][1] / timed[2][1], 3)
+    rows[-1]["cpu_speedup_vs_fast_sequential"] = round(timed[1][2] / timed[2][2], 3)
     worst = max(abs(a - b) for a, b in zip(psnrs["batch"], psnrs["fast"], strict=True))
     return {
         "model": f"siren {width} x {depth}",
@@ -236,6 +262,7 @@ def bench_server(k: int, steps: int) -> dict[str, Any]:
     from benchmarks.load import LocalServer, small_image
 
     rows: list[dict[str, Any]] = []
+    first: Timed | None = None
     for batch in (1, k):
         with tempfile.TemporaryDirectory(prefix="spinr-bench-") as tmp:
             server = LocalServer(Path(tmp) / "data", extra=("--batch", str(batch), "--max-queued", str(k)))
@@ -255,7 +282,8 @@ def bench_server(k: int, steps: int) -> dict[str, Any]:
                 server.stop()
         psnr = float(np.mean([j["result"]["psnr"] for j in jobs]))
         label = f"--batch {batch}" + (" (reference)" if batch == 1 else "")
-        rows.append(_row(label, seconds, k * steps, psnr, rows[0]["seconds"] if rows else seconds))
+        first = first or (label, seconds, math.nan, psnr)
+        rows.append(_row(label, seconds, None, k * steps, psnr, first))
     return {"jobs": k, "image": [32, 32], "preset": "tiny", "steps": steps, "workers": 1, "rows": rows}
 
 

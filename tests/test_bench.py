@@ -82,6 +82,8 @@ def test_train_bench_times_every_fast_path_option_against_a_reference_in_the_sam
         rows = report[section]["rows"]
         assert rows[0]["speedup"] == 1.0, section  # the reference, timed in this run
         assert all(r["seconds"] > 0 and r["speedup"] > 0 and 0 < r["psnr"] < 60 for r in rows), section
+        if section != "server":  # fits in this process: their CPU time too
+            assert rows[0]["cpu_speedup"] == 1.0 and all(r["cpu_seconds"] > 0 for r in rows), section
     options = [r["variant"] for r in report["options"]["rows"]]
     assert options == [name for name, train in OPTIONS.items() if not train.get("compile")]
     bf16 = next(r for r in report["options"]["rows"] if "bf16" in r["variant"])
