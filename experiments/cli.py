@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=0,
-        help="torch threads per worker (default: the cores shared among the workers; never more)",
+        help="torch threads per worker (default: OMP_NUM_THREADS when set, else the cores shared among"
+        " the workers; never more than that share)",
     )
     parser.add_argument(
         "--compile",

@@ -87,7 +87,8 @@ class JobPool:
     """Fit up to this many jobs of one shape (seeds, same-size images of one model) together, with
     batched matmuls (``codec.batched``); 1 fits one at a time. Memory grows with it."""
     threads: int = 0
-    """Torch threads per worker (0: the cores shared equally; never more than that share)."""
+    """Torch threads per worker (0: ``OMP_NUM_THREADS`` when set, else the cores shared equally; never
+    more than that share: ``codec.threads``)."""
 
     @classmethod
     def from_args(cls, args: Any, spill: Path | None = None) -> JobPool:
