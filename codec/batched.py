@@ -33,7 +33,7 @@ from codec.config import EncodeConfig, QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
 from codec.errors import ConfigError, SpinrError
-from codec.kernels import FUSED, FUSED_TORCH, PLAIN, Kernels, use_kernels
+from codec.kernels import kernels_for, use_kernels
 from codec.models.base import INR
 from codec.stack import ParamStack
 from codec.train import (
@@ -90,12 +90,6 @@ def _batch_options(model: INR) -> tuple[Any, ...]:
     if dataclasses.is_dataclass(options) and not isinstance(options, type):
         options = dataclasses.replace(options, **{name: 0 for name in model.seed_options})
     return model.width, model.hidden_layers, options
-
-
-def kernels_for(cfg: TrainConfig, device: torch.device) -> Kernels:
-    if cfg.kernels == "plain":
-        return PLAIN
-    return FUSED if device.type == "cpu" and not cfg.compile else FUSED_TORCH
 
 
 class _Call(nn.Module):

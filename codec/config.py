@@ -67,8 +67,10 @@ class TrainConfig:
     """Compute the part of a stage's forward pass that no trained parameter touches (SPINR's frozen
     layers, FourierNet's encoding) once per stage instead of at every step. The same loss, bit for bit."""
     loop: str = "fast"
-    """``fast``: the batched loop of ``codec.batched`` (device-side bookkeeping, fused kernels; the
-    same training up to float rounding, docs/SPINR.md "Speed"); ``plain``: the reference loop."""
+    """``fast``: fused kernels, and the batched loop of ``codec.batched`` (device-side bookkeeping;
+    the same training up to float rounding, docs/SPINR.md "Speed") except for one fp32 fit on the
+    CPU, which runs faster with the plain loop's bookkeeping (``codec.train.host_loop_is_faster``);
+    ``plain``: the reference loop, plain kernels."""
     sync_every: int = 25
     """Fast loop: the host reads the losses (progress, history, divergences) every this many steps."""
     kernels: str = "fused"

@@ -18,12 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from codec.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,14 @@ FUSED = Kernels(fold_omega=True, numpy_sine=True)
 """The fast loop's default."""
 FUSED_TORCH = Kernels(fold_omega=True, numpy_sine=False)
 """For ``torch.compile`` (it generates its own sine) and devices other than the CPU."""
+
+
+def kernels_for(cfg: TrainConfig, device: torch.device) -> Kernels:
+    """The kernels a fit of ``cfg`` on ``device`` trains with: the plain loop's are always plain."""
+    if cfg.loop == "plain" or cfg.kernels == "plain":
+        return PLAIN
+    return FUSED if device.type == "cpu" and not cfg.compile else FUSED_TORCH
+
 
 _ACTIVE: ContextVar[Kernels] = ContextVar("spinr_kernels", default=PLAIN)
 
