@@ -193,3 +193,5 @@ def test_the_study_examples_run(scratch: Path, capsys: pytest.CaptureFixture[str
         "spinr_variants",
         "spinr_recipes",
     }
+    load = json.loads((scratch / "bench-load" / "bench.json").read_text())["load"]
+    assert load["errors"] == 0 and load["clients"] > 0
