@@ -33,10 +33,7 @@ from codec.config import EncodeConfig, QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
 from codec.errors import ConfigError, SpinrError
-from codec.kernels import kernels_for, use_kernels
-from codec.models.base import INR
-from codec.stack import ParamStack
-from codec.train import (
+from codec.fit_core import (
     CancelToken,
     FitResult,
     ProgressFn,
@@ -45,6 +42,9 @@ from codec.train import (
     loss_to_psnr,
     split_steps,
 )
+from codec.kernels import kernels_for, use_kernels
+from codec.models.base import INR
+from codec.stack import ParamStack
 
 _GRIDS: dict[tuple[int, int, str], torch.Tensor] = {}
 """Coordinate grids by (width, height, device), kept between fits (a worker fits many same-size images)."""

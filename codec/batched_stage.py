@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from codec.errors import TrainingDiverged
+from codec.fit_core import loss_to_psnr, stage_loss
 from codec.qat import load_quantized, quantize_in_place
 from codec.stack import StackedAdam, per_model
-from codec.train import loss_to_psnr, stage_loss
 
 if TYPE_CHECKING:
     from codec.batched import BatchFit
