@@ -8,6 +8,9 @@
   against SIREN in the same run: PSNR, every prefix, lost neurons, fit time (``benchmarks/recipes.py``).
 - ``train``: the training loop against COIN's and spinr's plain loops, each fast-path option, torch
   threads, and batched fitting against sequential fits (``benchmarks/train_bench.py``).
+- ``format``: what format v2 costs on the demo image at several ``--bits-list`` (bytes, PSNR, header and
+  packet overhead, the entropy checksum's cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes
+  (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
 - ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
   ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS
   (``benchmarks/load.py``); also written to ``load.json``.
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "spinr-variants", "spinr-recipes", "load", "train")
+BENCHES = ("decode", "spinr-variants", "spinr-recipes", "format", "load", "train")
 TRAIN_SECTIONS = ("loops", "options", "threads", "batched", "server")
 
 
@@ -42,16 +45,16 @@ def bench_decode(size: int, width: int, hidden: int, repeats: int) -> dict[str, 
     import torch
 
     from codec.bitstream import Bitstream, StreamHeader, new_stream_id
-    from codec.config import QuantConfig
     from codec.coords import grid
     from codec.decoder import ProgressiveDecoder
-    from codec.encode import quantize_units
     from codec.models import build_model
+    from codec.stepquant import model_tensors, quantize_model
 
     torch.manual_seed(0)
     model = build_model("spinr", width, hidden)
-    specs, units = quantize_units(model, QuantConfig())
-    header = StreamHeader("spinr", model.arch(), size, size, 8, False, specs)
+    # Steps of std/16: what the decoder does with the codes does not depend on them.
+    units = quantize_model(model, [max(float(t.detach().std()), 1e-6) / 16 for t in model_tensors(model)])
+    header = StreamHeader("spinr", model.arch(), size, size)
     bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
 
     def incremental() -> None:
@@ -208,6 +211,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, default=16, help="spinr-recipes: weight bits (16 is float-like)")
     p.add_argument("--trials", type=int, default=4, help="spinr-recipes: random draws per lost-neuron count")
     p.add_argument("--workers", type=int, default=1, help="spinr-recipes: parallel fit processes")
+    p.add_argument("--bits-list", default="6,7,8", help="format: comma-separated --bits values")
+    p.add_argument("--presets", default="quick,paper", help="format: comma-separated presets")
     p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
     p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
     p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
@@ -296,6 +301,11 @@ def run(args: argparse.Namespace) -> int:
             lambda name: name in sections,
         )
         (out / "train.json").write_text(json.dumps(report["train"], indent=2))
+    if "format" in which:
+        from benchmarks.format_sizes import bench_format
+
+        bits = [int(x) for x in args.bits_list.split(",")]
+        report["format"] = bench_format(bits, tuple(args.presets.split(",")), args.device)
     if "load" in which:
         from benchmarks.load import bench_load
 

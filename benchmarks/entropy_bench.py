@@ -58,7 +58,7 @@ def tensor_costs(q: np.ndarray) -> dict[str, Any]:
 
     from codec.entropy import encode_arrays
     from codec.entropy_models import candidates
-    from codec.quant import pack_bits
+    from codec.v1.quant import pack_bits
 
     n = q.size
     lo, hi = int(q.min()), int(q.max())

@@ -127,7 +127,7 @@ def _encode(args: argparse.Namespace) -> int:
     output_file(args.output, "-o", quiet=args.quiet)
     bar = ProgressBar(cfg.train.steps, args.quiet or args.json)
     try:
-        result = encode_image(image, cfg, progress=bar)
+        result = encode_image(image, cfg, progress=bar, meta=args.meta)
     finally:
         bar.close()
     write_file(args.output, result.bitstream)
@@ -150,6 +150,11 @@ def _add_encode(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help=f"input image ({', '.join(SUPPORTED_FORMATS)})")
     p.add_argument("-o", "--output", required=True, type=Path, help="output .spnr file")
     add_encode_options(p)
+    p.add_argument(
+        "--meta",
+        action="store_true",
+        help="write the encoder's version, steps and timing into the header (about 70 bytes; not needed to decode)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -265,13 +270,17 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(info)
         return 0
+    quant = info.get("quant")
+    bits = f"  bits {quant['bits']}{' per-channel' if quant['per_channel'] else ''}" if quant else ""
     print(
-        f"model {info['model']}  image {bs.header.width}x{bs.header.height}  bits {bs.header.bits}"
-        f"{' per-channel' if bs.header.per_channel else ''}  stream {info['stream_id']}  {info['bytes']} bytes"
+        f"format {info['format']}  model {info['model']}  image {bs.header.width}x{bs.header.height}{bits}"
+        f"  stream {info['stream_id']}  {info['bytes']} bytes (header packet {info['header_bytes']})"
     )
     print(f"arch {json.dumps(info['arch'])}")
     if bs.header.stage_psnr:
         print("stage PSNR (dB): " + " ".join(f"{p:.2f}" for p in bs.header.stage_psnr))
+    if info["meta"]:
+        print(f"meta {json.dumps(info['meta'])}")
     print(f"{'seq':>4} {'layer':>5} {'bytes':>7}  name")
     for p in info["packets"]:
         print(f"{p['seq']:>4} {'-' if p['layer'] is None else p['layer']:>5} {p['bytes']:>7}  {p['name']}")

@@ -38,13 +38,16 @@ from codec.fit_core import (
     FitResult,
     ProgressFn,
     TrainProgress,
+    copy_into,
     image_tensor,
     loss_to_psnr,
     split_steps,
 )
 from codec.kernels import kernels_for, use_kernels
-from codec.models.base import INR
+from codec.models.base import INR, TrainingStage
 from codec.stack import ParamStack
+from codec.stepalloc import multiplier_for_bits, steps_for
+from codec.stepquant import measure_sensitivity, model_tensors, probe_data
 
 _GRIDS: dict[tuple[int, int, str], torch.Tensor] = {}
 """Coordinate grids by (width, height, device), kept between fits (a worker fits many same-size images)."""
@@ -151,7 +154,15 @@ class BatchFit:
             device=self.device,
         )
         self.stages = [m.stages() for m in self.models]
-        self.precise = [m.precise_ids() for m in self.models]
+        self.seeds = [c.seed for c in cfgs]
+        self.quant_steps: list[dict[int, float]] = [{} for _ in self.models]
+        """Each model's quantization steps decided while training (``FitResult.steps``)."""
+        if quant is not None:
+            weights = sum(t.numel() for t in model_tensors(self.models[0]))
+            self.multiplier = multiplier_for_bits(quant.bits, weights)
+            self.probes = [
+                probe_data(img, self.device, seed=c.seed) for img, c in zip(images, cfgs, strict=True)
+            ]
         self.budget = split_steps(self.cfg.steps, [s.weight for s in self.stages[0]])
         self.stack = ParamStack(self.models, self.device, [s.params for s in self.stages[0]])
         self.use_params(self.stack.named())
@@ -162,6 +173,19 @@ class BatchFit:
         self.warnings: list[list[str]] = [[] for _ in self.models]
         self.history: list[list[float]] = [[] for _ in self.models]
         self.failed: list[SpinrError | None] = [None] * self.k
+
+    def stage_steps(self, k: int, stage: TrainingStage, weights: Sequence[torch.Tensor]) -> list[float]:
+        """Model ``k``'s steps for its stage's parameters at ``weights``, as ``codec.train`` chooses
+        them (sensitivity on the stage's own outputs, at the run's multiplier); remembered for the
+        encoder."""
+        current = [p.detach().clone() for p in stage.params]
+        copy_into(stage.params, weights)
+        depths: list[int | None] = [d for d, _ in stage.exits] or [stage.depth]
+        sens = measure_sensitivity(self.models[k], stage.params, *self.probes[k], depths, self.seeds[k])
+        copy_into(stage.params, current)
+        steps = steps_for([w.detach().cpu().numpy() for w in weights], sens, self.multiplier)
+        self.quant_steps[k].update({id(p): s for p, s in zip(stage.params, steps, strict=True)})
+        return steps
 
     # -- forward passes over the stack ------------------------------------------------------------
     def use_params(self, named: dict[str, torch.Tensor]) -> None:
@@ -272,7 +296,15 @@ class BatchFit:
             results.append(
                 failed
                 if failed is not None
-                else FitResult(m, stage_psnr[k], seconds, self.cfg.steps, self.warnings[k], self.history[k])
+                else FitResult(
+                    m,
+                    stage_psnr[k],
+                    seconds,
+                    self.cfg.steps,
+                    self.warnings[k],
+                    self.history[k],
+                    self.quant_steps[k],
+                )
             )
         return results
 

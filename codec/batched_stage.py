@@ -19,8 +19,8 @@ import torch
 
 from codec.errors import TrainingDiverged
 from codec.fit_core import loss_to_psnr, stage_loss
-from codec.qat import load_quantized, quantize_in_place
 from codec.stack import StackedAdam, per_model
+from codec.stepquant import load_quantized, quantize_in_place
 
 if TYPE_CHECKING:
     from codec.batched import BatchFit
@@ -88,6 +88,8 @@ class BatchStage:
         self.host_restarts = [0] * k
         self.seen_best = torch.full((k,), math.inf, dtype=torch.float64, device=dev)
         self.qat_from = steps - int(round(fit.cfg.qat * steps)) if fit.quant is not None else steps
+        self.quant_steps: list[list[float] | None] = [None] * k
+        """Each model's steps for this stage, once decided (at the first quantization-aware step)."""
         self.rec = torch.zeros(4, fit.cfg.sync_every, k, device=dev)
         """Per step of the current block: loss, best loss after it, exploded, ran (read at each sync)."""
         self._forward = self._losses
@@ -118,14 +120,14 @@ class BatchStage:
             return self._losses(fit.coords, fit.target, self.cache, False).detach()
 
     def _load_quantized(self, weights: torch.Tensor) -> None:
-        """Set the trained columns to the dequantized codes of ``weights`` (K, n), model by model, with
-        the codec's quantizer (each model's own precise tensors at their bits)."""
+        """Set the trained columns to the dequantized codes of ``weights`` (K, n), model by model, at
+        each model's steps for the stage (a model without them, stopped before they were chosen, is
+        left as it is)."""
         fit = self.fit
-        assert fit.quant is not None
         for k, s in enumerate(self.mine):
-            load_quantized(
-                s.params, fit.stack.unflatten(weights, self.start, s.params, k), fit.quant, fit.precise[k]
-            )
+            steps = self.quant_steps[k]
+            if steps is not None:
+                load_quantized(s.params, fit.stack.unflatten(weights, self.start, s.params, k), steps)
 
     def _start_at_pass_through(self) -> None:
         # Start "best" at the exact previous picture: training must beat it to replace it.
@@ -183,6 +185,11 @@ class BatchStage:
             # From here losses are measured at quantized weights: judge the kept weights that way too.
             current = self.leaf.detach().clone()
             with torch.no_grad():
+                # Each model's steps are chosen once, on its best weights so far, and kept to the end.
+                for k, s in enumerate(self.mine):
+                    if self.host_active[k]:
+                        best = fit.stack.unflatten(self.best, self.start, s.params, k)
+                        self.quant_steps[k] = fit.stage_steps(k, s, best)
                 self._load_quantized(self.best)
                 quantized = self._full_losses()
                 self.leaf.copy_(current)
@@ -279,7 +286,12 @@ class BatchStage:
             self.leaf.copy_(self.best)
             if fit.quant is not None and len(fit.stages[0]) > 1:
                 for k, s in enumerate(self.mine):
-                    quantize_in_place(s.params, fit.quant, fit.precise[k])
+                    if fit.failed[k] is not None:
+                        continue  # its result is its error: no steps to choose
+                    steps = self.quant_steps[k]
+                    if steps is None:
+                        steps = fit.stage_steps(k, s, [p.detach().clone() for p in s.params])
+                    quantize_in_place(s.params, steps)
         fit.use_params(fit.stack.named())
         full = fit.prefix_losses(stage.depth).tolist()
         for k in range(fit.k):

@@ -1,129 +1,126 @@
-"""Layer payloads, the packets that carry a stream, and the ``.spnr`` file (docs/FORMAT.md).
+"""A stream as packets: the header packet, one packet per unit, and the ``.spnr`` file (docs/FORMAT.md).
 
-The header (:mod:`codec.header`) carries everything a decoder needs to rebuild the network's shape, so
-every layer packet is checked against it tensor by tensor before a single code is unpacked.
+The header (:mod:`codec.header`) carries everything a decoder needs to rebuild the network, its units
+derived from the arch, so every unit packet is checked against them before a single code is decoded.
+Streams of either version are read; encoders build version 2, and a v1 stream that was read is sent
+again as it came (its packets' payloads are kept).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import struct
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from codec.errors import BitstreamError
-from codec.header import StreamHeader, UnitSpec, fields_of, int_in
-from codec.packets import HEADER_LAYER, HEADER_LENGTH, MAX_PAYLOAD, Packet, PacketType
-from codec.payload import decode_payload, encode_payload
-from codec.quant import QuantizedTensor
+from codec.files import FileReadResult, frame_packets, read_stream
+from codec.header import StreamHeader, parse_header_payload, parse_v1_header_payload
+from codec.packets import MAX_SEQ, MAX_STREAM_ID, Packet, PacketType
+from codec.payload import Unit
+from codec.units import UnitSpec
+from codec.v1.layer import V1Unit
 
 __all__ = [
     "MAX_FILE_BYTES",
     "Bitstream",
     "FileReadResult",
-    "LayerUnit",
     "StreamHeader",
+    "Unit",
     "UnitSpec",
+    "V1Unit",
     "frame_packets",
     "load_bitstream",
     "make_header_packet",
-    "make_layer_packet",
+    "make_unit_packet",
     "new_stream_id",
     "parse_header",
-    "parse_layer",
+    "parse_unit",
     "read_file",
     "read_stream",
+    "units_bytes",
     "write_file",
 ]
 
 MAX_FILE_BYTES = 256 * 2**20
-RECORD_PREFIX = struct.Struct(">I")
-
-
-@dataclass
-class LayerUnit:
-    index: int
-    tensors: list[QuantizedTensor]
-
-    def to_payload(self) -> dict[str, Any]:
-        return {"unit": self.index, "tensors": [t.to_dict() for t in self.tensors]}
-
-    @classmethod
-    def from_payload(cls, d: Any, header: StreamHeader) -> LayerUnit:
-        d = fields_of(d, {"unit", "tensors"}, "layer payload")
-        index = int_in(d["unit"], 0, header.num_units - 1, "layer payload unit index")
-        spec = header.units[index]
-        tensors = d["tensors"]
-        if not isinstance(tensors, list) or len(tensors) != len(spec.tensors):
-            count = len(tensors) if isinstance(tensors, list) else type(tensors).__name__
-            raise BitstreamError(
-                f"unit {index} ({spec.name}) must carry {len(spec.tensors)} tensors as the header says, got {count}"
-            )
-        return cls(
-            index,
-            [QuantizedTensor.from_dict(t, n, s) for t, (n, s) in zip(tensors, spec.tensors, strict=True)],
-        )
+AnyUnit = Unit | V1Unit
 
 
 def new_stream_id() -> int:
-    """A random nonzero u32."""
-    return secrets.randbelow(0xFFFFFFFF) + 1
+    """A random nonzero u16 (a v2 stream id)."""
+    return secrets.randbelow(MAX_STREAM_ID) + 1
 
 
 def make_header_packet(header: StreamHeader, stream_id: int) -> Packet:
-    data = encode_payload(header.to_payload())
-    StreamHeader.from_payload(decode_payload(data))  # never send a header that a receiver would reject
-    return Packet(PacketType.HEADER, stream_id, 0, HEADER_LAYER, data)
+    payload = header.to_payload()
+    if header.version != 1:
+        parse_header_payload(payload)  # never send a header that a receiver would reject
+    return Packet(PacketType.HEADER, stream_id, 0, None, payload, version=header.version)
 
 
-def make_layer_packet(unit: LayerUnit, stream_id: int) -> Packet:
-    if not 0 <= unit.index < HEADER_LAYER - 1:  # seq = index + 1 must fit a u16
-        raise BitstreamError(f"unit index {unit.index} is out of range 0..{HEADER_LAYER - 2}")
-    payload = encode_payload(unit.to_payload())
-    if len(payload) > MAX_PAYLOAD:
-        raise BitstreamError(
-            f"unit {unit.index} payload of {len(payload)} bytes exceeds MAX_PAYLOAD {MAX_PAYLOAD}"
-        )
-    return Packet(PacketType.LAYER, stream_id, unit.index + 1, unit.index, payload)
+def make_unit_packet(unit: AnyUnit, stream_id: int, version: int = 2) -> Packet:
+    if not 0 <= unit.index < MAX_SEQ:  # seq = index + 1
+        raise BitstreamError(f"unit index {unit.index} is out of range 0..{MAX_SEQ - 1}")
+    return Packet(PacketType.UNIT, stream_id, unit.index + 1, unit.index, unit.payload, version=version)
+
+
+def units_bytes(units: Iterable[AnyUnit], version: int = 2) -> int:
+    """Bytes the units' packets take on the wire (payloads, packet headers and CRCs): with the header
+    packet, the whole file."""
+    return sum(len(make_unit_packet(u, 1, version).to_bytes()) for u in units)
 
 
 def parse_header(packet: Packet) -> StreamHeader:
     if packet.ptype != PacketType.HEADER:
         raise BitstreamError(f"expected a header packet, got a {packet.ptype.name.lower()} packet")
-    return StreamHeader.from_payload(decode_payload(packet.payload))
+    if packet.version == 1:
+        return parse_v1_header_payload(packet.payload)
+    return parse_header_payload(packet.payload)
 
 
-def parse_layer(packet: Packet, header: StreamHeader) -> LayerUnit:
-    if packet.ptype != PacketType.LAYER:
-        raise BitstreamError(f"expected a layer packet, got a {packet.ptype.name.lower()} packet")
-    if packet.layer >= header.num_units:
+def parse_unit(packet: Packet, header: StreamHeader) -> AnyUnit:
+    """A unit packet checked against the header (its version, its unit's derived tensors)."""
+    if packet.ptype == PacketType.REFINEMENT:
         raise BitstreamError(
-            f"layer packet for unit {packet.layer}, but the header has {header.num_units} units"
+            f"refinement packet (type 2, unit {packet.unit}, level {packet.level}): "
+            "this decoder does not support refinement packets"
         )
-    unit = LayerUnit.from_payload(decode_payload(packet.payload), header)
-    if unit.index != packet.layer:
-        raise BitstreamError(f"layer payload is unit {unit.index} but its packet says layer {packet.layer}")
-    return unit
+    if packet.ptype != PacketType.UNIT or packet.unit is None:
+        raise BitstreamError(f"expected a unit packet, got a {packet.ptype.name.lower()} packet")
+    if packet.version != header.version:
+        raise BitstreamError(
+            f"unit packet seq {packet.seq} is version {packet.version}, its header version {header.version}"
+        )
+    if packet.unit >= header.num_units:
+        raise BitstreamError(
+            f"unit packet for unit {packet.unit}, but the header has {header.num_units} units"
+        )
+    spec = header.units[packet.unit]
+    if packet.version == 1:
+        return V1Unit.parse(packet.payload, spec, packet.unit, header.num_units)
+    return Unit.parse(packet.payload, spec, packet.unit)
 
 
 @dataclass
 class Bitstream:
     header: StreamHeader
-    units: dict[int, LayerUnit]
+    units: dict[int, AnyUnit]
     stream_id: int
 
+    @property
+    def version(self) -> int:
+        return self.header.version
+
     def packets(self) -> list[Packet]:
-        """Header packet (seq 0), then one layer packet per unit present, in index order."""
+        """Header packet (seq 0), then one unit packet per unit present, in index order."""
         out = [make_header_packet(self.header, self.stream_id)]
         for index in sorted(self.units):
             unit = self.units[index]
             if unit.index != index:
                 raise BitstreamError(f"unit stored under key {index} has index {unit.index}")
-            out.append(make_layer_packet(unit, self.stream_id))
+            out.append(make_unit_packet(unit, self.stream_id, self.version))
         return out
 
     def to_bytes(self) -> bytes:
@@ -139,121 +136,42 @@ class Bitstream:
         headers = [p for p in packets if p.ptype == PacketType.HEADER]
         if not headers:
             raise BitstreamError("no header packet among the packets")
-        if any(h.payload != headers[0].payload or h.stream_id != headers[0].stream_id for h in headers):
+        if any(h != headers[0] for h in headers):
             raise BitstreamError("packets hold more than one distinct header packet")
-        bs, _ = _assemble(headers[0], [p for p in packets if p.ptype == PacketType.LAYER], strict=True)
+        bs, _ = _assemble(headers[0], [p for p in packets if p.ptype != PacketType.HEADER], strict=True)
         return bs
 
 
-def _assemble(
-    header_packet: Packet, layer_packets: list[Packet], strict: bool
-) -> tuple[Bitstream, list[str]]:
-    """Parse the layer packets against the header; lenient mode records bad ones as damaged."""
+def _assemble(header_packet: Packet, packets: list[Packet], strict: bool) -> tuple[Bitstream, list[str]]:
+    """Parse the unit packets against the header; lenient mode records bad ones as damaged."""
     header = parse_header(header_packet)
     sid = header_packet.stream_id
-    units: dict[int, LayerUnit] = {}
-    payloads: dict[int, bytes] = {}
+    units: dict[int, AnyUnit] = {}
     damaged: list[str] = []
-    for p in layer_packets:
+    for p in packets:
         if p.stream_id != sid:
-            raise BitstreamError(f"packet seq {p.seq} is of stream {p.stream_id:#010x}, not {sid:#010x}")
-        if p.layer in payloads:
-            if p.payload != payloads[p.layer]:
-                raise BitstreamError(f"two different packets for unit {p.layer}")
+            raise BitstreamError(f"packet seq {p.seq} is of stream {p.stream_id:#x}, not {sid:#x}")
+        known = units.get(p.unit) if p.unit is not None else None
+        if known is not None and p.ptype == PacketType.UNIT:
+            if p.payload != known.payload:
+                raise BitstreamError(f"two different packets for unit {p.unit}")
             continue
         try:
-            units[p.layer] = parse_layer(p, header)
+            unit = parse_unit(p, header)
         except BitstreamError as exc:
             if strict:
                 raise
-            damaged.append(f"layer {p.layer} (packet seq {p.seq}): {exc}")
+            damaged.append(f"unit {p.unit} (packet seq {p.seq}): {exc}")
             continue
-        payloads[p.layer] = p.payload
+        units[unit.index] = unit
     return Bitstream(header, units, sid), damaged
 
 
-def frame_packets(packets: Iterable[Packet]) -> bytes:
-    """``.spnr`` file body: each packet prefixed by its length as a u32 big-endian."""
-    out = bytearray()
-    for p in packets:
-        data = p.to_bytes()
-        out += RECORD_PREFIX.pack(len(data)) + data
-    return bytes(out)
-
-
-@dataclass
-class FileReadResult:
-    header_packet: Packet
-    layer_packets: list[Packet]
-    damaged: list[str] = field(default_factory=list)
-    """One human-readable reason per layer record skipped in lenient mode."""
-
-
-def _records(data: bytes) -> Iterable[tuple[int, int, bytes]]:
-    """(record number, offset, packet bytes); raises on broken framing in any mode."""
-    offset, n = 0, 0
-    while offset < len(data):
-        if len(data) - offset < RECORD_PREFIX.size:
-            raise BitstreamError(
-                f"file truncated: record {n} at offset {offset} needs a 4-byte length, got {len(data) - offset}"
-            )
-        (length,) = RECORD_PREFIX.unpack_from(data, offset)
-        start = offset + RECORD_PREFIX.size
-        if not HEADER_LENGTH <= length <= HEADER_LENGTH + MAX_PAYLOAD:
-            raise BitstreamError(
-                f"record {n} at offset {offset} has length {length}, outside {HEADER_LENGTH}..{HEADER_LENGTH + MAX_PAYLOAD}"
-            )
-        # Compare with the packet's own length field before checking for truncation, so that a
-        # corrupted prefix is reported as such and not as a short file.
-        if len(data) - start >= HEADER_LENGTH:
-            declared = Packet.peek(data, start).length
-            if declared + HEADER_LENGTH != length:
-                raise BitstreamError(
-                    f"record {n} at offset {offset} has length {length} but its packet says {declared + HEADER_LENGTH}"
-                )
-        if start + length > len(data):
-            raise BitstreamError(
-                f"file truncated: record {n} at offset {offset} needs {length} bytes, got {len(data) - start}"
-            )
-        yield n, offset, data[start : start + length]
-        offset, n = start + length, n + 1
-
-
-def read_stream(data: bytes, strict: bool = True) -> FileReadResult:
-    """Split a ``.spnr`` file into packets. Lenient mode skips layer records that fail to parse."""
-    data = bytes(data)
-    if not data:
-        raise BitstreamError("file is empty: expected a header packet record")
-    header_packet: Packet | None = None
-    layers: list[Packet] = []
-    damaged: list[str] = []
-    for n, offset, record in _records(data):
-        if header_packet is None:
-            try:
-                header_packet = Packet.parse(record)
-            except BitstreamError as exc:
-                raise BitstreamError(f"header packet (record 0) is damaged: {exc}") from None
-            if header_packet.ptype != PacketType.HEADER:
-                raise BitstreamError("file does not start with a header packet")
-            continue
-        try:
-            packet = Packet.parse(record)
-        except BitstreamError as exc:
-            if strict:
-                raise BitstreamError(f"record {n} at offset {offset}: {exc}") from None
-            damaged.append(f"record {n} at offset {offset}: {exc}")
-            continue
-        if packet.ptype == PacketType.HEADER:
-            raise BitstreamError(f"record {n} at offset {offset} is a second header packet")
-        layers.append(packet)
-    assert header_packet is not None  # data is non-empty, so there was a record 0 or _records raised
-    return FileReadResult(header_packet, layers, damaged)
-
-
 def load_bitstream(data: bytes, strict: bool = True) -> tuple[Bitstream, list[str]]:
-    """Parse a ``.spnr`` file. Returns the bitstream and the damaged records (always [] when strict)."""
+    """Parse a ``.spnr`` file of either version. Returns the bitstream and what was damaged (always
+    [] when strict); ``Bitstream.missing()`` lists the units that did not arrive whole."""
     result = read_stream(data, strict)
-    bs, bad = _assemble(result.header_packet, result.layer_packets, strict)
+    bs, bad = _assemble(result.header_packet, result.packets, strict)
     return bs, result.damaged + bad
 
 

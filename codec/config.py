@@ -61,8 +61,9 @@ class TrainConfig:
     """Cosine-decay the learning rate down to this fraction of its start over each stage (1.0 keeps it constant)."""
     qat: float = 0.0
     """Share of each stage's last steps that train through the quantizer (forward and loss on the
-    dequantized weights, the gradient applied to the float ones), so the kept weights are those
-    that survive quantization. 0 is off; needs a quantization config."""
+    dequantized weights at the steps the stage will be sent with, the gradient applied to the float
+    ones), so the kept weights are those that survive quantization. 0 is off; needs a quantization
+    config."""
     prefix_cache: bool = True
     """Compute the part of a stage's forward pass that no trained parameter touches (SPINR's frozen
     layers, FourierNet's encoding) once per stage instead of at every step. The same loss, bit for bit."""
@@ -99,23 +100,15 @@ class TrainConfig:
 
 @dataclass
 class QuantConfig:
-    """How weights become integers."""
+    """How weights become integers: one uniform step per tensor, allocated by sensitivity
+    (codec/stepalloc.py); ``bits`` sets how fine all the steps are together."""
 
     bits: int = 8
-    """Bits per weight, 2..16."""
-    per_channel: bool = False
-    """One scale and offset per output channel (row) instead of per tensor."""
-    precise_bits: int = 16
-    """Bits for the few tensors a model marks precise (``INR.precise()``: a SIREN's input layer, whose
-    quantization step ω0 = 30 turns into a phase error over the whole picture). A few hundred numbers:
-    16 bits for them costs a few hundred bytes and saves 2 dB or more (docs/SPINR.md)."""
+    """Precision, 2..16: each bit more halves every step (6 dB less quantization noise, about one bit
+    more per weight). 8 keeps about the PSNR format v1's 8-bit quantizer reached, in fewer bytes."""
 
     def validate(self) -> None:
         _check_section(self, "quant")
-
-    def bits_for(self, tensor: object, precise: set[int]) -> int:
-        """The bits of one tensor, given the ``id()`` of the model's precise tensors."""
-        return max(self.bits, self.precise_bits) if id(tensor) in precise else self.bits
 
 
 @dataclass
@@ -190,10 +183,9 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
     _core("device", "train.device", "str", "training device: auto (CUDA when present), cpu, cuda or cuda:N"),
     _core("qat", "train.qat", "float",
           "share of each stage's last steps trained through the quantizer; helps at low bits", min=0.0, max=1.0),
-    _core("bits", "quant.bits", "int", "bits per weight", min=2, max=16),
-    _core("precise_bits", "quant.precise_bits", "int",
-          "bits for the tensors the model marks precise, e.g. a sine input layer", min=2, max=16),
-    _core("per_channel", "quant.per_channel", "bool", "one scale and offset per output channel instead of per tensor"),
+    _core("bits", "quant.bits", "int",
+          "precision of the weights: each bit more halves every quantization step (about 1 bit per weight more)",
+          min=2, max=16),
 )  # fmt: skip
 """The encode options a user may set, in display order: the CLI flags, the server's form,
 ``/api/config`` and the config's own checks all come from this table."""

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codec.arch import ArchDecoder, decoder_for
-from codec.bitstream import Bitstream, LayerUnit, StreamHeader, parse_header, parse_layer
+from codec.bitstream import AnyUnit, Bitstream, StreamHeader, parse_header, parse_unit
 from codec.coords import grid, to_rgb8
 from codec.errors import BitstreamError
 from codec.packets import Packet, PacketType
 
 CONCEAL_CHOICES = ("prefix", "skip")
 MAX_PENDING = 1024
-"""Layer packets held while the header has not arrived yet."""
+"""Unit packets held while the header has not arrived yet."""
 MAX_OUTPUT_PIXELS = 64_000_000
 """Largest decode size accepted (e.g. a 4x zoom of an 8-megapixel image is 128 M: refused)."""
 CACHE_PIXELS = 4_000_000
@@ -85,10 +85,9 @@ class ProgressiveDecoder:
 
     # -- input ----------------------------------------------------------------------------------
     def _set_header(self, header: StreamHeader) -> None:
-        arch = decoder_for(header.model, header.arch, header.num_units)
-        self.header, self.arch = header, arch
+        self.header, self.arch = header, decoder_for(header.model, header.arch)
 
-    def add_unit(self, unit: LayerUnit) -> None:
+    def add_unit(self, unit: AnyUnit) -> None:
         self.params[unit.index] = {t.name: t.dequantize() for t in unit.tensors}
 
     def add_packet(self, data: bytes | Packet) -> PacketStatus:
@@ -99,7 +98,7 @@ class ProgressiveDecoder:
                 self.stream_id = packet.stream_id
             elif packet.stream_id != self.stream_id:
                 raise BitstreamError(
-                    f"packet of stream {packet.stream_id:#010x} does not belong to stream {self.stream_id:#010x}"
+                    f"packet of stream {packet.stream_id:#x} does not belong to stream {self.stream_id:#x}"
                 )
             if packet.ptype == PacketType.HEADER:
                 if self.header is None:
@@ -110,12 +109,12 @@ class ProgressiveDecoder:
                 return PacketStatus(True, None, kind="header")
             if self.header is None:
                 if len(self._pending) >= MAX_PENDING:
-                    raise BitstreamError(f"more than {MAX_PENDING} layer packets arrived before the header")
+                    raise BitstreamError(f"more than {MAX_PENDING} unit packets arrived before the header")
                 self._pending.append(packet)
-                return PacketStatus(True, packet.layer)
-            if packet.layer not in self.params:
-                self.add_unit(parse_layer(packet, self.header))
-            return PacketStatus(True, packet.layer)
+                return PacketStatus(True, packet.unit)
+            if packet.unit not in self.params or packet.ptype != PacketType.UNIT:
+                self.add_unit(parse_unit(packet, self.header))
+            return PacketStatus(True, packet.unit)
         except BitstreamError as exc:
             return PacketStatus(False, None, str(exc))
 
@@ -174,17 +173,20 @@ class ProgressiveDecoder:
         w, h = size or (self.header.width, self.header.height)
         if w * h > MAX_OUTPUT_PIXELS:
             raise BitstreamError(f"output size {w}x{h} is over the limit of {MAX_OUTPUT_PIXELS} pixels")
-        if w * h <= CACHE_PIXELS:
-            act = self._trunk_cached((w, h), steps)
-            y = self.arch.readout(d, act, self.params)
-        else:
-            coords = grid(w, h)
-            y = np.empty((w * h, 3), dtype=np.float32)
-            for s in range(0, w * h, CHUNK):
-                a = coords[s : s + CHUNK]
-                for k in steps:
-                    a = self.arch.trunk(k, a, self.params)
-                y[s : s + CHUNK] = self.arch.readout(d, a, self.params)
+        # A hostile stream's weights may overflow float32 on the way (inf, then NaN): no warnings, and
+        # to_rgb8 paints a NaN as the browser does.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if w * h <= CACHE_PIXELS:
+                act = self._trunk_cached((w, h), steps)
+                y = self.arch.readout(d, act, self.params)
+            else:
+                coords = grid(w, h)
+                y = np.empty((w * h, 3), dtype=np.float32)
+                for s in range(0, w * h, CHUNK):
+                    a = coords[s : s + CHUNK]
+                    for k in steps:
+                        a = self.arch.trunk(k, a, self.params)
+                    y[s : s + CHUNK] = self.arch.readout(d, a, self.params)
         return Decoded(to_rgb8(y, w, h), d + 1, self.used_units(d if depth is not None else None), steps)
 
     def _trunk_cached(self, size: tuple[int, int], steps: list[int]) -> np.ndarray:

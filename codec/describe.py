@@ -2,37 +2,58 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from codec.bitstream import Bitstream, frame_packets
+from codec.bitstream import Bitstream
+from codec.files import frame_packets
 from codec.packets import PacketType
+
+
+def _steps(bs: Bitstream, index: int) -> list[float] | None:
+    unit = bs.units.get(index)
+    if unit is None or bs.version == 1:
+        return None
+    return [float(t.step) for t in unit.tensors]  # type: ignore[union-attr]
 
 
 def describe_stream(bs: Bitstream) -> dict[str, Any]:
     """Header fields, units, and one row per packet; the packets are serialised once."""
     h = bs.header
     packets = bs.packets()
-    return {
+    header_bytes = len(packets[0].to_bytes())
+    out: dict[str, Any] = {
+        "format": h.version,
         "model": h.model,
         "arch": h.arch,
         "image": {"width": h.width, "height": h.height},
-        "quant": {"bits": h.bits, "per_channel": h.per_channel},
-        "stream_id": f"{bs.stream_id:#010x}",
-        "stage_psnr": h.stage_psnr,
+        "stream_id": f"{bs.stream_id:#06x}" if h.version > 1 else f"{bs.stream_id:#010x}",
+        # JSON has no infinity: an exact prefix (infinite PSNR) is reported as null.
+        "stage_psnr": [p if math.isfinite(p) else None for p in h.stage_psnr],
         "meta": h.meta,
         "units": [
-            {"index": i, "name": u.name, "tensors": [[n, list(s)] for n, s in u.tensors]}
+            {
+                "index": i,
+                "name": u.name,
+                "tensors": [[n, list(s)] for n, s in u.tensors],
+                "steps": _steps(bs, i),
+            }
             for i, u in enumerate(h.units)
         ],
         "packets": [
             {
                 "seq": p.seq,
-                "layer": None if p.ptype == PacketType.HEADER else p.layer,
-                "name": "header" if p.ptype == PacketType.HEADER else h.units[p.layer].name,
+                "layer": p.unit,
+                "name": "header" if p.ptype == PacketType.HEADER else h.units[p.unit or 0].name,
                 "bytes": len(p.to_bytes()),
+                "overhead": p.overhead,
             }
             for p in packets
         ],
         "missing": bs.missing(),
+        "header_bytes": header_bytes,
         "bytes": len(frame_packets(packets)),
     }
+    if h.quant is not None:
+        out["quant"] = h.quant
+    return out

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from codec import __version__
-from codec.bitstream import Bitstream, LayerUnit, StreamHeader, UnitSpec, new_stream_id
-from codec.config import EncodeConfig, QuantConfig
+from codec.bitstream import Bitstream, StreamHeader, new_stream_id
+from codec.config import EncodeConfig
 from codec.decoder import ProgressiveDecoder
 from codec.errors import ConfigError, ImageError, SpinrError
+from codec.header import psnr_as_sent
 from codec.metrics import psnr, ssim
-from codec.quant import quantize
 
 
 @dataclass
@@ -37,6 +37,8 @@ class EncodeResult:
     bytes: int
     """Size of the ``.spnr`` file."""
     warnings: list[str] = field(default_factory=list)
+    steps: list[float] = field(default_factory=list)
+    """The quantization step of every tensor, in ``model.units()`` order."""
 
     @property
     def bpp(self) -> float:
@@ -54,6 +56,7 @@ class EncodeResult:
             "bpp": round(self.bpp, 4),
             "params": self.params,
             "packets": 1 + len(self.bitstream.units),
+            "header_bytes": len(self.bitstream.packets()[0].to_bytes()),
             "seconds": round(self.seconds, 2),
             "warnings": self.warnings,
         }
@@ -64,25 +67,6 @@ def check_image(image: np.ndarray) -> None:
         raise ImageError(f"expected a uint8 (height, width, 3) RGB array, got {image.dtype} {image.shape}")
     if min(image.shape[:2]) < 1 or max(image.shape[:2]) > 65535:
         raise ImageError(f"image sides must be 1..65535 pixels, got {image.shape[1]}x{image.shape[0]}")
-
-
-def quantize_units(model: Any, qcfg: QuantConfig) -> tuple[list[UnitSpec], list[LayerUnit]]:
-    """Quantize every unit of a torch model (its ``units()`` order) to integer codes."""
-    specs, units = [], []
-    precise = model.precise_ids()
-    for index, (name, tensors) in enumerate(model.units()):
-        specs.append(UnitSpec(name, tuple((tname, tuple(t.shape)) for tname, t in tensors)))
-        quantized = [
-            quantize(
-                tname,
-                t.detach().cpu().numpy().astype(np.float32),
-                qcfg.bits_for(t, precise),
-                qcfg.per_channel,
-            )
-            for tname, t in tensors
-        ]
-        units.append(LayerUnit(index, quantized))
-    return specs, units
 
 
 def stage_psnrs(decoder: ProgressiveDecoder, reference: np.ndarray) -> list[float]:
@@ -105,14 +89,16 @@ def encode_image(
     cfg: EncodeConfig,
     progress: Any = None,
     cancel: Any = None,
+    meta: bool = False,
 ) -> EncodeResult:
-    """Fit ``cfg.model`` to ``image``, quantize it and build its bitstream."""
+    """Fit ``cfg.model`` to ``image``, quantize it and build its (format v2) bitstream. ``meta`` writes
+    the encoder's name, steps and timing into the header (an optional extension of ~60 bytes)."""
     from codec.train import fit
 
     start = time.perf_counter()
     model = _build(image, cfg)
     result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
-    return _finish(model, image, cfg, result, time.perf_counter() - start)
+    return _finish(model, image, cfg, result, time.perf_counter() - start, meta)
 
 
 def encode_images(
@@ -159,34 +145,35 @@ def _build(image: np.ndarray, cfg: EncodeConfig) -> Any:
 
 
 def _finish(
-    model: Any, image: np.ndarray, cfg: EncodeConfig, result: Any, fit_seconds: float
+    model: Any, image: np.ndarray, cfg: EncodeConfig, result: Any, fit_seconds: float, meta: bool = False
 ) -> EncodeResult:
-    """Quantize a fitted model, build its bitstream and measure what a receiver decodes."""
+    """Quantize a fitted model (the steps its training fixed kept), build its bitstream and measure
+    what a receiver decodes."""
+    from codec.stepalloc import multiplier_for_bits
+    from codec.stepquant import model_steps, model_tensors, quantize_model
+
     start = time.perf_counter()
-    specs, units = quantize_units(model, cfg.quant)
-    header = StreamHeader(
-        model=model.kind,
-        arch=model.arch(),
-        width=int(image.shape[1]),
-        height=int(image.shape[0]),
-        bits=cfg.quant.bits,
-        per_channel=cfg.quant.per_channel,
-        units=specs,
-    )
+    weights = sum(t.numel() for t in model_tensors(model))
+    multiplier = multiplier_for_bits(cfg.quant.bits, weights)
+    steps = model_steps(model, image, multiplier, fixed=result.steps, seed=cfg.train.seed)
+    units = quantize_model(model, steps)
+    header = StreamHeader(model.kind, model.arch(), int(image.shape[1]), int(image.shape[0]))
     bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
     decoder = ProgressiveDecoder.from_bitstream(bs)
     q_stage = stage_psnrs(decoder, image)
     if len(q_stage) != (model.depths if model.progressive else 1):
         raise ConfigError(f"internal: decoded {len(q_stage)} depths, model has {model.depths}")
-    header.stage_psnr = [round(p, 4) for p in q_stage]
-    header.meta = {
-        "encoder": f"spinr {__version__}",
-        "steps": result.steps_run,
-        "seconds": round(result.seconds, 3),
-        "params": model.num_params(),
-        "lr": cfg.train.lr if cfg.train.lr is not None else model.default_lr,
-        "seed": cfg.train.seed,
-    }
+    header.stage_psnr = [psnr_as_sent(p) for p in q_stage]
+    if meta:
+        header.meta = {
+            "encoder": f"spinr {__version__}",
+            "steps": result.steps_run,
+            "seconds": round(result.seconds, 3),
+            "params": model.num_params(),
+            "lr": cfg.train.lr if cfg.train.lr is not None else model.default_lr,
+            "seed": cfg.train.seed,
+            "bits": cfg.quant.bits,
+        }
     return EncodeResult(
         bitstream=bs,
         psnr=q_stage[-1],
@@ -197,6 +184,7 @@ def _finish(
         seconds=fit_seconds + time.perf_counter() - start,
         bytes=len(bs.to_bytes()),
         warnings=result.warnings,
+        steps=steps,
     )
 
 

@@ -22,9 +22,10 @@ from typing import Any
 import constriction
 import numpy as np
 
-from codec.entropy_models import CONST, MAX_COUNT, Model, Reader, choose_model, codes_of, parse_model
+from codec.entropy_models import CONST, MAX_COUNT, Model, choose_model, codes_of, parse_model
 from codec.entropy_tables import TOTAL
 from codec.errors import BitstreamError
+from codec.varint import Reader
 
 PLAIN_STATE = 1
 """The encoder's initial ANS state without a checksum, which the decoder must reach after the last code.
@@ -86,7 +87,7 @@ def _counts(counts: list[int]) -> list[int]:
 
 def parse_models(data: bytes, counts: list[int]) -> tuple[list[Model | None], int]:
     """The descriptors at the start of ``data`` (None for an empty array) and where the ANS words start."""
-    r = Reader(bytes(data))
+    r = Reader(bytes(data), "entropy-coded data")
     models = [None if n == 0 else parse_model(r, i) for i, n in enumerate(_counts(counts))]
     return models, r.pos
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from codec import entropy_tables as tables
 from codec.errors import BitstreamError, ConfigError
+from codec.varint import Reader, svarint, uvarint
 
 CONST, UNIFORM, LAPLACE, GAUSS = 0, 1, tables.LAPLACE, tables.GAUSS
 KIND_NAMES = {CONST: "const", UNIFORM: "uniform", LAPLACE: "laplace", GAUSS: "gauss"}
@@ -26,7 +27,6 @@ MAX_COUNT = 1 << 24
 """Most codes one array may hold."""
 VALUE_MIN, VALUE_MAX = -(1 << 31), (1 << 31) - 1
 """Codes are int32."""
-MAX_VARINT_BYTES = 5
 
 
 @dataclass(frozen=True)
@@ -56,64 +56,18 @@ class Model:
 
     def to_bytes(self) -> bytes:
         if self.kind == CONST:
-            return bytes([CONST]) + _uvarint(_zigzag(self.lo))
+            return bytes([CONST]) + svarint(self.lo)
         tag = self.kind
-        out = bytearray(_uvarint(_zigzag(self.lo)) + _uvarint(self.span))
+        out = bytearray(svarint(self.lo) + uvarint(self.span))
         if self.kind in (LAPLACE, GAUSS):
             if self.explicit_center:
                 tag |= FLAG_CENTER
-                out += _uvarint(_zigzag(self.center - self.midpoint()))
+                out += svarint(self.center - self.midpoint())
             out.append(self.k)
             if self.plateau:
                 tag |= FLAG_PLATEAU
-                out += _uvarint(self.plateau)
+                out += uvarint(self.plateau)
         return bytes([tag]) + bytes(out)
-
-
-# ---------------------------------------------------------------------------------------------
-# varints (LEB128, minimal length) and zigzag
-
-
-def _zigzag(v: int) -> int:
-    return 2 * v if v >= 0 else -2 * v - 1
-
-
-def _unzigzag(u: int) -> int:
-    return u >> 1 if u % 2 == 0 else -((u + 1) >> 1)
-
-
-def _uvarint(u: int) -> bytes:
-    out = bytearray()
-    while u >= 0x80:
-        out.append(0x80 | (u & 0x7F))
-        u >>= 7
-    out.append(u)
-    return bytes(out)
-
-
-class Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def byte(self, what: str) -> int:
-        if self.pos >= len(self.data):
-            raise BitstreamError(f"entropy-coded data is truncated: {what} missing at byte {self.pos}")
-        self.pos += 1
-        return self.data[self.pos - 1]
-
-    def uvarint(self, what: str) -> int:
-        value = 0
-        for i in range(MAX_VARINT_BYTES):
-            b = self.byte(what)
-            value |= (b & 0x7F) << (7 * i)
-            if not b & 0x80:
-                if b == 0 and i > 0:
-                    raise BitstreamError(f"{what} at byte {self.pos - 1} is an overlong varint")
-                return value
-        raise BitstreamError(
-            f"{what} at byte {self.pos - 1} is a varint longer than {MAX_VARINT_BYTES} bytes"
-        )
 
 
 def parse_model(r: Reader, index: int) -> Model:
@@ -122,7 +76,7 @@ def parse_model(r: Reader, index: int) -> Model:
     at = r.pos
     tag = r.byte(f"model tag of {where}")
     kind, flags = tag & 3, tag & ~3
-    lo = _unzigzag(r.uvarint(f"lowest code of {where}"))
+    lo = r.svarint(f"lowest code of {where}")
     if not VALUE_MIN <= lo <= VALUE_MAX:
         raise BitstreamError(f"lowest code {lo} of {where} is outside int32")
     if kind == CONST:
@@ -142,7 +96,7 @@ def parse_model(r: Reader, index: int) -> Model:
         raise BitstreamError(f"model tag {tag:#04x} of {where} (byte {at}) has unknown flag bits")
     center = (lo + lo + span) // 2
     if flags & FLAG_CENTER:
-        center += _unzigzag(r.uvarint(f"centre of {where}"))
+        center += r.svarint(f"centre of {where}")
         if not lo <= center <= lo + span:
             raise BitstreamError(f"centre {center} of {where} is outside its codes {lo}..{lo + span}")
     k = r.byte(f"scale index of {where}")

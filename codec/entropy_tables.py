@@ -1,7 +1,7 @@
 """Integer frequency tables of the entropy models (docs/ENTROPY.md, "Frequency tables").
 
 A decoder rebuilds each table from a few transmitted integers, and the browser decoder
-(client/web/entropy.js) must build the very same table. So no transcendental function (exp, log, pow)
+(client/web/codec/entropy.js) must build the very same table. So no transcendental function (exp, log, pow)
 decides a table: only IEEE float64 ``+ - * /`` and ``sqrt`` (correctly rounded in every language) in a
 fixed order, then integer arithmetic. Everything here is the specification the JS mirrors line by line.
 """

@@ -54,6 +54,9 @@ class FitResult:
     steps_run: int
     warnings: list[str] = field(default_factory=list)
     loss_history: list[float] = field(default_factory=list)
+    steps: dict[int, float] = field(default_factory=dict)
+    """Quantization steps decided while training, by ``id()`` of the tensor: a stage frozen at its
+    codes (or trained through the quantizer) keeps them, and the encoder must quantize with them."""
 
 
 def image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:

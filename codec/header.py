@@ -1,232 +1,182 @@
-"""The header packet's payload: everything a decoder needs to rebuild the network's shape (docs/FORMAT.md,
-"Header payload"), parsed field by field so that a bad header names what is wrong with it.
+"""The header packet's payload: everything a decoder needs to rebuild the network (docs/FORMAT.md, "Header").
+
+Version 2 is binary, with no field names:
+
+    model id u8 | width varint | height varint | arch record | PSNR count varint | PSNR u16 ... | extensions
+
+The arch record belongs to the model family (:mod:`codec.arch.records`); the units are derived from it,
+never sent. PSNRs are what the encoder measured after quantization for each prefix depth, in 1/100 dB
+(``PSNR_INF`` for an exact picture). Extensions run to the end of the payload, each ``tag u8 | length
+varint | bytes``; a tag with the high bit set is critical: a decoder that does not know it refuses
+the stream, while an unknown optional one is skipped (and kept, so a stream is re-sent whole).
+
+A v1 header (a msgpack map, :mod:`codec.v1.header`) parses into the same :class:`StreamHeader`, its
+transmitted units checked against those its arch implies, so nothing downstream cares which version
+a stream came in.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from codec.errors import BitstreamError, brief
-from codec.quant import MAX_BITS, MIN_BITS, parse_shape
+from codec.arch import MODEL_IDS, decoder_for, model_name, read_arch, write_arch
+from codec.errors import BitstreamError, ConfigError
+from codec.mpack import check_plain, pack, unpack_map
+from codec.units import UnitSpec
+from codec.v1.header import MAX_IMAGE_SIDE, parse_v1_header
+from codec.varint import Reader, uvarint
 
-FORMAT_VERSION = 1
-MAX_UNITS = 1024
-MAX_TENSORS_PER_UNIT = 64
-MAX_TOTAL_ELEMENTS = 2**26
-"""All tensors of a stream together (a layer packet is bounded on its own by ``MAX_PAYLOAD``)."""
-MAX_IMAGE_SIDE = 65535
-MAX_NAME_LEN = 64
-MAX_ARCH_KEYS = 64
-MAX_ARCH_LIST = MAX_UNITS
-_MODEL_RE = re.compile(r"[a-z0-9_]{1,32}")
-_HEADER_KEYS = {
-    "format",
-    "model",
-    "arch",
-    "image",
-    "coords",
-    "output",
-    "quant",
-    "units",
-    "stage_psnr",
-    "meta",
+FORMAT_VERSION = 2
+MAX_STAGES = 1025
+PSNR_SCALE = 100
+"""PSNRs travel in 1/100 dB."""
+PSNR_INF = 0xFFFF
+"""The u16 of an exact picture (infinite PSNR); finite values are 0..655.34 dB."""
+CRITICAL = 0x80
+EXT_META = 0x01
+"""Optional: the encoder's name, steps, seconds... as a msgpack map (written only when asked for)."""
+EXT_LADDER = 0x02
+"""Optional, reserved for the rate-quality ladder (issue #12)."""
+EXT_INIT = CRITICAL | 0x03
+"""Critical, reserved for the hash of a shared initialisation θ0 (issue #13)."""
+EXTENSION_NAMES = {
+    EXT_META: "encoder meta",
+    EXT_LADDER: "rate-quality ladder",
+    EXT_INIT: "shared initialisation θ0",
 }
-_OPTIONAL_HEADER_KEYS = {"stage_psnr", "meta"}
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_LEN:
-        raise BitstreamError(f"{what} must be a string of 1..{MAX_NAME_LEN} characters, got {value!r:.80}")
-    return value
-
-
-def int_in(value: Any, lo: int, hi: int, what: str) -> int:
-    if not _is_int(value) or not lo <= value <= hi:
-        raise BitstreamError(f"{what} {value!r:.80} is out of range {lo}..{hi}")
-    return value
-
-
-def fields_of(value: Any, keys: set[str], what: str, optional: Collection[str] = ()) -> dict[str, Any]:
-    """``value`` must be a dict with exactly ``keys`` (those in ``optional`` may be absent)."""
-    if not isinstance(value, dict):
-        raise BitstreamError(f"{what} must be a map, got {type(value).__name__}")
-    missing = sorted(keys - set(optional) - value.keys())
-    extra = sorted(str(k) for k in value.keys() - keys)
-    if missing or extra:
-        raise BitstreamError(f"{what} has missing keys {missing} / unexpected keys {extra}")
-    return value
-
-
-@dataclass(frozen=True)
-class UnitSpec:
-    name: str
-    tensors: tuple[tuple[str, tuple[int, ...]], ...]
-    """(tensor name, shape) in packet order."""
 
 
 @dataclass
 class StreamHeader:
     model: str
     arch: dict[str, Any]
+    """The family's arch fields, the same dict whichever version the stream came in."""
     width: int
     height: int
-    bits: int
-    per_channel: bool
-    units: list[UnitSpec]
     stage_psnr: list[float] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
-    coords: str = "center"
-    output: str = "pm1"
+    units: list[UnitSpec] = field(default_factory=list)
+    """Derived from the arch when not given; a v1 header's own list must equal the derived one."""
+    version: int = FORMAT_VERSION
+    extensions: dict[int, bytes] = field(default_factory=dict)
+    """Optional extensions this decoder does not read, kept as they came."""
+    quant: dict[str, Any] | None = None
+    """v1 only: the header's ``quant`` map (nominal bits, per-channel flag)."""
+    source: bytes | None = field(default=None, compare=False, repr=False)
+    """v1 only: the payload as received, which is what a v1 stream sends again."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.width <= MAX_IMAGE_SIDE or not 1 <= self.height <= MAX_IMAGE_SIDE:
+            raise BitstreamError(
+                f"header image size {self.width}x{self.height} is out of range: each side 1..{MAX_IMAGE_SIDE}"
+            )
+        given = self.units if self.version == 1 else None
+        self.units = decoder_for(self.model, self.arch, given).units()
 
     @property
     def num_units(self) -> int:
         return len(self.units)
 
-    def to_payload(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT_VERSION,
-            "model": self.model,
-            "arch": self.arch,
-            "image": {"width": self.width, "height": self.height},
-            "coords": self.coords,
-            "output": self.output,
-            "quant": {"bits": self.bits, "per_channel": self.per_channel},
-            "units": [
-                {"name": u.name, "tensors": [[n, [int(s) for s in shape]] for n, shape in u.tensors]}
-                for u in self.units
-            ],
-            "stage_psnr": [float(p) for p in self.stage_psnr],
-            "meta": self.meta,
-        }
+    def to_payload(self) -> bytes:
+        """The header packet's payload in the header's own version."""
+        if self.version == 1:
+            assert self.source is not None, "a v1 header is only ever re-sent as it came"
+            return self.source
+        out = bytearray([MODEL_IDS[self.model]]) + uvarint(self.width) + uvarint(self.height)
+        out += write_arch(self.model, self.arch)
+        if len(self.stage_psnr) > MAX_STAGES:
+            raise ConfigError(f"{len(self.stage_psnr)} stage PSNRs; at most {MAX_STAGES}")
+        out += uvarint(len(self.stage_psnr))
+        for p in self.stage_psnr:
+            out += _psnr_u16(p).to_bytes(2, "big")
+        if self.meta:
+            out += _extension(EXT_META, pack(self.meta))
+        for tag, data in sorted(self.extensions.items()):
+            out += _extension(tag, data)
+        return bytes(out)
 
-    @classmethod
-    def from_payload(cls, d: Any) -> StreamHeader:
-        d = fields_of(d, _HEADER_KEYS, "header payload", _OPTIONAL_HEADER_KEYS)
-        if not _is_int(d["format"]) or d["format"] != FORMAT_VERSION:
-            raise BitstreamError(f"unsupported header format {d['format']!r:.40}: expected {FORMAT_VERSION}")
-        model = d["model"]
-        if not isinstance(model, str) or not _MODEL_RE.fullmatch(model):
+
+def _psnr_u16(p: float) -> int:
+    if math.isinf(p) and p > 0:
+        return PSNR_INF
+    if not (math.isfinite(p) and p >= 0):
+        raise ConfigError(f"stage PSNR {p!r} must be a number >= 0 dB")
+    return min(round(p * PSNR_SCALE), PSNR_INF - 1)
+
+
+def psnr_as_sent(p: float) -> float:
+    """A stage PSNR as a header carries it (to 1/100 dB, infinity kept): what a decoder reads back."""
+    u = _psnr_u16(p)
+    return math.inf if u == PSNR_INF else u / PSNR_SCALE
+
+
+def _extension(tag: int, data: bytes) -> bytes:
+    return bytes([tag]) + uvarint(len(data)) + data
+
+
+def _parse_extensions(r: Reader, header: dict[str, Any]) -> None:
+    seen: set[int] = set()
+    while r.left:
+        at = r.pos
+        tag = r.byte("extension tag")
+        name = EXTENSION_NAMES.get(tag, "unknown")
+        length = r.uvarint(f"length of header extension {tag:#04x}")
+        if length > r.left:
             raise BitstreamError(
-                f"header model {model!r:.80} is not an identifier matching [a-z0-9_]{{1,32}}"
+                f"header extension {tag:#04x} ({name}) declares {length} bytes, the payload has {r.left} left"
             )
-        image = fields_of(d["image"], {"width", "height"}, "header image")
-        width = int_in(image["width"], 1, MAX_IMAGE_SIDE, "header image width")
-        height = int_in(image["height"], 1, MAX_IMAGE_SIDE, "header image height")
-        if d["coords"] != "center":
-            raise BitstreamError(f"header coords {d['coords']!r:.40} not supported: expected 'center'")
-        if d["output"] != "pm1":
-            raise BitstreamError(f"header output {d['output']!r:.40} not supported: expected 'pm1'")
-        quant = fields_of(d["quant"], {"bits", "per_channel"}, "header quant")
-        bits = int_in(quant["bits"], MIN_BITS, MAX_BITS, "header quant bits")
-        if not isinstance(quant["per_channel"], bool):
-            raise BitstreamError(f"header quant per_channel must be a bool, got {quant['per_channel']!r:.40}")
-        stage_psnr = d.get("stage_psnr", [])
-        if not isinstance(stage_psnr, list) or len(stage_psnr) > MAX_UNITS + 1:
-            raise BitstreamError(f"header stage_psnr must be a list of at most {MAX_UNITS + 1} numbers")
-        if not all(_is_number(p) for p in stage_psnr):
-            raise BitstreamError(f"header stage_psnr must hold numbers, got {brief(stage_psnr)}")
-        for i, p in enumerate(stage_psnr):
-            _finite_number(p, f"header stage_psnr[{i}]")
-        meta = _parse_meta(d.get("meta", {}))
-        return cls(
-            model=model,
-            arch=_parse_arch(d["arch"]),
-            width=width,
-            height=height,
-            bits=bits,
-            per_channel=quant["per_channel"],
-            units=_parse_units(d["units"]),
-            stage_psnr=[float(p) for p in stage_psnr],
-            meta=meta,
-        )
-
-
-def _finite_number(value: Any, what: str) -> None:
-    if not _is_number(value):
-        raise BitstreamError(f"{what} must be a number, got {brief(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BitstreamError(f"{what} is {value}: numbers in a header must be finite")
-
-
-def _parse_arch(arch: Any) -> dict[str, Any]:
-    if not isinstance(arch, dict) or len(arch) > MAX_ARCH_KEYS:
-        raise BitstreamError(f"header arch must be a map of at most {MAX_ARCH_KEYS} entries")
-    for key, value in arch.items():
-        _name(key, "header arch key")
-        items = value if isinstance(value, list) else [value]
-        if len(items) > MAX_ARCH_LIST or not all(isinstance(v, (int, float, str, bool)) for v in items):
+        data = r.take(length, f"header extension {tag:#04x}")
+        if tag in seen:
+            raise BitstreamError(f"header extension {tag:#04x} ({name}) appears twice (byte {at})")
+        seen.add(tag)
+        if tag == EXT_META:
+            meta = unpack_map(data, "header extension 0x01 (encoder meta)")
+            check_plain(meta, "header meta")
+            header["meta"] = meta
+        elif tag & CRITICAL:
             raise BitstreamError(
-                f"header arch {key!r} must be an int, float, str, bool or a list of them "
-                f"(at most {MAX_ARCH_LIST}), got {brief(value)}"
+                f"header extension {tag:#04x} ({name}) is critical and this decoder does not support it"
             )
-        for v in items:
-            if isinstance(v, str):
-                _name(v, f"header arch {key!r} value")
-            elif isinstance(v, float):
-                _finite_number(v, f"header arch {key!r}")
-    return arch
+        else:
+            header["extensions"][tag] = data
 
 
-def _parse_meta(meta: Any) -> dict[str, Any]:
-    """``meta`` is free-form but JSON-shaped, so that ``spinr info --json`` and the API can show any header
-    that parses: maps with string keys, lists, strings, finite numbers, booleans and null."""
-    if not isinstance(meta, dict):
-        raise BitstreamError(f"header meta must be a map, got {type(meta).__name__}")
-    stack: list[tuple[str, Any]] = [("header meta", meta)]
-    while stack:  # depth is bounded by the payload's MAX_DEPTH; iterative all the same
-        path, value = stack.pop()
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if not isinstance(k, str):
-                    raise BitstreamError(f"{path} has a key {brief(k)} that is not a string")
-                stack.append((f"{path}.{k[:MAX_NAME_LEN]}", v))
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
-        elif isinstance(value, float):
-            _finite_number(value, path)
-        elif value is not None and not isinstance(value, (str, int, bool)):
-            raise BitstreamError(
-                f"{path} is {type(value).__name__}; meta holds maps, lists, strings, numbers, booleans, null"
-            )
-    return meta
+def parse_header_payload(payload: bytes) -> StreamHeader:
+    """A v2 header packet's payload -> the header (its arch checked, its units derived)."""
+    r = Reader(bytes(payload), "header payload")
+    model = model_name(r.byte("model id"))
+    width = r.uvarint_in(1, MAX_IMAGE_SIDE, "image width")
+    height = r.uvarint_in(1, MAX_IMAGE_SIDE, "image height")
+    arch = read_arch(model, r)
+    count = r.uvarint_in(0, MAX_STAGES, "stage PSNR count")
+    psnr = [r.u16(f"stage PSNR {i}") for i in range(count)]
+    fields: dict[str, Any] = {"meta": {}, "extensions": {}}
+    _parse_extensions(r, fields)
+    return StreamHeader(
+        model,
+        arch,
+        width,
+        height,
+        [math.inf if p == PSNR_INF else p / PSNR_SCALE for p in psnr],
+        fields["meta"],
+        extensions=fields["extensions"],
+    )
 
 
-def _parse_units(units: Any) -> list[UnitSpec]:
-    if not isinstance(units, list) or not 1 <= len(units) <= MAX_UNITS:
-        count = len(units) if isinstance(units, list) else type(units).__name__
-        raise BitstreamError(f"header units must be a list of 1..{MAX_UNITS} entries, got {count}")
-    specs, total = [], 0
-    for i, u in enumerate(units):
-        u = fields_of(u, {"name", "tensors"}, f"header unit {i}")
-        name = _name(u["name"], f"header unit {i} name")
-        tensors = u["tensors"]
-        if not isinstance(tensors, list) or not 1 <= len(tensors) <= MAX_TENSORS_PER_UNIT:
-            raise BitstreamError(
-                f"header unit {name!r} tensors must be a list of 1..{MAX_TENSORS_PER_UNIT} entries"
-            )
-        parsed = []
-        for t in tensors:
-            if not isinstance(t, list) or len(t) != 2:
-                raise BitstreamError(f"header unit {name!r} tensor entry {t!r:.80} is not [name, shape]")
-            tname = _name(t[0], f"header unit {name!r} tensor name")
-            shape = parse_shape(t[1], f"header unit {name!r} tensor {tname!r}")
-            total += math.prod(shape)
-            parsed.append((tname, shape))
-        if len({n for n, _ in parsed}) != len(parsed):
-            raise BitstreamError(f"header unit {name!r} repeats a tensor name")
-        if total > MAX_TOTAL_ELEMENTS:
-            raise BitstreamError(f"header units hold more than {MAX_TOTAL_ELEMENTS} elements in all")
-        specs.append(UnitSpec(name, tuple(parsed)))
-    return specs
+def parse_v1_header_payload(payload: bytes) -> StreamHeader:
+    """A v1 header payload -> the header, refused unless its units are those its arch implies."""
+    h = parse_v1_header(payload)
+    return StreamHeader(
+        h.model,
+        h.arch,
+        h.width,
+        h.height,
+        h.stage_psnr,
+        h.meta,
+        h.units,
+        version=1,
+        quant={"bits": h.bits, "per_channel": h.per_channel},
+        source=bytes(payload),
+    )

@@ -89,7 +89,7 @@ class EncodeOption:
 
     def coerce(self, value: Any, prefix: str = "") -> Any:
         """``value`` as this option's type (an int is a float too); ConfigError naming it otherwise.
-        ``prefix`` goes before the option's name in messages (``--precise-bits: `` on the CLI)."""
+        ``prefix`` goes before the option's name in messages (``--joint: `` on the CLI)."""
         who = prefix + self.name
         if self.kind == "bool":
             if isinstance(value, bool):

@@ -1,199 +1,126 @@
-"""Uniform affine quantization and MSB-first bit packing (docs/FORMAT.md, "Quantization", "Bit packing").
+"""Uniform mid-tread quantization with one step per tensor: the integer codes of format v2.
 
-Integer paths are exact: ``from_dict(to_dict(qt))`` gives identical codes, and dequantization runs in
-float32 so encoder and decoder compute the same weights.
+``q = round(w / step)`` (signed int32 codes, entropy-coded by :mod:`codec.entropy`), and a decoder
+computes ``w = float32(q * step)``: the product is exact in float64 (a code has at most 31 significant
+bits, a step 8) and rounded once to float32, so numpy here and ``Math.fround(q * step)`` in the browser
+give the same bits for every code (docs/FORMAT.md, "Quantization").
+
+A step travels as a **bfloat16**, the upper 16 bits of a float32 (sign 0, 8 exponent bits, 7 mantissa
+bits): 2 bytes for any step from 2^-126 to 2^127, 0.4 % apart, which no step allocation can tell from
+an exact one. The encoder rounds the step it wants to the nearest such value before quantizing.
+Which step each tensor gets is :mod:`codec.stepalloc`'s job.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from codec.errors import BitstreamError, ConfigError, brief
+from codec.entropy_tables import MAX_SPAN
+from codec.errors import BitstreamError, ConfigError
 
-MIN_BITS = 2
-MAX_BITS = 16
-MAX_TENSOR_ELEMENTS = 2**24
-MAX_NDIM = 8
-TENSOR_KEYS = ("name", "shape", "bits", "axis", "scale", "offset", "data")
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def packed_length(count: int, bits: int) -> int:
-    return (count * bits + 7) // 8
+STEP_BYTES = 2
+MIN_STEP_BITS = 0x0080
+"""The smallest positive normal bfloat16 (2^-126)."""
+MAX_STEP_BITS = 0x7F7F
+"""The largest finite bfloat16."""
+MAX_CODE = 2**23
+"""Largest |code| the encoder writes (float32's 24-bit mantissa holds it exactly)."""
 
 
-def pack_bits(codes: np.ndarray, bits: int) -> bytes:
-    """Codes (any shape, row-major) as ``bits``-bit unsigned integers, MSB first, zero-padded."""
-    if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ConfigError(f"bits {bits!r} is out of range {MIN_BITS}..{MAX_BITS}")
-    flat = np.asarray(codes).reshape(-1)
-    if flat.size and (flat.dtype.kind not in "ui" or int(flat.min()) < 0 or int(flat.max()) >= 1 << bits):
-        raise ConfigError(f"codes must be integers in 0..{(1 << bits) - 1} for {bits} bits")
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
-    bitmat = ((flat.astype(np.uint32)[:, None] >> shifts) & 1).astype(np.uint8)
-    return np.packbits(bitmat.reshape(-1)).tobytes()
+def step_value(bits: int) -> float:
+    """The step a bfloat16 bit pattern stands for."""
+    return float(struct.unpack(">f", (bits << 16).to_bytes(4, "big"))[0])
 
 
-def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: ``count`` codes as a flat uint32 array."""
-    if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
-        raise BitstreamError(f"bits {bits!r} is out of range {MIN_BITS}..{MAX_BITS}")
-    if not _is_int(count) or not 0 <= count <= MAX_TENSOR_ELEMENTS:
-        raise BitstreamError(f"code count {count!r} is out of range 0..{MAX_TENSOR_ELEMENTS}")
-    need = packed_length(count, bits)
-    if len(data) != need:
+def step_bits(step: float) -> int:
+    """The bfloat16 nearest to ``step`` (ties to even), which must be a positive normal number."""
+    if not (math.isfinite(step) and step > 0):
+        raise ConfigError(f"quantization step {step!r} must be a positive finite number")
+    try:
+        f32 = int.from_bytes(struct.pack(">f", step), "big")  # rounds to float32 first
+    except OverflowError:
+        f32 = 0x7F800000
+    bits = (f32 + 0x7FFF + ((f32 >> 16) & 1)) >> 16
+    if not MIN_STEP_BITS <= bits <= MAX_STEP_BITS:
+        raise ConfigError(f"quantization step {step!r} is outside the bfloat16 range 2^-126..3.4e38")
+    return bits
+
+
+def representable(step: float) -> float:
+    """``step`` rounded to what a packet can carry."""
+    return step_value(step_bits(step))
+
+
+def parse_step(bits: int, what: str) -> float:
+    """A step from a packet: a positive normal bfloat16, else BitstreamError."""
+    if not MIN_STEP_BITS <= bits <= MAX_STEP_BITS:
         raise BitstreamError(
-            f"packed data for {count} codes of {bits} bits needs {need} bytes, got {len(data)}"
+            f"{what} has step bits {bits:#06x}: a step is a positive normal bfloat16 "
+            f"({MIN_STEP_BITS:#06x}..{MAX_STEP_BITS:#06x})"
         )
-    pad = need * 8 - count * bits
-    if pad and data[-1] & ((1 << pad) - 1):
-        raise BitstreamError(f"packed data has nonzero padding bits in its last byte ({data[-1]:#04x})")
-    # Each code lies within 3 consecutive bytes (at most 7 bits of offset + 16 bits of code), so
-    # gather a 24-bit window per code and shift: no per-bit expansion.
-    buf = np.zeros(need + 2, dtype=np.uint32)
-    buf[:need] = np.frombuffer(data, dtype=np.uint8)
-    start = np.arange(count, dtype=np.int64) * bits
-    byte = start >> 3
-    window = (buf[byte] << 16) | (buf[byte + 1] << 8) | buf[byte + 2]
-    shift = (24 - bits - (start & 7)).astype(np.uint32)
-    return ((window >> shift) & np.uint32((1 << bits) - 1)).astype(np.uint32)
+    return step_value(bits)
 
 
-@dataclass
+def min_step(values: np.ndarray) -> float:
+    """The finest step whose codes the format allows for ``values``: a span of at most ``MAX_SPAN``
+    (the entropy coder's table) and |code| <= ``MAX_CODE``."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return step_value(MIN_STEP_BITS)
+    span = float(a.max() - a.min()) / (MAX_SPAN - 2)
+    peak = float(np.abs(a).max()) / (MAX_CODE - 1)
+    finest = max(span, peak, step_value(MIN_STEP_BITS))
+    bits = step_bits(finest)
+    return step_value(bits if step_value(bits) >= finest else bits + 1)
+
+
+def dequantize_codes(codes: np.ndarray, step: float) -> np.ndarray:
+    """float32 weights: the exact product of each code and the step, rounded once (to infinity beyond
+    float32's range, as Math.fround does)."""
+    with np.errstate(over="ignore"):
+        return (np.asarray(codes, dtype=np.float64) * step).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
 class QuantizedTensor:
     name: str
     shape: tuple[int, ...]
-    bits: int
-    axis: int | None
-    """None: one scale/offset for the tensor; 0: one per row (output channel)."""
-    scale: np.ndarray
-    offset: np.ndarray
+    step: float
+    """A bfloat16 value (see :func:`representable`)."""
     codes: np.ndarray
-    """uint32 codes, flat or of ``shape``."""
+    """int32 codes, flat (row-major)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codes", np.ascontiguousarray(self.codes, dtype=np.int32).reshape(-1))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QuantizedTensor):
+            return NotImplemented
+        same = (self.name, self.shape, self.step) == (other.name, other.shape, other.step)
+        return same and np.array_equal(self.codes, other.codes)
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
 
     def dequantize(self) -> np.ndarray:
-        q = np.asarray(self.codes, dtype=np.float32).reshape(self.shape)
-        scale = np.asarray(self.scale, dtype=np.float32)
-        offset = np.asarray(self.offset, dtype=np.float32)
-        if self.axis is None:
-            return (offset[0] + scale[0] * q).astype(np.float32)
-        bshape = (-1,) + (1,) * (len(self.shape) - 1)
-        return (offset.reshape(bshape) + scale.reshape(bshape) * q).astype(np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "shape": [int(s) for s in self.shape],
-            "bits": int(self.bits),
-            "axis": self.axis,
-            "scale": np.asarray(self.scale, dtype="<f4").tobytes(),
-            "offset": np.asarray(self.offset, dtype="<f4").tobytes(),
-            "data": pack_bits(self.codes, self.bits),
-        }
-
-    @classmethod
-    def from_dict(
-        cls, d: Any, expected_name: str | None = None, expected_shape: tuple[int, ...] | None = None
-    ) -> QuantizedTensor:
-        """Validate a tensor map from a layer payload; every problem raises BitstreamError."""
-        if not isinstance(d, dict):
-            raise BitstreamError(f"tensor entry must be a map, got {type(d).__name__}")
-        missing = [k for k in TENSOR_KEYS if k not in d]
-        extra = sorted(str(k) for k in d if k not in TENSOR_KEYS)
-        if missing or extra:
-            raise BitstreamError(f"tensor map has missing keys {missing} / unexpected keys {extra}")
-        name = d["name"]
-        if not isinstance(name, str):
-            raise BitstreamError(f"tensor name must be a string, got {type(name).__name__}")
-        if expected_name is not None and name != expected_name:
-            raise BitstreamError(f"tensor name {brief(name)} does not match the header's {expected_name!r}")
-        shape = parse_shape(d["shape"], f"tensor {name!r}")
-        if expected_shape is not None and shape != tuple(expected_shape):
-            raise BitstreamError(
-                f"tensor {name!r} has shape {list(shape)} but the header says {list(expected_shape)}"
-            )
-        bits = d["bits"]
-        if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
-            raise BitstreamError(f"tensor {name!r} bits {brief(bits)} is out of range {MIN_BITS}..{MAX_BITS}")
-        axis = d["axis"]
-        if axis is not None and (not _is_int(axis) or axis != 0 or not shape):
-            raise BitstreamError(f"tensor {name!r} axis {brief(axis)} is not null or 0 (with ndim >= 1)")
-        channels = 1 if axis is None else shape[0]
-        scale = _floats(d["scale"], channels, f"tensor {name!r} scale")
-        offset = _floats(d["offset"], channels, f"tensor {name!r} offset")
-        if not np.all(scale > 0):
-            raise BitstreamError(f"tensor {name!r} scale must be > 0")
-        data = d["data"]
-        if not isinstance(data, bytes):
-            raise BitstreamError(f"tensor {name!r} data must be bytes, got {type(data).__name__}")
-        try:
-            codes = unpack_bits(data, bits, math.prod(shape))
-        except BitstreamError as exc:
-            raise BitstreamError(f"tensor {name!r}: {exc}") from None
-        return cls(name, shape, bits, axis, scale, offset, codes)
+        return dequantize_codes(self.codes, self.step).reshape(self.shape)
 
 
-def parse_shape(value: Any, what: str) -> tuple[int, ...]:
-    """A msgpack shape list -> tuple of positive ints with a bounded product."""
-    if not isinstance(value, list) or len(value) > MAX_NDIM:
-        raise BitstreamError(f"{what} shape must be a list of at most {MAX_NDIM} ints, got {brief(value)}")
-    numel = 1
-    for s in value:
-        if not _is_int(s) or s < 1:
-            raise BitstreamError(f"{what} shape {brief(value)} must hold positive ints")
-        numel *= s
-        if numel > MAX_TENSOR_ELEMENTS:
-            raise BitstreamError(f"{what} shape {brief(value)} has more than {MAX_TENSOR_ELEMENTS} elements")
-    return tuple(int(s) for s in value)
-
-
-def _floats(value: Any, count: int, what: str) -> np.ndarray:
-    if not isinstance(value, bytes):
-        raise BitstreamError(f"{what} must be bytes, got {type(value).__name__}")
-    if len(value) != 4 * count:
-        raise BitstreamError(f"{what} needs {count} float32 ({4 * count} bytes), got {len(value)} bytes")
-    arr = np.frombuffer(value, dtype="<f4").astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise BitstreamError(f"{what} holds non-finite values")
-    return arr
-
-
-def quantize(name: str, values: np.ndarray, bits: int = 8, per_channel: bool = False) -> QuantizedTensor:
-    """Affine min/max quantization; per-channel (axis 0) only for tensors of ndim >= 2."""
-    if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ConfigError(f"quantization bits {bits!r} is out of range {MIN_BITS}..{MAX_BITS}")
+def quantize(name: str, values: np.ndarray, step: float) -> QuantizedTensor:
+    """``round(values / step)`` with ``step`` first rounded to a bfloat16; ConfigError when the step is
+    finer than :func:`min_step` allows or the values are not finite."""
     a = np.asarray(values, dtype=np.float32)
-    if a.size == 0 or a.size > MAX_TENSOR_ELEMENTS or a.ndim > MAX_NDIM:
-        raise ConfigError(
-            f"tensor {name!r} of shape {a.shape} cannot be quantized: need 1..{MAX_TENSOR_ELEMENTS} "
-            f"elements and at most {MAX_NDIM} dims"
-        )
     if not np.all(np.isfinite(a)):
         raise ConfigError(f"tensor {name!r} holds non-finite values (NaN or inf)")
-    levels = (1 << bits) - 1
-    axis = 0 if per_channel and a.ndim >= 2 else None
-    rows = a.reshape(1, -1) if axis is None else a.reshape(a.shape[0], -1)
-    lo = rows.min(axis=1).astype(np.float64)
-    hi = rows.max(axis=1).astype(np.float64)
-    scale = ((hi - lo) / levels).astype(np.float32)
-    scale[(hi == lo) | ~(scale > 0)] = 1.0  # constant rows, or a range so tiny it underflows float32
-    offset = lo.astype(np.float32)
-    q = np.rint((rows - offset[:, None].astype(np.float64)) / scale[:, None].astype(np.float64))
-    codes = np.clip(q, 0, levels).astype(np.uint32).reshape(a.shape)
-    return QuantizedTensor(name, tuple(int(s) for s in a.shape), bits, axis, scale, offset, codes)
-
-
-def quantization_error(values: np.ndarray, qt: QuantizedTensor) -> float:
-    """Largest absolute difference between ``values`` and their dequantized codes."""
-    return float(np.max(np.abs(np.asarray(values, dtype=np.float32) - qt.dequantize())))
+    s = representable(step)
+    if s < min_step(a):
+        raise ConfigError(
+            f"step {s:.3g} of tensor {name!r} is finer than its values allow ({min_step(a):.3g})"
+        )
+    codes = np.rint(a.astype(np.float64) / s).astype(np.int32)
+    return QuantizedTensor(name, tuple(int(d) for d in a.shape), s, codes)

@@ -34,7 +34,8 @@ from codec.fit_core import (
 )
 from codec.kernels import kernels_for, use_kernels
 from codec.models.base import INR, TrainingStage
-from codec.qat import load_quantized, quantize_in_place
+from codec.stepalloc import multiplier_for_bits, steps_for
+from codec.stepquant import load_quantized, measure_sensitivity, model_tensors, probe_data, quantize_in_place
 
 __all__ = [
     "CancelToken",
@@ -56,8 +57,7 @@ def quantized_loss(
     model: INR,
     stage: TrainingStage,
     weights: Sequence[torch.Tensor],
-    quant: QuantConfig,
-    precise: set[int],
+    steps: Sequence[float],
     x: torch.Tensor,
     y: torch.Tensor,
     cached: torch.Tensor | None = None,
@@ -65,7 +65,7 @@ def quantized_loss(
     """The stage's loss with its parameters set to the quantized ``weights`` (parameters left unchanged)."""
     current = [p.detach().clone() for p in stage.params]
     model.eval()
-    load_quantized(stage.params, weights, quant, precise)
+    load_quantized(stage.params, weights, steps)
     with torch.no_grad():
         value = float(stage_loss(model, stage, x, y, cached))
     copy_into(stage.params, current)
@@ -100,7 +100,10 @@ class _Fit:
         self.batch = self.pixels if cfg.batch_pixels <= 0 else min(cfg.batch_pixels, self.pixels)
         self.base_lr = cfg.lr if cfg.lr is not None else model.default_lr
         self.stages = model.stages()
-        self.precise = model.precise_ids()
+        self.quant_steps: dict[int, float] = {}
+        if quant is not None:
+            self.multiplier = multiplier_for_bits(quant.bits, sum(t.numel() for t in model_tensors(model)))
+            self.probe = probe_data(image, self.device, seed=cfg.seed)
         self.budget = split_steps(cfg.steps, [s.weight for s in self.stages])
         for p in model.parameters():
             p.requires_grad_(False)
@@ -126,6 +129,19 @@ class _Fit:
                 )
             )
 
+    def stage_steps(self, stage: TrainingStage, weights: Sequence[torch.Tensor]) -> list[float]:
+        """Steps for the stage's parameters at ``weights`` (allocated by sensitivity on the stage's
+        own outputs, at the run's multiplier); remembered for the encoder."""
+        current = [p.detach().clone() for p in stage.params]
+        copy_into(stage.params, weights)
+        depths: list[int | None] = [d for d, _ in stage.exits] or [stage.depth]
+        sens = measure_sensitivity(self.model, stage.params, *self.probe, depths, self.cfg.seed)
+        copy_into(stage.params, current)
+        floats = [w.detach().cpu().numpy() for w in weights]
+        steps = steps_for(floats, sens, self.multiplier)
+        self.quant_steps.update({id(p): s for p, s in zip(stage.params, steps, strict=True)})
+        return steps
+
     def prefix_loss(self, depth: int | None) -> float:
         """Mean squared error of one prefix on the whole image at the current weights."""
         with torch.no_grad():
@@ -144,7 +160,9 @@ class _Fit:
             p.requires_grad_(True)
         self.model.to("cpu")
         seconds = time.perf_counter() - self.start
-        return FitResult(self.model, stage_psnr, seconds, self.done, self.warnings, self.history)
+        return FitResult(
+            self.model, stage_psnr, seconds, self.done, self.warnings, self.history, self.quant_steps
+        )
 
 
 class _StageFit:
@@ -170,6 +188,8 @@ class _StageFit:
         self.restarts = 0
         self.seen_best = math.inf
         self.qat_from = steps - int(round(fit.cfg.qat * steps)) if fit.quant is not None else steps
+        self.quant_steps: list[float] | None = None
+        """The stage's quantization steps, once decided (at the first quantization-aware step)."""
 
     def _start_at_pass_through(self) -> None:
         # Start "best" at the exact previous picture: training must beat it to replace it.
@@ -206,19 +226,21 @@ class _StageFit:
         x, y, idx = fit.sample()
         cached = self.cache if self.cache is None or idx is None else self.cache[idx]
         self.opt.zero_grad(set_to_none=True)
-        if step == self.qat_from and math.isfinite(self.best_loss):
-            # From here losses are measured at quantized weights: judge the kept weights that way too.
-            assert fit.quant is not None
-            self.best_loss = quantized_loss(
-                fit.model, stage, self.best, fit.quant, fit.precise, fit.coords, fit.target, self.cache
-            )
+        if step == self.qat_from:
+            # The steps are chosen once, on the best weights so far, and kept to the end of the stage.
+            self.quant_steps = fit.stage_steps(stage, self.best)
+            if math.isfinite(self.best_loss):
+                # From here losses are measured at quantized weights: judge the kept weights that way too.
+                self.best_loss = quantized_loss(
+                    fit.model, stage, self.best, self.quant_steps, fit.coords, fit.target, self.cache
+                )
         fit.model.train()
         floats = None
         if step >= self.qat_from:
             # Straight-through: loss and gradient at the quantized weights, the step on the floats.
-            assert fit.quant is not None
+            assert self.quant_steps is not None
             floats = [p.detach().clone() for p in stage.params]
-            load_quantized(stage.params, floats, fit.quant, fit.precise)
+            load_quantized(stage.params, floats, self.quant_steps)
         loss = stage_loss(fit.model, stage, x, y, cached)
         value = float(loss.detach())
         fit.history.append(value)
@@ -279,8 +301,8 @@ class _StageFit:
         copy_into(stage.params, self.best)
         fit.model.eval()
         if fit.quant is not None and len(fit.stages) > 1:
-            with torch.no_grad():
-                quantize_in_place(stage.params, fit.quant, fit.precise)
+            steps = self.quant_steps if self.quant_steps is not None else fit.stage_steps(stage, self.best)
+            quantize_in_place(stage.params, steps)
         full = fit.prefix_loss(stage.depth)
         for p in stage.params:
             p.requires_grad_(False)
@@ -307,9 +329,10 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``image`` (uint8 H x W x 3) stage by stage; keep the best weights of each stage.
 
-    With ``quant``, each stage's weights are quantized the moment they are frozen, so every later stage
-    trains on exactly the activations a decoder will compute: quantization error cannot compound
-    through a deep progressive trunk (docs/SPINR.md measures the difference)."""
+    With ``quant``, each stage's weights are quantized the moment they are frozen (at steps allocated by
+    sensitivity, kept in ``FitResult.steps`` for the encoder), so every later stage trains on exactly the
+    activations a decoder will compute: quantization error cannot compound through a deep progressive
+    trunk (docs/SPINR.md measures the difference)."""
     cfg.validate()
     if cfg.loop == "fast" and not host_loop_is_faster(cfg):
         from codec.batched import fit_many

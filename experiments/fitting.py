@@ -53,7 +53,6 @@ def fit_config(
     options: dict[str, Any] | None = None,
     lr: float | None = None,
     bits: int = 8,
-    per_channel: bool = False,
     width_scale: float = 1.0,
     compile: bool = False,  # noqa: A002 - TrainConfig's name
 ) -> EncodeConfig:
@@ -78,7 +77,7 @@ def fit_config(
     return EncodeConfig(
         ModelSpec(model, width, hidden_layers, options),
         TrainConfig(steps=steps, lr=lr, seed=seed, device=device, compile=compile),
-        QuantConfig(bits=bits, per_channel=per_channel),
+        QuantConfig(bits=bits),
     )
 
 

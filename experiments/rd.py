@@ -31,24 +31,17 @@ bpp range that suits them (about 0.4 to 3 bpp on a 192 x 128 Kodak image at 8 bi
 def requantize(fit: Fit, bits: int, image: np.ndarray) -> tuple[int, float]:
     """(bytes, PSNR) of the fit's model re-quantized at ``bits`` through the codec's own path."""
     from codec.bitstream import Bitstream, StreamHeader, new_stream_id
-    from codec.config import QuantConfig
     from codec.decoder import ProgressiveDecoder
-    from codec.encode import quantize_units
     from codec.metrics import psnr
     from codec.models import received_model
+    from codec.stepalloc import multiplier_for_bits
+    from codec.stepquant import model_steps, model_tensors, quantize_model
 
     model = received_model(fit.bitstream, device="cpu")
     old = fit.bitstream.header
-    specs, units = quantize_units(model, QuantConfig(bits=bits))
-    header = StreamHeader(
-        model=old.model,
-        arch=old.arch,
-        width=old.width,
-        height=old.height,
-        bits=bits,
-        per_channel=False,
-        units=specs,
-    )
+    multiplier = multiplier_for_bits(bits, sum(t.numel() for t in model_tensors(model)))
+    units = quantize_model(model, model_steps(model, image, multiplier))
+    header = StreamHeader(old.model, old.arch, old.width, old.height)
     bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
     rgb = ProgressiveDecoder.from_bitstream(bs).decode().rgb
     return len(bs.to_bytes()), psnr(rgb, image)

@@ -18,8 +18,8 @@ from typing import Any
 
 from codec.bitstream import Bitstream
 from codec.errors import BitstreamError, SpinrError, brief
-from codec.packets import Packet, PacketType
-from codec.payload import check_depth
+from codec.mpack import check_depth
+from codec.packets import Packet
 from netsim.channel import Channel, ChannelConfig
 
 MAX_MESSAGE_DEPTH = 8
@@ -74,7 +74,7 @@ class SessionSummary:
 def packet_bytes(packet: Packet | bytes | bytearray | memoryview) -> tuple[bytes, int | None]:
     """(bytes, unit index or None for the header) of a packet object or of its bytes."""
     if isinstance(packet, Packet):
-        return packet.to_bytes(), None if packet.ptype == PacketType.HEADER else packet.layer
+        return packet.to_bytes(), packet.unit
     data = bytes(packet)
     return data, Packet.peek(data).unit
 

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from codec.errors import BitstreamError
-from codec.packets import HEADER_LENGTH, Packet, PacketType
+from codec.packets import Packet, PacketType
 from netsim import Channel, ChannelConfig, ProtectionPlan, encode, recover
 
 
@@ -70,16 +70,15 @@ def overhead(packets: Sequence[bytes], plan: ProtectionPlan | None) -> tuple[int
 def restamp(data: bytes) -> bytes | None:
     """A damaged spinr packet with its CRC recomputed: what a receiver that ignores CRCs would parse.
 
-    None when even the fixed header is unusable (too short, bad magic or type, wrong length)."""
-    if len(data) < HEADER_LENGTH:
-        return None
-    head = Packet.peek(data)
-    payload = data[HEADER_LENGTH:]
-    if len(payload) != head.length:
-        return None
+    None when even the packet header is unusable (too short, bad magic, version or type, a malformed
+    varint, a length that disagrees with the bytes)."""
     try:
+        head = Packet.peek(data)
+        payload = data[head.head_length :]
+        if len(payload) != head.length:
+            return None
         return Packet(
-            PacketType(head.ptype), head.stream_id, head.seq, head.layer, payload, head.flags
+            PacketType(head.ptype), head.stream_id, head.seq, head.unit, payload, head.level, head.version
         ).to_bytes()
     except (BitstreamError, ValueError):
         return None

@@ -1,4 +1,4 @@
-"""Small bitstreams built from seeded random arrays (no torch), and raw packets that skip validation."""
+"""Small v2 bitstreams built from seeded random arrays (no torch), and raw packets that skip validation."""
 
 from __future__ import annotations
 
@@ -7,74 +7,55 @@ import zlib
 
 import numpy as np
 
-from codec.bitstream import Bitstream, LayerUnit, StreamHeader, UnitSpec
-from codec.packets import FLAG_ZSTD, HEADER_FORMAT, MAGIC, VERSION
+from codec.bitstream import Bitstream, StreamHeader, Unit
 from codec.quant import quantize
+from codec.varint import uvarint
 
 
-def siren_specs(width: int = 8, hidden: int = 2) -> list[UnitSpec]:
-    specs = [UnitSpec("input", (("weight", (width, 2)), ("bias", (width,))))]
-    specs += [
-        UnitSpec(f"hidden.{k}", (("weight", (width, width)), ("bias", (width,))))
-        for k in range(1, hidden + 1)
-    ]
-    specs.append(UnitSpec("output", (("weight", (3, width)), ("bias", (3,)))))
-    return specs
+def siren_arch(width: int = 8, hidden: int = 2) -> dict:
+    return {"width": width, "hidden_layers": hidden, "first_omega_0": 30.0, "hidden_omega_0": 30.0}
 
 
 def make_stream(
-    seed: int = 0,
-    width: int = 8,
-    hidden: int = 2,
-    bits: int = 8,
-    per_channel: bool = False,
-    stream_id: int = 0x5EED,
+    seed: int = 0, width: int = 8, hidden: int = 2, stream_id: int = 0x5EED, rel_step: float = 1 / 16
 ) -> Bitstream:
+    """A SIREN of random normal weights, each tensor quantized at ``rel_step`` times its std."""
     rng = np.random.default_rng(seed)
-    specs = siren_specs(width, hidden)
-    header = StreamHeader(
-        model="siren",
-        arch={"width": width, "hidden_layers": hidden, "first_omega_0": 30.0, "hidden_omega_0": 30.0},
-        width=12,
-        height=9,
-        bits=bits,
-        per_channel=per_channel,
-        units=specs,
-        stage_psnr=[21.5],
-        meta={"encoder": "test"},
-    )
-    units = {
-        i: LayerUnit(
-            i,
-            [
-                quantize(name, rng.standard_normal(shape).astype(np.float32), bits, per_channel)
-                for name, shape in spec.tensors
-            ],
-        )
-        for i, spec in enumerate(specs)
-    }
+    header = StreamHeader("siren", siren_arch(width, hidden), 12, 9, [21.5], {"encoder": "test"})
+    units = {}
+    for i, spec in enumerate(header.units):
+        tensors = []
+        for name, shape in spec.tensors:
+            w = rng.standard_normal(shape).astype(np.float32)
+            tensors.append(quantize(name, w, float(np.std(w)) * rel_step))
+        units[i] = Unit(i, tuple(tensors))
     return Bitstream(header, units, stream_id)
 
 
 def raw_packet(
     payload: bytes,
     ptype: int = 1,
-    layer: int = 0,
+    unit: int | None = 0,
     seq: int = 1,
     stream_id: int = 0x5EED,
-    flags: int = FLAG_ZSTD,
-    magic: bytes = MAGIC,
-    version: int = VERSION,
+    level: int | None = None,
+    magic: int = 0x53,
+    version: int = 2,
     length: int | None = None,
 ) -> bytes:
-    """Packet bytes with a correct CRC over whatever fields are given, valid or not."""
-    n = len(payload) if length is None else length
-    head = struct.pack(HEADER_FORMAT, magic, version, ptype, flags, stream_id, seq, layer, n, 0)[:20]
+    """v2 packet bytes with a correct CRC over whatever fields are given, valid or not (``unit`` None
+    leaves the field out, as in a header packet)."""
+    head = bytes([magic, (version << 4) | ptype]) + stream_id.to_bytes(2, "big") + uvarint(seq)
+    if unit is not None:
+        head += uvarint(unit)
+    if level is not None:
+        head += uvarint(level)
+    head += uvarint(len(payload) if length is None else length)
     return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
 def codes_of(bs: Bitstream) -> dict[int, list[np.ndarray]]:
-    return {i: [t.codes.ravel().copy() for t in u.tensors] for i, u in bs.units.items()}
+    return {i: [np.asarray(t.codes).ravel().copy() for t in u.tensors] for i, u in bs.units.items()}
 
 
 def zstd_bomb(size: int = 2**30) -> bytes:

@@ -1,5 +1,5 @@
 """Shared by tests/test_entropy.py and tests/test_browser_entropy.py: the reference ANS coder
-(constriction's stack.rs in plain Python, the specification client/web/entropy.js mirrors), edge
+(constriction's stack.rs in plain Python, the specification client/web/codec/entropy.js mirrors), edge
 cases and weight-like codes."""
 
 from __future__ import annotations

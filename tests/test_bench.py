@@ -38,6 +38,36 @@ def test_decode_bench_writes_speed_ratios(tmp_path: Path, capsys) -> None:
     assert numbers and all(v > 0 for v in numbers)
 
 
+def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, capsys) -> None:
+    argv = [
+        "bench",
+        "format",
+        "--presets",
+        "tiny",
+        "--bits-list",
+        "4,8",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    capsys.readouterr()
+    rows = json.loads((tmp_path / "bench.json").read_text())["format"]["rows"]
+    assert [(r["preset"], r["bits"]) for r in rows] == [("tiny", 4), ("tiny", 8)]
+    assert rows[0]["bytes"] < rows[1]["bytes"] and rows[0]["bpp"] == round(rows[0]["bytes"] * 8 / 128**2, 4)
+    for r in rows:
+        assert r["header_bytes"] < 40 and set(r["unit_packet_overhead"]) <= {11, 12}
+        assert set(r["classical"]) == {"jpeg", "jpeg-progressive", "webp", "jpeg2000", "avif"}
+        assert all(c["bytes"] <= r["bytes"] or not c["fits"] for c in r["classical"].values())
+        assert r["classical"]["jpeg2000"]["fits"]  # its ratio search reaches any size
+        # The coder's checksum state costs 0-2 bytes a packet (a coder started from state 1 spends about
+        # as much on its first codes, so a small packet may cost nothing more) and catches every flip.
+        c = r["checksum"]
+        assert -1 <= c["bytes_per_packet"] <= 3 and c["flips_caught_with_checksum"] == 1.0
+        assert 0.5 < c["flips_caught_without"] <= c["flips_caught_with_checksum"]
+
+
 def test_load_bench_streams_to_concurrent_clients_against_a_real_server(tmp_path: Path, capsys) -> None:
     assert main(["bench", "load", "--clients", "5", "--out", str(tmp_path)]) == 0
     capsys.readouterr()

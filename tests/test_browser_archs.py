@@ -1,24 +1,21 @@
 """Every registered model in the browser decoder: fourier, mfn, wire and diner against numpy.
 
-Streams come from the real encoder (a short fit of each family on a photograph crop), are served from
-127.0.0.1 and decoded in headless Chromium by client/web (JavaScript: WebGL2 has shaders for sine
+Streams come from the real encoder (format v2: a short fit of each family on a photograph crop), are
+served from 127.0.0.1 (tests/_browser.py) and decoded in headless Chromium by client/web (JavaScript: WebGL2 has shaders for sine
 layers only, and a stream of these families falls back, saying why). The pictures must equal
 ``codec.decoder``'s within the tolerance the SIREN/SPINR tests use (tests/test_browser_decoder.py).
-FourierNet's projection B is regenerated in the browser from numpy's PCG64: it must be bit-exact.
+Their codes, steps and float32 weights must be numpy's bit for bit, and FourierNet's projection B, which
+the browser regenerates from numpy's PCG64, too.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _browser import assert_same_params, compare, rgb_of
 
 from codec.arch import DECODERS
 from codec.bitstream import Bitstream
@@ -27,15 +24,7 @@ from codec.decoder import ProgressiveDecoder
 from codec.encode import encode_image
 from codec.fourier_features import b_matrix
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
 pytestmark = pytest.mark.browser
-
-WEB = Path(__file__).resolve().parent.parent / "client" / "web"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
-if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
-    pytest.skip(f"{CHROMIUM} is not installed (make browser-deps)", allow_module_level=True)
 
 # Each family with the options that change its forward pass; small widths keep the fits short.
 CASES: dict[str, tuple[str, dict[str, Any], int, int]] = {
@@ -47,49 +36,6 @@ CASES: dict[str, tuple[str, dict[str, Any], int, int]] = {
     "diner": ("diner", {}, 24, 2),
 }
 SIZES = [None, (61, 29), (128, 96)]  # the image's own, odd, and the browser's 2x zoom
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """(base URL, data dir): client/web at /, the test's streams at /data/."""
-    data_dir = tmp_path_factory.mktemp("archs")
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def translate_path(self, path: str) -> str:
-            clean = path.split("?", 1)[0]
-            if clean.startswith("/data/"):
-                return str(data_dir / Path(clean[len("/data/") :]).name)
-            return super().translate_path(path)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(WEB)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", data_dir
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture(scope="module")
-def page(served: tuple[str, Path]) -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(f"{served[0]}/test.html?src=/data/none.spnr&nogl=1")  # the modules, loaded
-        pg.wait_for_function("window.spnrDone === true", timeout=20_000)
-        try:
-            yield pg
-        finally:
-            browser.close()
-        assert errors == [], errors
 
 
 @pytest.fixture(scope="module")
@@ -141,19 +87,6 @@ def js_decode(page: Any, data: bytes, sizes: list[tuple[int, int] | None]) -> di
     )
 
 
-def rgb(text: str, w: int, h: int) -> np.ndarray:
-    rgba = np.frombuffer(base64.b64decode(text), dtype=np.uint8).reshape(h, w, 4)
-    assert (rgba[..., 3] == 255).all()
-    return rgba[..., :3]
-
-
-def compare(got: np.ndarray, want: np.ndarray, label: str) -> None:
-    """The SIREN/SPINR tolerance (tests/test_browser_decoder.py): float32 maths summed in another order."""
-    d = np.abs(got.astype(np.int16) - want.astype(np.int16))
-    assert (d > 2).mean() <= 0.002, f"{label}: {(d > 2).mean():.4%} of values differ by more than 2/255"
-    assert d.mean() < 0.5, f"{label}: mean abs diff {d.mean():.3f}/255"
-
-
 def test_every_registered_model_is_supported(page: Any) -> None:
     assert sorted(page.evaluate("window.spnrLib.SUPPORTED_MODELS")) == sorted(DECODERS)
 
@@ -172,7 +105,7 @@ def test_zoo_decodes_like_numpy(page: Any, streams: dict[str, Bitstream], case: 
         info = pic["info"]
         assert (info["width"], info["height"], info["backend"], info["depth"]) == (w, h, "js", 1)
         assert info["units"] == list(range(bs.header.num_units))
-        got = rgb(pic["rgba"], w, h)
+        got = rgb_of(pic["rgba"], w, h)
         compare(got, want, f"{case} {w}x{h}")
         # numpy's float32 maths, only summed in another order: one code value at most (measured: 0-1)
         assert np.abs(got.astype(int) - want).max() <= 1, f"{case} {w}x{h}"
@@ -181,7 +114,16 @@ def test_zoo_decodes_like_numpy(page: Any, streams: dict[str, Bitstream], case: 
     assert auto["info"]["backend"] == "js"
     assert auto["info"]["fallback"].startswith("webgl2 failed: WebGL2 has no shader for "), auto["info"]
     want = dec.decode().rgb
-    compare(rgb(auto["rgba"], want.shape[1], want.shape[0]), want, f"{case} auto")
+    compare(rgb_of(auto["rgba"], want.shape[1], want.shape[0]), want, f"{case} auto")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_zoo_codes_and_weights_are_bit_exact(page: Any, streams: dict[str, Bitstream], case: str) -> None:
+    """The v2 unit payloads of every zoo family (units derived from the arch, steps, one entropy
+    block) give the browser exactly numpy's codes, steps and float32 weights."""
+    bs = streams[case]
+    assert bs.version == 2
+    assert_same_params(page, [p.to_bytes() for p in bs.packets()], bs)
 
 
 @pytest.mark.parametrize(

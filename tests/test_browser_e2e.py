@@ -68,14 +68,25 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-@pytest.fixture(scope="module")
-def encoded(server: Server) -> str:
-    """An image encoded through the API (for the tests that do not exercise the upload form)."""
-    r = server.upload(png(crop()), name="api-crop.png", **ENCODE)
+def _encode(server: Server, name: str, **options: Any) -> str:
+    r = server.upload(png(crop()), name=name, **options)
     assert r.status_code == 202, r.text
     job = server.wait_state(r.json()["id"], ("done", "failed"))
     assert job["state"] == "done", job
-    return job["id"]
+    return str(job["id"])
+
+
+@pytest.fixture(scope="module")
+def encoded(server: Server) -> str:
+    """An image encoded through the API (for the tests that do not exercise the upload form)."""
+    return _encode(server, "api-crop.png", **ENCODE)
+
+
+@pytest.fixture(scope="module")
+def long_stream(server: Server) -> str:
+    """A stream of ~10 KB (64 x 4): ten seconds at the page's slowest link (8 kbit/s), so a test can act
+    while it is still streaming on a loaded machine (the small v2 streams end within 2-3 s)."""
+    return _encode(server, "long-crop.png", **{**ENCODE, "width": 64, "depth": 4, "steps": 20})
 
 
 class Page:
@@ -308,8 +319,10 @@ def test_form_is_generated_from_api_config(server: Server, browser: Any, tmp_pat
         assert page.evaluate("document.activeElement.id") == "opt-width"
         assert len(server.http.get("/api/jobs").json()["jobs"]) == before
 
-        # A SIREN upload sends the enabled fields only: no SPINR option reaches the job.
-        page.fill("#opt-width", "16")
+        # A SIREN upload sends the enabled fields only: no SPINR option reaches the job. Width 40: a
+        # stream of a few KB, so the page's JPEG comparison fits (the smallest JPEG of the crop is ~730
+        # bytes, more than a 16-wide SIREN's v2 stream; the page says so, with a 422 in the console).
+        page.fill("#opt-width", "40")
         page.select_option("#opt-model", "siren")
         page.fill("#opt-steps", "20")
         page.click("#upload")
@@ -318,7 +331,7 @@ def test_form_is_generated_from_api_config(server: Server, browser: Any, tmp_pat
         job = server.wait_state(image_id, ("done", "failed"))
         assert job["state"] == "done", job
         sent = job["options"]
-        assert sent["model"] == "siren" and sent["width"] == 16 and sent["steps"] == 20, sent
+        assert sent["model"] == "siren" and sent["width"] == 40 and sent["steps"] == 20, sent
         assert not {o["name"] for o in scoped if "siren" not in o["models"]} & set(sent), sent
         assert sent["bits"] == config["presets"]["tiny"]["bits"], sent
         page.wait_for_selector(DONE)
@@ -500,8 +513,9 @@ def test_the_badge_says_which_engine_decoded_and_why(server: Server, browser: An
 
 
 def test_the_page_leaves_error_when_a_later_action_succeeds(
-    server: Server, browser: Any, encoded: str
+    server: Server, browser: Any, long_stream: str
 ) -> None:
+    encoded = long_stream
     p = Page(browser, 1280, 1000)
     try:
         page = p.page
@@ -572,9 +586,10 @@ def test_every_registered_model_is_offered_encoded_and_decoded(server: Server, b
     config = server.http.get("/api/config").json()
     assert config["models"] == list(MODEL_OPTIONS) and set(ZOO) <= set(MODEL_OPTIONS)
     ids = {}
-    for model in ZOO:
+    for model in ZOO:  # width 32: streams over the crop's smallest JPEG (~730 bytes), so the page's
+        # JPEG comparison has one to show (a smaller stream gets the page's notice and a 422 in the console)
         r = server.upload(
-            png(crop()), name=f"{model}.png", preset="tiny", model=model, width=16, depth=2, steps=30
+            png(crop()), name=f"{model}.png", preset="tiny", model=model, width=32, depth=2, steps=30
         )
         assert r.status_code == 202, r.text
         ids[model] = r.json()["id"]

@@ -1,6 +1,6 @@
-"""client/web/entropy.js in a real headless Chromium: it decodes exactly what codec/entropy.py encodes.
+"""client/web/codec/entropy.js in a real headless Chromium: it decodes exactly what codec/entropy.py encodes.
 
-Served and driven by the machinery of tests/test_browser_decoder.py (``served``: client/web at / and
+Served and driven by the machinery of tests/_browser.py (``served``: client/web at / and
 this test's files at /data/ on 127.0.0.1; ``browser``: Playwright's Chromium). A page imports the
 module standalone; every case compares the browser's Int32Arrays with numpy's byte for byte, and for
 damaged bytes checks that the browser and Python agree: both raise, or (without the checksum, where
@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pytest
 from _entropy_ref import EDGE_CASES, weights_like
-from test_browser_decoder import browser, served  # noqa: F401  (fixtures)
 
 from codec.entropy import decode_arrays, encode_arrays
 from codec.entropy_models import GAUSS, LAPLACE, UNIFORM, Model
@@ -27,7 +26,8 @@ pytestmark = pytest.mark.browser
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>entropy.js</title>
 <script type="module">
-import * as E from "/entropy.js";
+import * as E from "/codec/entropy.js";
+import { SpnrError } from "/codec/errors.js";
 const b64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 function bytesOf(arrays) {
   const n = arrays.reduce((s, a) => s + a.length, 0), all = new Int32Array(n);
@@ -44,7 +44,7 @@ window.decodeCases = (cases) => cases.map((c) => {
     const out = E.decodeArrays(b64(c.data), c.counts, { checksum: c.checksum });
     return { ok: true, ms: performance.now() - t0, sizes: out.map((a) => a.length), values: bytesOf(out) };
   } catch (e) {
-    return { ok: false, name: e.name, isEntropyError: e instanceof E.EntropyError, message: String(e.message) };
+    return { ok: false, name: e.name, isSpnrError: e instanceof SpnrError, message: String(e.message) };
   }
 });
 window.tables = (models) => bytesOf(models.map((m) => Int32Array.from(E.frequencies(m))));
@@ -53,7 +53,7 @@ window.ready = true;
 
 
 @pytest.fixture(scope="module")
-def page(browser, served):  # noqa: F811
+def page(browser, served):  # noqa: F811  (this module's own page)
     base, data_dir = served
     (data_dir / "entropy.html").write_text(PAGE)
     pg = browser.new_page()
@@ -87,7 +87,7 @@ def assert_same_as_python(cases, results) -> None:
         want = py_decode(data, counts, checksum)
         if want is None:
             assert not res["ok"], f"Python rejects {data.hex()[:40]}..., the browser decoded it"
-            assert res["name"] == "SpnrError" and res["isEntropyError"], res
+            assert res["name"] == "SpnrError" and res["isSpnrError"], res
         else:
             assert res["ok"], res
             assert res["sizes"] == counts

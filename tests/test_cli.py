@@ -123,8 +123,8 @@ def test_decode_info_eval(files: dict[str, Path], capsys: pytest.CaptureFixture[
         (["encode", "{image}", "-o", "{dir}/x.spnr", "--dropout", "0.7"], "dropout 0.7 is out of range"),
         (["encode", "{image}", "-o", "{dir}/x.spnr", "--qat", "2"], "qat 2.0 is out of range"),
         (
-            ["encode", "{image}", "-o", "{dir}/x.spnr", "--precise-bits", "1"],
-            "precise_bits 1 is out of range: allowed 2..16",
+            ["encode", "{image}", "-o", "{dir}/x.spnr", "--bits", "1"],
+            "bits 1 is out of range: allowed 2..16",
         ),
     ],
 )

@@ -157,14 +157,6 @@ def truncated(files: dict[str, Path]) -> tuple[bytes, int]:
     return data[: len(data) - last // 2], bs.header.num_units - 1
 
 
-def _reader_keeps_whole_records(data: bytes) -> bool:
-    try:
-        load_bitstream(data, strict=False)
-    except BitstreamError:
-        return False
-    return True
-
-
 def test_lenient_names_what_is_missing(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """A damaged layer record: strict decoding fails and says that --lenient would decode the units
     that arrived whole; lenient decoding decodes them and names the damaged record and the missing
@@ -194,12 +186,11 @@ def test_lenient_names_what_is_missing(files: dict[str, Path], capsys: pytest.Ca
 def test_lenient_decodes_a_truncated_file_and_says_what_is_missing(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A file cut inside its last record: --lenient decodes the records that arrived whole and
-    names the missing unit. Keeping the whole records of a cut file is the reader's job (format v2,
-    branch format-v2); until that reader is in, this test is an expected failure, then it runs."""
+    """A file cut inside its last packet: strict decoding refuses it; --lenient decodes the packets
+    that arrived whole and names the missing unit (the v2 reader keeps every whole packet)."""
     cut, whole_layers = truncated(files)
-    if not _reader_keeps_whole_records(cut):
-        pytest.xfail("the reader does not keep the whole records of a truncated file yet (format v2)")
+    with pytest.raises(BitstreamError, match="truncated"):
+        load_bitstream(cut)
     path = files["dir"] / "cut.spnr"
     path.write_bytes(cut)
     out = files["dir"] / "cut.png"
@@ -210,8 +201,11 @@ def test_lenient_decodes_a_truncated_file_and_says_what_is_missing(
     captured = capsys.readouterr()
     info = json.loads(captured.out)
     assert info["stages_used"] == whole_layers and info["missing"] == [whole_layers]
-    assert any("truncated" in d for d in info["damaged"])
-    assert f"warning: missing 1 of 3 unit(s): {whole_layers} (stage.{whole_layers})" in captured.err
+    assert any("truncated" in d for d in info["damaged"]) and captured.err == ""  # --json: all in the JSON
+    assert main(["decode", str(path), "-o", str(out), "--lenient"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("warning: damaged: packet 3 at offset ") and "truncated" in err[0]
+    assert err[1] == f"warning: missing 1 of 3 unit(s): {whole_layers} (stage.{whole_layers})"
 
 
 @pytest.mark.parametrize("argv", [["info", "--json"], ["info"], ["decode", "-o", "{dir}/p.png", "--json"]])

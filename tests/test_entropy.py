@@ -1,6 +1,6 @@
 """codec/entropy.py: bit-exact round trips, the table rule, constriction's exactness and clean errors.
 
-A plain-Python ANS coder (tests/_entropy_ref.py) is the specification that client/web/entropy.js
+A plain-Python ANS coder (tests/_entropy_ref.py) is the specification that client/web/codec/entropy.js
 mirrors; the tests check that constriction writes exactly its words, so the browser reads what numpy
 writes.
 """

@@ -1,28 +1,34 @@
 """Headers a hostile encoder could write: deep nesting (issue 11, item 6) and non-finite or non-JSON
-values (item 7). Every one is a BitstreamError with a short message; ``spinr info --json`` prints
-valid JSON for every header that parses."""
+values (item 7), in the v1 reader's msgpack header and in v2's encoder-meta extension and arch record.
+Every one is a BitstreamError with a short message; ``spinr info --json`` prints valid JSON for every
+header that parses."""
 
 from __future__ import annotations
 
 import copy
 import json
 import math
+import struct
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 import zstandard
-from _bitstreams import make_stream
+from _bitstreams import make_stream, raw_packet
+from _v1 import v1_file, v1_header, v1_layers, v1_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from client.cli import main
-from codec.bitstream import StreamHeader, frame_packets, load_bitstream
+from codec.bitstream import load_bitstream
 from codec.describe import describe_stream
 from codec.errors import BitstreamError, brief
-from codec.packets import HEADER_LAYER, Packet, PacketType
-from codec.payload import MAX_DEPTH, check_depth, decode_payload, encode_payload
+from codec.header import EXT_META, StreamHeader, parse_header_payload
+from codec.mpack import MAX_DEPTH, check_depth
+from codec.v1.header import V1Header
+from codec.v1.payload import decode_payload, encode_payload
+from codec.varint import uvarint
 
 SID = 0x5EED
 
@@ -36,16 +42,24 @@ def nested(depth: int, leaf: Any = 1) -> Any:
 
 
 def spnr_with_header(payload: dict[str, Any]) -> bytes:
-    """A CRC-valid file whose header packet carries ``payload`` as is (no encoder-side check)."""
-    bs = make_stream()
-    header = Packet(PacketType.HEADER, SID, 0, HEADER_LAYER, encode_payload(payload))
-    return frame_packets([header, *bs.packets()[1:]])
+    """A CRC-valid v1 file whose header packet carries ``payload`` as is (no encoder-side check)."""
+    return v1_file(*v1_records(payload, v1_layers(v1_header())))
 
 
 def header_payload(**changes: Any) -> dict[str, Any]:
-    payload = copy.deepcopy(make_stream().header.to_payload())
+    """A valid v1 header map with ``changes``."""
+    payload = copy.deepcopy(v1_header())
     payload.update(changes)
     return payload
+
+
+def v2_with_meta(raw: bytes) -> bytes:
+    """A CRC-valid v2 file whose header carries ``raw`` as its encoder-meta extension (no encoder check)."""
+    bs = make_stream()
+    payload = StreamHeader("siren", bs.header.arch, 12, 9, [21.5]).to_payload()
+    payload += bytes([EXT_META]) + uvarint(len(raw)) + raw
+    header = raw_packet(payload, ptype=0, unit=None, seq=0, stream_id=bs.stream_id)
+    return header + b"".join(p.to_bytes() for p in bs.packets()[1:])
 
 
 # -- item 6: nesting ----------------------------------------------------------------------------
@@ -83,9 +97,16 @@ def test_check_depth_is_iterative_on_a_tree_deeper_than_the_recursion_limit() ->
         check_depth(deep, 32, "message")
 
 
-def test_meta_nested_1000_deep_in_a_real_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("version", [2, 1])
+def test_meta_nested_1000_deep_in_a_real_file(
+    version: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "deep.spnr"
-    path.write_bytes(spnr_with_header(header_payload(meta={"x": nested(1000)})))
+    meta = {"x": nested(1000)}
+    if version == 1:
+        path.write_bytes(spnr_with_header(header_payload(meta=meta)))
+    else:  # msgpack's packer stops at 512 levels: pack the nesting by hand
+        path.write_bytes(v2_with_meta(b"\x81\xa1x" + b"\x91" * 1000 + b"\x01"))
     with pytest.raises(BitstreamError, match="nests lists and maps more than 16 deep"):
         load_bitstream(path.read_bytes())
     for argv in (["info", str(path), "--json"], ["decode", str(path), "-o", str(tmp_path / "o.png")]):
@@ -105,11 +126,10 @@ def test_meta_nested_1000_deep_in_a_real_file(tmp_path: Path, capsys: pytest.Cap
     ],
 )
 def test_messages_about_huge_or_nested_values_stay_short(field: str, value: Any, needle: str) -> None:
-    bs = make_stream()
-    layer = decode_payload(bs.packets()[1].payload)
-    layer["tensors"][0][field] = value
-    packet = Packet(PacketType.LAYER, SID, 1, 0, encode_payload(layer))
-    data = frame_packets([bs.packets()[0], packet])
+    header = v1_header()
+    layers = v1_layers(header)
+    layers[0]["tensors"][0][field] = value
+    data = v1_file(*v1_records(header, layers[:1]))
     with pytest.raises(BitstreamError) as info:
         load_bitstream(data)
     assert needle in str(info.value) and len(str(info.value)) < 300
@@ -144,8 +164,21 @@ def test_non_finite_numbers_anywhere_in_the_header_are_refused(bad: float, where
     else:
         payload["meta"] = {"train": [{"lr": bad}]}
     with pytest.raises(BitstreamError, match="numbers in a header must be finite") as info:
-        StreamHeader.from_payload(payload)
+        V1Header.from_payload(payload)
     assert needle.format(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_v2_meta_and_arch_refuse_non_finite_numbers(bad: float) -> None:
+    raw = msgpack.packb({"train": [{"lr": bad}]})
+    with pytest.raises(BitstreamError, match="header meta.train\\[0\\].lr is .*must be finite"):
+        load_bitstream(v2_with_meta(raw))
+    # The arch record's floats are float64 bytes: a non-finite one is out of every field's range.
+    payload = bytearray(StreamHeader("siren", make_stream().header.arch, 12, 9).to_payload())
+    payload[3] |= 1  # first_omega_0 flagged: its float64 follows width and hidden layers
+    payload[6:6] = struct.pack(">d", bad)
+    with pytest.raises(BitstreamError, match="first_omega_0"):
+        parse_header_payload(bytes(payload))
 
 
 @pytest.mark.parametrize(
@@ -159,15 +192,18 @@ def test_non_finite_numbers_anywhere_in_the_header_are_refused(bad: float, where
 def test_meta_must_be_json_shaped(meta: dict[Any, Any], needle: str) -> None:
     data = encode_payload(header_payload(meta=meta))
     with pytest.raises(BitstreamError) as info:
-        StreamHeader.from_payload(decode_payload(data))
+        V1Header.from_payload(decode_payload(data))
+    assert needle in str(info.value)
+    with pytest.raises(BitstreamError) as info:  # v2's encoder-meta extension, the same rules
+        load_bitstream(v2_with_meta(msgpack.packb(meta, use_bin_type=True)))
     assert needle in str(info.value)
 
 
 def test_arch_strings_and_lists_are_bounded() -> None:
     with pytest.raises(BitstreamError, match="header arch 'head' value must be a string of 1..64"):
-        StreamHeader.from_payload(header_payload(arch={"head": "h" * 65}))
+        V1Header.from_payload(header_payload(arch={"head": "h" * 65}))
     with pytest.raises(BitstreamError, match=r"or a list of them \(at most 1024\)"):
-        StreamHeader.from_payload(header_payload(arch={"widths": [8] * 1025}))
+        V1Header.from_payload(header_payload(arch={"widths": [8] * 1025}))
 
 
 def test_info_json_shows_every_kind_of_meta_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,6 +223,10 @@ def test_info_json_shows_every_kind_of_meta_value(tmp_path: Path, capsys: pytest
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["meta"] == meta and info["stage_psnr"] == [1e-300, 99.5]
+    path.write_bytes(v2_with_meta(msgpack.packb(meta)))
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == 2 and info["meta"] == meta and info["stage_psnr"] == [21.5]
 
 
 # Hostile values for the free-form parts of a header: what msgpack can carry.
@@ -220,17 +260,17 @@ def test_any_header_that_parses_describes_as_strict_json(meta: Any, stage_psnr: 
     payload = header_payload(meta=meta, stage_psnr=stage_psnr)
     payload["arch"]["first_omega_0"] = arch_value
     try:
-        data = encode_payload(payload)
+        encode_payload(payload)
+        raw_meta = msgpack.packb(meta, use_bin_type=True)
     except (ValueError, TypeError, OverflowError):
         return  # msgpack cannot carry it (e.g. a map key it refuses): no file can hold it either
-    try:
-        header = StreamHeader.from_payload(decode_payload(data))
-    except BitstreamError as exc:
-        assert len(str(exc)) < 400
-        return
-    bs = make_stream()
-    bs.header = header
-    json.dumps(describe_stream(bs), allow_nan=False)  # what `spinr info --json` and the API print
+    for data_of in (lambda: spnr_with_header(payload), lambda: v2_with_meta(raw_meta)):
+        try:
+            bs, _ = load_bitstream(data_of())
+        except BitstreamError as exc:
+            assert len(str(exc)) < 400
+            continue
+        json.dumps(describe_stream(bs), allow_nan=False)  # what `spinr info --json` and the API print
 
 
 # -- JSON messages from the network (the WebSocket start message; the server's done message) -----

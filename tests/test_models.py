@@ -11,6 +11,8 @@ from codec.coords import grid
 from codec.errors import ConfigError
 from codec.models import MODELS, build_model
 
+SIREN_ARCH = {"width": 8, "hidden_layers": 2, "first_omega_0": 30.0, "hidden_omega_0": 30.0}
+
 
 def test_paper_size_siren_has_about_66_8k_params() -> None:
     m = build_model("siren", 64, 16)
@@ -55,7 +57,7 @@ def _numpy_forward(model, coords: np.ndarray, depth: int | None) -> np.ndarray:
     """Run the numpy decoder's arch on the model's float weights (no quantization)."""
     units = model.units()
     params = {i: {n: t.detach().numpy() for n, t in tensors} for i, (_, tensors) in enumerate(units)}
-    arch = decoder_for(model.kind, model.arch(), len(units))
+    arch = decoder_for(model.kind, model.arch())
     d, steps = arch.plan(set(params)) if depth is None else (depth, list(range(depth + 1)))
     h = coords
     for k in steps:
@@ -93,21 +95,18 @@ def test_every_registered_model_has_a_numpy_decoder() -> None:
     ("name", "options"), [("spinr", {"joint": 0.5}), ("fourier", {"b_seed": 7}), ("diner", {})]
 )
 def test_received_model_holds_the_bitstreams_weights(name: str, options: dict) -> None:
-    import dataclasses
-
     from codec.bitstream import Bitstream, StreamHeader
-    from codec.config import QuantConfig
     from codec.coords import to_rgb8
     from codec.decoder import ProgressiveDecoder
-    from codec.encode import quantize_units
     from codec.errors import BitstreamError
     from codec.models import received_model
+    from codec.stepquant import model_tensors, quantize_model
 
     torch.manual_seed(0)
     sent = build_model(name, 8, 2, options)
     sent.set_image_size(12, 10)  # only DINER's table depends on it
-    specs, units = quantize_units(sent, QuantConfig(bits=8))
-    header = StreamHeader(sent.kind, sent.arch(), 12, 10, 8, False, specs)
+    units = quantize_model(sent, [float(t.detach().std()) / 64 + 1e-6 for t in model_tensors(sent)])
+    header = StreamHeader(sent.kind, sent.arch(), 12, 10)
     bs = Bitstream(header, {u.index: u for u in units}, 1)
     got = received_model(bs)
     assert type(got) is type(sent) and not got.training
@@ -122,4 +121,4 @@ def test_received_model_holds_the_bitstreams_weights(name: str, options: dict) -
     with pytest.raises(BitstreamError, match=rf"lacks unit\(s\) \[{len(units) - 1}\]"):
         received_model(bs)
     with pytest.raises(BitstreamError, match="holds a 'siren' model, not"):
-        got.load_bitstream(Bitstream(dataclasses.replace(header, model="siren"), {}, 1))
+        got.load_bitstream(Bitstream(StreamHeader("siren", SIREN_ARCH, 12, 10), {}, 1))

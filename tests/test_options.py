@@ -67,7 +67,7 @@ def test_a_new_models_declared_options_are_read_back():
     ("values", "message"),
     [
         ({"bits": 40}, "--bits: bits 40 is out of range: allowed 2..16"),
-        ({"precise_bits": 1}, "--precise-bits: precise_bits 1 is out of range: allowed 2..16"),
+        ({"bits": 1}, "--bits: bits 1 is out of range: allowed 2..16"),
         ({"joint": 1.0}, "--joint: joint 1.0 is out of range: allowed 0 <= joint < 1"),
         ({"lr": 0.0}, "--lr: lr 0.0 is out of range: allowed 0 < lr < 1"),
         ({"batch_pixels": -1}, "--batch-pixels: batch_pixels -1 is out of range: allowed batch_pixels >= 0"),
@@ -75,7 +75,6 @@ def test_a_new_models_declared_options_are_read_back():
         ({"head": "both"}, "--head: unknown head 'both'; choose one of per_stage, shared"),
         ({"model": "siren", "dropout": 0.1}, "--dropout applies to the spinr model only, not 'siren'"),
         ({"width": "8"}, "--width: width '8' is not a whole number"),
-        ({"per_channel": 1}, "--per-channel: per_channel 1 is not true or false"),
     ],
 )
 def test_overrides_are_checked_naming_the_flag(values, message):
@@ -85,11 +84,11 @@ def test_overrides_are_checked_naming_the_flag(values, message):
 
 
 def test_overrides_apply_and_another_model_drops_the_presets_model_options():
-    cfg = apply_overrides(preset("quick"), {"width": 8, "head": "shared", "per_channel": True, "lr": 0.01})
-    assert (cfg.model.width, cfg.model.options, cfg.quant.per_channel, cfg.train.lr) == (
+    cfg = apply_overrides(preset("quick"), {"width": 8, "head": "shared", "bits": 6, "lr": 0.01})
+    assert (cfg.model.width, cfg.model.options, cfg.quant.bits, cfg.train.lr) == (
         8,
         {"joint": 0.5, "head": "shared"},
-        True,
+        6,
         0.01,
     )
     siren = apply_overrides(preset("quick"), {"model": "siren", "ignored": "x"})
@@ -113,10 +112,11 @@ def test_every_table_option_is_an_encode_flag_and_nothing_else():
     p = argparse.ArgumentParser()
     add_encode_options(p)
     flags = {s for a in p._actions for s in a.option_strings if s.startswith("--")} - {"--help", "--preset"}
-    expected = {flag(o.name) for o in ENCODE_OPTIONS} | {"--no-per-channel"}
+    negations = {"--no-" + flag(o.name)[2:] for o in ENCODE_OPTIONS if o.kind == "bool"}
+    expected = {flag(o.name) for o in ENCODE_OPTIONS} | negations
     assert flags == expected
-    args = p.parse_args(["--width", "12", "--no-per-channel", "--head", "shared"])
-    assert (args.width, args.per_channel, args.head, args.bits) == (12, False, "shared", None)
+    args = p.parse_args(["--width", "12", "--head", "shared"])
+    assert (args.width, args.head, args.bits) == (12, "shared", None)
 
 
 def test_presets_fit_the_table():

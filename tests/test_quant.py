@@ -1,208 +1,138 @@
+"""Format v2's quantizer: bfloat16 steps, signed codes, the exact dequantization rule and the unit payload
+(docs/FORMAT.md, "Quantization", "Unit payload")."""
+
 from __future__ import annotations
 
-import time
+import struct
 
 import numpy as np
 import pytest
 
+from codec.entropy import encode_arrays
+from codec.entropy_tables import MAX_SPAN
 from codec.errors import BitstreamError, ConfigError
-from codec.payload import decode_payload, encode_payload
+from codec.payload import CHECKSUM, Unit, decode_unit_payload, encode_unit_payload
 from codec.quant import (
-    MAX_TENSOR_ELEMENTS,
+    MAX_CODE,
+    MAX_STEP_BITS,
+    MIN_STEP_BITS,
     QuantizedTensor,
-    pack_bits,
-    quantization_error,
+    dequantize_codes,
+    min_step,
+    parse_step,
     quantize,
-    unpack_bits,
+    representable,
+    step_bits,
+    step_value,
 )
-
-EPS = 1e-6
-
-
-@pytest.mark.parametrize("bits", range(2, 17))
-def test_pack_unpack_round_trip(bits: int) -> None:
-    rng = np.random.default_rng(bits)
-    top = (1 << bits) - 1
-    for count in (0, 1, 3, 7, 8, 9, 1001):
-        codes = rng.integers(0, top + 1, size=count).astype(np.uint32)
-        codes[: min(count, 2)] = [top, 0][: min(count, 2)]  # the extremes always appear
-        data = pack_bits(codes, bits)
-        assert len(data) == (count * bits + 7) // 8
-        out = unpack_bits(data, bits, count)
-        assert out.dtype == np.uint32 and np.array_equal(out, codes)
+from codec.units import UnitSpec
 
 
-@pytest.mark.parametrize(
-    ("codes", "bits", "expected"),
-    [
-        ([1, 2, 3], 2, bytes([0b01101100])),
-        ([5], 3, bytes([0b10100000])),
-        ([5, 1, 7], 3, bytes([0b10100111, 0b10000000])),
-        ([0x1234], 16, b"\x12\x34"),
-        ([0xABC, 0x123], 12, b"\xab\xc1\x23"),
-        ([0x7F, 0x01], 7, bytes([0b11111110, 0b00000100])),
-    ],
-)
-def test_msb_first_layout(codes: list[int], bits: int, expected: bytes) -> None:
-    assert pack_bits(np.array(codes, dtype=np.uint32), bits) == expected
-    assert unpack_bits(expected, bits, len(codes)).tolist() == codes
+def _bf16_reference(x: float) -> int:
+    """Round-to-nearest-even of float32(x) to its upper 16 bits, computed on the bit pattern by hand."""
+    f = struct.unpack(">I", struct.pack(">f", x))[0]
+    upper, lower = f >> 16, f & 0xFFFF
+    return upper + (lower > 0x8000 or (lower == 0x8000 and upper & 1))
 
 
-def test_pack_accepts_shaped_codes_row_major() -> None:
-    codes = np.arange(12, dtype=np.uint32).reshape(3, 4)
-    assert pack_bits(codes, 4) == pack_bits(codes.ravel(), 4) == bytes([0x01, 0x23, 0x45, 0x67, 0x89, 0xAB])
+@pytest.mark.parametrize("x", [1.0, 0.1, 3e-5, 1.0039, 1.00390625, 1.01171875, 1e30, 2.0**-126, 0.004])
+def test_step_bits_round_to_nearest_even(x: float) -> None:
+    bits = step_bits(x)
+    assert bits == _bf16_reference(x)
+    assert step_value(bits) == struct.unpack(">f", (bits << 16).to_bytes(4, "big"))[0]
+    assert abs(step_value(bits) - x) <= x * 2**-8  # 0.4 % apart at most
+    assert representable(step_value(bits)) == step_value(bits)  # idempotent
 
 
-def test_unpack_errors() -> None:
-    with pytest.raises(BitstreamError, match="packed data for 3 codes of 5 bits needs 2 bytes, got 3"):
-        unpack_bits(b"\0\0\0", 5, 3)
-    with pytest.raises(BitstreamError, match="nonzero padding bits in its last byte \\(0x01\\)"):
-        unpack_bits(b"\x00\x01", 5, 3)
-    with pytest.raises(BitstreamError, match="bits 17 is out of range 2..16"):
-        unpack_bits(b"", 17, 0)
-    with pytest.raises(BitstreamError, match="code count -1 is out of range"):
-        unpack_bits(b"", 8, -1)
+@pytest.mark.parametrize("x", [0.0, -1.0, float("nan"), float("inf"), 1e-39, 3.4e38 * 1.0000001])
+def test_step_bits_refuses(x: float) -> None:
+    with pytest.raises(
+        ConfigError, match="quantization step .* must be a positive finite number|outside the bfloat16"
+    ):
+        step_bits(x)
 
 
-def test_pack_errors() -> None:
-    with pytest.raises(ConfigError, match="codes must be integers in 0..3 for 2 bits"):
-        pack_bits(np.array([4], dtype=np.uint32), 2)
-    with pytest.raises(ConfigError, match="codes must be integers"):
-        pack_bits(np.array([-1]), 8)
-    with pytest.raises(ConfigError, match="bits 1 is out of range 2..16"):
-        pack_bits(np.array([0]), 1)
+def test_parse_step_range() -> None:
+    assert parse_step(0x3F80, "t") == 1.0
+    assert parse_step(MIN_STEP_BITS, "t") == 2.0**-126
+    assert parse_step(MAX_STEP_BITS, "t") == step_value(MAX_STEP_BITS) > 3e38
+    for bad in (0x0000, 0x007F, 0x7F80, 0x7FC0, 0x8000, 0xBF80, 0xFFFF):
+        with pytest.raises(BitstreamError, match=f"t has step bits {bad:#06x}: a step is a positive normal"):
+            parse_step(bad, "t")
 
 
-def test_packing_100k_values_is_fast() -> None:
-    codes = np.random.default_rng(0).integers(0, 1 << 13, size=100_000).astype(np.uint32)
-    start = time.perf_counter()
-    out = unpack_bits(pack_bits(codes, 13), 13, codes.size)
-    assert np.array_equal(out, codes)
-    assert time.perf_counter() - start < 0.5
+def test_dequantize_is_one_rounding_of_the_exact_product() -> None:
+    """float32(q * step) with the product exact: the rule the browser's Math.fround(q * step) follows."""
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-(2**31), 2**31, 5000, dtype=np.int64).astype(np.int32)
+    step = step_value(0x3C01)
+    got = dequantize_codes(codes, step)
+    assert got.dtype == np.float32
+    exact = [float(np.float32(float(q) * step)) for q in codes.tolist()]  # Python floats: exact product
+    assert got.tolist() == exact
+    # For codes beyond 2**24, float32(q) * step would round twice and differ somewhere.
+    twice = codes.astype(np.float32) * np.float32(step)
+    assert not np.array_equal(twice, got)
 
 
-@pytest.mark.parametrize("bits", [2, 4, 8, 12, 16])
-def test_per_tensor_error_bound(bits: int) -> None:
-    values = np.random.default_rng(bits).normal(0, 0.3, size=(17, 9)).astype(np.float32)
-    qt = quantize("weight", values, bits)
-    assert qt.axis is None and qt.scale.shape == qt.offset.shape == (1,)
-    assert qt.scale.dtype == qt.offset.dtype == np.float32 and qt.codes.dtype == np.uint32
-    assert qt.offset[0] == values.min()
-    assert np.isclose(qt.scale[0], (values.max() - values.min()) / ((1 << bits) - 1), rtol=1e-6)
-    assert qt.codes.min() == 0 and qt.codes.max() == (1 << bits) - 1
-    w = qt.dequantize()
-    assert w.dtype == np.float32 and w.shape == values.shape
-    assert quantization_error(values, qt) <= qt.scale[0] / 2 + EPS
+def test_quantize_error_bound_and_round_trip() -> None:
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((32, 16)).astype(np.float32)
+    qt = quantize("w", w, 0.01)
+    assert qt.step == representable(0.01) and qt.codes.dtype == np.int32 and qt.codes.shape == (512,)
+    assert np.abs(qt.dequantize() - w).max() <= qt.step / 2 * (1 + 1e-6)
+    assert qt.dequantize().shape == (32, 16)
+    assert quantize("w", qt.dequantize(), qt.step) == qt  # quantizing dequantized weights is idempotent
 
 
-def test_per_channel_row_bounds_and_gain() -> None:
-    rng = np.random.default_rng(3)
-    row_scales = np.array([1e-3, 1e-2, 0.1, 1.0, 10.0], dtype=np.float32)
-    values = (rng.standard_normal((5, 4, 3)) * row_scales[:, None, None]).astype(np.float32)
-    qt = quantize("weight", values, 6, per_channel=True)
-    assert qt.axis == 0 and qt.scale.shape == qt.offset.shape == (5,)
-    err = np.abs(values - qt.dequantize()).reshape(5, -1).max(axis=1)
-    assert np.all(err <= qt.scale / 2 + EPS * np.abs(values).reshape(5, -1).max(axis=1))
-    # the small rows keep their precision, unlike per-tensor
-    per_tensor = quantize("weight", values, 6)
-    err_t = np.abs(values - per_tensor.dequantize()).reshape(5, -1).max(axis=1)
-    assert err[0] < err_t[0] / 100
+def test_min_step_keeps_codes_in_the_coders_range() -> None:
+    w = np.array([-1.0, 0.0, 3.0], np.float32)
+    finest = min_step(w)
+    qt = quantize("w", w, finest)
+    assert int(qt.codes.max() - qt.codes.min()) <= MAX_SPAN and int(np.abs(qt.codes).max()) <= MAX_CODE
+    with pytest.raises(ConfigError, match="step .* of tensor 'w' is finer than its values allow"):
+        quantize("w", w, finest / 2)
+    offset = np.full(4, 1000.0, np.float32)  # all equal far from 0: |code| binds, not the span
+    assert int(np.abs(quantize("b", offset, min_step(offset)).codes).max()) <= MAX_CODE
+    assert min_step(np.zeros(3, np.float32)) == step_value(MIN_STEP_BITS)
 
 
-def test_biases_are_per_tensor_even_when_per_channel() -> None:
-    qt = quantize("bias", np.arange(5, dtype=np.float32), 8, per_channel=True)
-    assert qt.axis is None and qt.scale.shape == (1,)
+def test_quantize_refuses_non_finite() -> None:
+    with pytest.raises(ConfigError, match="tensor 'w' holds non-finite values"):
+        quantize("w", np.array([1.0, np.nan], np.float32), 0.1)
 
 
-def test_constant_tensor_is_exact() -> None:
-    values = np.full((3, 4), -0.25, dtype=np.float32)
-    for per_channel in (False, True):
-        qt = quantize("weight", values, 8, per_channel)
-        assert np.all(qt.scale == 1.0) and np.all(qt.codes == 0)
-        assert np.array_equal(qt.dequantize(), values)
+SPEC = UnitSpec("hidden.1", (("weight", (4, 3)), ("bias", (4,))))
 
 
-def test_tiny_range_does_not_divide_by_zero() -> None:
-    values = np.array([0.0, 1e-45], dtype=np.float32)  # (max - min) / 65535 underflows float32
-    qt = quantize("bias", values, 16)
-    assert qt.scale[0] > 0 and quantization_error(values, qt) <= 1e-44
+def test_unit_payload_layout() -> None:
+    """Two steps (bfloat16, big-endian), then one entropy block without the coder's checksum."""
+    w = quantize("weight", np.arange(12, dtype=np.float32).reshape(4, 3) - 6, 0.5)
+    b = quantize("bias", np.zeros(4, np.float32), 0.25)
+    payload = encode_unit_payload([w, b])
+    assert CHECKSUM is False
+    assert payload[:4] == step_bits(0.5).to_bytes(2, "big") + step_bits(0.25).to_bytes(2, "big")
+    assert payload[4:] == encode_arrays([w.codes, b.codes], checksum=False)
+    back = decode_unit_payload(payload, SPEC, 1)
+    assert back == [w, b]
+    unit = Unit.parse(payload, SPEC, 1)
+    assert unit.payload == payload and unit == Unit(1, (w, b))
 
 
-@pytest.mark.parametrize(
-    ("values", "bits", "match"),
-    [
-        (np.zeros(3), 1, "bits 1 is out of range 2..16"),
-        (np.zeros(3), 17, "bits 17 is out of range 2..16"),
-        (np.array([0.0, np.nan]), 8, "non-finite"),
-        (np.array([0.0, np.inf]), 8, "non-finite"),
-        (np.zeros(0), 8, "cannot be quantized"),
-    ],
-)
-def test_quantize_rejects(values: np.ndarray, bits: int, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        quantize("w", values, bits)
+def test_unit_payload_errors_name_the_unit() -> None:
+    w = quantize("weight", np.ones((4, 3), np.float32), 0.5)
+    b = quantize("bias", np.ones(4, np.float32), 0.5)
+    payload = encode_unit_payload([w, b])
+    with pytest.raises(
+        BitstreamError, match=r"unit 3 \(hidden.1\): 1 bytes follow the last model descriptor"
+    ):
+        decode_unit_payload(payload + b"\x01", SPEC, 3)
+    with pytest.raises(BitstreamError, match=r"unit 3 \(hidden.1\): entropy-coded data is truncated"):
+        decode_unit_payload(payload[:-1], SPEC, 3)
 
 
-@pytest.mark.parametrize(("bits", "per_channel"), [(2, False), (7, True), (8, False), (13, True), (16, True)])
-def test_dict_round_trip_is_exact(bits: int, per_channel: bool) -> None:
-    values = np.random.default_rng(bits).standard_normal((6, 5)).astype(np.float32)
-    qt = quantize("weight", values, bits, per_channel)
-    d = qt.to_dict()
-    assert set(d) == {"name", "shape", "bits", "axis", "scale", "offset", "data"}
-    assert d["shape"] == [6, 5] and d["bits"] == bits and d["axis"] == (0 if per_channel else None)
-    assert np.array_equal(np.frombuffer(d["scale"], "<f4"), qt.scale)
-    assert len(d["data"]) == (30 * bits + 7) // 8
-    back = QuantizedTensor.from_dict(decode_payload(encode_payload(d)), "weight", (6, 5))
-    assert back.shape == (6, 5) and back.bits == bits and back.axis == qt.axis
-    assert np.array_equal(back.codes, qt.codes.ravel())
-    assert np.array_equal(back.scale, qt.scale) and np.array_equal(back.offset, qt.offset)
-    assert np.array_equal(back.dequantize(), qt.dequantize())  # bit-identical weights at the receiver
-
-
-def _good() -> dict:
-    return quantize(
-        "weight", np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32), 8, True
-    ).to_dict()
-
-
-@pytest.mark.parametrize(
-    ("change", "match"),
-    [
-        ({"bits": None}, "missing keys \\['bits'\\]"),
-        ({"extra": 1}, "unexpected keys \\['extra'\\]"),
-        ({"name": 5}, "tensor name must be a string, got int"),
-        ({"name": "bias"}, "tensor name 'bias' does not match the header's 'weight'"),
-        ({"shape": [3, 4]}, r"tensor 'weight' has shape \[3, 4\] but the header says \[4, 3\]"),
-        ({"shape": [4, 0]}, "must hold positive ints"),
-        ({"shape": "4x3"}, "shape must be a list"),
-        ({"shape": [4.0, 3]}, "must hold positive ints"),
-        ({"bits": 1}, "bits 1 is out of range 2..16"),
-        ({"bits": 17}, "bits 17 is out of range 2..16"),
-        ({"bits": True}, "bits True is out of range"),
-        ({"axis": 1}, "axis 1 is not null or 0"),
-        ({"scale": b"\0" * 4}, "scale needs 4 float32 \\(16 bytes\\), got 4 bytes"),
-        ({"offset": np.array([0, 0, 0, np.nan], "<f4").tobytes()}, "offset holds non-finite values"),
-        ({"scale": np.array([1, 1, 1, np.inf], "<f4").tobytes()}, "scale holds non-finite values"),
-        ({"scale": np.array([1, 0, 1, 1], "<f4").tobytes()}, "scale must be > 0"),
-        ({"scale": [1.0] * 4}, "scale must be bytes, got list"),
-        ({"data": b"\0" * 11}, "needs 12 bytes, got 11"),
-        ({"data": "x" * 12}, "data must be bytes, got str"),
-    ],
-)
-def test_from_dict_rejects(change: dict, match: str) -> None:
-    d = _good()
-    for key, value in change.items():
-        if value is None:
-            del d[key]
-        else:
-            d[key] = value
-    with pytest.raises(BitstreamError, match=match):
-        QuantizedTensor.from_dict(d, "weight", (4, 3))
-
-
-def test_from_dict_bounds_numel_before_unpacking() -> None:
-    d = _good() | {"shape": [2**13, 2**12], "axis": None, "scale": b"\0\0\x80?", "offset": b"\0" * 4}
-    with pytest.raises(BitstreamError, match=f"more than {MAX_TENSOR_ELEMENTS} elements"):
-        QuantizedTensor.from_dict(d)
-    with pytest.raises(BitstreamError, match="tensor entry must be a map, got list"):
-        QuantizedTensor.from_dict([1, 2])
+def test_tensor_equality_compares_codes() -> None:
+    a = QuantizedTensor("w", (2,), 0.5, np.array([1, 2]))
+    assert a == QuantizedTensor("w", (2,), 0.5, np.array([[1, 2]]))
+    assert a != QuantizedTensor("w", (2,), 0.5, np.array([1, 3]))
+    assert a != QuantizedTensor("w", (2,), 0.25, np.array([1, 2]))

@@ -37,8 +37,7 @@ def test_file_round_trip_is_bit_exact(spinr_result: EncodeResult, photo_crop: np
     assert damaged == [] and bs.to_bytes() == data
     for i, unit in spinr_result.bitstream.units.items():
         for a, b in zip(unit.tensors, bs.units[i].tensors, strict=True):
-            assert a.name == b.name and np.array_equal(a.codes.ravel(), b.codes.ravel())
-            assert np.array_equal(a.scale, b.scale) and np.array_equal(a.offset, b.offset)
+            assert a.name == b.name and a.step == b.step and np.array_equal(a.codes, b.codes)
     rgb = ProgressiveDecoder.from_bitstream(bs).decode().rgb
     assert rgb.shape == photo_crop.shape and rgb.dtype == np.uint8
     assert 20.0 < psnr(rgb, photo_crop) < 60.0
@@ -173,34 +172,31 @@ def test_siren_round_trip_and_eval(photo_crop: np.ndarray) -> None:
     assert report["bpp"] == pytest.approx(report["bytes"] * 8 / (64 * 48), rel=1e-4)
 
 
-@pytest.mark.parametrize("bits", [4, 12])
-def test_bits_trade_size_for_quality(photo_crop: np.ndarray, bits: int) -> None:
-    result = encode_image(photo_crop, tiny("spinr", 30, **{"quant.bits": bits}))
-    assert result.bitstream.header.bits == bits
-    # Every tensor at the chosen bits, but the sine input layer (stage 0's in_weight/in_bias): 16 bits.
-    for index, unit in result.bitstream.units.items():
-        for t in unit.tensors:
-            precise = index == 0 and t.name.startswith("in_")
-            assert t.bits == (16 if precise else bits), (index, t.name, t.bits)
-    if bits == 12:
-        assert abs(result.psnr - result.float_psnr) < 0.05
+def test_bits_trade_size_for_quality(photo_crop: np.ndarray) -> None:
+    coarse, fine = (encode_image(photo_crop, tiny("siren", 60, **{"quant.bits": b})) for b in (4, 12))
+    assert coarse.float_psnr == pytest.approx(fine.float_psnr, abs=1e-6)  # SIREN: the same training
+    # Every step is 2^8 times finer at 12 bits than at 4, but where the coarse step is capped at the
+    # tensor's spread (MAX_STEP_STD): there it is less.
+    ratios = [a / b for a, b in zip(coarse.steps, fine.steps, strict=True)]
+    assert all(1.0 <= r <= 256.0 * 1.01 for r in ratios) and sum(r == 256.0 for r in ratios) > len(ratios) / 2
+    assert coarse.bytes < fine.bytes and coarse.psnr < fine.psnr
+    assert abs(fine.psnr - fine.float_psnr) < 0.05
 
 
-def test_precise_input_layer_keeps_a_coarse_siren_near_its_float_quality(photo_crop: np.ndarray) -> None:
+def test_sensitivity_gives_the_sine_input_layer_fine_steps(photo_crop: np.ndarray) -> None:
+    """No tensor is marked precise by hand: the measured sensitivity makes the input layer's steps (in
+    units of each tensor's spread) far finer than the hidden layers', and a coarse SIREN keeps close to
+    its float quality (v1's 6-bit min/max quantizer lost more than 3 dB here without a 16-bit input layer)."""
     from codec.config import EncodeConfig, ModelSpec, QuantConfig, TrainConfig
 
-    def encode(precise_bits: int):  # noqa: ANN202
-        cfg = EncodeConfig(
-            ModelSpec("siren", 32, 2),
-            TrainConfig(steps=200, lr=1e-3, device="cpu"),
-            QuantConfig(bits=6, precise_bits=precise_bits),
-        )
-        return encode_image(photo_crop, cfg)
-
-    coarse, precise = encode(6), encode(16)
-    # Same training (same seed): only the input layer's 2 x 32 + 32 numbers differ in precision...
-    assert precise.float_psnr == pytest.approx(coarse.float_psnr, abs=1e-6)
-    assert precise.bytes - coarse.bytes < 200
-    # ...and they carry most of the quantization loss (omega_0 = 30 turns a step into a phase error).
-    assert coarse.psnr < coarse.float_psnr - 3.0, (coarse.psnr, coarse.float_psnr)
-    assert precise.psnr > coarse.psnr + 3.0, (coarse.psnr, precise.psnr)
+    cfg = EncodeConfig(
+        ModelSpec("siren", 32, 2), TrainConfig(steps=200, lr=1e-3, device="cpu"), QuantConfig(bits=7)
+    )
+    r = encode_image(photo_crop, cfg)
+    rel = {
+        (i, t.name): t.step / float(np.std(t.dequantize()))
+        for i, u in r.bitstream.units.items()
+        for t in u.tensors
+    }
+    assert max(rel[(0, "weight")], rel[(0, "bias")]) * 10 < min(rel[(k, "weight")] for k in (1, 2, 3))
+    assert r.psnr > r.float_psnr - 1.5, (r.psnr, r.float_psnr)

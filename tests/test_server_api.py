@@ -107,7 +107,10 @@ def test_bitstream_download_header_and_previews(server, done, photo_crop):
     assert header["model"] == "spinr" and header["image"] == {"width": 64, "height": 48}
     assert [p["layer"] for p in header["packets"]] == [None, 0, 1, 2, 3]
     assert header["packets"][0]["name"] == "header" and header["stage_psnr"] == bs.header.stage_psnr
-    assert sum(p["bytes"] for p in header["packets"]) + 4 * len(header["packets"]) == len(r.content)
+    assert (
+        sum(p["bytes"] for p in header["packets"]) == len(r.content) == header["bytes"]
+    )  # packets back to back
+    assert header["format"] == 2 and header["header_bytes"] == header["packets"][0]["bytes"] < 100
 
     dec = ProgressiveDecoder.from_bitstream(bs)
     for query, size, depth in [

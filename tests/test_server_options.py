@@ -52,7 +52,7 @@ def test_job_options_keep_what_was_given_with_the_preset_and_its_steps():
         "preset": "tiny",
         "steps": 60,
     }
-    assert job_options({"preset": "quick", "per_channel": True}, table, "tiny")["steps"] == 300
+    assert job_options({"preset": "quick", "bits": 6}, table, "tiny")["steps"] == 300
     with pytest.raises(
         ConfigError, match=r"width 2000 is out of range: allowed 1..1024 \(this server's limit"
     ):
@@ -63,8 +63,8 @@ def test_job_options_keep_what_was_given_with_the_preset_and_its_steps():
 
 def test_the_job_form_has_one_field_per_option_plus_preset_and_name():
     assert list(JobForm.model_fields) == [o.name for o in FORM_OPTIONS] + ["preset", "name"]
-    form = JobForm(width="12", per_channel="true", joint="0.25")
-    assert (form.width, form.per_channel, form.joint, form.bits) == (12, True, 0.25, None)
+    form = JobForm(width="12", joint="0.25")
+    assert (form.width, form.joint, form.bits) == (12, 0.25, None)
 
 
 def test_api_config_presets_cover_every_option():

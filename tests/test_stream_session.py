@@ -19,6 +19,7 @@ from streaming.session import SessionError, StreamSession, packet_bytes, parse_h
 def bitstream(photo_crop: np.ndarray):
     cfg = preset("tiny")
     cfg.model.hidden_layers = 4  # 5 stages: room for losses in the middle
+    cfg.model.width = 32  # ~3.5 KB: well over a bandwidth-limited channel's 1500-byte burst
     cfg.train.steps = 30
     return encode_image(photo_crop, cfg).bitstream
 

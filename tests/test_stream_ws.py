@@ -28,7 +28,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image(server, photo_crop) -> dict[str, Any]:
-    job_id = server.upload(png(photo_crop), depth=4, steps=30).json()["id"]
+    # width 32: a stream well over the channel's 1500-byte burst, so bandwidth shows in the timing
+    job_id = server.upload(png(photo_crop), depth=4, width=32, steps=30).json()["id"]
     assert server.wait_state(job_id, ("done", "failed"))["state"] == "done"
     data = server.http.get(f"/api/images/{job_id}/bitstream.spnr").content
     bs, _ = load_bitstream(data, strict=True)

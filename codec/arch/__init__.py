@@ -6,6 +6,28 @@ package has no import circle. Importing the package registers every family. No t
 """
 
 from codec.arch import diner, fourier, mfn, siren, spinr, wire  # noqa: F401  (registration side effects)
-from codec.arch.base import DECODERS, ArchDecoder, ChainDecoder, Params, decoder_for, register_decoder
+from codec.arch.base import (
+    DECODERS,
+    MODEL_IDS,
+    ArchDecoder,
+    ChainDecoder,
+    Params,
+    decoder_for,
+    model_name,
+    read_arch,
+    register_decoder,
+    write_arch,
+)
 
-__all__ = ["DECODERS", "ArchDecoder", "ChainDecoder", "Params", "decoder_for", "register_decoder"]
+__all__ = [
+    "DECODERS",
+    "MODEL_IDS",
+    "ArchDecoder",
+    "ChainDecoder",
+    "Params",
+    "decoder_for",
+    "model_name",
+    "read_arch",
+    "register_decoder",
+    "write_arch",
+]

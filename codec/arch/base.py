@@ -1,8 +1,11 @@
-"""The numpy forward's interface and registry: a model family's decode as trunk steps and a readout.
+"""The numpy forward's interface and registry: a model family's units, arch record and decode.
 
-A model's decode is ``h = trunk(0, coords)``, ``h = trunk(k, h)`` for the stages used, then
-``readout(depth, h)``. Splitting it that way lets the progressive decoder cache ``h`` and pay one
-layer per new packet. No torch here: this is what a decoder-only install runs.
+A family module derives the stream's units from the header's arch (:meth:`ArchDecoder.units`: names,
+tensor names, shapes; format v2 never transmits them), declares the fields of its arch record
+(``RECORD``, :mod:`codec.arch.records`) and runs the decode as ``h = trunk(0, coords)``, ``h =
+trunk(k, h)`` for the stages used, then ``readout(depth, h)``. Splitting it that way lets the
+progressive decoder cache ``h`` and pay one layer per new packet. No torch here: this is what a
+decoder-only install runs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 
+from codec.arch.records import Field, read_record, write_record
 from codec.errors import BitstreamError
+from codec.units import UnitSpec, check_sizes, check_units
+from codec.units import linear as linear_spec
+from codec.varint import Reader
 
 Params = Mapping[int, Mapping[str, np.ndarray]]
 """Dequantized tensors by unit index, then tensor name."""
@@ -47,11 +54,23 @@ class ArchDecoder:
     """How to run one model family from its header's ``arch``; subclasses registered by model name."""
 
     model: ClassVar[str] = ""
+    model_id: ClassVar[int] = -1
     progressive: ClassVar[bool] = False
+    RECORD: ClassVar[tuple[Field, ...]] = ()
+    """The fields of the family's arch, in order: its v2 header record and its v1 arch map keys."""
 
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
+    def __init__(self, arch: Mapping[str, Any]) -> None:
         self.arch = arch
-        self.num_units = num_units
+        self.width = arch_field(arch, "width", int, 1, 4096)
+        self.hidden = arch_field(arch, "hidden_layers", int, 0, 256)
+
+    def units(self) -> list[UnitSpec]:
+        """The stream's units as this arch implies them, in packet order."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The arch in a few words, for error messages."""
+        return f"{self.model} (width {self.width}, {self.hidden} hidden layers)"
 
     @property
     def depths(self) -> int:
@@ -105,13 +124,26 @@ class ChainDecoder(ArchDecoder):
 
     first: ClassVar[int] = 0
 
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
-        super().__init__(arch, num_units)
-        self.width = arch_field(arch, "width", int, 1, 4096)
-        self.hidden = arch_field(arch, "hidden_layers", int, 0, 256)
-        expected = self.hidden + 2 + self.first
-        if num_units != expected:
-            raise BitstreamError(f"{self.model} stream has {num_units} units; its arch needs {expected}")
+    def leading_units(self) -> list[UnitSpec]:
+        return []
+
+    def in_features(self) -> int:
+        return 2
+
+    def hidden_tensors(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return linear_spec("", self.width, self.width)
+
+    def output_tensors(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return linear_spec("", 3, self.width)
+
+    def units(self) -> list[UnitSpec]:
+        hidden = [UnitSpec(f"hidden.{k}", self.hidden_tensors()) for k in range(1, self.hidden + 1)]
+        return [
+            *self.leading_units(),
+            UnitSpec("input", linear_spec("", self.width, self.in_features())),
+            *hidden,
+            UnitSpec("output", self.output_tensors()),
+        ]
 
     def trunk_steps(self) -> int:
         return self.hidden + 1
@@ -123,22 +155,57 @@ class ChainDecoder(ArchDecoder):
         return [self.hidden + 1 + self.first]
 
 
+MODEL_IDS: dict[str, int] = {"siren": 0, "spinr": 1, "fourier": 2, "mfn": 3, "wire": 4, "diner": 5}
+"""The v2 header's model byte. Fixed forever: a new family appends the next number, none is reused."""
 DECODERS: dict[str, type[ArchDecoder]] = {}
 
 
 def register_decoder(name: str) -> Callable[[type[ArchDecoder]], type[ArchDecoder]]:
+    if name not in MODEL_IDS:
+        raise TypeError(f"model {name!r} has no id: append it to codec.arch.base.MODEL_IDS")
+
     def wrap(cls: type[ArchDecoder]) -> type[ArchDecoder]:
-        cls.model = name
+        cls.model, cls.model_id = name, MODEL_IDS[name]
         DECODERS[name] = cls
         return cls
 
     return wrap
 
 
-def decoder_for(model: str, arch: Mapping[str, Any], num_units: int) -> ArchDecoder:
-    """The registered decoder of ``model`` (importing ``codec.arch`` registers every family)."""
+def _decoder_class(model: str) -> type[ArchDecoder]:
     if model not in DECODERS:
         raise BitstreamError(
             f"model {model!r} is not known to this decoder; known: {', '.join(sorted(DECODERS))}"
         )
-    return DECODERS[model](arch, num_units)
+    return DECODERS[model]
+
+
+def decoder_for(model: str, arch: Mapping[str, Any], units: list[UnitSpec] | None = None) -> ArchDecoder:
+    """The registered decoder of ``model`` for ``arch`` (importing ``codec.arch`` registers every
+    family), its derived units within the limits of :mod:`codec.units`; a v1 header's transmitted
+    ``units`` must be exactly those, or BitstreamError says which one differs."""
+    dec = _decoder_class(model)(arch)
+    derived = dec.units()
+    check_sizes(derived, f"{model} arch")
+    if units is not None:
+        check_units(units, derived, dec.describe())
+    return dec
+
+
+def model_name(model_id: int) -> str:
+    """The model of a v2 header's model byte."""
+    for name, number in MODEL_IDS.items():
+        if number == model_id and name in DECODERS:
+            return name
+    known = ", ".join(f"{n} {name}" for name, n in MODEL_IDS.items() if name in DECODERS)
+    raise BitstreamError(f"model id {model_id} is not known to this decoder; known: {known}")
+
+
+def write_arch(model: str, arch: Mapping[str, Any]) -> bytes:
+    """The v2 arch record of ``arch`` (an encoder's model: fields exactly as the family declares)."""
+    return write_record(_decoder_class(model).RECORD, arch, model)
+
+
+def read_arch(model: str, r: Reader) -> dict[str, Any]:
+    """The arch dict of the record at ``r`` (every field; ranges are checked by :func:`decoder_for`)."""
+    return read_record(_decoder_class(model).RECORD, r, model)

@@ -8,17 +8,29 @@ from typing import Any
 import numpy as np
 
 from codec.arch.base import ChainDecoder, Params, arch_field, linear, register_decoder
+from codec.arch.records import real, uint
 from codec.fourier_features import b_matrix
 
 
 @register_decoder("fourier")
 class FourierDecoder(ChainDecoder):
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
-        super().__init__(arch, num_units)
-        m = arch_field(arch, "mapping_size", int, 1, 4096)
+    RECORD = (
+        uint("width"),
+        uint("hidden_layers"),
+        uint("mapping_size", 256),
+        real("sigma", 10.0),
+        uint("b_seed", 0),
+    )
+
+    def __init__(self, arch: Mapping[str, Any]) -> None:
+        super().__init__(arch)
+        self.mapping_size = arch_field(arch, "mapping_size", int, 1, 4096)
         sigma = arch_field(arch, "sigma", float, 1e-9, 1e4)
         seed = arch_field(arch, "b_seed", int, 0, 2**32 - 1)
-        self.B = b_matrix(m, sigma, seed)
+        self.B = b_matrix(self.mapping_size, sigma, seed)
+
+    def in_features(self) -> int:
+        return 2 * self.mapping_size
 
     def trunk(self, k: int, h: np.ndarray, p: Params) -> np.ndarray:
         t = p[k]

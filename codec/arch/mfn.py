@@ -8,15 +8,28 @@ from typing import Any
 import numpy as np
 
 from codec.arch.base import ChainDecoder, Params, arch_choice, linear, register_decoder
+from codec.arch.records import choice, uint
+from codec.units import TensorSpec, UnitSpec
+from codec.units import linear as linear_spec
 
 
 @register_decoder("mfn")
 class MfnDecoder(ChainDecoder):
     """Filters need the coordinates at every step, so the trunk activation carries them: [x, y, z...]."""
 
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
-        super().__init__(arch, num_units)
+    RECORD = (uint("width"), uint("hidden_layers"), choice("filter", ("gabor", "fourier"), "gabor"))
+
+    def __init__(self, arch: Mapping[str, Any]) -> None:
+        super().__init__(arch)
         self.gabor = arch_choice(arch, "filter", ("gabor", "fourier")) == "gabor"
+
+    def units(self) -> list[UnitSpec]:
+        w = self.width
+        filt: tuple[TensorSpec, ...] = linear_spec("filter_", w, 2)
+        if self.gabor:
+            filt += (("filter_mu", (w, 2)), ("filter_gamma", (w,)))
+        layers = [UnitSpec(f"layer.{k}", (*linear_spec("", w, w), *filt)) for k in range(1, self.hidden + 1)]
+        return [UnitSpec("filter.0", filt), *layers, UnitSpec("output", linear_spec("", 3, w))]
 
     def _filter(self, x: np.ndarray, t: Mapping[str, np.ndarray]) -> np.ndarray:
         out = np.sin(linear(x, t["filter_weight"], t["filter_bias"]))

@@ -8,15 +8,24 @@ from typing import Any
 import numpy as np
 
 from codec.arch.base import ArchDecoder, Params, arch_field, linear, register_decoder
+from codec.arch.records import real, uint
+from codec.units import UnitSpec
+from codec.units import linear as linear_spec
+
+SINE_MLP_RECORD = (
+    uint("width"),
+    uint("hidden_layers"),
+    real("first_omega_0", 30.0),
+    real("hidden_omega_0", 30.0),
+)
+"""SIREN's arch fields; SPINR adds its own after them."""
 
 
 class SineMlpDecoder(ArchDecoder):
     """Parsing of the SIREN-style arch fields (width, depth, the two frequency factors)."""
 
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
-        super().__init__(arch, num_units)
-        self.width = arch_field(arch, "width", int, 1, 4096)
-        self.hidden = arch_field(arch, "hidden_layers", int, 0, 256)
+    def __init__(self, arch: Mapping[str, Any]) -> None:
+        super().__init__(arch)
         self.w0_first = np.float32(arch_field(arch, "first_omega_0", float, 0.0, 1e4))
         self.w0 = np.float32(arch_field(arch, "hidden_omega_0", float, 0.0, 1e4))
 
@@ -26,6 +35,13 @@ class SineMlpDecoder(ArchDecoder):
 
 @register_decoder("siren")
 class SirenDecoder(SineMlpDecoder):
+    RECORD = SINE_MLP_RECORD
+
+    def units(self) -> list[UnitSpec]:
+        w = self.width
+        hidden = [UnitSpec(f"hidden.{k}", linear_spec("", w, w)) for k in range(1, self.hidden + 1)]
+        return [UnitSpec("input", linear_spec("", w, 2)), *hidden, UnitSpec("output", linear_spec("", 3, w))]
+
     # units: input, hidden.1..H, output
     def trunk_steps(self) -> int:
         return self.hidden + 1

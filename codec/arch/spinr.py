@@ -8,16 +8,20 @@ from typing import Any
 import numpy as np
 
 from codec.arch.base import Params, arch_choice, linear, register_decoder
-from codec.arch.siren import SineMlpDecoder
+from codec.arch.records import choice, flag
+from codec.arch.siren import SINE_MLP_RECORD, SineMlpDecoder
 from codec.errors import BitstreamError
+from codec.units import UnitSpec
+from codec.units import linear as linear_spec
 
 
 @register_decoder("spinr")
 class SpinrDecoder(SineMlpDecoder):
     progressive = True
+    RECORD = (*SINE_MLP_RECORD, choice("head", ("per_stage", "shared"), "per_stage"), flag("residual", True))
 
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
-        super().__init__(arch, num_units)
+    def __init__(self, arch: Mapping[str, Any]) -> None:
+        super().__init__(arch)
         self.shared = arch_choice(arch, "head", ("shared", "per_stage")) == "shared"
         self.residual = arch.get("residual", False)
         if not isinstance(self.residual, bool):
@@ -26,6 +30,19 @@ class SpinrDecoder(SineMlpDecoder):
     @property
     def depths(self) -> int:
         return self.hidden + 1
+
+    def describe(self) -> str:
+        head = "shared" if self.shared else "per_stage"
+        return f"spinr (head {head}, width {self.width}, {self.hidden} hidden layers)"
+
+    def units(self) -> list[UnitSpec]:
+        w, hidden = self.width, range(1, self.hidden + 1)
+        if self.shared:
+            ends = [UnitSpec("input", linear_spec("", w, 2)), UnitSpec("output", linear_spec("", 3, w))]
+            return ends + [UnitSpec(f"hidden.{k}", linear_spec("", w, w)) for k in hidden]
+        head = linear_spec("head_", 3, w)
+        first = UnitSpec("stage.0", (*linear_spec("in_", w, 2), *head))
+        return [first] + [UnitSpec(f"stage.{k}", (*linear_spec("", w, w), *head)) for k in hidden]
 
     # shared: units input(0), output(1), hidden.k (k+1); per_stage: stage.k (k)
     def trunk_units(self, k: int) -> list[int]:

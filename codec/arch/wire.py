@@ -8,14 +8,32 @@ from typing import Any
 import numpy as np
 
 from codec.arch.base import ChainDecoder, Params, arch_field, linear, register_decoder
+from codec.arch.records import real, uint
 
 
 @register_decoder("wire")
 class WireDecoder(ChainDecoder):
-    def __init__(self, arch: Mapping[str, Any], num_units: int) -> None:
-        super().__init__(arch, num_units)
+    RECORD = (uint("width"), uint("hidden_layers"), real("omega_0", 20.0), real("scale_0", 10.0))
+
+    def __init__(self, arch: Mapping[str, Any]) -> None:
+        super().__init__(arch)
         self.omega = np.float32(arch_field(arch, "omega_0", float, 0.0, 1e4))
         self.scale = np.float32(arch_field(arch, "scale_0", float, 0.0, 1e4))
+
+    @staticmethod
+    def _complex(out: int, inp: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return (
+            ("weight_re", (out, inp)),
+            ("weight_im", (out, inp)),
+            ("bias_re", (out,)),
+            ("bias_im", (out,)),
+        )
+
+    def hidden_tensors(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return self._complex(self.width, self.width)
+
+    def output_tensors(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return self._complex(3, self.width)
 
     def _gabor(self, z: np.ndarray) -> np.ndarray:
         return np.exp(1j * self.omega * z - np.abs(self.scale * z) ** 2).astype(np.complex64)

@@ -115,14 +115,6 @@ class INR(nn.Module):
         """How many prefix depths decode a picture (1 for a non-progressive model)."""
         return 1
 
-    def precise(self) -> list[torch.Tensor]:
-        """Tensors quantized at ``QuantConfig.precise_bits``: those whose rounding error the network
-        amplifies (a sine input layer). None by default."""
-        return []
-
-    def precise_ids(self) -> set[int]:
-        return {id(t) for t in self.precise()}
-
     def forward_exits(self, coords: torch.Tensor, depths: list[int]) -> list[torch.Tensor]:
         """The outputs of several prefix depths; a progressive model overrides this to share the trunk."""
         return [self(coords, d) for d in depths]

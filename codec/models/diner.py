@@ -28,7 +28,7 @@ from torch import nn
 from codec.errors import ConfigError
 from codec.model_options import DinerOptions
 from codec.models.base import INR, Layers, register_model
-from codec.models.siren import SineLayer, chain_units, init_readout, sine_input_precise
+from codec.models.siren import SineLayer, chain_units, init_readout
 
 
 def table_index(coords: torch.Tensor, w: int, h: int) -> torch.Tensor:
@@ -67,9 +67,6 @@ class Diner(INR):
         for layer in self.hidden:
             h = layer(h)
         return self.output(h)
-
-    def precise(self) -> list[torch.Tensor]:
-        return sine_input_precise(self.input)
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         hidden = (layer.linear for layer in self.hidden)

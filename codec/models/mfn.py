@@ -84,11 +84,6 @@ class Mfn(INR):
             z = self.filters[k](coords) * lin(z)
         return self.output(z)
 
-    def precise(self) -> list[torch.Tensor]:
-        # Every filter sees raw coordinates through frequencies scaled up to 128 * sqrt(gamma): one
-        # 8-bit step of them is a large phase error (MFN fell from 24.8 to 9.5 dB at 8 bits, STUDY.md).
-        return [t for f in self.filters for _, t in f.tensors()]
-
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         units = [("filter.0", self.filters[0].tensors())]
         units += [

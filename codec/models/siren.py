@@ -40,12 +40,6 @@ def init_readout(linear: nn.Linear, omega_0: float) -> nn.Linear:
     return linear
 
 
-def sine_input_precise(layer: SineLayer) -> list[torch.Tensor]:
-    """A sine input layer's weight and bias: ω0 times their rounding error is a phase error over the
-    whole picture, so they are quantized at ``QuantConfig.precise_bits``."""
-    return [layer.linear.weight, layer.linear.bias]
-
-
 def linear_tensors(linear: nn.Linear, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
     return [(f"{prefix}weight", linear.weight), (f"{prefix}bias", linear.bias)]
 
@@ -81,9 +75,6 @@ class Siren(INR):
         for layer in self.hidden:
             h = layer(h)
         return self.output(h)
-
-    def precise(self) -> list[torch.Tensor]:
-        return sine_input_precise(self.input)
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         return chain_units(self.input.linear, (layer.linear for layer in self.hidden), self.output)

@@ -30,7 +30,7 @@ from torch import nn
 
 from codec.model_options import SpinrOptions
 from codec.models.base import INR, Layers, TrainingStage, register_model
-from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors, sine_input_precise
+from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -165,9 +165,6 @@ class Spinr(INR):
                     self.heads[k].load_state_dict(self.heads[k - 1].state_dict())
 
         return identity
-
-    def precise(self) -> list[torch.Tensor]:
-        return sine_input_precise(self.input)
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         if self.options.head == "shared":

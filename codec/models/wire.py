@@ -84,10 +84,6 @@ class Wire(INR):
             m.weight_re.numel() + m.bias_re.numel() for m in complex_layers
         )
 
-    def precise(self) -> list[torch.Tensor]:
-        # The first Gabor layer sees raw coordinates: omega_0 x its rounding error is a phase error everywhere.
-        return [self.input.weight, self.input.bias]
-
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         units = [("input", linear_tensors(self.input))]
         units += [(f"hidden.{k + 1}", layer.tensors()) for k, layer in enumerate(self.hidden)]

@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = RunConfig()
     r.add_argument("--inputs", type=int, default=d.inputs)
     r.add_argument("--seed", type=int, default=d.seed)
-    r.add_argument("--format", type=int, default=d.version, dest="version", help="format version")
+    r.add_argument("--format", type=int, default=d.version, dest="version", help="format version (2 or 1)")
     r.add_argument("--families", help="comma-separated mutation families (default: all, by weight)")
     r.add_argument("--targets", default=",".join(d.targets), help="comma-separated entry points")
     r.add_argument(
@@ -35,18 +35,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--corpus", type=Path, help="folder for reproducers (default OUT/reproducers)")
     rp = sub.add_parser("replay", help="run files through every entry point and print the outcomes")
     rp.add_argument("files", nargs="+", type=Path)
-    sub.add_parser("seeds", help="rebuild the committed seed streams (needs torch)")
+    sub.add_parser(
+        "seeds", help="rebuild the committed v2 seed streams (needs torch; the v1 ones are frozen)"
+    )
     c = sub.add_parser(
         "corpus", help="file a run's distinct failures under tests/fuzz_corpus as known failures"
     )
     c.add_argument("report", type=Path, help="fuzz.json of a run")
-    c.add_argument("--format", type=int, default=1, dest="version")
+    c.add_argument("--format", type=int, default=2, dest="version")
     args = p.parse_args(argv)
 
     if args.command == "seeds":
         from fuzz.seeds import write_seeds
 
-        for path in write_seeds(1):
+        for path in write_seeds(2):
             print(path)
         return 0
     if args.command == "corpus":

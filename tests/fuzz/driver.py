@@ -37,7 +37,8 @@ CLI_TARGETS = ("cli_info", "cli_decode")
 class RunConfig:
     inputs: int = 100_000
     seed: int = 1
-    version: int = 1
+    version: int = 2
+    """Format version of the generated inputs (``python -m fuzz run --format 1`` for v1)."""
     families: tuple[str, ...] | None = None
     """Mutation families to draw from (default: all of the format's, by weight)."""
     targets: tuple[str, ...] = tuple(TARGETS)

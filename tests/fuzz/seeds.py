@@ -1,8 +1,10 @@
-"""Valid streams of every model family for the generators to mutate (format 1).
+"""Valid streams of every model family for the generators to mutate, per format version.
 
-They are committed (``tests/fuzz_corpus/seeds/v1``) so that fuzzing needs no torch and always starts
-from the same bytes; :func:`build_seeds` rebuilds them from seeded random weights (no training: the
-decoder's paths do not depend on the weights being good).
+They are committed (``tests/fuzz_corpus/seeds/v<N>``) so that fuzzing needs no torch and always starts
+from the same bytes. The v1 seeds were written by the v1 encoder before format 2 and are frozen (v1 is
+read only now); :func:`build_seeds` rebuilds the v2 ones from seeded random weights (no training: the
+decoder's paths do not depend on the weights being good), each tensor quantized at a step of 1/32 of
+its spread.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class SeedSpec:
     """Encoded image (width, height)."""
 
 
-SEEDS_V1 = (
+SEEDS = (
     SeedSpec("siren", "siren", 8, 2, {}, (12, 9)),
     SeedSpec("spinr-per-stage", "spinr", 8, 3, {}, (12, 9)),
     SeedSpec("spinr-shared-plain", "spinr", 8, 2, {"head": "shared", "residual": False}, (9, 12)),
@@ -42,41 +44,40 @@ def seed_dir(version: int) -> Path:
     return CORPUS / "seeds" / f"v{version}"
 
 
-def build_seeds(version: int = 1) -> dict[str, bytes]:
+def build_seeds(version: int = 2) -> dict[str, bytes]:
     """Rebuild the seed files (needs torch); returns name -> ``.spnr`` bytes."""
-    if version != 1:
-        raise ValueError(f"no seed builder for format version {version}")
+    if version != 2:
+        raise ValueError(
+            f"format {version} seeds are frozen (written by that version's encoder); only v2 is rebuilt"
+        )
+    import numpy as np
     import torch
 
     from codec.bitstream import Bitstream, StreamHeader
-    from codec.config import QuantConfig
-    from codec.encode import quantize_units
     from codec.models import build_model
+    from codec.quant import min_step, representable
+    from codec.stepquant import model_tensors, quantize_model
 
     out = {}
-    for spec in SEEDS_V1:
+    for spec in SEEDS:
         torch.manual_seed(zlib.crc32(spec.name.encode()))
         model = build_model(spec.model, spec.width, spec.hidden, spec.options)
         if getattr(model, "needs_image_size", False):
             model.set_image_size(*spec.image)
-        specs, units = quantize_units(model, QuantConfig())
+        steps = []
+        for t in model_tensors(model):
+            values = t.detach().cpu().numpy()
+            steps.append(representable(max(float(np.std(values)) / 32, min_step(values), 2**-20)))
+        units = quantize_model(model, steps)
         header = StreamHeader(
-            spec.model,
-            model.arch(),
-            spec.image[0],
-            spec.image[1],
-            8,
-            False,
-            specs,
-            stage_psnr=[20.0],
-            meta={"seed": spec.name},
+            spec.model, model.arch(), spec.image[0], spec.image[1], [20.0], meta={"seed": spec.name}
         )
-        bs = Bitstream(header, {u.index: u for u in units}, zlib.crc32(spec.name.encode()) or 1)
-        out[spec.name] = bs.to_bytes()
+        sid = zlib.crc32(spec.name.encode()) & 0xFFFF or 1
+        out[spec.name] = Bitstream(header, {u.index: u for u in units}, sid).to_bytes()
     return out
 
 
-def write_seeds(version: int = 1) -> list[Path]:
+def write_seeds(version: int = 2) -> list[Path]:
     folder = seed_dir(version)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -87,7 +88,7 @@ def write_seeds(version: int = 1) -> list[Path]:
     return paths
 
 
-def load_seeds(version: int = 1) -> dict[str, bytes]:
+def load_seeds(version: int) -> dict[str, bytes]:
     folder = seed_dir(version)
     seeds = {p.stem: p.read_bytes() for p in sorted(folder.glob("*.spnr"))}
     if not seeds:

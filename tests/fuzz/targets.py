@@ -71,8 +71,21 @@ def load_lenient(data: bytes, _: Path) -> Outcome:
 
 
 def _records(data: bytes) -> list[bytes]:
-    """The file's records as a receiver of separate messages would see them (framing read leniently)."""
+    """The file's packets as a receiver of separate messages would see them (framing read leniently):
+    a v2 file (first byte 0x53) split where each packet's own length says, the rest of the file as one
+    message once a head cannot be read; anything else as v1's u32-prefixed records."""
+    from codec.packets import MAGIC, Packet
+
     out, offset = [], 0
+    if data[:1] == bytes([MAGIC]):
+        while offset < len(data) and len(out) < 4096:
+            try:
+                size = Packet.peek(data, offset).size
+            except SpinrError:
+                size = len(data) - offset
+            out.append(data[offset : offset + size])
+            offset += size
+        return out
     while offset + 4 <= len(data) and len(out) < 4096:
         n = int.from_bytes(data[offset : offset + 4], "big")
         out.append(data[offset + 4 : offset + 4 + n])

@@ -1,4 +1,4 @@
-"""Format 1 (docs/FORMAT.md): length-prefixed records of 24-byte-header packets with zstd msgpack payloads.
+"""Format 1 (docs/FORMAT.md, appendix): length-prefixed records of 24-byte-header packets with zstd msgpack payloads.
 
 Families, from the outside in:
 
@@ -24,13 +24,14 @@ from typing import Any, ClassVar
 
 import msgpack
 import zstandard
-from _bitstreams import raw_packet, zstd_bomb
+from _bitstreams import zstd_bomb
+from _v1 import raw_v1_packet as raw_packet
 
-from codec.bitstream import RECORD_PREFIX
-from codec.packets import HEADER_LAYER, HEADER_LENGTH
-from codec.payload import decode_payload
+from codec.files import RECORD_PREFIX
+from codec.v1.packets import HEADER_LAYER, HEADER_LENGTH
+from codec.v1.payload import decode_payload
 from fuzz import trees
-from fuzz.formats import Case, FormatGenerator, register
+from fuzz.formats import Case, FormatGenerator, edit_packets, mutate_bytes, register
 from fuzz.seeds import load_seeds
 from fuzz.source import Source
 
@@ -146,59 +147,20 @@ class V1Generator(FormatGenerator):
 
     # -- outside in -----------------------------------------------------------------------------
     def _bytes(self, src: Source, seed: Seed) -> tuple[bytes, str]:
-        data, notes = bytearray(seed.data), []
-        for _ in range(src.integer(1, 4)):
-            op = src.integer(0, 5)
-            i = src.integer(0, max(0, len(data) - 1))
-            if op == 0 and data:  # an earlier truncation may have left nothing to flip
-                data[i] ^= 1 << src.integer(0, 7)
-                notes.append(f"flip byte {i}")
-            elif op == 1:
-                del data[i:]
-                notes.append(f"truncate at {i}")
-            elif op == 2:
-                data[i:i] = src.blob(src.integer(1, 16))
-                notes.append(f"insert at {i}")
-            elif op == 3:
-                del data[i : i + src.integer(1, 16)]
-                notes.append(f"delete at {i}")
-            elif op == 4:
-                n = src.integer(1, 8)
-                data[i : i + n] = src.blob(n)
-                notes.append(f"overwrite at {i}")
-            else:
-                data += src.blob(src.integer(1, 32))
-                notes.append("append")
-        return bytes(data), ", ".join(notes)
+        return mutate_bytes(src, seed.data)
 
     def _records(self, src: Source, seed: Seed) -> tuple[bytes, str]:
         records, notes = list(seed.records), []
         other = src.choice(self.seeds)
         for _ in range(src.integer(1, 3)):
             op = src.integer(0, 8)
+            note = edit_packets(src, op, records, other.records, other.name)
             i = src.integer(0, max(0, len(records) - 1))
-            if op == 0 and records:
-                del records[i]
-                notes.append(f"drop {i}")
-            elif op == 1 and records:
-                records.insert(src.integer(0, len(records)), records[i])
-                notes.append(f"duplicate {i}")
-            elif op == 2:
-                order = sorted(range(len(records)), key=lambda _: src.integer(0, 1 << 30))
-                records = [records[j] for j in order]
-                notes.append("shuffle")
-            elif op == 3:
-                records.insert(src.integer(0, len(records)), src.choice(other.records))
-                notes.append(f"packet of {other.name}")
-            elif op == 4:
-                records.insert(src.integer(1, max(1, len(records))), other.records[0])
-                notes.append(f"second header from {other.name}")
-            elif op in (5, 6) and records:
+            if note is not None:
+                notes.append(note)
+            elif op in (6, 7) and records:
                 records[i], what = self._restamp(src, records[i])
                 notes.append(f"restamp {i}: {what}")
-            elif op == 7:
-                records = records[:1] if src.chance(0.5) else []
-                notes.append("header only" if records else "empty")
             elif records:
                 at = sum(4 + len(r) for r in records[:i])
                 data = bytearray(frame(records))

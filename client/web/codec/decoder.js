@@ -2,16 +2,16 @@
 // (codec/decoder.py). addPacket never throws for a bad packet, it reports it, so a stream goes on.
 
 import { archFor } from "./arch/registry.js";
-import { parseLayer } from "./bitstream.js";
+import { parseUnit } from "./bitstream.js";
 import { axisCoords, toRGBA } from "./coords.js";
 import { SpnrError, errorText } from "./errors.js";
 import { JsForward } from "./forward.js";
-import { MAX_IMAGE_SIDE, parseHeader } from "./header.js";
-import { PTYPE_HEADER, parsePacket } from "./packets.js";
-import { dequantize } from "./quant.js";
-import { hex, isInt, sameBytes, show } from "./values.js";
+import { MAX_IMAGE_SIDE, MAX_TOTAL_ELEMENTS, parseHeader } from "./header.js";
+import { PTYPE_HEADER, PTYPE_UNIT, parsePacket } from "./packets.js";
+import { MAX_TENSOR_ELEMENTS } from "./v1/quant.js";
+import { isInt, prod, sameBytes, show } from "./values.js";
 
-/** Layer packets held while the header has not arrived yet. */
+/** Unit packets held while the header has not arrived yet. */
 export const MAX_PENDING = 1024;
 /** Largest decode size accepted. */
 export const MAX_OUTPUT_PIXELS = 64_000_000;
@@ -20,7 +20,7 @@ export const MAX_OUTPUT_PIXELS = 64_000_000;
 /**
  * @typedef {object} PacketStatus
  * @property {boolean} accepted
- * @property {number|null} layer   unit index of an accepted layer packet
+ * @property {number|null} layer   unit index of an accepted unit packet (v1 called them layers)
  * @property {string|null} error   why the packet was rejected
  * @property {"header"|"layer"|null} kind
  * @property {boolean} [duplicate]
@@ -114,13 +114,16 @@ export class ProgressiveDecoder {
       this.streamId = packet.streamId;
     } else if (packet.streamId !== this.streamId) {
       throw new SpnrError(
-        `packet of stream ${hex(packet.streamId, 8)} does not belong to stream ${hex(this.streamId, 8)}`,
+        `packet of stream 0x${packet.streamId.toString(16)} does not belong to stream 0x${this.streamId.toString(16)}`,
       );
     }
     if (packet.ptype === PTYPE_HEADER) {
       if (this.header === null) {
         const header = parseHeader(packet);
-        this.arch = archFor(header);
+        const arch = archFor(header); // a v1 header's units are checked against the arch here
+        if (header.units === null) header.units = arch.expectedUnits(); // v2: derived, never sent
+        checkSizes(header.units);
+        this.arch = arch;
         this.header = header;
         const pending = this._pending;
         this._pending = [];
@@ -129,7 +132,7 @@ export class ProgressiveDecoder {
           try {
             this._add(p);
           } catch (e) {
-            this.pendingErrors.push(`layer ${p.layer} (packet seq ${p.seq}): ${errorText(e)}`);
+            this.pendingErrors.push(`unit ${p.unit} (packet seq ${p.seq}): ${errorText(e)}`);
           }
         }
       }
@@ -137,19 +140,19 @@ export class ProgressiveDecoder {
     }
     if (this.header === null) {
       if (this._pending.length >= MAX_PENDING) {
-        throw new SpnrError(`more than ${MAX_PENDING} layer packets arrived before the header`);
+        throw new SpnrError(`more than ${MAX_PENDING} unit packets arrived before the header`);
       }
       this._pending.push({ ...packet, payload: packet.payload.slice() });
-      return { accepted: true, layer: packet.layer, error: null, kind: "layer" };
+      return { accepted: true, layer: packet.unit, error: null, kind: "layer" };
     }
-    const known = this._payloads.get(packet.layer);
+    const known = packet.ptype === PTYPE_UNIT ? this._payloads.get(packet.unit) : undefined;
     if (known !== undefined) {
-      if (!sameBytes(known, packet.payload)) throw new SpnrError(`two different packets for unit ${packet.layer}`);
-      return { accepted: true, layer: packet.layer, error: null, kind: "layer", duplicate: true };
+      if (!sameBytes(known, packet.payload)) throw new SpnrError(`two different packets for unit ${packet.unit}`);
+      return { accepted: true, layer: packet.unit, error: null, kind: "layer", duplicate: true };
     }
-    const unit = parseLayer(packet, this.header);
+    const unit = parseUnit(packet, this.header);
     const tensors = Object.create(null);
-    for (const t of unit.tensors) tensors[t.name] = { shape: t.shape, values: dequantize(t) };
+    for (const t of unit.tensors) tensors[t.name] = t;
     this.params.set(unit.index, tensors);
     this._payloads.set(unit.index, packet.payload.slice());
     return { accepted: true, layer: unit.index, error: null, kind: "layer" };
@@ -319,4 +322,19 @@ export class ProgressiveDecoder {
 
 function now() {
   return typeof performance !== "undefined" ? performance.now() : Date.now();
+}
+
+/** A stream's units within the decoder's limits (codec/units.py check_sizes), before any allocation. */
+function checkSizes(units) {
+  let total = 0;
+  for (const u of units) {
+    for (const t of u.tensors) {
+      const n = prod(t.shape);
+      if (n > MAX_TENSOR_ELEMENTS) {
+        throw new SpnrError(`tensor ${u.name}/${t.name} has ${n} elements, more than ${MAX_TENSOR_ELEMENTS}`);
+      }
+      total += n;
+    }
+  }
+  if (total > MAX_TOTAL_ELEMENTS) throw new SpnrError(`the stream holds ${total} weights in all, more than ${MAX_TOTAL_ELEMENTS}`);
 }

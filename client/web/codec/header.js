@@ -1,23 +1,37 @@
-// The header packet: everything a decoder needs to rebuild the network's shape (the header half of
-// codec/bitstream.py; docs/FORMAT.md "Header payload").
+// The header packet: everything a decoder needs to rebuild the network (codec/header.py;
+// docs/FORMAT.md "Header"). Version 2 is binary, with no field names:
+//
+//   model id u8 | width varint | height varint | arch record | PSNR count varint | PSNR u16 ... | extensions
+//
+// Its units are derived from the arch by the arch classes (codec/arch/), never sent: parseHeader
+// leaves `units` null for a v2 header and the decoder fills it in. A v1 header (msgpack, v1/header.js)
+// gives the same object with its transmitted units, which the arch classes check.
 
-import { PTYPE_HEADER, PTYPE_LAYER, parsePacket } from "./packets.js";
+import { decodeMsgpack, MsgpackError } from "../vendor/msgpack.js";
 import { SpnrError } from "./errors.js";
-import { decodePayloadBoxed } from "./payload.js";
-import { MAX_BITS, MIN_BITS, parseShape } from "./quant.js";
-import { exactMap, intIn, isInt, isMap, isNumber, prod, show, typeName, unbox } from "./values.js";
+import { PTYPE_HEADER, parsePacket } from "./packets.js";
+import { modelName, readRecord } from "./records.js";
+import { MAX_IMAGE_SIDE, parseV1HeaderPayload } from "./v1/header.js";
+import { BOXED, hex, isMap, typeName } from "./values.js";
+import { Reader } from "./varint.js";
 
-export const FORMAT_VERSION = 1;
-export const MAX_UNITS = 1024;
-export const MAX_TENSORS_PER_UNIT = 64;
-export const MAX_TOTAL_ELEMENTS = 2 ** 26;
-export const MAX_IMAGE_SIDE = 65535;
-export const MAX_NAME_LEN = 64;
-export const MAX_ARCH_KEYS = 64;
-const HEADER_KEYS = ["format", "model", "arch", "image", "coords", "output", "quant", "units", "stage_psnr", "meta"];
-const MODEL_RE = /^[a-z0-9_]{1,32}$/;
-/** Hidden key of a parsed arch map holding the boxed original, so arch parsers can tell ints from floats. */
-export const BOXED = Symbol("boxed arch");
+export { BOXED } from "./values.js";
+export { MAX_ARCH_KEYS, MAX_IMAGE_SIDE, MAX_NAME_LEN, MAX_TENSORS_PER_UNIT, MAX_TOTAL_ELEMENTS, MAX_UNITS } from "./v1/header.js";
+
+export const FORMAT_VERSION = 2;
+export const MAX_STAGES = 1025;
+export const PSNR_SCALE = 100;
+/** The u16 of an exact picture (infinite PSNR). */
+export const PSNR_INF = 0xffff;
+export const CRITICAL = 0x80;
+export const EXT_META = 0x01;
+export const EXT_LADDER = 0x02;
+export const EXT_INIT = CRITICAL | 0x03;
+export const EXTENSION_NAMES = Object.freeze({
+  [EXT_META]: "encoder meta",
+  [EXT_LADDER]: "rate-quality ladder",
+  [EXT_INIT]: "shared initialisation θ0",
+});
 
 /**
  * @typedef {object} TensorSpec
@@ -29,22 +43,20 @@ export const BOXED = Symbol("boxed arch");
  * @property {TensorSpec[]} tensors  in packet order
  *
  * @typedef {object} StreamHeader
- * @property {number} format
+ * @property {number} format            1 or 2
  * @property {string} model
- * @property {object} arch
+ * @property {object} arch              the family's arch fields, the same map for both versions
  * @property {number} width
  * @property {number} height
- * @property {number} bits
- * @property {boolean} perChannel
- * @property {string} coords
- * @property {string} output
- * @property {UnitSpec[]} units
- * @property {number[]} stagePsnr
+ * @property {UnitSpec[]|null} units    v2: null until an arch derives them (ProgressiveDecoder does)
+ * @property {number[]} stagePsnr       dB per prefix depth (Infinity for an exact picture)
  * @property {object} meta
+ * @property {Map<number, Uint8Array>} extensions  optional extensions this decoder does not read
+ * @property {{bits: number, perChannel: boolean}} [quant]  v1 only
  */
 
 /**
- * Parse and validate a header packet (bytes or a parsed Packet).
+ * Parse and validate a header packet of either version (bytes or a parsed Packet).
  * @param {Uint8Array|import("./packets.js").Packet} packet
  * @returns {StreamHeader}
  * @throws {SpnrError}
@@ -52,100 +64,74 @@ export const BOXED = Symbol("boxed arch");
 export function parseHeader(packet) {
   const p = packet instanceof Uint8Array || packet instanceof ArrayBuffer ? parsePacket(packet) : packet;
   if (!p || p.ptype !== PTYPE_HEADER) {
-    throw new SpnrError(`expected a header packet, got ${p && p.ptype === PTYPE_LAYER ? "a layer packet" : show(p)}`);
+    throw new SpnrError(`expected a header packet, got a ${p ? ["header", "unit", "refinement"][p.ptype] : "missing"} packet`);
   }
-  const d = exactMap(decodePayloadBoxed(p.payload), HEADER_KEYS, "header payload", ["stage_psnr", "meta"]);
-  if (!isInt(d.format) || d.format !== FORMAT_VERSION) {
-    throw new SpnrError(`unsupported header format ${show(d.format)}: expected ${FORMAT_VERSION}`);
-  }
-  if (typeof d.model !== "string" || !MODEL_RE.test(d.model)) {
-    throw new SpnrError(`header model ${show(d.model)} is not an identifier matching [a-z0-9_]{1,32}`);
-  }
-  const image = exactMap(d.image, ["width", "height"], "header image");
-  const width = intIn(image.width, 1, MAX_IMAGE_SIDE, "header image width");
-  const height = intIn(image.height, 1, MAX_IMAGE_SIDE, "header image height");
-  if (d.coords !== "center") throw new SpnrError(`header coords ${show(d.coords)} not supported: expected 'center'`);
-  if (d.output !== "pm1") throw new SpnrError(`header output ${show(d.output)} not supported: expected 'pm1'`);
-  const quant = exactMap(d.quant, ["bits", "per_channel"], "header quant");
-  const bits = intIn(quant.bits, MIN_BITS, MAX_BITS, "header quant bits");
-  if (typeof quant.per_channel !== "boolean") {
-    throw new SpnrError(`header quant per_channel must be a bool, got ${show(quant.per_channel)}`);
-  }
-  const stagePsnr = "stage_psnr" in d ? d.stage_psnr : [];
-  if (!Array.isArray(stagePsnr) || stagePsnr.length > MAX_UNITS + 1) {
-    throw new SpnrError(`header stage_psnr must be a list of at most ${MAX_UNITS + 1} numbers`);
-  }
-  if (!stagePsnr.every(isNumber)) throw new SpnrError(`header stage_psnr must hold numbers, got ${show(stagePsnr)}`);
-  const meta = "meta" in d ? d.meta : Object.create(null);
-  if (!isMap(meta)) throw new SpnrError(`header meta must be a map, got ${typeName(meta)}`);
-  return {
-    format: FORMAT_VERSION,
-    model: d.model,
-    arch: parseArch(d.arch),
-    width,
-    height,
-    bits,
-    perChannel: quant.per_channel,
-    coords: d.coords,
-    output: d.output,
-    units: parseUnits(d.units),
-    stagePsnr: stagePsnr.map(Number),
-    meta: unbox(meta),
-  };
+  return p.version === 1 ? parseV1HeaderPayload(p.payload) : parseHeaderPayload(p.payload);
 }
 
-function parseArch(arch) {
-  if (!isMap(arch) || Object.keys(arch).length > MAX_ARCH_KEYS) {
-    throw new SpnrError(`header arch must be a map of at most ${MAX_ARCH_KEYS} entries`);
+/**
+ * A v2 header packet's payload -> the header (its arch read, its units not yet derived).
+ * @param {Uint8Array} payload
+ * @returns {StreamHeader}
+ */
+export function parseHeaderPayload(payload) {
+  const r = new Reader(payload, "header payload");
+  const model = modelName(r.byte("model id"));
+  const width = r.uvarintIn(1, MAX_IMAGE_SIDE, "image width");
+  const height = r.uvarintIn(1, MAX_IMAGE_SIDE, "image height");
+  const { arch, boxed } = readRecord(model, r);
+  Object.defineProperty(arch, BOXED, { value: boxed, enumerable: false });
+  const count = r.uvarintIn(0, MAX_STAGES, "stage PSNR count");
+  const stagePsnr = [];
+  for (let i = 0; i < count; i++) {
+    const v = r.u16(`stage PSNR ${i}`);
+    stagePsnr.push(v === PSNR_INF ? Infinity : v / PSNR_SCALE);
   }
-  const out = Object.create(null);
-  for (const [key, value] of Object.entries(arch)) {
-    name(key, "header arch key");
-    const items = Array.isArray(value) ? value : [value];
-    if (!items.every((v) => isNumber(v) || typeof v === "string" || typeof v === "boolean")) {
-      throw new SpnrError(`header arch ${show(key)} must be an int, float, str, bool or a list of them, got ${show(value)}`);
+  const header = { format: 2, model, arch, width, height, units: null, stagePsnr, meta: Object.create(null), extensions: new Map() };
+  parseExtensions(r, header);
+  return header;
+}
+
+function parseExtensions(r, header) {
+  const seen = new Set();
+  while (r.left) {
+    const at = r.pos;
+    const tag = r.byte("extension tag");
+    const name = EXTENSION_NAMES[tag] ?? "unknown";
+    const length = r.uvarint(`length of header extension ${hex(tag, 2)}`);
+    if (length > r.left) {
+      throw new SpnrError(`header extension ${hex(tag, 2)} (${name}) declares ${length} bytes, the payload has ${r.left} left`);
     }
-    out[key] = unbox(value);
+    const data = r.take(length, `header extension ${hex(tag, 2)}`);
+    if (seen.has(tag)) throw new SpnrError(`header extension ${hex(tag, 2)} (${name}) appears twice (byte ${at})`);
+    seen.add(tag);
+    if (tag === EXT_META) header.meta = parseMeta(data);
+    else if (tag & CRITICAL) {
+      throw new SpnrError(`header extension ${hex(tag, 2)} (${name}) is critical and this decoder does not support it`);
+    } else header.extensions.set(tag, data.slice());
   }
-  // Keep the int/float distinction for the arch parser (floats stay boxed on a hidden copy).
-  Object.defineProperty(out, BOXED, { value: arch, enumerable: false });
-  return out;
 }
 
-function parseUnits(units) {
-  if (!Array.isArray(units) || units.length < 1 || units.length > MAX_UNITS) {
-    throw new SpnrError(
-      `header units must be a list of 1..${MAX_UNITS} entries, got ${Array.isArray(units) ? units.length : typeName(units)}`,
-    );
+function parseMeta(data) {
+  const what = "header extension 0x01 (encoder meta)";
+  let meta;
+  try {
+    meta = decodeMsgpack(data);
+  } catch (e) {
+    if (e instanceof MsgpackError) throw new SpnrError(`${what} is not valid msgpack: ${e.message}`);
+    throw e;
   }
-  let total = 0;
-  return units.map((u, i) => {
-    u = exactMap(u, ["name", "tensors"], `header unit ${i}`);
-    const uname = name(u.name, `header unit ${i} name`);
-    const tensors = u.tensors;
-    if (!Array.isArray(tensors) || tensors.length < 1 || tensors.length > MAX_TENSORS_PER_UNIT) {
-      throw new SpnrError(`header unit ${show(uname)} tensors must be a list of 1..${MAX_TENSORS_PER_UNIT} entries`);
+  if (!isMap(meta)) throw new SpnrError(`${what} must be a msgpack map, got ${typeName(meta)}`);
+  const stack = [["header meta", meta]];
+  while (stack.length) {
+    const [path, v] = stack.pop();
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push([`${path}[${i}]`, x]));
+    else if (isMap(v)) for (const [k, x] of Object.entries(v)) stack.push([`${path}.${k.slice(0, 64)}`, x]);
+    else if (typeof v === "number" && !Number.isFinite(v)) {
+      throw new SpnrError(`${path} is ${v}: numbers in a header must be finite`);
+    } else if (v instanceof Uint8Array) {
+      throw new SpnrError(`${path} is bytes; meta holds maps, lists, strings, numbers, booleans, null`);
     }
-    const seen = new Set();
-    const parsed = tensors.map((t) => {
-      if (!Array.isArray(t) || t.length !== 2) {
-        throw new SpnrError(`header unit ${show(uname)} tensor entry ${show(t)} is not [name, shape]`);
-      }
-      const tname = name(t[0], `header unit ${show(uname)} tensor name`);
-      const shape = parseShape(t[1], `header unit ${show(uname)} tensor ${show(tname)}`);
-      total += prod(shape);
-      if (seen.has(tname)) throw new SpnrError(`header unit ${show(uname)} repeats a tensor name`);
-      seen.add(tname);
-      return { name: tname, shape };
-    });
-    if (total > MAX_TOTAL_ELEMENTS) throw new SpnrError(`header units hold more than ${MAX_TOTAL_ELEMENTS} elements in all`);
-    return { name: uname, tensors: parsed };
-  });
-}
-
-function name(v, what) {
-  if (typeof v !== "string" || v.length < 1 || v.length > MAX_NAME_LEN) {
-    throw new SpnrError(`${what} must be a string of 1..${MAX_NAME_LEN} characters, got ${show(v)}`);
   }
-  return v;
+  return meta;
 }

@@ -3,6 +3,9 @@
 
 import { SpnrError } from "./errors.js";
 
+/** Hidden key of a parsed arch map holding the boxed original, so arch parsers can tell ints from floats. */
+export const BOXED = Symbol("boxed arch");
+
 /** @param {number} v @param {number} digits */
 export const hex = (v, digits) => "0x" + (v >>> 0).toString(16).padStart(digits, "0");
 

@@ -2,7 +2,10 @@
 // decode is trunk step 0 on the coordinates, further trunk steps, then the readout for a depth.
 // Splitting it that way lets the decoder cache trunk activations and pay one layer per new packet.
 //
-// An arch, built from a parsed header (it throws a SpnrError when the header's units do not match):
+// An arch, built from a parsed header. A v1 header lists its units and the arch refuses them unless
+// they are exactly those it implies (checkUnits); a v2 header sends none (units null) and the decoder
+// takes expectedUnits() as the stream's units:
+//   expectedUnits(): UnitSpec[] the units this arch implies, in packet order
 //   progressive: boolean        every prefix of stages decodes (else every unit is needed)
 //   depths: number              prefix depths (1 when not progressive)
 //   trunkSteps(): number
@@ -11,8 +14,7 @@
 //   trunkOp(k, params), readoutOp(depth, params): LayerOp
 
 import { SpnrError } from "../errors.js";
-import { BOXED } from "../header.js";
-import { isInt, isNumber, show, unbox } from "../values.js";
+import { BOXED, isInt, isNumber, show, unbox } from "../values.js";
 
 /**
  * One linear layer of the forward pass, `y = x W^T + b`, optionally `sin(omega * y)` (plus x).
@@ -54,8 +56,10 @@ const fmtShape = (t) => `${t.name}${JSON.stringify(t.shape)}`;
 
 /** Helpers for archs built of linear layers; subclasses give expectedUnits() and the interface above. */
 export class LinearArch {
-  /** Header units must be exactly the layout this arch implies (names, tensors, shapes, order). */
+  /** A v1 header's units must be exactly the layout this arch implies (names, tensors, shapes,
+   * order); a v2 header's are null (derived, never sent). */
   checkUnits(units, describe) {
+    if (units === null) return;
     const want = this.expectedUnits();
     if (units.length !== want.length) {
       throw new SpnrError(`header has ${units.length} units but ${describe} needs ${want.length}`);

@@ -2,11 +2,11 @@
 // header) is walked here before fzstd sees it, so a packet cannot claim a huge window or size, use a
 // dictionary, or hide bytes after its frame (vendor/README.md says why fzstd alone is not enough).
 
-import { Decompress as ZstdStream } from "../vendor/fzstd.js";
-import { SpnrError } from "./errors.js";
-import { asBytes, bytesRepr, hex } from "./values.js";
+import { Decompress as ZstdStream } from "../../vendor/fzstd.js";
+import { SpnrError } from "../errors.js";
+import { asBytes, bytesRepr, hex } from "../values.js";
 
-/** Largest decompressed payload accepted (codec/payload.py's MAX_DECOMPRESSED). */
+/** Largest decompressed payload accepted (codec/v1/payload.py's MAX_DECOMPRESSED). */
 export const MAX_DECOMPRESSED = 64 * 2 ** 20;
 const MAX_ZSTD_BLOCK = 128 * 1024;
 

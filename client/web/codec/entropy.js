@@ -1,10 +1,13 @@
 // spinr entropy decoder: the bytes of codec/entropy.py's encode_arrays -> Int32Arrays (docs/ENTROPY.md).
 //
-// Plain ES module, nothing imported. It mirrors codec/entropy.py and codec/entropy_tables.py: the same
-// descriptor checks, the same integer frequency tables (only float64 + - * / and sqrt, in the same
-// order, then integer arithmetic), and constriction's ANS decoder (u32 words, u64 state, 24-bit
-// precision) with the 64-bit state kept as two uint32 halves in plain Numbers (every intermediate
-// stays below 2**53, so it is exact). Every problem with the input raises an EntropyError.
+// It mirrors codec/entropy.py and codec/entropy_tables.py: the same descriptor checks, the same
+// integer frequency tables (only float64 + - * / and sqrt, in the same order, then integer
+// arithmetic), and constriction's ANS decoder (u32 words, u64 state, 24-bit precision) with the 64-bit
+// state kept as two uint32 halves in plain Numbers (every intermediate stays below 2**53, so it is
+// exact). Every problem with the input raises a SpnrError, with the Python reader's message.
+
+import { SpnrError } from "./errors.js";
+import { Reader } from "./varint.js";
 
 export const PRECISION = 24;
 export const TOTAL = 2 ** PRECISION;
@@ -19,7 +22,6 @@ export const FLAG_CENTER = 0x04;
 export const FLAG_PLATEAU = 0x08;
 const VALUE_MIN = -(2 ** 31);
 const VALUE_MAX = 2 ** 31 - 1;
-const MAX_VARINT_BYTES = 5;
 const TWO32 = 2 ** 32;
 const MASK24 = TOTAL - 1;
 const BUCKET_SHIFT = 12;
@@ -27,16 +29,6 @@ const BUCKETS = TOTAL >> BUCKET_SHIFT;
 
 /** The initial ANS state without a checksum (codec/entropy.py PLAIN_STATE). */
 export const PLAIN_STATE = 1;
-
-/** Raised for malformed, truncated, extended or corrupted entropy-coded data (a SpnrError in spirit:
- * the name is the same so callers that test `e.name` treat both alike). */
-export class EntropyError extends Error {
-  /** @param {string} message */
-  constructor(message) {
-    super(message);
-    this.name = "SpnrError";
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // frequency tables (codec/entropy_tables.py)
@@ -111,34 +103,6 @@ export function frequencies(m) {
 // ---------------------------------------------------------------------------------------------
 // descriptors
 
-class Reader {
-  constructor(bytes) {
-    this.bytes = bytes;
-    this.pos = 0;
-  }
-
-  byte(what) {
-    if (this.pos >= this.bytes.length) {
-      throw new EntropyError(`entropy-coded data is truncated: ${what} missing at byte ${this.pos}`);
-    }
-    return this.bytes[this.pos++];
-  }
-
-  uvarint(what) {
-    let value = 0;
-    for (let i = 0; i < MAX_VARINT_BYTES; i++) {
-      const b = this.byte(what);
-      value += (b & 0x7f) * 2 ** (7 * i);
-      if (!(b & 0x80)) {
-        if (b === 0 && i > 0) throw new EntropyError(`${what} at byte ${this.pos - 1} is an overlong varint`);
-        return value;
-      }
-    }
-    throw new EntropyError(`${what} at byte ${this.pos - 1} is a varint longer than ${MAX_VARINT_BYTES} bytes`);
-  }
-}
-
-const unzigzag = (u) => (u % 2 === 0 ? u / 2 : -(u + 1) / 2);
 const hex2 = (v) => "0x" + v.toString(16).padStart(2, "0");
 
 function parseModel(r, index) {
@@ -147,28 +111,28 @@ function parseModel(r, index) {
   const tag = r.byte(`model tag of ${where}`);
   const kind = tag & 3;
   const flags = tag & ~3;
-  const lo = unzigzag(r.uvarint(`lowest code of ${where}`));
-  if (lo < VALUE_MIN || lo > VALUE_MAX) throw new EntropyError(`lowest code ${lo} of ${where} is outside int32`);
+  const lo = r.svarint(`lowest code of ${where}`);
+  if (lo < VALUE_MIN || lo > VALUE_MAX) throw new SpnrError(`lowest code ${lo} of ${where} is outside int32`);
   if (kind === CONST) {
-    if (flags) throw new EntropyError(`model tag ${hex2(tag)} of ${where} (byte ${at}) has flags on a constant`);
+    if (flags) throw new SpnrError(`model tag ${hex2(tag)} of ${where} (byte ${at}) has flags on a constant`);
     return { kind, lo, span: 0 };
   }
   const span = r.uvarint(`code span of ${where}`);
   if (span < 1 || span > MAX_SPAN || lo + span > VALUE_MAX) {
-    throw new EntropyError(`code span ${span} of ${where} is out of range: allowed 1..${MAX_SPAN} within int32`);
+    throw new SpnrError(`code span ${span} of ${where} is out of range: allowed 1..${MAX_SPAN} within int32`);
   }
   if (kind === UNIFORM) {
-    if (flags) throw new EntropyError(`model tag ${hex2(tag)} of ${where} (byte ${at}) has flags on a uniform model`);
+    if (flags) throw new SpnrError(`model tag ${hex2(tag)} of ${where} (byte ${at}) has flags on a uniform model`);
     return { kind, lo, span };
   }
   if (flags & ~(FLAG_CENTER | FLAG_PLATEAU)) {
-    throw new EntropyError(`model tag ${hex2(tag)} of ${where} (byte ${at}) has unknown flag bits`);
+    throw new SpnrError(`model tag ${hex2(tag)} of ${where} (byte ${at}) has unknown flag bits`);
   }
   let center = Math.floor((lo + lo + span) / 2);
   if (flags & FLAG_CENTER) {
-    center += unzigzag(r.uvarint(`centre of ${where}`));
+    center += r.svarint(`centre of ${where}`);
     if (center < lo || center > lo + span) {
-      throw new EntropyError(`centre ${center} of ${where} is outside its codes ${lo}..${lo + span}`);
+      throw new SpnrError(`centre ${center} of ${where} is outside its codes ${lo}..${lo + span}`);
     }
   }
   const k = r.byte(`scale index of ${where}`);
@@ -176,17 +140,17 @@ function parseModel(r, index) {
   if (flags & FLAG_PLATEAU) {
     plateau = r.uvarint(`plateau of ${where}`);
     if (plateau < 1 || plateau >= span) {
-      throw new EntropyError(`plateau ${plateau} of ${where} is out of range: allowed 1..${span - 1}`);
+      throw new SpnrError(`plateau ${plateau} of ${where} is out of range: allowed 1..${span - 1}`);
     }
   }
   return { kind, lo, span, center, k, plateau };
 }
 
 function checkCounts(counts) {
-  if (!Array.isArray(counts)) throw new EntropyError("counts must be an array of code counts");
+  if (!Array.isArray(counts)) throw new SpnrError("counts must be an array of code counts");
   counts.forEach((n, i) => {
     if (!Number.isInteger(n) || n < 0 || n > MAX_COUNT) {
-      throw new EntropyError(`code count ${n} of array ${i} is out of range 0..${MAX_COUNT}`);
+      throw new SpnrError(`code count ${n} of array ${i} is out of range 0..${MAX_COUNT}`);
     }
   });
 }
@@ -194,7 +158,7 @@ function checkCounts(counts) {
 /** The descriptors at the start of `bytes` (null for an empty array) and where the ANS words start. */
 export function parseModels(bytes, counts) {
   checkCounts(counts);
-  const r = new Reader(bytes);
+  const r = new Reader(bytes, "entropy-coded data");
   const models = counts.map((n, i) => (n === 0 ? null : parseModel(r, i)));
   return { models, start: r.pos };
 }
@@ -317,17 +281,17 @@ export function decodeArrays(bytes, counts, { checksum = true } = {}) {
     else if (m !== null) coded.push(i);
   });
   if (!coded.length) {
-    if (tail.length) throw new EntropyError(`${tail.length} bytes follow the last model descriptor, none expected`);
+    if (tail.length) throw new SpnrError(`${tail.length} bytes follow the last model descriptor, none expected`);
     return out;
   }
   if (!tail.length || tail[tail.length - 1] === 0) {
-    throw new EntropyError(`entropy-coded data ${tail.length ? "ends in a zero byte" : "is missing after the descriptors"}`);
+    throw new SpnrError(`entropy-coded data ${tail.length ? "ends in a zero byte" : "is missing after the descriptors"}`);
   }
   const ans = new AnsDecoder(tail);
   for (const i of coded) ans.decode(frequencies(models[i]), counts[i], out[i], models[i].lo);
   const want = checksum ? checksumState(data.subarray(0, start), coded.map((i) => out[i])) : PLAIN_STATE;
   if (!ans.endsIn(want)) {
-    throw new EntropyError(
+    throw new SpnrError(
       "entropy-coded data does not end in the coder state it started from" +
         (checksum ? " or fails its checksum" : "") +
         " (truncated, extended or corrupted)",

@@ -1,0 +1,92 @@
+"""``spinr bench format``: what format v2 costs, measured on the demo image (docs/FORMAT.md, "Sizes").
+
+For each preset and ``--bits`` the 128 x 128 astronaut is encoded with the real encoder and the stream
+is taken apart: total bytes and bpp, PSNR, the header packet, the bytes every unit packet spends outside
+its payload, what the entropy coder's own checksum would add per packet (and how many single-bit flips
+behind a valid CRC it alone would catch), and what JPEG, WebP, JPEG 2000 and AVIF reach at the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+DEMO_PRESETS = ("quick", "paper")
+"""``paper`` is what ``spinr demo`` encodes (SPINR 64 x 16, 2000 steps); ``quick`` the server's default."""
+
+
+def checksum_cost(bs: Any, flips: int = 200, seed: int = 0) -> dict[str, float]:
+    """Bytes the coder's checksum state would add per unit packet, and the share of single-bit flips of
+    the coded block that the decoder refuses (or that change no code) with and without it."""
+    from codec.entropy import decode_arrays, encode_arrays
+    from codec.errors import BitstreamError
+
+    rng = np.random.default_rng(seed)
+    extra, seen = 0, {True: 0, False: 0}
+    for unit in bs.units.values():
+        codes = [np.asarray(t.codes) for t in unit.tensors]
+        counts = [c.size for c in codes]
+        plain = encode_arrays(codes, checksum=False)
+        for checksum in (True, False):
+            data = encode_arrays(codes, checksum=checksum)
+            extra += (len(data) - len(plain)) if checksum else 0
+            for _ in range(flips):
+                bad = bytearray(data)
+                bit = int(rng.integers(len(bad) * 8))
+                bad[bit // 8] ^= 1 << (bit % 8)
+                try:
+                    out = decode_arrays(bytes(bad), counts, checksum=checksum)
+                    seen[checksum] += all(np.array_equal(a, b) for a, b in zip(out, codes, strict=True))
+                except BitstreamError:
+                    seen[checksum] += 1
+    n = max(1, len(bs.units))
+    return {
+        "bytes_per_packet": extra / n,
+        "flips_caught_with_checksum": seen[True] / (flips * n),
+        "flips_caught_without": seen[False] / (flips * n),
+    }
+
+
+def bench_format(bits: list[int], presets: tuple[str, ...], device: str) -> dict[str, Any]:
+    from skimage import data
+
+    from codec.classical import CODECS, at_bytes, decode
+    from codec.config import preset
+    from codec.encode import encode_image
+    from codec.metrics import psnr
+
+    image = np.ascontiguousarray(data.astronaut()[::4, ::4])
+    rows = []
+    for name in presets:
+        for b in bits:
+            cfg = preset(name).replace(**{"quant.bits": b, "train.device": device})
+            t = time.perf_counter()
+            r = encode_image(image, cfg)
+            packets = r.bitstream.packets()
+            classical = {}
+            for codec in CODECS:
+                found = at_bytes(image, codec, r.bytes)
+                classical[codec] = {
+                    "bytes": len(found.data),
+                    "fits": found.fits,
+                    "psnr": round(psnr(decode(found.data), image), 2),
+                }
+            rows.append(
+                {
+                    "preset": name,
+                    "bits": b,
+                    "bytes": r.bytes,
+                    "bpp": round(r.bpp, 4),
+                    "psnr": round(r.psnr, 3),
+                    "psnr_float": round(r.float_psnr, 3),
+                    "stage_psnr": [round(p, 2) for p in r.stage_psnr],
+                    "header_bytes": len(packets[0].to_bytes()),
+                    "unit_packet_overhead": [p.overhead for p in packets[1:]],
+                    "checksum": checksum_cost(r.bitstream),
+                    "classical": classical,
+                    "seconds": round(time.perf_counter() - t, 1),
+                }
+            )
+    return {"image": "scikit-image astronaut, 128x128", "rows": rows}

@@ -1,0 +1,159 @@
+"""Shared machinery of the browser tests (its fixtures are registered in conftest.py): client/web served on 127.0.0.1 (the test's files at /data/),
+Playwright's headless Chromium with SwiftShader (WebGL2 without a GPU), and pixel comparisons."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "client" / "web"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+STATS: dict[str, dict[str, Any]] = {}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def rgb_of(text: str, w: int, h: int) -> np.ndarray:
+    rgba = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
+    assert rgba.size == w * h * 4
+    rgba = rgba.reshape(h, w, 4)
+    assert (rgba[..., 3] == 255).all()
+    return rgba[..., :3]
+
+
+def compare(got: np.ndarray, want: np.ndarray, label: str) -> None:
+    """Within the decoders' tolerance: float paths differ in summation order (JS) or precision (GL)."""
+    d = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    s = STATS.setdefault(label, {"max": 0.0, "mean": 0.0, "over2": 0.0, "n": 0})
+    s["max"] = max(s["max"], float(d.max()))
+    s["mean"] = max(s["mean"], float(d.mean()))
+    s["over2"] = max(s["over2"], float((d > 2).mean()))
+    s["n"] += 1
+    assert (d > 2).mean() <= 0.002, f"{label}: {(d > 2).mean():.4%} of values differ by more than 2/255"
+    assert d.mean() < 0.5, f"{label}: mean abs diff {d.mean():.3f}/255"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(base URL, data dir): client/web at /, the test's files at /data/."""
+    data_dir = tmp_path_factory.mktemp("spnr-data")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def translate_path(self, path: str) -> str:
+            clean = path.split("?", 1)[0].split("#", 1)[0]
+            if clean.startswith("/data/"):
+                return str(data_dir / Path(clean[len("/data/") :]).name)
+            return super().translate_path(path)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Handler, directory=str(WEB))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", data_dir
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.skip("no Chromium at /usr/bin/chromium")
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: tuple[str, Path]) -> Iterator[Any]:
+    """A page with the decoder library loaded (window.spnrLib, window.spnrGL)."""
+    base, _ = served
+    pg = browser.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(f"{base}/test.html?src=/data/none.spnr&nogl=1")
+    pg.wait_for_function("window.spnrDone === true", timeout=10_000)
+    yield pg
+    assert not errors, f"uncaught errors in the page: {errors}"
+    pg.close()
+
+
+def load(browser: Any, served: tuple[str, Path], name: str, data: bytes, query: str = "") -> dict[str, Any]:
+    """test.html's run over ``data`` served as /data/NAME: every packet added, decodes after each."""
+    base, data_dir = served
+    (data_dir / name).write_bytes(data)
+    pg = browser.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        pg.goto(f"{base}/test.html?src=/data/{name}{query}")
+        pg.wait_for_function("window.spnrDone === true", timeout=30_000)
+        res = pg.evaluate("window.spnrResult")
+    finally:
+        pg.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+    return res
+
+
+def _js_params(page: Any, packets: list[bytes]) -> dict[str, Any]:
+    """Every unit the page's decoder holds after ``packets``: per tensor its codes, step, shape and
+    float32 values (base64 of the little-endian arrays)."""
+    return page.evaluate(
+        """(pk) => {
+          const L = window.spnrLib;
+          const dec = new L.ProgressiveDecoder();
+          for (const p of pk) dec.addPacket(Uint8Array.from(atob(p), (c) => c.charCodeAt(0)));
+          const b64 = (a) => { const u = new Uint8Array(a.buffer, a.byteOffset, a.byteLength); let s = "";
+            for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000));
+            return btoa(s); };
+          const out = {};
+          for (const [i, t] of dec.params) {
+            out[i] = Object.fromEntries(Object.entries(t).map(([n, v]) =>
+              [n, {values: b64(v.values), codes: b64(v.codes), step: v.step, shape: v.shape}]));
+          }
+          return out;
+        }""",
+        [b64(p) for p in packets],
+    )
+
+
+def assert_same_params(page: Any, packets: list[bytes], bs: Any) -> None:
+    """Python and JS agree exactly on every integer code, every step and every float32 weight of
+    ``bs`` (a Bitstream) once the page's decoder has ``packets``."""
+    from codec.decoder import ProgressiveDecoder
+
+    got = _js_params(page, packets)
+    numpy = ProgressiveDecoder.from_bitstream(bs).params
+    assert sorted(map(int, got)) == sorted(bs.units)
+    for i, unit in bs.units.items():
+        for t in unit.tensors:
+            js = got[str(i)][t.name]
+            assert js["step"] == t.step and js["shape"] == list(t.shape), (i, t.name)
+            codes = np.frombuffer(base64.b64decode(js["codes"]), "<i4")
+            assert np.array_equal(codes, np.asarray(t.codes).ravel()), (i, t.name)
+            values = np.frombuffer(base64.b64decode(js["values"]), "<f4")
+            want = numpy[i][t.name].ravel().view(np.uint32).tolist()
+            assert values.view(np.uint32).tolist() == want, (i, t.name)
