@@ -99,6 +99,12 @@ def test_fused_kernels_change_a_fit_by_rounding_only(
     single, batched = single_and_batched(crops, name, width, depth, options, train, "fused")
     for (_, r0, _), (_, r1, _) in zip(single, batched, strict=True):
         assert isinstance(r1, FitResult)
+        if train.get("qat"):
+            # Quantization turns rounding into a code or a sensitivity-allocated step that differs
+            # (format v2's steps come from noise probes of the weights): the same start, then close.
+            np.testing.assert_allclose(r1.loss_history[:20], r0.loss_history[:20], rtol=1e-3)
+            np.testing.assert_allclose(r1.stage_psnr, r0.stage_psnr, atol=0.4)
+            continue
         np.testing.assert_allclose(r1.stage_psnr, r0.stage_psnr, atol=0.01)
         np.testing.assert_allclose(r1.loss_history, r0.loss_history, rtol=1e-3)
 
