@@ -48,6 +48,8 @@ class LocalServer:
 
     data_dir: Path
     port: int = 0
+    streams: int = 64
+    """Streams the server lets one client address open at once (every benchmark client is 127.0.0.1)."""
     process: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()
     """More ``spinr serve`` flags (e.g. ``--batch 10``)."""
@@ -69,6 +71,7 @@ class LocalServer:
 
         args = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--preset", "tiny"]
         args += ["--device", "cpu", "--log-level", "warning", *self.extra]
+        args += ["--max-streams", str(max(1024, self.streams)), "--max-streams-per-client", str(self.streams)]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [*SPINR, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -244,7 +247,7 @@ def bench_load(
         server = None
         if url is None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spinr-load-")))
-            server = LocalServer(tmp / "data")
+            server = LocalServer(tmp / "data", streams=clients)
             stack.callback(server.stop)
             server.start()
             url, server_pid = server.url, server.process.pid if server.process else None

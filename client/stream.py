@@ -15,13 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from client.codec_cmds import emit_json
-from client.remote import DEFAULT_SERVER, ServerError, ws_base
+from client.remote import DEFAULT_SERVER, ServerError, add_token_argument, auth_headers, ws_base
 from client.upload import read_image, send
 from codec.config import PRESETS
 from codec.errors import ConfigError, SpinrError
 from codec.outputs import output_folder
 
-FATAL_CLOSE = {1008: "the server refused the request", 4404: "unknown image", 4409: "image not finished"}
+FATAL_CLOSE = {
+    1008: "the server refused the request",
+    4401: "the server needs its token (--token or SPINR_TOKEN)",
+    4403: "the server refused this client",
+    4404: "unknown image",
+    4409: "image not finished",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print the per-layer timeline as one JSON object on stdout"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_token_argument(p)
     add_channel_arguments(p)
 
 
@@ -157,7 +164,13 @@ async def receive(
         lost: str | None = None
         done = False
         try:
-            async with connect(url, max_size=None, open_timeout=10, close_timeout=2) as ws:
+            async with connect(
+                url,
+                max_size=None,
+                open_timeout=10,
+                close_timeout=2,
+                additional_headers=auth_headers(args.token),
+            ) as ws:
                 connected = True
                 await ws.send(json.dumps(start))
                 async for message in ws:
@@ -227,7 +240,9 @@ def run(args: argparse.Namespace) -> int:
     output_folder(args.out, "--out", quiet=args.quiet)
     if args.upload is not None:
         fields = {"preset": args.upload_preset} if args.upload_preset else {}
-        job = send(args.server, args.upload.name, data, fields, True, args.quiet or args.json, None)
+        job = send(
+            args.server, args.upload.name, data, fields, True, args.quiet or args.json, None, args.token
+        )
         if job["state"] != "done":
             raise ServerError(f"job {job['id']} {job['state']}: {job.get('error') or 'no bitstream'}")
         if not args.quiet and not args.json:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from client.codec_cmds import add_option_flag, emit_json, flag, positive_float
-from client.remote import DEFAULT_SERVER, ServerError, check, client, unreachable
+from client.remote import DEFAULT_SERVER, ServerError, add_token_argument, check, client, unreachable
 from codec.config import ENCODE_OPTIONS, PRESETS
 from codec.errors import ConfigError, ImageError
 
@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="job name (default: the file name)")
     p.add_argument("--json", action="store_true", help="print the job as one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_token_argument(p)
 
 
 def _fields(args: argparse.Namespace) -> dict[str, str]:
@@ -121,13 +122,14 @@ def send(
     wait: bool,
     quiet: bool,
     timeout: float | None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """POST the image as a job; with ``wait``, poll it (a progress bar unless ``quiet``) until it ends.
     KeyboardInterrupt while waiting propagates; the job goes on on the server."""
     import httpx
 
     try:
-        with client(server) as http:
+        with client(server, token=token) as http:
             files = {"file": (name, data, "application/octet-stream")}
             job: dict[str, Any] = check(http.post("/api/jobs", files=files, data=fields), "upload")
             if wait:
@@ -142,7 +144,14 @@ def run(args: argparse.Namespace) -> int:
     data = read_image(args.image)
     try:
         job = send(
-            args.server, args.image.name, data, fields, args.wait, args.quiet or args.json, args.timeout
+            args.server,
+            args.image.name,
+            data,
+            fields,
+            args.wait,
+            args.quiet or args.json,
+            args.timeout,
+            args.token,
         )
     except KeyboardInterrupt:
         print("spinr upload: stopped waiting; the job goes on on the server", file=sys.stderr)

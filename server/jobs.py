@@ -28,7 +28,7 @@ from typing import Any
 from server.settings import Settings
 from server.states import IllegalTransition, JobState
 from server.store import STOP_REASON, QueueFull, Store
-from server.worker import encode_config, worker_main
+from server.worker import Task, encode_config, worker_main
 
 __all__ = ["CANCEL_GRACE", "JobManager", "Worker", "encode_config"]
 
@@ -206,7 +206,7 @@ class JobManager:
         return next((w for w in self.workers if job_id in w.jobs), None)
 
     def _handle(self, kind: str, index: int, job_id: str | None, payload: Any) -> None:
-        if kind == "progress":
+        if kind == "progress" and job_id is not None:
             self.store.update_progress(job_id, **payload)
             return
         w = self._worker(index, job_id)
@@ -221,6 +221,9 @@ class JobManager:
             if w is not None:
                 w.ready = False
             self.device = f"unavailable: {payload}"
+            return
+        if job_id is None:  # every other report names its job
+            log.error("worker report without a job", extra={"worker": index, "kind": kind})
             return
         if w is not None and job_id in w.jobs:
             w.jobs.remove(job_id)
@@ -277,7 +280,7 @@ class JobManager:
         while idle and queued:
             group = self._group(queued)
             w = idle.pop(0)
-            task = []
+            task: Task = []
             with self._lock:
                 for job_id in group:
                     try:

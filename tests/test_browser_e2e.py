@@ -5,7 +5,7 @@ its form, waits for training, streams the result over the WebSocket and paints i
 checked against the numpy decoder's output for the downloaded bitstream. Further tests check that the
 upload form offers exactly the options, ranges and choices of ``/api/config`` (model-only options with
 their models, presets filling every field), stream through the server's netsim with 30% loss, load
-the page at a phone's width, and open an unknown image id. Every test asserts that the page logged no console errors. Screenshots go to the pytest
+the page at a phone's width, open an unknown image id, and use a server that needs a token. Every test asserts that the page logged no console errors. Screenshots go to the pytest
 tmp dir (and, with SPINR_UPDATE_DOCS=1, to docs/img/browser.png and docs/img/browser-phone.png).
 """
 
@@ -619,3 +619,49 @@ def test_every_registered_model_is_offered_encoded_and_decoded(server: Server, b
         assert p.errors == []
     finally:
         p.close()
+
+
+TOKEN = "browser-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("e2e-token") / "data", "--token", TOKEN)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def test_the_token_in_the_page_address_goes_with_uploads_and_streams(
+    token_server: Server, browser: Any, tmp_path: Path
+) -> None:
+    """A server with --token: the token given once in the address (#token=...) leaves the address
+    bar and goes with the upload (a header) and the stream (a WebSocket subprotocol); a tab without
+    it shows the server's close code and reason."""
+    source = tmp_path / "crop.png"
+    source.write_bytes(png(crop()))
+    p = Page(browser, 1280, 900)
+    try:
+        page = p.page
+        page.goto(f"{token_server.url}/#token={TOKEN}")
+        page.wait_for_selector('#app[data-state="idle"]')
+        assert "token" not in page.evaluate("() => location.href")
+        page.set_input_files("#file", str(source))
+        page.select_option("#opt-preset", "tiny")
+        page.fill("#opt-steps", "5")
+        page.click("#upload")
+        page.wait_for_selector(DONE)
+        image_id = page.evaluate("() => new URLSearchParams(location.hash.slice(1)).get('image')")
+        assert token_server.job(image_id)["state"] == "done"
+        assert page.is_hidden("#error") and p.errors == []
+    finally:
+        p.close()
+    other = Page(browser, 1280, 900)  # a new context: no token in its storage
+    try:
+        other.page.goto(f"{token_server.url}/#image={image_id}")
+        other.page.wait_for_selector("#error:not([hidden])")
+        text = other.text("#error-text")
+        assert "WebSocket code 4401" in text and "needs a token" in text, text
+    finally:
+        other.close()

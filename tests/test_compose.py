@@ -196,6 +196,21 @@ def test_services_are_wired_together(compose):
     assert s["proxy"]["depends_on"]["server"]["condition"] == "service_healthy"
 
 
+def test_safe_by_default_published_on_loopback_with_an_optional_token(compose):
+    """Nothing is published beyond this machine; the server answers to the name the other services
+    use; SPINR_TOKEN, when set in the shell, reaches the server and the demo client."""
+    from server.cli import allowed_hosts
+
+    s = compose["services"]
+    for name in ("server", "proxy"):
+        assert all(str(p).startswith("127.0.0.1:") for p in s[name]["ports"]), (name, s[name]["ports"])
+    server = parse(s["server"]["command"])
+    assert {"localhost", "127.0.0.1", "server"} <= set(allowed_hosts(server.host, server.allowed_hosts))
+    assert "*" not in server.allowed_hosts and server.allowed_origins == ()
+    for name in ("server", "demo"):
+        assert "SPINR_TOKEN" in s[name]["environment"], name
+
+
 def test_one_command_demo_uploads_a_sample_and_streams_it_through_the_proxy(compose):
     """`docker compose up` runs the demo once: upload the image's sample photograph to the server,
     wait for it, stream it through the proxy into a volume."""

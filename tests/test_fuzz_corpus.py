@@ -36,10 +36,10 @@ def test_manifest_lists_every_reproducer_and_nothing_else() -> None:
     files = {p.name for p in corpus_dir(1).glob("*.spnr")}
     assert files == {e["file"] for e in MANIFEST}
     assert all(e["status"] in ("open", "fixed") and e["targets"] for e in MANIFEST)
+    assert all(set(e["targets"]) <= set(TARGETS) for e in MANIFEST)
 
 
-@pytest.mark.parametrize("entry", [_param(e) for e in MANIFEST])
-def test_reproducer_gives_only_documented_outcomes(entry: dict[str, Any], tmp_path: Path) -> None:
+def replay(entry: dict[str, Any], tmp_path: Path) -> None:
     data = (corpus_dir(1) / entry["file"]).read_bytes()
     if entry["kind"] == "crash":  # fast: in process
         for name in entry["targets"]:
@@ -49,3 +49,13 @@ def test_reproducer_gives_only_documented_outcomes(entry: dict[str, Any], tmp_pa
     cfg = RunConfig(targets=tuple(entry["targets"]), kill_s=20.0, out=tmp_path, warmup=1)
     report = run(cfg, [Case(data, entry["family"], entry["note"])])
     assert report.anything_else == 0, summary(report, cfg)
+
+
+# Generated only when the corpus holds reproducers: an empty parameter set would be a test that is
+# skipped for ever. With none filed, the manifest test above checks that no reproducer lies there
+# unlisted (and that the listing is empty).
+if MANIFEST:
+
+    @pytest.mark.parametrize("entry", [_param(e) for e in MANIFEST])
+    def test_reproducer_gives_only_documented_outcomes(entry: dict[str, Any], tmp_path: Path) -> None:
+        replay(entry, tmp_path)

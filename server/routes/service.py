@@ -27,6 +27,7 @@ def health(svc: ServicesDep) -> dict[str, Any]:
             "batch": svc.settings.batch,
         },
         "jobs": svc.manager.counts(),
+        "streams": {"open": svc.streams.total, "max": svc.streams.max_streams},
     }
 
 

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from codec.bitstream import Bitstream
+from server.access import token_subprotocol
 from server.services import ServicesDep
 from server.states import JobState
 from server.store import StoreError
-from streaming.session import SessionError, StreamSession, channel_config, parse_have
+from server.streams import PlanFailed, StreamsBusy
+from streaming.session import SessionError, StreamSession, channel_config, load_message, parse_have
 
 log = logging.getLogger("spinr.server")
 router = APIRouter()
 
 WS_POLICY_VIOLATION = 1008
 WS_INTERNAL_ERROR = 1011
+WS_TRY_AGAIN_LATER = 1013
 WS_UNKNOWN_ID = 4404
 WS_NOT_FINISHED = 4409
 START_FIELDS = {"type", "channel", "have"}
+SEND_GRACE = 30.0
+"""Seconds a client may fall behind the channel's schedule before its stream is stopped (a client
+that reads nothing would otherwise hold its stream slot for ever)."""
 MAX_REASON_BYTES = 123
 """A close reason is at most 123 bytes of UTF-8 (RFC 6455)."""
 
@@ -35,7 +43,16 @@ def ws_reason(text: str) -> str:
 
 @router.websocket("/ws/stream/{job_id}")
 async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
-    await ws.accept()
+    await ws.accept(subprotocol=token_subprotocol(ws.scope))  # server.access checked the token
+    client = ws.client.host if ws.client else "unknown"
+    try:
+        with svc.streams.slot(client):
+            await _serve(ws, job_id, svc)
+    except StreamsBusy as exc:
+        await ws.close(WS_TRY_AGAIN_LATER, ws_reason(str(exc)))
+
+
+async def _serve(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
     job = await run_in_threadpool(svc.store.get_job, job_id)
     if job is None:
         await ws.close(WS_UNKNOWN_ID, ws_reason(f"no image with id {job_id!r}"))
@@ -55,33 +72,56 @@ async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
         return
     try:
         bs = await run_in_threadpool(svc.cache.get, svc.store, job_id)
-        session = start_session(message, bs)
+        session = await svc.streams.plan(start_session(message, bs))
     except SessionError as exc:
         await ws.close(WS_POLICY_VIOLATION, ws_reason(str(exc)))
         return
-    except StoreError as exc:
+    except (StoreError, PlanFailed) as exc:
         await ws.close(WS_INTERNAL_ERROR, ws_reason(str(exc)))
         return
-    try:
-        async for msg in session.messages(pace=True):
-            await ws.send_bytes(msg.data)
-        await ws.send_text(json.dumps(session.summary.to_message()))
-        await ws.close(1000)
-    except Exception as exc:  # the client went away mid-stream: nothing to clean up
-        log.info("stream ended early", extra={"job": job_id, "reason": repr(exc)})
-        return
-    log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
+    # The client sends nothing after its start message; reading on is how its going away (or the
+    # server's shutdown) is noticed while the sender waits for a message's arrival time.
+    sender = asyncio.create_task(_send(ws, session))
+    gone = asyncio.create_task(_until_disconnect(ws))
+    done, _ = await asyncio.wait(
+        {sender, gone}, timeout=session.duration + SEND_GRACE, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in (sender, gone):
+        task.cancel()
+    await asyncio.gather(sender, gone, return_exceptions=True)
+    if sender in done and sender.exception() is None:
+        with contextlib.suppress(Exception):  # the client may leave right after the last message
+            await ws.close(1000)
+        log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
+    elif gone in done or sender in done:
+        reason = "client went away" if gone in done else repr(sender.exception())
+        log.info("stream ended early", extra={"job": job_id, "reason": reason})
+    else:
+        log.info("stream stopped: the client did not read it in time", extra={"job": job_id})
+        with contextlib.suppress(Exception):
+            await ws.close(
+                WS_POLICY_VIOLATION,
+                ws_reason(f"the stream was not read within {SEND_GRACE:g} s of its schedule"),
+            )
 
 
-def start_session(message: dict[str, Any], bs: Bitstream) -> StreamSession:
+async def _send(ws: WebSocket, session: StreamSession) -> None:
+    async for msg in session.messages(pace=True):
+        await ws.send_bytes(msg.data)
+    await ws.send_text(json.dumps(session.summary.to_message()))
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass  # anything else a client sends is ignored (uvicorn bounds each message's size)
+
+
+def start_session(message: Mapping[str, Any], bs: Bitstream) -> StreamSession:
     """The API's start message -> a session; SessionError names what is malformed."""
     text = message.get("text")
     if text is None:
         raise SessionError("the first message must be a JSON text message of type 'start', not binary")
-    try:
-        start = json.loads(text)
-    except ValueError as exc:
-        raise SessionError(f"the first message is not valid JSON: {exc}") from None
+    start = load_message(text, "first message")  # nesting bounded: deep JSON is a SessionError (1008)
     if not isinstance(start, dict):
         raise SessionError(f"the first message must be a JSON object, got {type(start).__name__}")
     if start.get("type") != "start":

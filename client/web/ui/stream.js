@@ -6,6 +6,7 @@ import { ProgressiveDecoder } from "../spnr.js";
 import { channelFromSliders } from "./channel.js";
 import { ui } from "./dom.js";
 import { updateJpeg } from "./jpeg.js";
+import { streamProtocols } from "./remote.js";
 import { state } from "./state.js";
 import { clearError, finish, setState, showError, showNotice } from "./status.js";
 import { drawTimeline } from "./timeline.js";
@@ -54,7 +55,7 @@ export class Stream {
     this.t0 = performance.now();
     this._renderQueued = null;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    this.ws = new WebSocket(`${proto}//${location.host}/ws/stream/${encodeURIComponent(id)}`);
+    this.ws = new WebSocket(`${proto}//${location.host}/ws/stream/${encodeURIComponent(id)}`, streamProtocols());
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () => this._onOpen();
     this.ws.onmessage = (ev) => this._onMessage(ev);
