@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from codec.errors import ConfigError
 from codec.outputs import output_folder
 from experiments.datasets import load_dataset
 from experiments.pool import JobPool
@@ -74,6 +75,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=1, help="parallel worker processes (each fits one job)"
     )
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="fit up to K jobs of one shape (seeds, same-size images) together with batched matmuls; "
+        "1 fits one at a time (memory grows K-fold)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per worker (default: OMP_NUM_THREADS when set, else the cores shared among"
+        " the workers; never more than that share)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step (pays off over many fits of one shape; docs/SPINR.md)",
+    )
+    parser.add_argument(
         "--time-budget",
         type=float,
         default=0.0,
@@ -99,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
     from codec.device import resolve_device
 
     resolve_device(args.device)  # fail early, naming the flag, when CUDA is asked for and absent
+    for flag, value, low in (
+        ("--batch", args.batch, 1),
+        ("--threads", args.threads, 0),
+        ("--workers", args.workers, 1),
+    ):
+        if not low <= value <= 1024:
+            raise ConfigError(f"{flag} {value} is out of range: allowed {low}..1024")
     profile = profile_from_args(args)
     images = load_dataset(args.dataset, profile)
     out = output_folder(args.out, "--out", quiet=args.json)
