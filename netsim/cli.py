@@ -16,6 +16,7 @@ from netsim.channel import Channel
 from netsim.config import PRESETS, ChannelConfig
 from netsim.errors import ChannelConfigError
 from netsim.measure import summarize
+from netsim.trace import SPEC_HELP, load_trace
 from netsim.validate import integer
 
 # flag dest -> ChannelConfig field
@@ -56,6 +57,12 @@ def add_channel_arguments(parser: argparse.ArgumentParser) -> None:
         "--bandwidth-kbps", type=float, default=None, metavar="KBPS", help="link rate (0: unlimited)"
     )
     g.add_argument(
+        "--trace",
+        default=None,
+        metavar="TRACE",
+        help=f"time-varying link rate instead of --bandwidth-kbps: a CSV file of time_s,kbps or {SPEC_HELP}",
+    )
+    g.add_argument(
         "--mtu", type=int, default=None, help="largest datagram payload, 0: no fragmentation (default 1200)"
     )
     g.add_argument(
@@ -72,6 +79,8 @@ def channel_config_from_args(args: argparse.Namespace) -> ChannelConfig | None:
         for dest, field in CHANNEL_FLAGS.items()
         if getattr(args, dest, None) is not None
     }
+    if getattr(args, "trace", None) is not None:
+        given["trace"] = load_trace(args.trace)
     preset = getattr(args, "preset", None)
     if preset is None and not given:
         return None
