@@ -236,7 +236,7 @@ def test_header_validation_messages(page: Any) -> None:
         assert msg in res[k]["error"], (k, res[k]["error"])
     ok = page.evaluate(
         "(b) => new window.spnrLib.ProgressiveDecoder().addPacket(Uint8Array.from(atob(b), (c) => c.charCodeAt(0)))",
-        b64(hp(good + bytes([EXT_LADDER, 2, 7, 7]))),
+        b64(hp(good + bytes([0x7E, 2, 7, 7]))),
     )
     assert ok["accepted"] is True  # an optional extension the decoder does not read is skipped
 
