@@ -30,10 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-MIN_WINDOW = 4_000
-"""Bytes in flight the window never goes below (a few packets: the link is never left idle by it)."""
-INITIAL_WINDOW = 12_000
-"""Bytes sent before the first throughput estimate (like TCP's initial window of ten segments)."""
+MIN_WINDOW = 1_500
+"""Bytes in flight the window never goes below; nor below two of the next packet, so the link does
+not idle while a report travels, and a lost packet shows as a gap before the next one."""
+INITIAL_WINDOW = 3_000
+"""Bytes sent (all of them, not only in flight) before the first throughput estimate. Small, because an image stream is small: a
+TCP-sized initial window (ten segments) would queue a whole stream on a slow link before the first
+report, leaving nothing for the controller to decide."""
 SAFETY = 1.0
 """Fraction of the estimated throughput the deadline rule plans with. The estimate counts only packets
 that arrived intact, so it already is the goodput; a packet planned a little late costs only bytes."""
@@ -121,7 +124,10 @@ def decide(s: AbrState) -> Decision:
             why = "the byte budget buys no better picture"
         return Decision("stop", target=target, reason=why or "nothing more improves the picture")
     inflight = _in_flight_bytes(s)
-    window = _window(s)
+    window = max(_window(s), 2 * s.ladder[nxt].bytes)  # two packets at least: a loss shows at once
+    if s.feedback and s.link.throughput is None and s.bytes_sent >= INITIAL_WINDOW:
+        # No rate measured yet: what went out so far is the probe; more waits for its reports.
+        return Decision("wait", wait_s=_ack_wait(s), target=target, reason="waiting for a first estimate")
     if inflight >= window:
         return Decision(
             "wait", wait_s=_ack_wait(s), target=target, reason=f"window of {window:.0f} bytes is full"

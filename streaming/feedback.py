@@ -24,6 +24,11 @@ MAX_REPORT_BYTES = 4096
 """A report is at most this many bytes of UTF-8 (a few dozen arrivals fit)."""
 MAX_ARRIVALS = 64
 MAX_LOST = 256
+TIMEOUT_S = 2.0
+"""Least time without any acknowledgement before copies in flight are given up (a fallback: losses
+normally show as gaps; a slow link may take a second per packet, and a resend in vain costs bytes)."""
+MIN_SPAN_S = 0.05
+"""Arrivals closer together than this say nothing of the rate (a link's burst delivers them at once)."""
 MAX_MS = 1e9
 """Receiver timestamps are milliseconds since it started, below this (11 days)."""
 
@@ -111,13 +116,20 @@ def parse_report(text: str | bytes, max_seq: int) -> Report:
 
 
 class LinkEstimator:
-    """Throughput over the receiver's last ``window_s`` seconds of arrivals, a smoothed round-trip
-    time (RFC 6298's 1/8 gain) and an exponentially weighted loss rate."""
+    """Throughput from the receiver's arrival times, a smoothed round-trip time (RFC 6298's 1/8 gain),
+    the smallest round trip, and an exponentially weighted loss rate.
+
+    Each arrival gives a rate sample: the bytes that arrived over the last stretch of at least
+    :data:`MIN_SPAN_S`. A stretch that includes an idle link (the sender waiting, a lost packet) gives
+    a low sample, a stretch of back-to-back packets the link's rate, so the estimate is the largest
+    sample of the last ``window_s`` seconds (the latest one if none is that recent): it follows a
+    falling link within ``window_s``, and gaps do not drag it down."""
 
     def __init__(self, window_s: float = 0.5, loss_gain: float = 0.1) -> None:
         self.window_s = window_s
         self.loss_gain = loss_gain
-        self._arrivals: deque[tuple[float, int]] = deque()
+        self._arrivals: deque[tuple[float, int]] = deque(maxlen=256)
+        self._samples: deque[tuple[float, float]] = deque()
         self.throughput: float | None = None
         self.rtt: float | None = None
         self.min_rtt: float | None = None
@@ -126,12 +138,17 @@ class LinkEstimator:
     def on_arrival(self, t: float, nbytes: int) -> None:
         a = self._arrivals
         a.append((t, nbytes))
-        while len(a) > 2 and a[-1][0] - a[1][0] > self.window_s:
-            a.popleft()
-        span = a[-1][0] - a[0][0]
-        if len(a) >= 2 and span >= 0.005:
-            # Bytes after the first arrival over the time they took (the first only marks the start).
-            self.throughput = sum(b for _, b in list(a)[1:]) / span
+        total = 0
+        for i in range(len(a) - 1, 0, -1):
+            total += a[i][1]
+            span = t - a[i - 1][0]
+            if span >= MIN_SPAN_S:
+                self._samples.append((t, total / span))
+                break
+        while len(self._samples) > 1 and t - self._samples[0][0] > self.window_s:
+            self._samples.popleft()
+        if self._samples:
+            self.throughput = max(r for _, r in self._samples)
 
     def on_rtt(self, sample: float) -> None:
         sample = max(sample, 0.0)
@@ -165,6 +182,8 @@ class SenderBook:
     sends: int = 0
     reports: int = 0
     feedback: bool = True
+    last_ack: float = 0.0
+    """When the last report that acknowledged something arrived (sender's clock)."""
 
     def state(self, now: float) -> AbrState:
         self._timeouts(now)
@@ -203,6 +222,8 @@ class SenderBook:
             elif unit in self.lost:  # a copy we had given up on arrived after all
                 self.lost.discard(unit)
             self.delivered.add(unit)
+        if newest >= 0:
+            self.last_ack = now
         for seq in report.lost:
             unit = seq - 1
             copy = self.in_flight.get(unit)
@@ -215,19 +236,15 @@ class SenderBook:
         self.estimator.on_outcome(True)
 
     def _timeouts(self, now: float) -> None:
+        """Give up on copies when nothing at all was acknowledged for a while since they left: while
+        acknowledgements keep coming, a copy still in flight is queued, not lost (FIFO link)."""
         if not self.feedback:
             return
         rtt = self.estimator.rtt
-        limit = max(1.0, 4 * rtt) if rtt is not None else 2.0
+        limit = max(TIMEOUT_S, 3 * rtt) if rtt is not None else TIMEOUT_S
         for unit, copy in list(self.in_flight.items()):
-            if now - copy.sent > limit + self._drain_time():
+            if now - max(copy.sent, self.last_ack) > limit:
                 self._lose(unit)
-
-    def _drain_time(self) -> float:
-        """Time the bytes in flight take at the estimated throughput (a queue is not a loss)."""
-        tp = self.estimator.throughput
-        queued = sum(self.ladder[u].bytes for u in self.in_flight)
-        return queued / tp if tp else 0.0
 
 
 def stream_rungs(bs: Any) -> list[Rung]:

@@ -37,9 +37,15 @@ def test_first_packets_go_out_up_to_the_initial_window_then_it_waits():
     while (d := decide(book.state(0.0))).action == "send":
         book.record_send(d.unit, 0.0)
         units.append(d.unit)
-    assert units == [0, 1, 2, 3, 4, 5]  # 11,200 bytes < 12,000; the sixth packet crosses the window
-    assert sum(SPINR[u].bytes for u in units[:-1]) < INITIAL_WINDOW <= sum(SPINR[u].bytes for u in units)
-    assert d.action == "wait" and 0 < d.wait_s <= 0.25 and "window" in d.reason
+    # before any estimate: a probe of INITIAL_WINDOW bytes (the packet that crosses it included)
+    assert units == [0, 1] and SPINR[0].bytes < INITIAL_WINDOW <= SPINR[0].bytes + SPINR[1].bytes
+    assert d.action == "wait" and 0 < d.wait_s <= 0.25 and "first estimate" in d.reason
+    # with an estimate the window rules: twice the BDP, at least two of the next packet
+    est = book.state(0.1)
+    d = decide(
+        AbrState(SPINR, 0.1, in_flight=est.in_flight, bytes_sent=3700, link=Link(50_000, 0, 0.04, 0.04))
+    )
+    assert (d.action, d.unit) == ("send", 2)  # 3700 in flight < max(4000, 5000)
 
 
 def test_a_lost_packet_is_resent_before_anything_newer():
@@ -90,7 +96,11 @@ def test_byte_budget_buys_the_best_prefix_and_never_a_useless_partial_siren():
     )
     # resends count: after a 2500-byte loss the same budget buys one packet less
     lost = state(
-        goal=Goal(byte_budget=10_000), delivered=frozenset({0, 2}), lost=frozenset({1}), bytes_sent=6200
+        goal=Goal(byte_budget=10_000),
+        delivered=frozenset({0, 2}),
+        lost=frozenset({1}),
+        bytes_sent=6200,
+        link=Link(10_000, 0.3, 0.1, 0.1),
     )
     assert decide(lost).target == 2 and decide(lost).unit == 1  # the resend completes 0..2; 3 no longer fits
     assert decide(AbrState(SIREN, 0.0, goal=Goal(byte_budget=11_999))).action == "stop"
