@@ -11,7 +11,7 @@ The rules, in order:
 1. **Repair first.** Packets decode as a prefix (SPINR's depths; the other families need them all), so
    the next packet worth sending is the lowest one neither delivered nor in flight: a lost packet is
    resent before anything newer.
-2. **Only what pays by the goal.** The target is the deepest rung of the ladder with a picture that
+2. **Only what pays by the goal.** The target is the rung of the ladder with the best picture that
    can still arrive: by the deadline at the estimated goodput (measured on intact arrivals, after the
    bytes already in flight and the one-way delay), or within the byte budget counting the
    bytes already spent. A packet beyond the target is never sent: it could not improve the picture the
@@ -159,8 +159,10 @@ def _ack_wait(s: AbrState) -> float:
 
 
 def _target(s: AbrState) -> int | None:
-    """The deepest rung with a picture that can still be delivered within the goal (None if none)."""
-    best = None
+    """The rung with the best picture that can still be delivered within the goal (None if none): the
+    deepest one unless a deeper one measured worse (quantization can cost a last stage a little, and
+    the receiver shows the deepest prefix it holds)."""
+    best, best_psnr = None, -math.inf
     goodput = None
     if s.link.throughput is not None:
         goodput = SAFETY * s.link.throughput
@@ -180,5 +182,6 @@ def _target(s: AbrState) -> int | None:
                 break
         if s.goal.deadline_s is not None and s.now >= s.goal.deadline_s:
             break
-        best = r
+        if rung.psnr >= best_psnr:
+            best, best_psnr = r, rung.psnr
     return best

@@ -230,3 +230,9 @@ def test_stream_rungs_from_the_ladder_or_from_the_stage_psnrs():
     assert [r.psnr for r in rungs] == [None] * (len(sizes) - 1) + bs.header.stage_psnr
     bs.header.extensions[EXT_LADDER] = Ladder.from_sizes(sizes, [None] * (len(sizes) - 1) + [31.5]).to_bytes()
     assert stream_rungs(bs)[-1] == Rung(sizes[-1], 31.5)
+
+
+def test_a_deeper_rung_that_measured_worse_is_not_the_target():
+    ladder = (Rung(500, 20.0), Rung(500, 25.0), Rung(500, 24.5))
+    d = decide(AbrState(ladder, 0.0, delivered=frozenset({0, 1}), link=Link(1e6, 0, 0.01, 0.01)))
+    assert d.action == "stop" and d.target == 1
