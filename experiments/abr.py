@@ -224,6 +224,9 @@ def _plots(
         ax.bar(np.arange(len(conds)) + i * width, ys, width, label=pol)
     ax.set_xticks(np.arange(len(conds)) + 0.4 - width / 2, conds, rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("PSNR at the deadline (dB)")
+    lows = [v["psnr_at_deadline"] for c in conds for v in table[c].values() if v["psnr_at_deadline"] > 0]
+    if lows:
+        ax.set_ylim(bottom=max(0.0, min(lows) - 3))
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "abr_at_deadline.png", dpi=120)
@@ -232,11 +235,11 @@ def _plots(
     traces = sorted({t for t, _ in curves})
     fig, axes = p.subplots(1, len(traces), figsize=(3.2 * len(traces), 3), squeeze=False)
     for ax, t in zip(axes[0], traces, strict=True):
-        for pol in policies:
+        for pol in [p for p in policies if p != "abr"] + ["abr"]:  # the controller on top
             pts = curves.get((t, pol))
             if pts:
                 px, py = zip(*pts, strict=True)
-                ax.step(px, py, where="post", label=pol)
+                ax.step(px, py, where="post", label=pol, lw=2.0 if pol == "abr" else 1.0)
         ax.axvline(plot["deadline"], color="k", lw=0.8, ls="--")
         ax.set_title(f"{t}, loss {plot['loss']:g}", fontsize=8)
         ax.set_xlabel("time (s)")
