@@ -125,8 +125,9 @@ def decide(s: AbrState) -> Decision:
         return Decision("stop", target=target, reason=why or "nothing more improves the picture")
     inflight = _in_flight_bytes(s)
     window = max(_window(s), 2 * s.ladder[nxt].bytes)  # two packets at least: a loss shows at once
-    if s.feedback and s.link.throughput is None and s.bytes_sent >= INITIAL_WINDOW:
-        # No rate measured yet: what went out so far is the probe; more waits for its reports.
+    if s.feedback and s.link.throughput is None and inflight > 0 and s.bytes_sent >= INITIAL_WINDOW:
+        # No rate measured yet: what went out is the probe; more waits for its reports. Once all of it
+        # is acknowledged (a link too fast for arrivals to give a rate) another probe goes.
         return Decision("wait", wait_s=_ack_wait(s), target=target, reason="waiting for a first estimate")
     if inflight >= window:
         return Decision(

@@ -236,3 +236,10 @@ def test_a_deeper_rung_that_measured_worse_is_not_the_target():
     ladder = (Rung(500, 20.0), Rung(500, 25.0), Rung(500, 24.5))
     d = decide(AbrState(ladder, 0.0, delivered=frozenset({0, 1}), link=Link(1e6, 0, 0.01, 0.01)))
     assert d.action == "stop" and d.target == 1
+
+
+def test_a_fast_link_without_an_estimate_gets_probe_after_probe():
+    # everything sent so far was acknowledged too quickly to measure a rate: send on, a window at a time
+    s = state(delivered=frozenset({0, 1}), bytes_sent=3700)
+    assert (decide(s).action, decide(s).unit) == ("send", 2)
+    assert decide(state(delivered=frozenset({0}), in_flight={1: 0.0}, bytes_sent=3700)).action == "wait"
