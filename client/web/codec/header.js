@@ -96,6 +96,7 @@ export function parseHeaderPayload(payload) {
 
 function parseExtensions(r, header) {
   const seen = new Set();
+  let ladder = null;
   while (r.left) {
     const at = r.pos;
     const tag = r.byte("extension tag");
@@ -108,11 +109,14 @@ function parseExtensions(r, header) {
     if (seen.has(tag)) throw new SpnrError(`header extension ${hex(tag, 2)} (${name}) appears twice (byte ${at})`);
     seen.add(tag);
     if (tag === EXT_META) header.meta = parseMeta(data);
-    else if (tag === EXT_LADDER) header.ladder = parseLadder(data); // its count is checked against the units
+    else if (tag === EXT_LADDER) ladder = data;
     else if (tag & CRITICAL) {
       throw new SpnrError(`header extension ${hex(tag, 2)} (${name}) is critical and this decoder does not support it`);
     } else header.extensions.set(tag, data.slice());
   }
+  // Read after every extension (as codec/header.py does), so a repeated tag is named first;
+  // its packet count is checked against the units once the arch derives them.
+  if (ladder !== null) header.ladder = parseLadder(ladder);
 }
 
 function parseMeta(data) {
