@@ -99,6 +99,19 @@ def test_abr_on_a_slow_lossy_link_beats_send_everything(server, image):
     assert done2["bytes"] < total
 
 
+def test_byte_budget_buys_the_best_prefix_that_fits(server, image):
+    bs = image["bitstream"]
+    sizes = [len(p.to_bytes()) for p in bs.packets()]
+    budget = sum(sizes[:4]) + 10  # the header and three unit packets, not a fourth
+    out = session(
+        server, image["id"], {"type": "start", "abr": {"byte_budget": budget}, "channel": {"delay_ms": 5}}
+    )
+    done = out["texts"][-1]
+    assert out["code"] == 1000 and done["abr"]["byte_budget"] == budget
+    assert done["bytes"] <= budget and out["rx"].have == {0, 1, 2}
+    assert done["not_sent"] == list(range(3, bs.header.num_units))
+
+
 def test_v2_client_that_never_reports_still_gets_the_whole_stream(server, image):
     bs = image["bitstream"]
     out = session(server, image["id"], {"type": "start", "version": 2}, report=False)
