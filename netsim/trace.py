@@ -128,7 +128,7 @@ class BandwidthTrace:
         out = io.StringIO()
         out.write("time_s,kbps\n")
         for t, r in zip(self.times, self.kbps, strict=True):
-            out.write(f"{t:.6g},{r:.6g}\n")
+            out.write(f"{t!r},{r!r}\n")  # shortest text that reads back to the same float
         return out.getvalue()
 
 

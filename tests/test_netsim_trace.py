@@ -165,3 +165,18 @@ def test_netsim_stats_cli_with_a_trace_file(tmp_path, capsys):
     assert report["channel"]["trace"] == [[0.0, 800.0], [0.5, 80.0]]
     assert netsim_main(["stats", "--packets", "10", "--trace", "markov:5g"]) == 2
     assert "unknown Markov link '5g'" in capsys.readouterr().err
+
+
+def test_netsim_trace_cli_writes_csv_and_summarises(tmp_path, capsys):
+    out = tmp_path / "train.csv"
+    assert netsim_main(["trace", "markov:train,5,20", "--csv", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    trace = read_csv(out)
+    assert trace == markov("train", 20.0, 5) and summary["trace"] == [list(r) for r in trace.rows()]
+    assert summary["rows"] == 201 and summary["duration_s"] == 20.0
+    assert summary["min_kbps"] == 0.0 and summary["outage_s"] > 0  # the train preset has outages
+    assert summary["mean_kbps"] == pytest.approx(trace.mean_kbps(20.0))
+    assert netsim_main(["trace", "on-off:100,1,1,4"]) == 0
+    assert "outages 2 s" in capsys.readouterr().out
+    assert netsim_main(["trace", "step:1,2"]) == 2
+    assert "step takes 3..3 arguments" in capsys.readouterr().err
