@@ -17,6 +17,7 @@ With ``mtu > 0`` the pipeline fragments packets and reassembles them, so callers
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -183,7 +184,7 @@ class Channel:
         if isinstance(config, str):
             config = ChannelConfig.preset(config)
         if isinstance(config, ChannelConfig):
-            config = ChannelConfig(**config.to_dict())  # re-validate: dataclass fields may have been edited
+            config = dataclasses.replace(config)  # re-validate: fields may have been edited (a trace stays as is)
             self.config: ChannelConfig | None = config
             self.stages = build_stages(config)
             self.seed = config.seed if seed is None else integer("seed", seed, 0)

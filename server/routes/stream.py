@@ -64,7 +64,8 @@ async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
         return
     try:
         bs = await run_in_threadpool(svc.cache.get, svc.store, job_id)
-        session = start_session(message, bs)
+        # Off the event loop: a start message may carry a long bandwidth trace to validate.
+        session = await run_in_threadpool(start_session, message, bs)
     except SessionError as exc:
         await ws.close(WS_POLICY_VIOLATION, ws_reason(str(exc)))
         return
