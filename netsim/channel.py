@@ -184,7 +184,9 @@ class Channel:
         if isinstance(config, str):
             config = ChannelConfig.preset(config)
         if isinstance(config, ChannelConfig):
-            config = dataclasses.replace(config)  # re-validate: fields may have been edited (a trace stays as is)
+            config = dataclasses.replace(
+                config
+            )  # re-validate: fields may have been edited (a trace stays as is)
             self.config: ChannelConfig | None = config
             self.stages = build_stages(config)
             self.seed = config.seed if seed is None else integer("seed", seed, 0)

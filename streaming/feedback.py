@@ -29,6 +29,8 @@ TIMEOUT_S = 2.0
 normally show as gaps; a slow link may take a second per packet, and a resend in vain costs bytes)."""
 MIN_SPAN_S = 0.05
 """Arrivals closer together than this say nothing of the rate (a link's burst delivers them at once)."""
+MAX_HELD_ARRIVALS = 4096
+"""Arrivals the estimator keeps at most (more within MIN_SPAN_S only shorten the stretch measured)."""
 MAX_MS = 1e9
 """Receiver timestamps are milliseconds since it started, below this (11 days)."""
 
@@ -128,8 +130,10 @@ class LinkEstimator:
     def __init__(self, window_s: float = 0.5, loss_gain: float = 0.1) -> None:
         self.window_s = window_s
         self.loss_gain = loss_gain
-        self._arrivals: deque[tuple[float, int]] = deque(maxlen=256)
-        self._samples: deque[tuple[float, float]] = deque()
+        # Both bounded: a hostile receiver's reports cost the sender a fixed amount of memory and CPU.
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._inside = 0  # bytes of every arrival after the first one held
+        self._samples: deque[tuple[float, float]] = deque(maxlen=64)
         self.throughput: float | None = None
         self.rtt: float | None = None
         self.min_rtt: float | None = None
@@ -137,14 +141,16 @@ class LinkEstimator:
 
     def on_arrival(self, t: float, nbytes: int) -> None:
         a = self._arrivals
+        if a:
+            self._inside += nbytes
         a.append((t, nbytes))
-        total = 0
-        for i in range(len(a) - 1, 0, -1):
-            total += a[i][1]
-            span = t - a[i - 1][0]
-            if span >= MIN_SPAN_S:
-                self._samples.append((t, total / span))
-                break
+        # Keep the shortest stretch of at least MIN_SPAN_S that ends now (amortised O(1) per arrival).
+        while len(a) > 2 and (t - a[1][0] >= MIN_SPAN_S or len(a) > MAX_HELD_ARRIVALS):
+            a.popleft()
+            self._inside -= a[0][1]
+        span = t - a[0][0]
+        if len(a) >= 2 and span >= MIN_SPAN_S:
+            self._samples.append((t, self._inside / span))
         while len(self._samples) > 1 and t - self._samples[0][0] > self.window_s:
             self._samples.popleft()
         if self._samples:

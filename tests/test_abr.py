@@ -243,3 +243,11 @@ def test_a_fast_link_without_an_estimate_gets_probe_after_probe():
     s = state(delivered=frozenset({0, 1}), bytes_sent=3700)
     assert (decide(s).action, decide(s).unit) == ("send", 2)
     assert decide(state(delivered=frozenset({0}), in_flight={1: 0.0}, bytes_sent=3700)).action == "wait"
+
+
+def test_estimator_state_stays_bounded_under_hostile_reports():
+    est = LinkEstimator()
+    for i in range(10_000):  # every arrival at the same instant, then a flood of distinct ones
+        est.on_arrival(1.0 if i < 5000 else 1.0 + i * 1e-3, 1000)
+    assert len(est._arrivals) <= 60 and len(est._samples) <= 64  # 50 ms of 1-ms arrivals, 64 samples
+    assert est.throughput == pytest.approx(1e6, rel=0.01)  # 1000 bytes per ms
