@@ -92,8 +92,6 @@ class Ladder:
         if version != LADDER_VERSION:
             raise BitstreamError(f"{what} has version {version}; this decoder reads version {LADDER_VERSION}")
         count = r.uvarint_in(0, 1 << 20, "ladder packet count")
-        if units is not None and count != units:
-            raise BitstreamError(f"{what} lists {count} packets, the header has {units} units")
         if count > r.left:
             raise BitstreamError(f"{what} lists {count} packets but holds only {r.left} more bytes")
         rungs = []
@@ -103,6 +101,9 @@ class Ladder:
             rungs.append(Rung(i, field >> 1, psnr))
         if r.left:
             raise BitstreamError(f"{what} has {r.left} bytes after its {count} packets")
+        # Checked last, as the browser does (it learns the unit count only after the header is read).
+        if units is not None and count != units:
+            raise BitstreamError(f"{what} lists {count} packets, the header has {units} units")
         return cls(tuple(rungs))
 
     def to_json(self) -> list[dict[str, object]]:

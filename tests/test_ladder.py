@@ -169,3 +169,39 @@ def test_browser_reads_the_ladder_and_checks_it_against_the_units(page, spinr_sm
     ]
     assert res["refused"]["accepted"] is False
     assert f"lists 2 packets, the header has {h.num_units} units" in res["refused"]["error"]
+
+
+def test_browser_and_python_judge_damaged_ladders_alike(page, spinr_small: EncodeResult):
+    """300 random byte changes inside the ladder (its length kept, the CRC recomputed): JS accepts or
+    refuses each header exactly as Python does, with the same message."""
+    import base64
+
+    from codec.bitstream import parse_header
+    from codec.packets import Packet, PacketType
+
+    h = spinr_small.bitstream.header
+    payload = h.to_payload()
+    body = h.extensions[EXT_LADDER]
+    start = payload.index(bytes([EXT_LADDER, len(body)]) + body) + 2
+    rng = np.random.default_rng(5)
+    cases, want = [], []
+    for _ in range(300):
+        bad = bytearray(payload)
+        i = start + int(rng.integers(len(body)))
+        bad[i] = int(rng.integers(256))
+        data = Packet(PacketType.HEADER, 9, 0, None, bytes(bad)).to_bytes()
+        try:
+            parse_header(Packet.parse(data))
+            want.append(None)
+        except BitstreamError as exc:
+            want.append(str(exc))
+        cases.append(base64.b64encode(data).decode())
+    got = page.evaluate(
+        """(cases) => cases.map((c) => {
+             const s = new window.spnrLib.ProgressiveDecoder().addPacket(Uint8Array.from(atob(c), (x) => x.charCodeAt(0)));
+             return s.accepted ? null : s.error;
+           })""",
+        cases,
+    )
+    assert sum(w is not None for w in want) > 20  # the flips do break ladders
+    assert got == want

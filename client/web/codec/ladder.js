@@ -33,7 +33,6 @@ export function parseLadder(data, units = null) {
     throw new SpnrError(`${WHAT} has version ${version}; this decoder reads version ${LADDER_VERSION}`);
   }
   const count = r.uvarintIn(0, 2 ** 20, "ladder packet count");
-  if (units !== null) checkLadder(count, units);
   if (count > r.left) throw new SpnrError(`${WHAT} lists ${count} packets but holds only ${r.left} more bytes`);
   const rungs = [];
   let total = 0;
@@ -49,6 +48,7 @@ export function parseLadder(data, units = null) {
     rungs.push({ unit: i, bytes, psnr, cumulativeBytes: total });
   }
   if (r.left) throw new SpnrError(`${WHAT} has ${r.left} bytes after its ${count} packets`);
+  if (units !== null) checkLadder(count, units); // last, as codec/ladder.py does
   return rungs;
 }
 
