@@ -33,6 +33,7 @@ SCALED_TRACES = ("steady", "drop-10x", "rise-10x", "on-off", "lte")
 DEFAULT_DEADLINES = (1.0, 2.0)
 DEFAULT_LOSS = (0.0, 0.05)
 DELAY_MS = 20.0
+CLASSICAL = ("jpeg-progressive", "webp")
 
 
 def trace_for(name: str, stream_bytes: int, deadline: float, seed: int) -> Any:
@@ -63,16 +64,29 @@ class AbrJob(FitJob):
 
 
 def _job(j: AbrJob) -> dict[str, Any]:
+    from codec.classical import at_bytes, decode
+    from codec.metrics import psnr
     from streaming.feedback import stream_rungs
 
     f = j.fit(model="spinr", bits=j.bits)
     bs = f.bitstream
+    size = len(bs.to_bytes())
+    classical = {}
+    for codec in CLASSICAL:  # what a classical codec reaches in the stream's bytes
+        found = at_bytes(j.image, codec, size)
+        classical[codec] = {
+            "bytes": len(found.data),
+            "psnr": psnr(decode(found.data), j.image) if found.fits else None,
+        }
     return {
         "image_name": j.image_name,
         "seed": j.seed,
         "rungs": [(r.bytes, r.psnr) for r in stream_rungs(bs)],
         "header_bytes": len(bs.packets()[0].to_bytes()),
         "psnr": f.psnr,
+        "bytes": size,
+        "pixels": int(j.image.shape[0] * j.image.shape[1]),
+        "classical": classical,
     }
 
 
@@ -194,7 +208,18 @@ def run(
         "ABR: PSNR at the deadline / bytes sent",
         markdown_table(["trace/loss/deadline", *policies], body)
         + f"\n\nController decision time: median {timing['median_us']:.1f} us, p99 {timing['p99_us']:.1f} us"
-        f" over {timing['decisions']} decisions.\n",
+        f" over {timing['decisions']} decisions.\n\nThe streams, and classical codecs in as many bytes:\n\n"
+        + markdown_table(
+            ["image", "bytes", "bpp", "SPINR dB", *CLASSICAL],
+            [
+                [f["image_name"], f["bytes"], f"{f['bytes'] * 8 / f['pixels']:.2f}", f"{f['psnr']:.2f}"]
+                + [
+                    "-" if f["classical"][c]["psnr"] is None else f"{f['classical'][c]['psnr']:.2f}"
+                    for c in CLASSICAL
+                ]
+                for f in fits
+            ],
+        ),
     )
     _plots(out, table, policies, plot)
     return {
@@ -202,12 +227,14 @@ def run(
         "stream": [
             {
                 "image": f["image_name"],
-                "bytes": f["header_bytes"] + sum(b for b, _ in f["rungs"]),
+                "bytes": f["bytes"],
+                "bpp": f["bytes"] * 8 / f["pixels"],
                 "psnr": f["psnr"],
                 "packets": len(f["rungs"]),
+                "classical": f["classical"],
             }
             for f in fits
-        ],  # fmt: skip
+        ],
         "decide": timing,
     }
 

@@ -183,4 +183,7 @@ def test_abr_policies_at_the_deadline(dataset: Path, tmp_path: Path) -> None:
     assert s["decide"]["decisions"] > 0 and s["decide"]["median_us"] < 1000
     stream = s["stream"][0]
     assert stream["packets"] == 5 and stream["bytes"] > 0
+    assert stream["bpp"] == pytest.approx(stream["bytes"] * 8 / (32 * 32), rel=1e-3)
+    for c in ("jpeg-progressive", "webp"):  # classical codecs in at most the stream's bytes
+        assert stream["classical"][c]["psnr"] is None or stream["classical"][c]["bytes"] <= stream["bytes"]
     assert (tmp_path / "abr_at_deadline.png").exists() and (tmp_path / "abr_over_time.png").exists()
