@@ -9,6 +9,9 @@
 - ``format``: what format v2 costs on the demo image at several ``--bits-list`` (bytes, PSNR, header and
   packet overhead, the entropy checksum's cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes
   (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
+- ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
+  ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS
+  (``benchmarks/load.py``); also written to ``load.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "spinr-variants", "spinr-recipes", "format")
+BENCHES = ("decode", "spinr-variants", "spinr-recipes", "format", "load")
 
 
 def _best_of(fn: Any, repeats: int) -> float:
@@ -207,6 +210,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="spinr-recipes: parallel fit processes")
     p.add_argument("--bits-list", default="6,7,8", help="format: comma-separated --bits values")
     p.add_argument("--presets", default="quick,paper", help="format: comma-separated presets")
+    p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
+    p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
+    p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
+    p.add_argument(
+        "--channel", type=json.loads, help="load: channel of every stream, JSON, e.g. '{\"loss\": 0.1}'"
+    )
+    p.add_argument("--server-pid", type=int, help="load: PID of the --url server, to read its RSS")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,8 +226,11 @@ def run(args: argparse.Namespace) -> int:
         from codec.errors import ConfigError
 
         raise ConfigError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHES)}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from codec.device import resolve_device
+    from codec.outputs import output_folder
+
+    resolve_device(args.device)
+    out = output_folder(args.out, "--out")
     report: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
     if "decode" in which:
         report["decode"] = bench_decode(args.size, 64, 16, args.repeats)
@@ -251,6 +264,13 @@ def run(args: argparse.Namespace) -> int:
 
         bits = [int(x) for x in args.bits_list.split(",")]
         report["format"] = bench_format(bits, tuple(args.presets.split(",")), args.device)
+    if "load" in which:
+        from benchmarks.load import bench_load
+
+        report["load"] = bench_load(
+            args.clients, args.url, args.job, args.channel, server_pid=args.server_pid
+        )
+        (out / "load.json").write_text(json.dumps(report["load"], indent=2))
     path = out / "bench.json"
     path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

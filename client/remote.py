@@ -46,13 +46,32 @@ def check(response: Any, what: str) -> Any:
         if response.status_code == 429 and "retry-after" in response.headers:
             extra = f" (retry after {response.headers['retry-after']} s)"
         raise ServerError(f"{what}: server answered {response.status_code}: {detail(response)}{extra}")
-    return response.json()
+    from streaming.session import SessionError, load_message
+
+    try:  # bounded: a hostile server's deeply nested JSON is an error line, not a RecursionError
+        return load_message(response.text, "server's answer")
+    except SessionError as exc:
+        raise ServerError(f"{what}: {exc}") from None
 
 
-def client(server: str, timeout: float = 30.0) -> Any:
+def add_token_argument(p: Any) -> None:
+    p.add_argument(
+        "--token",
+        default=None,
+        help="the server's token, if it needs one (spinr serve --token; default: $SPINR_TOKEN)",
+    )
+
+
+def auth_headers(token: str | None = None) -> dict[str, str]:
+    """The Authorization header for ``token``, else for ``$SPINR_TOKEN``; none without either."""
+    token = token or os.environ.get("SPINR_TOKEN") or None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def client(server: str, timeout: float = 30.0, token: str | None = None) -> Any:
     import httpx
 
-    return httpx.Client(base_url=http_base(server), timeout=timeout)
+    return httpx.Client(base_url=http_base(server), timeout=timeout, headers=auth_headers(token))
 
 
 def unreachable(server: str, exc: Exception) -> ServerError:

@@ -14,18 +14,49 @@ from pathlib import Path
 from typing import Any
 
 from client.codec_cmds import emit_json
-from client.remote import DEFAULT_SERVER, ServerError, ws_base
+from client.remote import DEFAULT_SERVER, ServerError, add_token_argument, auth_headers, ws_base
+from client.upload import read_image, send
+from codec.config import PRESETS
 from codec.errors import ConfigError, SpinrError
+from codec.outputs import output_folder
 
-FATAL_CLOSE = {1008: "the server refused the request", 4404: "unknown image", 4409: "image not finished"}
+FATAL_CLOSE = {
+    1008: "the server refused the request",
+    4401: "the server needs its token (--token or SPINR_TOKEN)",
+    4403: "the server refused this client",
+    4404: "unknown image",
+    4409: "image not finished",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from netsim.cli import add_channel_arguments
 
-    p.add_argument("target", metavar="URL_OR_ID", help="image id, or a ws://host:port/ws/stream/ID URL")
+    p.add_argument(
+        "target",
+        metavar="URL_OR_ID",
+        nargs="?",
+        help="image id, or a ws://host:port/ws/stream/ID URL (or give --upload instead)",
+    )
     p.add_argument(
         "--server", default=DEFAULT_SERVER, help=f"server URL for an id (default {DEFAULT_SERVER})"
+    )
+    p.add_argument(
+        "--upload",
+        type=Path,
+        metavar="IMAGE",
+        help="upload this image to --server first, wait for its bitstream, then stream it",
+    )
+    p.add_argument(
+        "--upload-preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="encode preset for --upload (default: the server's)",
+    )
+    p.add_argument(
+        "--via",
+        metavar="WS_URL",
+        help="stream through this relay instead of --server, e.g. a spinr netsim proxy at ws://proxy:8001",
     )
     p.add_argument(
         "--out", required=True, type=Path, help="folder for the PNGs (one per layer, and final.png)"
@@ -50,6 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="with --abr: the best picture for BYTES bytes",
     )
+    add_token_argument(p)
     add_channel_arguments(p)
 
 
@@ -188,8 +220,8 @@ async def receive(
     from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
     from codec.image import save_png
+    from streaming.session import load_message
 
-    args.out.mkdir(parents=True, exist_ok=True)
     channel = channel_dict(args)
     abr = abr_start(args)
     summaries: list[dict[str, Any]] = []
@@ -209,7 +241,13 @@ async def receive(
         lost: str | None = None
         done = False
         try:
-            async with connect(url, max_size=None, open_timeout=10, close_timeout=2) as ws:
+            async with connect(
+                url,
+                max_size=None,
+                open_timeout=10,
+                close_timeout=2,
+                additional_headers=auth_headers(args.token),
+            ) as ws:
                 connected = True
                 await ws.send(json.dumps(start))
                 reporter = Reporter() if abr is not None else None
@@ -229,8 +267,8 @@ async def receive(
                     if reporter is not None and isinstance(message, bytes):
                         reporter.arrived(message)
                     if isinstance(message, str):
-                        msg = json.loads(message)
-                        if msg.get("type") == "done":
+                        msg = load_message(message, "server's text message")
+                        if isinstance(msg, dict) and msg.get("type") == "done":
                             summaries.append(msg)
                             done = True
                             reporter = None  # the server closes next: no more reports
@@ -280,8 +318,29 @@ def run(args: argparse.Namespace) -> int:
 
     if args.retries < 0:
         raise SpinrError(f"--retries {args.retries} must be >= 0")
-    url = stream_url(args.target, args.server)
+    if (args.target is None) == (args.upload is None):
+        raise ConfigError("give the image to stream: an id or ws:// URL, or --upload IMAGE (one of them)")
+    if args.upload_preset and args.upload is None:
+        raise ConfigError("--upload-preset goes with --upload")
+    if args.via is not None and (args.target or "").startswith(("ws://", "wss://")):
+        raise ConfigError("--via goes with an image id or --upload, not with a ws:// URL")
+    base = args.via or args.server
+    if args.target is not None:
+        url = stream_url(args.target, base)
+    channel_dict(args)  # a bad channel option fails here, before connecting
     reference = load_image(args.ref) if args.ref else None
+    data = read_image(args.upload) if args.upload is not None else b""
+    output_folder(args.out, "--out", quiet=args.quiet)
+    if args.upload is not None:
+        fields = {"preset": args.upload_preset} if args.upload_preset else {}
+        job = send(
+            args.server, args.upload.name, data, fields, True, args.quiet or args.json, None, args.token
+        )
+        if job["state"] != "done":
+            raise ServerError(f"job {job['id']} {job['state']}: {job.get('error') or 'no bitstream'}")
+        if not args.quiet and not args.json:
+            print(f"uploaded {args.upload} as image {job['id']}", file=sys.stderr)
+        url = stream_url(job["id"], base)
     receiver = Receiver(reference)
     progress = StreamProgress(args.quiet or args.json)
     try:

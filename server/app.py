@@ -17,6 +17,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from codec import __version__
+from server.access import AccessControl, AccessPolicy
 from server.body_limit import FORM_OVERHEAD, BodyLimit
 from server.cache import BitstreamCache
 from server.errors import install_error_handlers
@@ -27,6 +28,7 @@ from server.routes.static import mount_web_client
 from server.services import Services
 from server.settings import Settings
 from server.store import Store
+from server.streams import StreamLimits
 
 log = logging.getLogger("spinr.server")
 
@@ -50,6 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         },
     )
     yield
+    svc.streams.close()
     await run_in_threadpool(svc.manager.stop)
     svc.store.close()
 
@@ -65,8 +68,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "stream it layer by layer through a simulated channel.",
         lifespan=lifespan,
     )
-    app.state.services = Services(settings, server_options(settings))
+    app.state.services = svc = Services(settings, server_options(settings))
+    svc.streams = StreamLimits(
+        settings.max_streams,
+        settings.max_streams_per_client,
+        settings.max_stream_datagrams,
+        settings.max_stream_seconds,
+    )
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
+    # Added last, so it runs first: a refused request reaches nothing else.
+    app.add_middleware(
+        AccessControl,
+        policy=AccessPolicy(settings.allowed_hosts, settings.allowed_origins, settings.token),
+    )
     install_error_handlers(app)
     for module in (service, jobs, images, stream):
         app.include_router(module.router)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from codec.config import PRESETS
 from codec.errors import ConfigError
+from server.access import LOOPBACK_HOSTS
 from server.settings import Settings
+
+WS_MAX_MESSAGE = 64 * 1024
+"""Largest WebSocket message a client may send (a start message is a few hundred bytes)."""
+GRACEFUL_SHUTDOWN_S = 5
+"""Seconds open connections get to finish after SIGTERM before they are cut."""
 
 
 def _port(text: str) -> int:
@@ -31,8 +38,28 @@ def _cap(text: str) -> tuple[str, float]:
     return name, int(number) if number.is_integer() else number
 
 
-def _models(text: str) -> tuple[str, ...]:
+def _gib(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in GiB above 0 (e.g. 4 or 0.5)")
+    return int(value * (1 << 30))
+
+
+def _names(text: str) -> tuple[str, ...]:
     return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+_models = _names
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(bind: str, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """Loopback names, the address the server listens on (unless it is a wildcard) and ``extra``."""
+    own = () if bind in WILDCARD_HOSTS else (bind,)
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, *own, *extra)))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +80,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=d.workers, help=f"training worker processes (default {d.workers})"
     )
     p.add_argument(
+        "--max-job-memory",
+        type=_gib,
+        default=0,
+        metavar="GIB",
+        help="memory one training job may use, in GiB (default: half of this machine's memory over the "
+        "workers); a larger job trains on pixel batches or is refused naming the numbers",
+    )
+    p.add_argument(
         "--max-upload-bytes",
         type=int,
         default=d.max_upload_bytes,
@@ -64,6 +99,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.max_pixels,
         help=f"largest image in pixels (default {d.max_pixels})",
     )
+    for flag, name, what in (
+        ("--max-streams", "max_streams", "WebSocket streams open at once"),
+        (
+            "--max-streams-per-client",
+            "max_streams_per_client",
+            "streams open at once from one client address",
+        ),
+        ("--max-stream-datagrams", "max_stream_datagrams", "datagrams one stream's channel may simulate"),
+    ):
+        p.add_argument(flag, type=int, default=getattr(d, name), help=f"{what} (default {getattr(d, name)})")
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -84,7 +129,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--models",
         type=_models,
         default=d.models,
-        help=f"comma-separated models a job may use (default {','.join(d.models)}: those the browser decodes)",
+        help=f"comma-separated models a job may use (default: every registered model, {','.join(d.models)})",
     )
     p.add_argument(
         "--web-dir",
@@ -92,6 +137,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="static browser client to serve at / (default: the one shipped in the package)",
     )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPINR_TOKEN") or None,
+        help="token that uploads, cancels and streams need (Authorization: Bearer TOKEN; default: "
+        "$SPINR_TOKEN, else none). 16..256 characters of A-Z a-z 0-9 . _ ~ + -",
+    )
+    for flag, env, what in (
+        ("--allowed-hosts", "SPINR_ALLOWED_HOSTS", "Host names the server answers to, besides localhost, "
+         "127.0.0.1, ::1 and --host"),
+        ("--allowed-origins", "SPINR_ALLOWED_ORIGINS", "web origins (https://example.org) whose pages may "
+         "use the server besides its own"),
+    ):  # fmt: skip
+        p.add_argument(
+            flag,
+            type=_names,
+            default=_names(os.environ.get(env, "")),
+            help=f"comma-separated {what} (default: ${env}); '*' for any (docs/API.md, threat model)",
+        )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
@@ -101,11 +164,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_upload_bytes=args.max_upload_bytes,
         max_pixels=args.max_pixels,
         max_queued_jobs=args.max_queued,
+        max_streams=args.max_streams,
+        max_streams_per_client=args.max_streams_per_client,
+        max_stream_datagrams=args.max_stream_datagrams,
         workers=args.workers,
+        max_job_memory=args.max_job_memory,
         device=args.device,
         preset=args.preset,
         web_dir=args.web_dir,
         models=args.models,
+        token=args.token,
+        allowed_hosts=allowed_hosts(args.host, args.allowed_hosts),
+        allowed_origins=args.allowed_origins,
         option_caps={**Settings().option_caps, **dict(args.cap or [])},
     ).validate()
 
@@ -126,14 +196,28 @@ def run(args: argparse.Namespace) -> int:
 
     from server import logs
     from server.app import create_app
+    from server.store import DataDirLock, Store
+    from server.ws_protocol import WebSocketProtocol
 
     settings = settings_from_args(args)
     _check_device(settings.device)
     if args.web_dir is not None and not args.web_dir.is_dir():
         raise ConfigError(f"--web-dir {str(args.web_dir)!r} is not a folder")
-    logs.configure(args.log_level)
-    app = create_app(settings)
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_config=None, log_level=args.log_level, ws="websockets-sansio"
-    )
+    # Held until uvicorn returns: a second server on this folder is refused (one line naming our PID),
+    # and a damaged spinr.db is reported here in one line rather than as a traceback from the app's startup.
+    with DataDirLock(settings.data_dir):
+        Store(settings.data_dir).close()
+        logs.configure(args.log_level)
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            log_level=args.log_level,
+            ws=WebSocketProtocol,
+            ws_max_size=WS_MAX_MESSAGE,
+            # Streams notice the shutdown and end at once; this bounds anything that does not.
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
     return 0

@@ -11,9 +11,9 @@ from PIL import Image, UnidentifiedImageError
 from codec.image import SUPPORTED_FORMATS
 
 
-def probe_image(data: bytes, max_pixels: int) -> None:
-    """415 for what is not an image of a supported format; 422 for a pixel count over the limit
-    (read from the header alone, so a decompression bomb is never decoded)."""
+def probe_image(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) from the header alone; 415 for what is not an image of a supported format;
+    422 for a pixel count over the limit (so a decompression bomb is never decoded)."""
     formats = ", ".join(SUPPORTED_FORMATS)
     try:
         with warnings.catch_warnings():
@@ -30,3 +30,4 @@ def probe_image(data: bytes, max_pixels: int) -> None:
         raise HTTPException(415, f"image format {fmt} is not supported; use one of {formats}")
     if w * h > max_pixels:
         raise HTTPException(422, f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels} pixels")
+    return w, h

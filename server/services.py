@@ -15,6 +15,7 @@ from server.jobs import JobManager
 from server.settings import Settings
 from server.states import JobState
 from server.store import Store
+from server.streams import StreamLimits
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Services:
     store: Store = field(init=False)
     manager: JobManager = field(init=False)
     cache: BitstreamCache = field(init=False)
+    streams: StreamLimits = field(init=False)
 
 
 def get_services(conn: HTTPConnection) -> Services:

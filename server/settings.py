@@ -8,6 +8,9 @@ from pathlib import Path
 from codec.config import PRESETS
 from codec.device import DEVICE_CHOICES
 from codec.errors import ConfigError
+from codec.model_options import MODEL_OPTIONS
+from server.access import LOOPBACK_HOSTS, check_token
+from server.memory import default_limit
 from server.options import job_options, server_options
 
 DEFAULT_CAPS: dict[str, float] = {"width": 1024, "depth": 64, "steps": 1_000_000}
@@ -26,6 +29,10 @@ class Settings:
     max_queued_jobs: int = 8
     """Jobs waiting for a worker at most; one more is answered 429 with ``Retry-After``."""
     workers: int = 1
+    max_job_memory: int = 0
+    """Bytes one training job may use (server.memory's estimate); a job over it trains on pixel
+    batches when that fits, else is refused (422 naming the numbers). 0: half of this machine's
+    memory (or its cgroup's limit) shared by the workers."""
     """Training worker processes (each runs one job at a time)."""
     device: str = "auto"
     """Training device for the workers: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -36,9 +43,26 @@ class Settings:
     (``client/web``, found through ``importlib.resources``) when it is installed."""
     stream_start_timeout: float = 30.0
     """Seconds a WebSocket client has to send its ``start`` message."""
-    models: tuple[str, ...] = ("spinr", "siren")
-    """Models a job may use: those the browser client decodes (client/web); the codec registers more
-    (the study's zoo), which ``spinr encode`` can fit."""
+    max_streams: int = 1024
+    """WebSocket streams open at once; one more is closed with 1013 (try again later)."""
+    max_streams_per_client: int = 64
+    """Streams open at once from one client address (1013 above it). Behind a relay (the compose
+    netsim proxy) every client shares the relay's address: raise it there."""
+    max_stream_datagrams: int = 20_000
+    """Datagrams (fragments included) the channel simulation of one stream may handle: a small
+    ``mtu`` on a large stream is refused (1008) naming the smallest MTU that fits."""
+    max_stream_seconds: float = 600.0
+    """Longest a stream may take to deliver (its channel's delay, jitter and bandwidth); longer: 1008."""
+    token: str | None = None
+    """Token that uploads, cancels and streams need (``Authorization: Bearer``; docs/API.md); None:
+    none needed. ``spinr serve --token`` or ``SPINR_TOKEN``."""
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    """Host names the server answers to (others: 400, against DNS rebinding); ``*``: any."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins (``https://example.org``) whose pages may use the server besides its own; ``*``: any."""
+    models: tuple[str, ...] = field(default_factory=lambda: tuple(MODEL_OPTIONS))
+    """Models a job may use: by default every registered model (``spinr encode``'s choices), all of
+    which the browser client decodes (client/web/codec/arch/); ``spinr serve --models`` narrows it."""
     option_caps: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CAPS))
     """Largest value a job may give these encode options, on top of the codec's own ranges
     (codec.config.ENCODE_OPTIONS allows width 4096, depth 256 and 10^7 steps): they bound the
@@ -49,6 +73,13 @@ class Settings:
         if self.web_dir is not None:
             self.web_dir = Path(self.web_dir)
         self.models = tuple(self.models)
+        self.allowed_hosts = tuple(self.allowed_hosts)
+        self.allowed_origins = tuple(self.allowed_origins)
+
+    @property
+    def job_memory(self) -> int:
+        """The memory limit per job in bytes (``max_job_memory``, or its automatic value)."""
+        return self.max_job_memory or default_limit(self.workers)
 
     def validate(self) -> Settings:
         if self.max_upload_bytes < 1:
@@ -63,6 +94,18 @@ class Settings:
             raise ConfigError(f"device {self.device!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
         if self.preset not in PRESETS:
             raise ConfigError(f"preset {self.preset!r} is not one of {', '.join(PRESETS)}")
+        for name in ("max_streams", "max_streams_per_client", "max_stream_datagrams"):
+            if not 1 <= getattr(self, name) <= 10_000_000:
+                raise ConfigError(f"{name} {getattr(self, name)} is out of range: allowed 1..10000000")
+        if not 0 < self.max_stream_seconds <= 1e7:
+            raise ConfigError(
+                f"max_stream_seconds {self.max_stream_seconds} is out of range: allowed (0, 1e7]"
+            )
+        if self.max_job_memory < 0:
+            raise ConfigError(f"max_job_memory {self.max_job_memory} must be >= 0 (0: automatic)")
+        self.token = check_token(self.token)
+        if not self.allowed_hosts:
+            raise ConfigError("allowed_hosts is empty: the server would answer no request; give names or '*'")
         table = server_options(self)  # a cap outside the codec's range or an unknown model: ConfigError
         try:
             job_options({}, table, self.preset)

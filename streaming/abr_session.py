@@ -117,9 +117,13 @@ class AbrSession:
         self._reports.put_nowait(report)
 
     async def run(
-        self, send: Callable[[bytes], Awaitable[None]], clock: Callable[[], float] = time.monotonic
+        self,
+        send: Callable[[bytes], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+        max_seconds: float = MAX_SESSION_S,
     ) -> None:
-        """Stream until the controller stops and every copy in the pipe is delivered."""
+        """Stream until the controller stops and every copy in the pipe is delivered; never sends for
+        longer than ``max_seconds`` (the server's stream limit), and nothing due after it."""
         start = clock()
         link = Channel(self.channel).session() if self.channel is not None else None
         due: list[tuple[float, int, bytes]] = []
@@ -148,7 +152,11 @@ class AbrSession:
 
         order: list[int] = []  # unit of each packet handed to the channel (a delivery's index)
 
-        cutoff = math.inf if self.goal.deadline_s is None else self.goal.deadline_s + LATE_GRACE_S
+        cutoff = (
+            max_seconds
+            if self.goal.deadline_s is None
+            else min(max_seconds, self.goal.deadline_s + LATE_GRACE_S)
+        )
 
         def arrive(c: Any) -> None:
             if c.arrival_time > cutoff:
@@ -171,7 +179,7 @@ class AbrSession:
                     self.book.on_report(self._reports.get_nowait(), now)
                 if self.book.reports == 0 and self.book.sends and now > FEEDBACK_TIMEOUT:
                     self.book.feedback = False  # a receiver that does not report: open loop
-                if now > MAX_SESSION_S or s.bytes > MAX_SEND_FACTOR * total:
+                if now > max_seconds or s.bytes > MAX_SEND_FACTOR * total:
                     s.stopped = "session limit reached"
                     break
                 d = decide(self.book.state(now))

@@ -19,6 +19,7 @@ from typing import Any
 
 from codec.errors import SpinrError
 from streaming.abr import AbrState, Goal, Link, Rung
+from streaming.session import SessionError, load_message
 
 MAX_REPORT_BYTES = 4096
 """A report is at most this many bytes of UTF-8 (a few dozen arrivals fit)."""
@@ -84,9 +85,9 @@ def parse_report(text: str | bytes, max_seq: int) -> Report:
     if size > MAX_REPORT_BYTES:
         raise FeedbackError(f"report of {size} bytes; at most {MAX_REPORT_BYTES}")
     try:
-        msg = json.loads(text)
-    except ValueError as exc:
-        raise FeedbackError(f"report is not valid JSON: {exc}") from None
+        msg = load_message(text if isinstance(text, str) else text.decode("utf-8", "replace"), "report")
+    except SessionError as exc:
+        raise FeedbackError(str(exc)) from None
     if not isinstance(msg, dict) or msg.get("type") != "report":
         got = msg.get("type") if isinstance(msg, dict) else type(msg).__name__
         raise FeedbackError(f"unknown message type {got!r:.40}; expected 'report'")

@@ -80,7 +80,10 @@ async def relay(client: Any, config: ProxyConfig, connection_number: int) -> Non
     path = client.request.path
     target = config.upstream.rstrip("/") + path
     try:
-        upstream = await connect(target, max_size=None, open_timeout=10)
+        # The client's token (spinr stream --token) goes on to a server that needs one.
+        auth = client.request.headers.get("Authorization")
+        headers = {"Authorization": auth} if auth else {}
+        upstream = await connect(target, max_size=None, open_timeout=10, additional_headers=headers)
     except Exception as exc:
         await client.close(1011, f"upstream {target} is unreachable: {exc}"[:120])
         return

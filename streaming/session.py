@@ -10,15 +10,22 @@ blocking the loop) until each message is due, or not at all with ``pace=False``.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from codec.bitstream import Bitstream
-from codec.errors import SpinrError
+from codec.errors import BitstreamError, SpinrError, brief
+from codec.mpack import check_depth
 from codec.packets import Packet
 from netsim.channel import Channel, ChannelConfig
+from netsim.fragment import MIN_MTU
+
+MAX_MESSAGE_DEPTH = 8
+"""Deepest nesting of lists and objects in a JSON message from the network (a start message needs 2)."""
 
 
 class SessionError(SpinrError, ValueError):
@@ -84,6 +91,23 @@ def damaged(delivery: Any) -> bool:
     return bool(getattr(delivery, "corrupted", False) or getattr(delivery, "truncated", False))
 
 
+def load_message(text: str, what: str = "message") -> Any:
+    """A JSON text message from the network, nested at most ``MAX_MESSAGE_DEPTH`` deep; SessionError
+    otherwise. ``json.loads`` recurses, so a message nested thousands deep would raise RecursionError
+    (an "Exception in ASGI application" for a server) without the first ``except``."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise SessionError(f"the {what} nests lists and maps more than {MAX_MESSAGE_DEPTH} deep") from None
+    except ValueError as exc:
+        raise SessionError(f"the {what} is not valid JSON: {exc}") from None
+    try:
+        check_depth(value, MAX_MESSAGE_DEPTH, f"the {what}")
+    except BitstreamError as exc:
+        raise SessionError(f"{exc}") from None
+    return value
+
+
 def channel_config(value: ChannelConfig | dict[str, Any] | None) -> ChannelConfig | None:
     """A channel from the API's ``channel`` object; SessionError names what is wrong with it."""
     if value is None or isinstance(value, ChannelConfig):
@@ -105,9 +129,42 @@ def parse_have(value: Any, units: int) -> set[int]:
     out = set()
     for item in value:
         if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < units:
-            raise SessionError(f"have contains {item!r}; unit indices of this stream are 0..{units - 1}")
+            raise SessionError(f"have contains {brief(item)}; unit indices of this stream are 0..{units - 1}")
         out.add(item)
     return out
+
+
+Simulated = list[tuple[int, bytes, float, bool]]
+"""A channel's deliveries as plain values: (packet index, bytes, arrival seconds, damaged), in
+arrival order. Picklable both ways, so a server may compute them in another process."""
+
+
+def simulate(packets: list[bytes], channel: ChannelConfig) -> Simulated:
+    """Every delivery of ``packets`` through ``channel``, in arrival order (ties keep send order)."""
+    deliveries = sorted(Channel(channel).transmit(packets), key=lambda d: d.arrival_time)
+    return [(d.index, bytes(d.data), arrival_seconds(d), damaged(d)) for d in deliveries]
+
+
+def datagram_count(sizes: Sequence[int], mtu: int, copies: int = 1) -> int:
+    """Datagrams the channel handles for packets of these sizes: each packet longer than ``mtu``
+    (when ``mtu`` > 0) is that many fragments, each packet sent at most ``copies`` times."""
+    if not mtu:
+        return copies * len(sizes)
+    return copies * sum(max(1, math.ceil(n / mtu)) for n in sizes)
+
+
+def smallest_mtu(sizes: Sequence[int], limit: int, copies: int = 1) -> int | None:
+    """The smallest MTU with at most ``limit`` datagrams (None: not even unfragmented packets fit)."""
+    if datagram_count(sizes, 0, copies) > limit:
+        return None
+    lo, hi = MIN_MTU, max([MIN_MTU, *sizes])  # the count falls as the MTU grows; at hi nothing splits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if datagram_count(sizes, mid, copies) <= limit:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 class StreamSession:
@@ -124,25 +181,70 @@ class StreamSession:
         units = bitstream.header.num_units
         self.have = parse_have(sorted(have) if not isinstance(have, list) else have, units)
         self._plan: list[Message] | None = None
+        self._bytes: list[tuple[bytes, int | None]] | None = None
         self.summary = SessionSummary()
 
-    def plan(self) -> list[Message]:
-        """Every message the client receives, in arrival order (computed once, deterministic per seed)."""
+    def _packets(self) -> list[tuple[bytes, int | None]]:
+        if self._bytes is None:  # serialising is work: once per session
+            self._bytes = [packet_bytes(p) for p in self.bitstream.packets()]
+        return self._bytes
+
+    def _layers(self) -> list[tuple[bytes, int]]:
+        """(bytes, unit) of each layer packet the client lacks, in unit order."""
+        out = []
+        for data, unit in self._packets():
+            if unit is not None and unit not in self.have:
+                out.append((data, unit))
+        return out
+
+    def datagrams(self) -> int:
+        """Datagrams the channel would handle for this session (the work of planning it grows with it)."""
+        sizes = [len(data) for data, _ in self._layers()]
+        if self.channel is None:
+            return len(sizes)
+        return datagram_count(sizes, self.channel.mtu, 2 if self.channel.duplicate else 1)
+
+    def check_work(self, max_datagrams: int) -> None:
+        """SessionError unless the channel handles at most ``max_datagrams`` datagrams, naming the
+        count and the smallest MTU that fits (before any planning work is done)."""
+        count = self.datagrams()
+        if count <= max_datagrams:
+            return
+        assert self.channel is not None  # without a channel there is one datagram per packet
+        copies = 2 if self.channel.duplicate else 1
+        sizes = [len(data) for data, _ in self._layers()]
+        fit = smallest_mtu(sizes, max_datagrams, copies)
+        advice = f"use mtu >= {fit} (or 0)" if fit is not None else "this stream cannot be sent here"
+        raise SessionError(
+            f"channel mtu {self.channel.mtu} splits this stream into {count} datagrams; this server "
+            f"simulates at most {max_datagrams} per stream: {advice}"
+        )
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first message to the last one's arrival (plans the session)."""
+        return max(m.at for m in self.plan())
+
+    def channel_input(self) -> tuple[list[bytes], ChannelConfig] | None:
+        """What :func:`simulate` takes for this session (None when there is no channel or nothing to send)."""
+        layers = self._layers()
+        return ([data for data, _ in layers], self.channel) if self.channel is not None and layers else None
+
+    def plan(self, simulated: Simulated | None = None) -> list[Message]:
+        """Every message the client receives, in arrival order (computed once, deterministic per seed).
+        ``simulated``: what :func:`simulate` returned for :meth:`channel_input`, if computed elsewhere."""
         if self._plan is not None:
             return self._plan
-        packets = [packet_bytes(p) for p in self.bitstream.packets()]
-        header = next(data for data, unit in packets if unit is None)
-        layers = [(data, unit) for data, unit in packets if unit is not None and unit not in self.have]
+        header = next(data for data, unit in self._packets() if unit is None)
+        layers = self._layers()
         plan = [Message(header, None, 0.0)]
         summary = SessionSummary(sent=1 + len(layers), skipped=sorted(self.have))
         if self.channel is None:
             plan += [Message(data, unit, 0.0) for data, unit in layers]
         elif layers:
-            deliveries = Channel(self.channel).transmit([data for data, _ in layers])
-            deliveries = sorted(deliveries, key=lambda d: d.arrival_time)  # stable: ties keep send order
-            plan += [
-                Message(bytes(d.data), layers[d.index][1], arrival_seconds(d), damaged(d)) for d in deliveries
-            ]
+            if simulated is None:
+                simulated = simulate([data for data, _ in layers], self.channel)
+            plan += [Message(data, layers[index][1], at, bad) for index, data, at, bad in simulated]
         intact = {m.unit for m in plan[1:] if not m.corrupted}
         arrived = {m.unit for m in plan[1:]}
         summary.dropped = sorted(unit for _, unit in layers if unit not in arrived)

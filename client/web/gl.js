@@ -323,6 +323,8 @@ export class WebGLAccelerator {
     const gl = this.gl;
     if (!gl || this.lost || gl.isContextLost()) throw new SpnrError("WebGL2 context lost");
     const { width: w, height: h, trunk, steps, readout } = job;
+    const custom = [...trunk, readout].find((op) => op.apply);
+    if (custom) throw new SpnrError(`WebGL2 has no shader for ${custom.kind}`);
     const owner = job.owner || this;
     const hit = this._cache.get(owner);
     const isPrefix = (a, b) => a.length <= b.length && a.every((k, i) => k === b[i]);

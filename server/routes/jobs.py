@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 
 from codec.errors import ConfigError, ImageError
 from codec.image import SUPPORTED_FORMATS, load_image, png_bytes
+from server.jobs import encode_config
+from server.memory import JobTooLarge, fit_job
 from server.options import JobForm, job_options
 from server.probe import probe_image
 from server.services import Job, ServicesDep
@@ -45,7 +47,11 @@ def create_job(
         options = job_options(fields, svc.options, settings.preset)
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None
-    probe_image(data, settings.max_pixels)
+    width, height = probe_image(data, settings.max_pixels)
+    try:  # before decoding: the header's size is enough to know whether the job fits
+        options = fit_job(encode_config(options, "cpu"), options, width, height, settings.job_memory)
+    except (JobTooLarge, ConfigError) as exc:
+        raise HTTPException(422, str(exc)) from None
     try:
         rgb = load_image(data, settings.max_pixels)
     except ImageError as exc:

@@ -22,6 +22,7 @@ def health(svc: ServicesDep) -> dict[str, Any]:
         "device": svc.manager.device or svc.settings.device,
         "workers": {"ready": sum(w.ready for w in workers), "total": len(workers)},
         "jobs": svc.manager.counts(),
+        "streams": {"open": svc.streams.total, "max": svc.streams.max_streams},
     }
 
 

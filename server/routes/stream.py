@@ -8,31 +8,39 @@ receiver's reports, which this route reads, bounds and hands over (docs/API.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from codec.bitstream import Bitstream
+from server.access import token_subprotocol
 from server.services import ServicesDep
 from server.states import JobState
 from server.store import StoreError
-from streaming.abr_session import AbrSession, parse_goal
+from server.streams import PlanFailed, StreamsBusy
+from streaming.abr_session import MAX_SEND_FACTOR, AbrSession, parse_goal
 from streaming.feedback import FeedbackError, parse_report
-from streaming.session import SessionError, StreamSession, channel_config, parse_have
+from streaming.session import SessionError, StreamSession, channel_config, load_message, parse_have
 
 log = logging.getLogger("spinr.server")
 router = APIRouter()
 
 WS_POLICY_VIOLATION = 1008
 WS_INTERNAL_ERROR = 1011
+WS_TRY_AGAIN_LATER = 1013
 WS_UNKNOWN_ID = 4404
 WS_NOT_FINISHED = 4409
 START_FIELDS = {"type", "channel", "have", "version", "abr"}
 MAX_REPORTS_PER_S = 50
 """Receiver messages per second a version-2 client may send (a burst of as many is allowed)."""
+SEND_GRACE = 30.0
+"""Seconds a client may fall behind the channel's schedule before its stream is stopped (a client
+that reads nothing would otherwise hold its stream slot for ever)."""
 MAX_REASON_BYTES = 123
 """A close reason is at most 123 bytes of UTF-8 (RFC 6455)."""
 
@@ -44,7 +52,16 @@ def ws_reason(text: str) -> str:
 
 @router.websocket("/ws/stream/{job_id}")
 async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
-    await ws.accept()
+    await ws.accept(subprotocol=token_subprotocol(ws.scope))  # server.access checked the token
+    client = ws.client.host if ws.client else "unknown"
+    try:
+        with svc.streams.slot(client):
+            await _serve(ws, job_id, svc)
+    except StreamsBusy as exc:
+        await ws.close(WS_TRY_AGAIN_LATER, ws_reason(str(exc)))
+
+
+async def _serve(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
     job = await run_in_threadpool(svc.store.get_job, job_id)
     if job is None:
         await ws.close(WS_UNKNOWN_ID, ws_reason(f"no image with id {job_id!r}"))
@@ -65,39 +82,76 @@ async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
     try:
         bs = await run_in_threadpool(svc.cache.get, svc.store, job_id)
         # Off the event loop: a start message may carry a long bandwidth trace to validate.
-        session = await run_in_threadpool(start_session, message, bs)
+        started = await run_in_threadpool(start_session, message, bs)
+        if isinstance(started, AbrSession):
+            await run_in_threadpool(_check_abr_work, started, bs, svc.streams.max_datagrams)
+        else:
+            session = await svc.streams.plan(started)
     except SessionError as exc:
         await ws.close(WS_POLICY_VIOLATION, ws_reason(str(exc)))
         return
-    except StoreError as exc:
+    except (StoreError, PlanFailed) as exc:
         await ws.close(WS_INTERNAL_ERROR, ws_reason(str(exc)))
         return
-    if isinstance(session, AbrSession):
-        await _stream_v2(ws, job_id, session)
+    if isinstance(started, AbrSession):
+        await _stream_v2(ws, job_id, started, svc.streams.max_seconds)
         return
-    try:
-        async for msg in session.messages(pace=True):
-            await ws.send_bytes(msg.data)
-        await ws.send_text(json.dumps(session.summary.to_message()))
-        await ws.close(1000)
-    except Exception as exc:  # the client went away mid-stream: nothing to clean up
-        log.info("stream ended early", extra={"job": job_id, "reason": repr(exc)})
-        return
-    log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
+    # The client sends nothing after its start message; reading on is how its going away (or the
+    # server's shutdown) is noticed while the sender waits for a message's arrival time.
+    sender = asyncio.create_task(_send(ws, session))
+    gone = asyncio.create_task(_until_disconnect(ws))
+    done, _ = await asyncio.wait(
+        {sender, gone}, timeout=session.duration + SEND_GRACE, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in (sender, gone):
+        task.cancel()
+    await asyncio.gather(sender, gone, return_exceptions=True)
+    if sender in done and sender.exception() is None:
+        with contextlib.suppress(Exception):  # the client may leave right after the last message
+            await ws.close(1000)
+        log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
+    elif gone in done or sender in done:
+        reason = "client went away" if gone in done else repr(sender.exception())
+        log.info("stream ended early", extra={"job": job_id, "reason": reason})
+    else:
+        log.info("stream stopped: the client did not read it in time", extra={"job": job_id})
+        with contextlib.suppress(Exception):
+            await ws.close(
+                WS_POLICY_VIOLATION,
+                ws_reason(f"the stream was not read within {SEND_GRACE:g} s of its schedule"),
+            )
 
 
-async def _stream_v2(ws: WebSocket, job_id: str, session: AbrSession) -> None:
+async def _send(ws: WebSocket, session: StreamSession) -> None:
+    async for msg in session.messages(pace=True):
+        await ws.send_bytes(msg.data)
+    await ws.send_text(json.dumps(session.summary.to_message()))
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass  # anything else a client sends is ignored (uvicorn bounds each message's size)
+
+
+def _check_abr_work(session: AbrSession, bs: Bitstream, max_datagrams: int) -> None:
+    """A version-2 stream sends each packet at most a few times over: bound its channel work as a
+    version-1 plan's, allowing for every resend (SessionError names the bound)."""
+    StreamSession(bs, session.channel, session.have).check_work(max_datagrams // MAX_SEND_FACTOR)
+
+
+async def _stream_v2(ws: WebSocket, job_id: str, session: AbrSession, max_seconds: float) -> None:
     """Stream with the controller while a reader task feeds it the client's reports."""
     problem: list[str] = []
     max_seq = len(session.rungs)
 
     async def read_reports() -> None:
-        tokens, last = float(MAX_REPORTS_PER_S), asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        tokens, last = float(MAX_REPORTS_PER_S), loop.time()
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 raise ConnectionError("client went away")
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             tokens = min(float(MAX_REPORTS_PER_S), tokens + (now - last) * MAX_REPORTS_PER_S)
             last = now
             if tokens < 1:
@@ -109,46 +163,53 @@ async def _stream_v2(ws: WebSocket, job_id: str, session: AbrSession) -> None:
                 return
             try:
                 session.report(parse_report(message["text"], max_seq))
-            except FeedbackError as exc:
+            except (FeedbackError, SessionError) as exc:
                 problem.append(str(exc))
                 return
 
     reader = asyncio.create_task(read_reports())
-    streamer = asyncio.create_task(session.run(ws.send_bytes))
+    streamer = asyncio.create_task(session.run(ws.send_bytes, max_seconds=max_seconds))
     try:
-        await asyncio.wait({reader, streamer}, return_when=asyncio.FIRST_COMPLETED)
+        # A client that reads nothing blocks the sends: bounded like a version-1 stream.
+        done, _ = await asyncio.wait(
+            {reader, streamer}, timeout=max_seconds + SEND_GRACE, return_when=asyncio.FIRST_COMPLETED
+        )
         if problem:
             streamer.cancel()
             await ws.close(WS_POLICY_VIOLATION, ws_reason(problem[0]))
             log.info("stream refused a report", extra={"job": job_id, "reason": problem[0]})
             return
-        if reader.done():  # the client went away
+        if not done:
+            log.info("stream stopped: the client did not read it in time", extra={"job": job_id})
+            with contextlib.suppress(Exception):
+                await ws.close(
+                    WS_POLICY_VIOLATION, ws_reason(f"the stream was not read within {SEND_GRACE:g} s")
+                )
+            return
+        if reader in done:  # the client went away
             streamer.cancel()
             return
         streamer.result()
         await ws.send_text(json.dumps(session.done_message()))
-        await ws.close(1000)
+        with contextlib.suppress(Exception):  # the client may leave right after the last message
+            await ws.close(1000)
     except Exception as exc:  # the client went away mid-stream: nothing to clean up
         log.info("stream ended early", extra={"job": job_id, "reason": repr(exc)})
         return
     finally:
-        reader.cancel()
-        streamer.cancel()
-    log.info(
-        "stream done",
-        extra={"job": job_id, **{k: v for k, v in session.done_message().items() if k != "sends"}},
-    )
+        for task in (reader, streamer):
+            task.cancel()
+        await asyncio.gather(reader, streamer, return_exceptions=True)
+    summary = session.done_message()
+    log.info("stream done", extra={"job": job_id, **{k: v for k, v in summary.items() if k != "sends"}})
 
 
-def start_session(message: dict[str, Any], bs: Bitstream) -> StreamSession | AbrSession:
+def start_session(message: Mapping[str, Any], bs: Bitstream) -> StreamSession | AbrSession:
     """The API's start message -> a session; SessionError names what is malformed."""
     text = message.get("text")
     if text is None:
         raise SessionError("the first message must be a JSON text message of type 'start', not binary")
-    try:
-        start = json.loads(text)
-    except ValueError as exc:
-        raise SessionError(f"the first message is not valid JSON: {exc}") from None
+    start = load_message(text, "first message")  # nesting bounded: deep JSON is a SessionError (1008)
     if not isinstance(start, dict):
         raise SessionError(f"the first message must be a JSON object, got {type(start).__name__}")
     if start.get("type") != "start":
