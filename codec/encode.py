@@ -18,7 +18,8 @@ from codec.bitstream import Bitstream, StreamHeader, new_stream_id
 from codec.config import EncodeConfig
 from codec.decoder import ProgressiveDecoder
 from codec.errors import ConfigError, ImageError, SpinrError
-from codec.header import psnr_as_sent
+from codec.header import EXT_LADDER, psnr_as_sent
+from codec.ladder import measure
 from codec.metrics import psnr, ssim
 
 
@@ -164,6 +165,9 @@ def _finish(
     if len(q_stage) != (model.depths if model.progressive else 1):
         raise ConfigError(f"internal: decoded {len(q_stage)} depths, model has {model.depths}")
     header.stage_psnr = [psnr_as_sent(p) for p in q_stage]
+    sizes = [len(p.to_bytes()) for p in bs.packets()[1:]]  # unit packets, in index order
+    assert decoder.arch is not None
+    header.extensions[EXT_LADDER] = measure(decoder.arch.plan, header.stage_psnr, sizes).to_bytes()
     if meta:
         header.meta = {
             "encoder": f"spinr {__version__}",

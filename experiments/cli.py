@@ -27,6 +27,7 @@ EXPERIMENTS = {
     "neurons": "Tables 2/3: PSNR after losing 1, 5, 10 random hidden neurons",
     "progressive": "Fig 7: SPINR after each stage, PSNR under each",
     "loss": "PSNR vs packet loss, burst length, bit errors: SIREN, SPINR, protected SPINR, progressive JPEG",
+    "abr": "PSNR at a deadline on time-varying lossy links: ABR controller vs send-everything vs fixed rungs",
 }
 MODULES = {"loss": "packet_loss"}
 """Experiment name -> module under ``experiments/`` where the two differ; each module has
@@ -64,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--protection", nargs="+", help="loss: CRIT[+REST] schemes, e.g. repeat:3 rs:2:2+xor:4"
     )
     parser.add_argument("--mtu", type=int, help="loss: datagram MTU in bytes (default 1200, 0 = off)")
+    parser.add_argument(
+        "--traces",
+        nargs="+",
+        help="abr: steady drop-10x rise-10x on-off lte (scaled to the stream) or netsim specs",
+    )
+    parser.add_argument("--deadlines", type=float, nargs="+", help="abr: deadlines in seconds (default 1 2)")
     parser.add_argument(
         "--bits",
         type=int,

@@ -7,6 +7,7 @@ import { axisCoords, toRGBA } from "./coords.js";
 import { SpnrError, errorText } from "./errors.js";
 import { JsForward } from "./forward.js";
 import { MAX_IMAGE_SIDE, MAX_TOTAL_ELEMENTS, parseHeader } from "./header.js";
+import { checkLadder } from "./ladder.js";
 import { PTYPE_HEADER, PTYPE_UNIT, parsePacket } from "./packets.js";
 import { MAX_TENSOR_ELEMENTS } from "./v1/quant.js";
 import { isInt, prod, sameBytes, show } from "./values.js";
@@ -123,6 +124,7 @@ export class ProgressiveDecoder {
         const arch = archFor(header); // a v1 header's units are checked against the arch here
         if (header.units === null) header.units = arch.expectedUnits(); // v2: derived, never sent
         checkSizes(header.units);
+        if (header.ladder) checkLadder(header.ladder.length, header.units.length);
         this.arch = arch;
         this.header = header;
         const pending = this._pending;
