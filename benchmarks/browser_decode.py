@@ -14,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import importlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from codec.errors import ConfigError
 
 WEB = Path(__file__).resolve().parent.parent / "client" / "web"
 CHROMIUM = "/usr/bin/chromium"
@@ -91,8 +94,13 @@ def bench_browser(width: int, height: int, net_width: int, hidden: int, repeats:
     import base64
     import tempfile
 
-    from playwright.sync_api import sync_playwright
-
+    try:  # an optional dependency (the browser-tests extra), not one the image's services import
+        sync_playwright = importlib.import_module("playwright.sync_api").sync_playwright
+    except ImportError:
+        raise ConfigError(
+            "spinr bench browser drives a headless Chromium through Playwright, which this install "
+            "lacks: pip install 'spinr[browser-tests]'"
+        ) from None
     from benchmarks.decode_speed import run_isolated, stream
 
     bs = stream(width, height, net_width, hidden)

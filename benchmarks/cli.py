@@ -9,6 +9,8 @@
   measurement behind the defaults, docs/SPINR.md); writes a Markdown table and a PNG plot too.
 - ``spinr-recipes``: SPINR's training recipes (stages only, joint phase, neuron dropout, the study's)
   against SIREN in the same run: PSNR, every prefix, lost neurons, fit time (``benchmarks/recipes.py``).
+- ``train``: the training loop against COIN's and spinr's plain loops, each fast-path option, torch
+  threads, and batched fitting against sequential fits (``benchmarks/train_bench.py``).
 - ``format``: what format v2 costs on the demo image at several ``--bits-list`` (bytes, PSNR, header and
   packet overhead, the entropy checksum's cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes
   (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
@@ -28,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format", "load")
+BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format", "load", "train")
+TRAIN_SECTIONS = ("loops", "options", "threads", "batched", "server")
 
 
 VARIANTS = {
@@ -170,6 +173,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--channel", type=json.loads, help="load: channel of every stream, JSON, e.g. '{\"loss\": 0.1}'"
     )
     p.add_argument("--server-pid", type=int, help="load: PID of the --url server, to read its RSS")
+    p.add_argument("--fit-size", type=int, default=64, help="train: image side (centre crops)")
+    p.add_argument("--fit-steps", type=int, default=200, help="train: steps of every fit")
+    p.add_argument("--k", type=int, default=10, help="train: fits in the batch")
+    p.add_argument("--compile", action="store_true", help="train: time torch.compile too (slow to compile)")
+    p.add_argument(
+        "--sections",
+        default=",".join(TRAIN_SECTIONS),
+        help=f"train: comma-separated sections to run (default: all of {', '.join(TRAIN_SECTIONS)})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -219,6 +231,36 @@ def run(args: argparse.Namespace) -> int:
             args.workers,
             out,
         )
+    if "train" in which:
+        from benchmarks.train_bench import bench_train
+
+        sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+        bad = sorted(set(sections) - set(TRAIN_SECTIONS))
+        if (
+            bad
+            or not 1 <= args.k <= 256
+            or not 1 <= args.fit_steps <= 100_000
+            or not 8 <= args.fit_size <= 4096
+        ):
+            from codec.errors import ConfigError
+
+            raise ConfigError(
+                f"bench train: sections {bad} unknown (allowed {', '.join(TRAIN_SECTIONS)}), or --k {args.k}"
+                f" (1..256), --fit-steps {args.fit_steps} (1..100000) or --fit-size {args.fit_size}"
+                " (8..4096) out of range"
+            )
+        report["train"] = bench_train(
+            _images(args.dataset, args.images, args.fit_size),
+            args.width,
+            args.depth,
+            args.fit_steps,
+            args.device,
+            args.k,
+            args.compile,
+            args.repeats,
+            lambda name: name in sections,
+        )
+        (out / "train.json").write_text(json.dumps(report["train"], indent=2))
     if "format" in which:
         from benchmarks.format_sizes import bench_format
 

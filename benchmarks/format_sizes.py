@@ -17,6 +17,15 @@ DEMO_PRESETS = ("quick", "paper")
 """``paper`` is what ``spinr demo`` encodes (SPINR 64 x 16, 2000 steps); ``quick`` the server's default."""
 
 
+def ladder_bytes(header: Any) -> int:
+    """Bytes the rate-quality ladder extension adds to the header packet (tag, length and body)."""
+    from codec.header import EXT_LADDER
+    from codec.varint import uvarint
+
+    data = header.extensions.get(EXT_LADDER, b"")
+    return 1 + len(uvarint(len(data))) + len(data) if data else 0
+
+
 def checksum_cost(bs: Any, flips: int = 200, seed: int = 0) -> dict[str, float]:
     """Bytes the coder's checksum state would add per unit packet, and the share of single-bit flips of
     the coded block that the decoder refuses (or that change no code) with and without it."""
@@ -83,6 +92,7 @@ def bench_format(bits: list[int], presets: tuple[str, ...], device: str) -> dict
                     "psnr_float": round(r.float_psnr, 3),
                     "stage_psnr": [round(p, 2) for p in r.stage_psnr],
                     "header_bytes": len(packets[0].to_bytes()),
+                    "ladder_bytes": ladder_bytes(r.bitstream.header),
                     "unit_packet_overhead": [p.overhead for p in packets[1:]],
                     "checksum": checksum_cost(r.bitstream),
                     "classical": classical,

@@ -51,6 +51,8 @@ class LocalServer:
     streams: int = 64
     """Streams the server lets one client address open at once (every benchmark client is 127.0.0.1)."""
     process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
+    """More ``spinr serve`` flags (e.g. ``--batch 10``)."""
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,7 +70,7 @@ class LocalServer:
         import httpx
 
         args = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--preset", "tiny"]
-        args += ["--device", "cpu", "--log-level", "warning"]
+        args += ["--device", "cpu", "--log-level", "warning", *self.extra]
         args += ["--max-streams", str(max(1024, self.streams)), "--max-streams-per-client", str(self.streams)]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(

@@ -54,7 +54,7 @@ def recipe_job(j: RecipeJob) -> dict[str, Any]:
     start = time.perf_counter()
     # Options spelled out in full: the study's defaults (experiments.profiles.STUDY_OPTIONS) must not leak in.
     full = {"joint": 0.0, **options} if model == "spinr" else options
-    f = fit_image(img, model, j.width, j.hidden, j.seed, j.steps, j.device, full, bits=j.bits)
+    f = fit_image(img, model, j.width, j.hidden, j.seed, j.steps, device=j.device, options=full, bits=j.bits)
     seconds = time.perf_counter() - start
     base = received_model(f.bitstream)
     state = {k: v.clone() for k, v in base.state_dict().items()}

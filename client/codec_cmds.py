@@ -335,9 +335,20 @@ def _info(args: argparse.Namespace) -> int:
         print("stage PSNR (dB): " + " ".join(f"{p:.2f}" for p in bs.header.stage_psnr))
     if info["meta"]:
         print(f"meta {json.dumps(info['meta'])}")
-    print(f"{'seq':>4} {'layer':>5} {'bytes':>7}  name")
+    # With a rate-quality ladder: the bytes a receiver holds and the PSNR it sees once each packet is in.
+    rungs = {r["unit"]: r for r in info["ladder"] or []}
+    extra = f" {'total':>7} {'PSNR':>7}" if rungs else ""
+    print(f"{'seq':>4} {'layer':>5} {'bytes':>7}{extra}  name")
     for p in info["packets"]:
-        print(f"{p['seq']:>4} {'-' if p['layer'] is None else p['layer']:>5} {p['bytes']:>7}  {p['name']}")
+        row = f"{p['seq']:>4} {'-' if p['layer'] is None else p['layer']:>5} {p['bytes']:>7}"
+        if rungs:
+            r = rungs.get(p["layer"])
+            total = info["header_bytes"] + (r["cumulative_bytes"] if r else 0)
+            shown = "-" if r is None or r["psnr"] is None else f"{float(r['psnr']):.2f}"
+            row += f" {total:>7} {shown:>7}"
+        print(f"{row}  {p['name']}")
+    if rungs:
+        print("(total: bytes received up to this packet; PSNR: ladder, what the picture reaches then)")
     for line in missing_report(bs, damaged):
         print(line)
     return 0

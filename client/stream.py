@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -70,6 +69,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print the per-layer timeline as one JSON object on stdout"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    abr = p.add_argument_group("adaptive bitrate (protocol version 2: the client reports what arrived)")
+    abr.add_argument("--abr", action="store_true", help="let the server's ABR controller choose what to send")
+    abr.add_argument(
+        "--deadline", type=float, default=None, metavar="S", help="with --abr: the best picture by S seconds"
+    )
+    abr.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="with --abr: the best picture for BYTES bytes",
+    )
     add_token_argument(p)
     add_channel_arguments(p)
 
@@ -97,8 +108,8 @@ def channel_dict(args: argparse.Namespace) -> dict[str, Any] | None:
         raise ConfigError(f"bad channel option: {exc}") from None
     if cfg is None:
         return None
-    values = dataclasses.asdict(cfg)
-    default = dataclasses.asdict(ChannelConfig())
+    values = cfg.to_dict()  # JSON-shaped: a trace as its rows
+    default = ChannelConfig().to_dict()
     changed = {k: v for k, v in values.items() if v != default.get(k)}
     return changed or None
 
@@ -141,16 +152,78 @@ class StreamProgress:
             self.bar.close()
 
 
+def abr_start(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The start message's ``abr`` object (None: protocol version 1)."""
+    if not args.abr:
+        if args.deadline is not None or args.budget is not None:
+            raise ConfigError("--deadline and --budget need --abr")
+        return None
+    goal: dict[str, Any] = {}
+    if args.deadline is not None:
+        if not 0 < args.deadline <= 600:
+            raise ConfigError(f"--deadline {args.deadline:g} is out of range; allowed seconds in (0, 600]")
+        goal["deadline_s"] = args.deadline
+    if args.budget is not None:
+        if not 1 <= args.budget <= 2**31:
+            raise ConfigError(f"--budget {args.budget} is out of range; allowed 1..{2**31} bytes")
+        goal["byte_budget"] = args.budget
+    return goal
+
+
+class Reporter:
+    """A version-2 receiver's reports: arrivals batched at most every ``interval`` s, with the sequence
+    numbers still missing below the highest one seen (streaming.feedback's format)."""
+
+    def __init__(self, interval: float = 0.025) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.start = self.clock()
+        self.interval = interval
+        self.pending: list[Any] = []
+        self.seen: set[int] = set()
+        self.last = -1.0
+
+    def arrived(self, data: bytes) -> None:
+        from codec.errors import BitstreamError
+        from codec.packets import Packet
+        from streaming.feedback import Arrival
+
+        try:
+            seq = Packet.peek(data).seq
+        except BitstreamError:
+            return  # a damaged packet header: nothing to report (the sender notices the gap)
+        self.seen.add(seq)
+        self.pending.append(Arrival(seq, len(data), self.clock() - self.start))
+
+    def due(self) -> float | None:
+        """Seconds until the next report should go (None: nothing to report)."""
+        if not self.pending:
+            return None
+        return max(0.0, self.last + self.interval - (self.clock() - self.start))
+
+    def report(self) -> str:
+        from streaming.feedback import MAX_ARRIVALS, MAX_LOST, Report
+
+        now = self.clock() - self.start
+        batch, self.pending = self.pending[:MAX_ARRIVALS], self.pending[MAX_ARRIVALS:]
+        top = max(self.seen, default=0)
+        lost = tuple(s for s in range(1, top) if s not in self.seen)[:MAX_LOST]
+        self.last = now
+        return Report(now, tuple(batch), lost).to_message()
+
+
 async def receive(
     args: argparse.Namespace, url: str, receiver: Any, progress: StreamProgress
 ) -> dict[str, Any]:
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
     from codec.image import save_png
     from streaming.session import load_message
 
     channel = channel_dict(args)
+    abr = abr_start(args)
     summaries: list[dict[str, Any]] = []
     written: list[str] = []
     reconnects = 0
@@ -161,6 +234,10 @@ async def receive(
             start["channel"] = channel
         if receiver.have:
             start["have"] = sorted(receiver.have)
+        if abr is not None:
+            start["version"] = 2
+            if abr:
+                start["abr"] = abr
         lost: str | None = None
         done = False
         try:
@@ -173,12 +250,28 @@ async def receive(
             ) as ws:
                 connected = True
                 await ws.send(json.dumps(start))
-                async for message in ws:
+                reporter = Reporter() if abr is not None else None
+                while True:
+                    wait = reporter.due() if reporter is not None else None
+                    try:
+                        message = await (asyncio.wait_for(ws.recv(), wait) if wait is not None else ws.recv())
+                    except asyncio.TimeoutError:
+                        assert reporter is not None
+                        try:
+                            await ws.send(reporter.report())
+                        except ConnectionClosed:  # the server finished: read what it sent before closing
+                            reporter = None
+                        continue
+                    except ConnectionClosedOK:
+                        break
+                    if reporter is not None and isinstance(message, bytes):
+                        reporter.arrived(message)
                     if isinstance(message, str):
                         msg = load_message(message, "server's text message")
                         if isinstance(msg, dict) and msg.get("type") == "done":
                             summaries.append(msg)
                             done = True
+                            reporter = None  # the server closes next: no more reports
                         continue
                     entry = receiver.feed(message)
                     progress.update(receiver, entry)
@@ -279,6 +372,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
+        if args.abr:
+            for e in result["timeline"]:
+                shown = f"{e['psnr']:.2f} dB" if e["psnr"] is not None else ""
+                unit = "" if e["unit"] is None else f" {e['unit']}"
+                print(f"{e['arrival']:8.3f} s {e['size']:>7} B  {e['kind']}{unit:<4} {shown}")
+            abr = (out["summaries"] or [{}])[-1].get("abr") or {}
+            if abr:
+                print(f"abr: {abr.get('stopped')}; {out['summaries'][-1].get('bytes')} bytes sent")
         psnr_text = f", PSNR {result['psnr']:.2f} dB" if result["psnr"] is not None else ""
         print(
             f"{result['final']}: {len(result['received'])}/{result['units']} units, {result['stages']} stage(s), "

@@ -33,6 +33,12 @@ class ModelSpec:
         _check_section(self, "model")
 
 
+LOOPS = ("plain", "fast")
+"""Training loops: ``codec.train``'s reference loop and ``codec.batched``'s fast one."""
+KERNELS = ("fused", "plain")
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass
 class TrainConfig:
     """How the network is fitted to the image."""
@@ -58,12 +64,38 @@ class TrainConfig:
     dequantized weights at the steps the stage will be sent with, the gradient applied to the float
     ones), so the kept weights are those that survive quantization. 0 is off; needs a quantization
     config."""
+    prefix_cache: bool = True
+    """Compute the part of a stage's forward pass that no trained parameter touches (SPINR's frozen
+    layers, FourierNet's encoding) once per stage instead of at every step. The same loss, bit for bit."""
+    loop: str = "fast"
+    """``fast``: fused kernels, and the batched loop of ``codec.batched`` (device-side bookkeeping;
+    the same training up to float rounding, docs/SPINR.md "Speed") except for one fp32 fit on the
+    CPU, which runs faster with the plain loop's bookkeeping (``codec.train.host_loop_is_faster``);
+    ``plain``: the reference loop, plain kernels."""
+    sync_every: int = 25
+    """Fast loop: the host reads the losses (progress, history, divergences) every this many steps."""
+    kernels: str = "fused"
+    """Fast loop: ``fused`` sine layers (omega_0 folded into the weights, numpy's sine on CPU) or ``plain``."""
+    precision: str = "fp32"
+    """Fast loop: ``bf16`` runs the forward pass under bfloat16 autocast."""
+    compile: bool = False
+    """Fast loop: ``torch.compile`` the loss (compiled once per stage)."""
+    tf32: bool = True
+    """Fast loop on CUDA: TF32 matmuls."""
 
     def validate(self) -> None:
         _check_section(self, "train")
         check_device_name(self.device)
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"lr_decay {self.lr_decay} is out of range: allowed 0 < lr_decay <= 1")
+        for name, allowed in (("loop", LOOPS), ("kernels", KERNELS), ("precision", PRECISIONS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        if not 1 <= self.sync_every <= 10_000:
+            raise ConfigError(f"sync_every {self.sync_every} is out of range: allowed 1..10000")
+        if self.loop == "plain" and (self.compile or self.precision != "fp32"):
+            raise ConfigError("compile and bf16 precision need the fast loop (loop='fast')")
 
 
 @dataclass

@@ -54,6 +54,9 @@ def describe_stream(bs: Bitstream) -> dict[str, Any]:
         "header_bytes": header_bytes,
         "bytes": len(frame_packets(packets)),
     }
+    ladder = h.ladder
+    # The rate-quality ladder: per unit packet its bytes and the PSNR once it and those before it arrived.
+    out["ladder"] = None if ladder is None else ladder.to_json()
     if h.quant is not None:
         out["quant"] = h.quant
     return out

@@ -7,6 +7,7 @@ quantized PSNR so the numbers reported are the ones a receiver gets.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,9 @@ from codec.bitstream import Bitstream, StreamHeader, new_stream_id
 from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.config import EncodeConfig
 from codec.decoder import ProgressiveDecoder
-from codec.errors import ConfigError, ImageError
-from codec.header import psnr_as_sent
+from codec.errors import ConfigError, ImageError, SpinrError
+from codec.header import EXT_LADDER, psnr_as_sent
+from codec.ladder import measure
 from codec.metrics import psnr, ssim
 
 
@@ -93,21 +95,66 @@ def encode_image(
 ) -> EncodeResult:
     """Fit ``cfg.model`` to ``image``, quantize it and build its (format v2) bitstream. ``meta`` writes
     the encoder's name, steps and timing into the header (an optional extension of ~60 bytes)."""
-    from codec.models import build_model  # torch is imported only when encoding
-    from codec.stepalloc import multiplier_for_bits
-    from codec.stepquant import model_steps, model_tensors, quantize_model
     from codec.train import fit
+
+    start = time.perf_counter()
+    model = _build(image, cfg)
+    result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
+    return _finish(model, image, cfg, result, time.perf_counter() - start, meta)
+
+
+def encode_images(
+    images: Sequence[np.ndarray],
+    cfgs: Sequence[EncodeConfig],
+    progress: Sequence[Any] | None = None,
+    cancel: Any = None,
+) -> list[EncodeResult | SpinrError]:
+    """:func:`encode_image` for several same-size images and configs that differ only in the seed,
+    their networks trained as one batch (``codec.batched.fit_many``); a fit that diverged comes back
+    as its error, the others are unaffected; so does one cancelled through its own token when
+    ``cancel`` is a list (one token per image, ``codec.batched.fit_many``). ``seconds`` is each one's
+    share of the batch's time."""
+    from codec.batched import fit_many
+
+    start = time.perf_counter()
+    for cfg in cfgs:
+        if cfg.quant != cfgs[0].quant:
+            raise ConfigError("a batch of encodes must share its quantization settings")
+    models = [_build(image, cfg) for image, cfg in zip(images, cfgs, strict=True)]
+    results = fit_many(
+        models, images, [c.train for c in cfgs], progress=progress, cancel=cancel, quant=cfgs[0].quant
+    )
+    share = (time.perf_counter() - start) / max(1, len(models))
+    out: list[EncodeResult | SpinrError] = []
+    for model, image, cfg, result in zip(models, images, cfgs, results, strict=True):
+        out.append(result if isinstance(result, SpinrError) else _finish(model, image, cfg, result, share))
+    return out
+
+
+def _build(image: np.ndarray, cfg: EncodeConfig) -> Any:
+    """The configured model, initialised from the config's seed and sized for the image."""
+    from codec.models import build_model  # torch is imported only when encoding
 
     check_image(image)
     cfg.validate()
-    start = time.perf_counter()
     import torch
 
     torch.manual_seed(cfg.train.seed)
     spec = cfg.model
     model = build_model(spec.name, spec.width, spec.hidden_layers, spec.options)
     model.set_image_size(image.shape[1], image.shape[0])  # e.g. DINER's per-pixel table
-    result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
+    return model
+
+
+def _finish(
+    model: Any, image: np.ndarray, cfg: EncodeConfig, result: Any, fit_seconds: float, meta: bool = False
+) -> EncodeResult:
+    """Quantize a fitted model (the steps its training fixed kept), build its bitstream and measure
+    what a receiver decodes."""
+    from codec.stepalloc import multiplier_for_bits
+    from codec.stepquant import model_steps, model_tensors, quantize_model
+
+    start = time.perf_counter()
     weights = sum(t.numel() for t in model_tensors(model))
     multiplier = multiplier_for_bits(cfg.quant.bits, weights)
     steps = model_steps(model, image, multiplier, fixed=result.steps, seed=cfg.train.seed)
@@ -119,6 +166,9 @@ def encode_image(
     if len(q_stage) != (model.depths if model.progressive else 1):
         raise ConfigError(f"internal: decoded {len(q_stage)} depths, model has {model.depths}")
     header.stage_psnr = [psnr_as_sent(p) for p in q_stage]
+    sizes = [len(p.to_bytes()) for p in bs.packets()[1:]]  # unit packets, in index order
+    assert decoder.arch is not None
+    header.extensions[EXT_LADDER] = measure(decoder.arch.plan, header.stage_psnr, sizes).to_bytes()
     if meta:
         header.meta = {
             "encoder": f"spinr {__version__}",
@@ -136,7 +186,7 @@ def encode_image(
         stage_psnr=q_stage,
         float_stage_psnr=result.stage_psnr,
         params=model.num_params(),
-        seconds=time.perf_counter() - start,
+        seconds=fit_seconds + time.perf_counter() - start,
         bytes=len(bs.to_bytes()),
         warnings=result.warnings,
         steps=steps,

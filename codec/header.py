@@ -23,6 +23,7 @@ from typing import Any
 
 from codec.arch import MODEL_IDS, decoder_for, model_name, read_arch, write_arch
 from codec.errors import BitstreamError, ConfigError
+from codec.ladder import Ladder
 from codec.mpack import check_plain, pack, unpack_map
 from codec.units import UnitSpec
 from codec.v1.header import MAX_IMAGE_SIDE, parse_v1_header
@@ -38,7 +39,7 @@ CRITICAL = 0x80
 EXT_META = 0x01
 """Optional: the encoder's name, steps, seconds... as a msgpack map (written only when asked for)."""
 EXT_LADDER = 0x02
-"""Optional, reserved for the rate-quality ladder (issue #12)."""
+"""Optional: the rate-quality ladder (:mod:`codec.ladder`): bytes and PSNR reached per packet."""
 EXT_INIT = CRITICAL | 0x03
 """Critical, reserved for the hash of a shared initialisation θ0 (issue #13)."""
 EXTENSION_NAMES = {
@@ -74,6 +75,14 @@ class StreamHeader:
             )
         given = self.units if self.version == 1 else None
         self.units = decoder_for(self.model, self.arch, given).units()
+        if EXT_LADDER in self.extensions:
+            self.ladder  # noqa: B018 -- parse it now: a bad ladder refuses the header, not a later reader
+
+    @property
+    def ladder(self) -> Ladder | None:
+        """The rate-quality ladder (extension 0x02), checked against the units; None if absent."""
+        data = self.extensions.get(EXT_LADDER)
+        return None if data is None else Ladder.parse(data, self.num_units)
 
     @property
     def num_units(self) -> int:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, cast
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,76 +20,37 @@ import torch
 from codec.config import QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
-from codec.errors import Cancelled, TrainingDiverged
+from codec.errors import Cancelled, SpinrError, TrainingDiverged
+from codec.fit_core import (
+    CancelToken,
+    FitResult,
+    ProgressFn,
+    TrainProgress,
+    copy_into,
+    image_tensor,
+    loss_to_psnr,
+    split_steps,
+    stage_loss,
+)
+from codec.kernels import kernels_for, use_kernels
 from codec.models.base import INR, TrainingStage
 from codec.stepalloc import multiplier_for_bits, steps_for
 from codec.stepquant import load_quantized, measure_sensitivity, model_tensors, probe_data, quantize_in_place
 
-
-@dataclass
-class TrainProgress:
-    """A snapshot of training, handed to the progress callback."""
-
-    stage: int
-    stages: int
-    step: int
-    """Steps done so far, over all stages."""
-    steps: int
-    """Total steps over all stages."""
-    loss: float
-    psnr: float
-    """PSNR (dB) of the current stage's prefix at its best weights so far, on the training batch."""
-    elapsed: float
-    event: str = "step"
-    """``step``, ``stage_done``, or ``diverged`` (the message is in ``note``)."""
-    note: str = ""
-
-    @property
-    def fraction(self) -> float:
-        return self.step / max(1, self.steps)
-
-
-class CancelToken(Protocol):
-    def is_set(self) -> bool: ...
-
-
-ProgressFn = Callable[[TrainProgress], None]
-
-
-@dataclass
-class FitResult:
-    model: INR
-    stage_psnr: list[float]
-    """Float (unquantized) PSNR per stage at the kept weights, full image."""
-    seconds: float
-    steps_run: int
-    warnings: list[str] = field(default_factory=list)
-    loss_history: list[float] = field(default_factory=list)
-    steps: dict[int, float] = field(default_factory=dict)
-    """Quantization steps decided while training, by ``id()`` of the tensor: a stage frozen at its
-    codes (or trained through the quantizer) keeps them, and the encoder must quantize with them."""
-
-
-def image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (H, W, 3) -> (H*W, 3) targets in [-1, 1]."""
-    return torch.from_numpy(image.reshape(-1, 3).astype(np.float32) / 127.5 - 1.0).to(device)
-
-
-def split_steps(total: int, weights: list[float]) -> list[int]:
-    """Split a step budget across stages proportionally to their weights; every stage gets >= 1."""
-    raw = [total * w / sum(weights) for w in weights]
-    steps = [max(1, int(r)) for r in raw]
-    # Hand out what rounding left over, largest remainders first.
-    order = sorted(range(len(raw)), key=lambda i: raw[i] - int(raw[i]), reverse=True)
-    for i in order[: max(0, total - sum(steps))]:
-        steps[i] += 1
-    return steps
-
-
-def copy_into(dst: Sequence[torch.Tensor], src: Sequence[torch.Tensor]) -> None:
-    with torch.no_grad():
-        for d, s in zip(dst, src, strict=True):
-            d.copy_(s)
+__all__ = [
+    "CancelToken",
+    "FitResult",
+    "ProgressFn",
+    "TrainProgress",
+    "copy_into",
+    "fit",
+    "host_loop_is_faster",
+    "image_tensor",
+    "loss_to_psnr",
+    "quantized_loss",
+    "split_steps",
+    "stage_loss",
+]
 
 
 def quantized_loss(
@@ -101,35 +60,16 @@ def quantized_loss(
     steps: Sequence[float],
     x: torch.Tensor,
     y: torch.Tensor,
+    cached: torch.Tensor | None = None,
 ) -> float:
     """The stage's loss with its parameters set to the quantized ``weights`` (parameters left unchanged)."""
     current = [p.detach().clone() for p in stage.params]
     model.eval()
     load_quantized(stage.params, weights, steps)
     with torch.no_grad():
-        value = float(stage_loss(model, stage, x, y))
+        value = float(stage_loss(model, stage, x, y, cached))
     copy_into(stage.params, current)
     return value
-
-
-def stage_loss(model: INR, stage: TrainingStage, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the stage's prefix, or the weighted geometric mean over its exits."""
-    if not stage.exits:
-        return torch.mean((model(x, stage.depth) - y) ** 2)
-    depths = [d for d, _ in stage.exits]
-    total = sum(w for _, w in stage.exits)
-    outs = model.forward_exits(x, depths)
-    # Weighted geometric mean of the prefixes' MSEs, i.e. their mean PSNR: every prefix counts by its
-    # relative improvement, so the coarse early prefixes' large errors cannot drown the deep ones.
-    logs = [
-        w / total * torch.log(torch.mean((o - y) ** 2)) for o, (_, w) in zip(outs, stage.exits, strict=True)
-    ]
-    return torch.exp(cast(torch.Tensor, sum(logs)))
-
-
-def loss_to_psnr(loss: float) -> float:
-    # Targets live in [-1, 1]: MSE on [0, 1] is loss / 4.
-    return math.inf if loss <= 0 else 10.0 * math.log10(4.0 / loss)
 
 
 class _Fit:
@@ -149,6 +89,7 @@ class _Fit:
         self.model, self.cfg, self.quant = model, cfg, quant
         self.progress, self.cancel, self.progress_every = progress, cancel, progress_every
         self.device = resolve_device(cfg.device)
+        self.kernels = kernels_for(cfg, self.device)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         model.to(self.device)
@@ -171,12 +112,13 @@ class _Fit:
         self.warnings: list[str] = []
         self.history: list[float] = []
 
-    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step's pixels: all of them, or a random batch from the run's seeded generator."""
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The step's pixels: all of them, or a random batch from the run's seeded generator (with
+        its indices, which pick the same rows of a cached prefix)."""
         if self.batch < self.pixels:
             idx = torch.randint(0, self.pixels, (self.batch,), generator=self.gen).to(self.device)
-            return self.coords[idx], self.target[idx]
-        return self.coords, self.target
+            return self.coords[idx], self.target[idx], idx
+        return self.coords, self.target, None
 
     def report(self, stage_index: int, loss: float, psnr: float, event: str = "step", note: str = "") -> None:
         if self.progress is not None:
@@ -206,13 +148,14 @@ class _Fit:
             return float(torch.mean((self.model(self.coords, depth) - self.target) ** 2))
 
     def run(self) -> FitResult:
-        stage_psnr = [
-            _StageFit(self, i, stage, steps).train()
-            for i, (stage, steps) in enumerate(zip(self.stages, self.budget, strict=True))
-        ]
-        if any(s.exits for s in self.stages):
-            # A joint phase revised earlier stages' weights: judge every prefix again at the kept weights.
-            stage_psnr = [loss_to_psnr(self.prefix_loss(d)) for d in range(self.model.depths)]
+        with use_kernels(self.kernels):
+            stage_psnr = [
+                _StageFit(self, i, stage, steps).train()
+                for i, (stage, steps) in enumerate(zip(self.stages, self.budget, strict=True))
+            ]
+            if any(s.exits for s in self.stages):
+                # A joint phase revised earlier stages' weights: judge every prefix again at the kept weights.
+                stage_psnr = [loss_to_psnr(self.prefix_loss(d)) for d in range(self.model.depths)]
         for p in self.model.parameters():
             p.requires_grad_(True)
         self.model.to("cpu")
@@ -235,6 +178,11 @@ class _StageFit:
         self.opt = torch.optim.Adam(stage.params, lr=self.lr)
         self.best_loss = math.inf
         self.best = [p.detach().clone() for p in stage.params]
+        self.cache = None
+        if fit.cfg.prefix_cache and stage.prefix is not None:
+            # The frozen part of the forward pass, once for the stage instead of at every step.
+            with torch.no_grad():
+                self.cache = stage.prefix(fit.coords)
         if stage.pass_through is not None:
             self._start_at_pass_through()
         self.restarts = 0
@@ -250,7 +198,9 @@ class _StageFit:
         with torch.no_grad():
             stage.pass_through()
             self.best = [p.detach().clone() for p in stage.params]
-            self.best_loss = float(stage_loss(self.fit.model, stage, self.fit.coords, self.fit.target))
+            self.best_loss = float(
+                stage_loss(self.fit.model, stage, self.fit.coords, self.fit.target, self.cache)
+            )
         copy_into(stage.params, start_weights)
 
     def train(self) -> float:
@@ -273,7 +223,8 @@ class _StageFit:
         if fit.cancel is not None and fit.cancel.is_set():
             raise Cancelled("training was cancelled")
         self._set_lr(step)
-        x, y = fit.sample()
+        x, y, idx = fit.sample()
+        cached = self.cache if self.cache is None or idx is None else self.cache[idx]
         self.opt.zero_grad(set_to_none=True)
         if step == self.qat_from:
             # The steps are chosen once, on the best weights so far, and kept to the end of the stage.
@@ -281,7 +232,7 @@ class _StageFit:
             if math.isfinite(self.best_loss):
                 # From here losses are measured at quantized weights: judge the kept weights that way too.
                 self.best_loss = quantized_loss(
-                    fit.model, stage, self.best, self.quant_steps, fit.coords, fit.target
+                    fit.model, stage, self.best, self.quant_steps, fit.coords, fit.target, self.cache
                 )
         fit.model.train()
         floats = None
@@ -290,7 +241,7 @@ class _StageFit:
             assert self.quant_steps is not None
             floats = [p.detach().clone() for p in stage.params]
             load_quantized(stage.params, floats, self.quant_steps)
-        loss = stage_loss(fit.model, stage, x, y)
+        loss = stage_loss(fit.model, stage, x, y, cached)
         value = float(loss.detach())
         fit.history.append(value)
         if self._exploded(value):
@@ -359,6 +310,14 @@ class _StageFit:
         return loss_to_psnr(full)
 
 
+def host_loop_is_faster(cfg: TrainConfig) -> bool:
+    """Whether one fit of the fast loop runs faster with the plain loop's host-side bookkeeping (and
+    the fast loop's kernels and prefix cache): on the CPU in fp32 without ``torch.compile``, where
+    reading the loss costs nothing and the batched loop's per-step device bookkeeping is overhead
+    (0.48 against 0.38 CPU s for a SPINR 32 x 6 fit; docs/SPINR.md, "Speed")."""
+    return resolve_device(cfg.device).type == "cpu" and cfg.precision == "fp32" and not cfg.compile
+
+
 def fit(
     model: INR,
     image: np.ndarray,
@@ -375,4 +334,11 @@ def fit(
     activations a decoder will compute: quantization error cannot compound through a deep progressive
     trunk (docs/SPINR.md measures the difference)."""
     cfg.validate()
+    if cfg.loop == "fast" and not host_loop_is_faster(cfg):
+        from codec.batched import fit_many
+
+        (result,) = fit_many([model], [image], [cfg], [progress], cancel, progress_every, quant)
+        if isinstance(result, SpinrError):
+            raise result
+        return result
     return _Fit(model, image, cfg, quant, progress, cancel, progress_every).run()

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from codec.errors import ConfigError
 from codec.outputs import output_folder
 from experiments.datasets import load_dataset
 from experiments.pool import JobPool
@@ -26,6 +27,7 @@ EXPERIMENTS = {
     "neurons": "Tables 2/3: PSNR after losing 1, 5, 10 random hidden neurons",
     "progressive": "Fig 7: SPINR after each stage, PSNR under each",
     "loss": "PSNR vs packet loss, burst length, bit errors: SIREN, SPINR, protected SPINR, progressive JPEG",
+    "abr": "PSNR at a deadline on time-varying lossy links: ABR controller vs send-everything vs fixed rungs",
 }
 MODULES = {"loss": "packet_loss"}
 """Experiment name -> module under ``experiments/`` where the two differ; each module has
@@ -64,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mtu", type=int, help="loss: datagram MTU in bytes (default 1200, 0 = off)")
     parser.add_argument(
+        "--traces",
+        nargs="+",
+        help="abr: steady drop-10x rise-10x on-off lte (scaled to the stream) or netsim specs",
+    )
+    parser.add_argument("--deadlines", type=float, nargs="+", help="abr: deadlines in seconds (default 1 2)")
+    parser.add_argument(
         "--bits",
         type=int,
         default=8,
@@ -72,6 +80,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
         "--workers", type=int, default=1, help="parallel worker processes (each fits one job)"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="fit up to K jobs of one shape (seeds, same-size images) together with batched matmuls; "
+        "1 fits one at a time (memory grows K-fold)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per worker (default: OMP_NUM_THREADS when set, else the cores shared among"
+        " the workers; never more than that share)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step (pays off over many fits of one shape; docs/SPINR.md)",
     )
     parser.add_argument(
         "--time-budget",
@@ -99,6 +126,13 @@ def run(args: argparse.Namespace) -> int:
     from codec.device import resolve_device
 
     resolve_device(args.device)  # fail early, naming the flag, when CUDA is asked for and absent
+    for flag, value, low in (
+        ("--batch", args.batch, 1),
+        ("--threads", args.threads, 0),
+        ("--workers", args.workers, 1),
+    ):
+        if not low <= value <= 1024:
+            raise ConfigError(f"{flag} {value} is out of range: allowed {low}..1024")
     profile = profile_from_args(args)
     images = load_dataset(args.dataset, profile)
     out = output_folder(args.out, "--out", quiet=args.json)

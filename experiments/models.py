@@ -51,9 +51,12 @@ class ModelsJob(FitJob):
     bits: int
     options: dict[str, Any] = field(default_factory=dict)
 
+    def fit_overrides(self) -> dict[str, Any]:
+        return {"options": self.options, "bits": self.bits}
+
 
 def job(j: ModelsJob) -> dict[str, Any]:
-    f = j.fit(options=j.options, bits=j.bits)
+    f = j.fit()
     return {
         "image": j.image_name,
         "model": j.label,

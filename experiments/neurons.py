@@ -102,14 +102,17 @@ class NeuronsJob(FitJob):
     counts: tuple[int, ...]
     trials: int
 
+    def fit_overrides(self) -> dict[str, Any]:
+        model, options = VARIANTS[self.label]
+        return {"model": model, "options": options, "bits": self.bits}
+
 
 def job(j: NeuronsJob) -> list[dict[str, Any]]:
     from codec.metrics import psnr
     from codec.models import received_model
 
     img = j.image
-    model, options = VARIANTS[j.label]
-    f = j.fit(model=model, options=options, bits=j.bits)
+    f = j.fit()
     base = received_model(f.bitstream, device=j.device)
     h, w = img.shape[:2]
     intact = psnr(render(base, w, h), img)

@@ -45,13 +45,16 @@ class NoiseJob(FitJob):
     bits: int
     sigmas: tuple[float, ...]
 
+    def fit_overrides(self) -> dict[str, Any]:
+        return {"bits": self.bits}
+
 
 def job(j: NoiseJob) -> dict[str, Any]:
     from codec.metrics import psnr
     from codec.models import received_model
 
     img = j.image
-    f = j.fit(bits=j.bits)
+    f = j.fit()
     m = received_model(f.bitstream, device=j.device)
     state = {k: v.clone() for k, v in m.state_dict().items()}
     h, w = img.shape[:2]

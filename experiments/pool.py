@@ -48,10 +48,26 @@ def _plain(x: Any) -> Any:
     return x if isinstance(x, str | int | float | bool | type(None)) else str(x)
 
 
-def _init_worker(threads: int) -> None:
-    import torch
+def _init_worker(workers: int, threads: int) -> None:
+    from codec.threads import size_torch_threads
 
-    torch.set_num_threads(threads)
+    size_torch_threads(workers, threads)
+
+
+def run_group(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
+    """``[fn(job) for job in jobs]``, the jobs' fits first trained together as one batch when there
+    are several (they share a shape: :func:`experiments.fitting.batch_key`)."""
+    if len(jobs) > 1:
+        from experiments.fitting import fit_images
+
+        for job, fitted in zip(jobs, fit_images([j.fit_args() for j in jobs]), strict=True):
+            job.prefit = fitted
+    try:
+        return [fn(job) for job in jobs]
+    finally:
+        for job in jobs:
+            if hasattr(job, "prefit"):
+                job.prefit = None  # the result holds what it needs; don't keep models alive
 
 
 @dataclass
@@ -67,15 +83,24 @@ class JobPool:
     spill: Path | None = None
     """When set, every finished job's result is appended to ``<label>.partial.jsonl`` here at once,
     so a run cut short (a killed process, a device time limit) keeps its raw numbers."""
+    batch: int = 1
+    """Fit up to this many jobs of one shape (seeds, same-size images of one model) together, with
+    batched matmuls (``codec.batched``); 1 fits one at a time. Memory grows with it."""
+    threads: int = 0
+    """Torch threads per worker (0: ``OMP_NUM_THREADS`` when set, else the cores shared equally; never
+    more than that share: ``codec.threads``)."""
 
     @classmethod
     def from_args(cls, args: Any, spill: Path | None = None) -> JobPool:
-        """The pool the ``spinr experiment`` flags describe (``--workers``, ``--json``, ``--time-budget``)."""
+        """The pool the ``spinr experiment`` flags describe (``--workers``, ``--json``, ``--time-budget``,
+        ``--batch``, ``--threads``)."""
         return cls(
             getattr(args, "workers", 1),
             bool(getattr(args, "json", False)),
             getattr(args, "time_budget", 0.0),
             spill,
+            getattr(args, "batch", 1),
+            getattr(args, "threads", 0),
         )
 
     def _spill(self, label: str, result: Any) -> None:
@@ -83,61 +108,105 @@ class JobPool:
             with open(self.spill / f"{label}.partial.jsonl", "a") as f:
                 f.write(json.dumps(_plain(result)) + "\n")
 
+    def groups(self, jobs: Sequence[Any]) -> list[list[int]]:
+        """Job indices in the units that run together: jobs of one fit shape in groups of up to
+        ``batch`` (in order of first appearance), any other job alone."""
+        if self.batch <= 1:
+            return [[i] for i in range(len(jobs))]
+        from experiments.fitting import batch_key
+
+        by_key: dict[str, list[int]] = {}
+        out: list[list[int]] = []
+        for i, job in enumerate(jobs):
+            if not hasattr(job, "fit_args"):
+                out.append([i])
+                continue
+            key = batch_key(job.fit_args())
+            if key not in by_key or len(by_key[key]) >= self.batch:
+                by_key[key] = []
+                out.append(by_key[key])
+            by_key[key].append(i)
+        return out
+
     def map(
         self, fn: Callable[[Any], Any], jobs: Sequence[Any], label: str, budget: float | None = None
     ) -> list[Any]:
         """``[fn(job) for job in jobs]`` in job order; ``budget`` overrides the pool's.
 
         With a budget, skipped jobs come back as None (callers drop them, and their tables say how
-        many fits they hold), so list jobs seed-major to keep whole seed rounds."""
+        many fits they hold), so list jobs seed-major to keep whole seed rounds (with ``batch``, the
+        seeds of one fit shape run together instead)."""
         budget = self.budget if budget is None else budget
-        if self.workers <= 1 or len(jobs) <= 1:
-            return self._map_here(fn, jobs, label, budget)
-        return self._map_workers(fn, jobs, label, budget)
+        groups = self.groups(jobs)
+        if self.workers <= 1 or len(groups) <= 1:
+            return self._map_here(fn, jobs, groups, label, budget)
+        return self._map_workers(fn, jobs, groups, label, budget)
+
+    def _finished(
+        self,
+        label: str,
+        prog: JobProgress,
+        jobs: Sequence[Any],
+        group: list[int],
+        out: list[Any],
+        results: list[Any],
+    ) -> None:
+        for i, result in zip(group, out, strict=True):
+            results[i] = result
+            self._spill(label, result)
+            prog.tick(job_note(jobs[i]))
 
     def _map_here(
-        self, fn: Callable[[Any], Any], jobs: Sequence[Any], label: str, budget: float
+        self,
+        fn: Callable[[Any], Any],
+        jobs: Sequence[Any],
+        groups: list[list[int]],
+        label: str,
+        budget: float,
     ) -> list[Any]:
+        from codec.threads import size_torch_threads
+
+        size_torch_threads(1, self.threads)
         prog = JobProgress(len(jobs), label, self.quiet)
         start = time.perf_counter()
         results: list[Any] = [None] * len(jobs)
-        for i, job in enumerate(jobs):
+        for n, group in enumerate(groups):
             if budget and time.perf_counter() - start > budget:
-                print(f"[{label}] time budget spent: {len(jobs) - i} job(s) skipped", file=sys.stderr)
+                left = sum(len(g) for g in groups[n:])
+                print(f"[{label}] time budget spent: {left} job(s) skipped", file=sys.stderr)
                 break
-            results[i] = fn(job)
-            self._spill(label, results[i])
-            prog.tick(job_note(job))
+            self._finished(label, prog, jobs, group, run_group(fn, [jobs[i] for i in group]), results)
         return results
 
     def _map_workers(
-        self, fn: Callable[[Any], Any], jobs: Sequence[Any], label: str, budget: float
+        self,
+        fn: Callable[[Any], Any],
+        jobs: Sequence[Any],
+        groups: list[list[int]],
+        label: str,
+        budget: float,
     ) -> list[Any]:
         import multiprocessing as mp
-        import os
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from concurrent.futures import TimeoutError as FutureTimeout
 
         prog = JobProgress(len(jobs), label, self.quiet)
         results: list[Any] = [None] * len(jobs)
-        threads = max(1, (os.cpu_count() or 2) // self.workers)
         ctx = mp.get_context("spawn")
         pool = ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.workers, self.threads)
         )
-        futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+        futures = {pool.submit(run_group, fn, [jobs[i] for i in g]): g for g in groups}
         try:
             for fut in as_completed(futures, timeout=budget or None):
-                i = futures[fut]
-                results[i] = fut.result()
-                self._spill(label, results[i])
-                prog.tick(job_note(jobs[i]))
+                self._finished(label, prog, jobs, futures[fut], fut.result(), results)
         except FutureTimeout:
-            cancelled = sum(f.cancel() for f in futures)
+            cancelled = sum(len(g) for f, g in futures.items() if f.cancel())
             print(f"[{label}] time budget spent: {cancelled} job(s) skipped", file=sys.stderr)
-            for fut, i in futures.items():
+            for fut, group in futures.items():
                 if not fut.cancelled():
-                    results[i] = fut.result()
+                    for i, result in zip(group, fut.result(), strict=True):
+                        results[i] = result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return results

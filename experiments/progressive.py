@@ -22,12 +22,15 @@ class ProgressiveJob(FitJob):
     """A key of :data:`VARIANTS`."""
     bits: int
 
+    def fit_overrides(self) -> dict[str, Any]:
+        return {"model": "spinr", "options": VARIANTS[self.label], "bits": self.bits}
+
 
 def job(j: ProgressiveJob) -> dict[str, Any]:
     from codec.decoder import ProgressiveDecoder
     from codec.metrics import psnr
 
-    f = j.fit(model="spinr", options=VARIANTS[j.label], bits=j.bits)
+    f = j.fit()
     dec = ProgressiveDecoder.from_bitstream(f.bitstream)
     pics = [dec.decode(depth=d).rgb for d in range(1, dec.depths + 1)]
     return {

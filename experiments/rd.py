@@ -52,6 +52,9 @@ class RdJob(FitJob):
     bits: tuple[int, ...]
     """Bit depths the fit is re-quantized at."""
 
+    def fit_overrides(self) -> dict[str, Any]:
+        return {"bits": 16}  # float-like: the fit is re-quantized at each of ``bits`` afterwards
+
 
 @dataclass(kw_only=True)
 class CodecJob:
@@ -64,7 +67,7 @@ class CodecJob:
 
 def job(j: RdJob) -> list[dict[str, Any]]:
     img = j.image
-    f = j.fit(bits=16)
+    f = j.fit()
     rows = []
     for bits in j.bits:
         size, p = requantize(f, bits, img)

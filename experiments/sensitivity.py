@@ -27,9 +27,12 @@ class SensitivityJob(FitJob):
     lr: float | None
     """The learning rate (None: the model's default)."""
 
+    def fit_overrides(self) -> dict[str, Any]:
+        return {"lr": self.lr}
+
 
 def job(j: SensitivityJob) -> dict[str, Any]:
-    f = j.fit(lr=j.lr)
+    f = j.fit()
     return {
         "image": j.image_name,
         "model": j.model,

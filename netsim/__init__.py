@@ -5,6 +5,7 @@ else of spinr (stdlib and numpy only).
 - Stages (each ``apply(deliveries, rng)``): :mod:`netsim.drop`, :mod:`netsim.corrupt`,
   :mod:`netsim.order`, :mod:`netsim.shaping`, :mod:`netsim.fragment`.
 - :mod:`netsim.protect`: unequal error protection (repeat, XOR, Reed-Solomon-style) with CRC checks.
+- :mod:`netsim.trace`: time-varying links (bandwidth traces from CSV, step, on-off and Markov generators).
 - :mod:`netsim.measure`: loss rate, burst lengths, bit errors, throughput of a transmission.
 """
 
@@ -18,11 +19,13 @@ from netsim.errors import ChannelConfigError, DatagramError, NetsimError
 from netsim.fragment import Fragmenter, Reassembler
 from netsim.order import Delay, Duplication, Reorder
 from netsim.protect import Decoder, Encoded, ProtectionPlan, Recovery, Scheme, encode, parse_scheme, recover
-from netsim.shaping import TokenBucket
+from netsim.shaping import TokenBucket, TraceBucket
 from netsim.stage import Stage, StageRun
+from netsim.trace import BandwidthTrace, load_trace, parse_trace
 
 __all__ = [
     "PRESETS",
+    "BandwidthTrace",
     "BitFlips",
     "Channel",
     "ChannelConfig",
@@ -46,8 +49,11 @@ __all__ = [
     "Stage",
     "StageRun",
     "TokenBucket",
+    "TraceBucket",
     "Truncation",
     "encode",
+    "load_trace",
     "parse_scheme",
+    "parse_trace",
     "recover",
 ]

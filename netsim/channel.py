@@ -17,6 +17,7 @@ With ``mtu > 0`` the pipeline fragments packets and reassembles them, so callers
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +31,7 @@ from netsim.drop import GilbertElliott, IndependentLoss
 from netsim.errors import ChannelConfigError
 from netsim.fragment import FRAGMENT_HEADER_LENGTH, Fragmenter, Reassembler
 from netsim.order import Delay, Duplication, Reorder, by_arrival
-from netsim.shaping import TokenBucket
+from netsim.shaping import TokenBucket, TraceBucket
 from netsim.stage import Stage, StageRun
 from netsim.validate import integer, number
 
@@ -54,9 +55,11 @@ def build_stages(config: ChannelConfig) -> list[Stage]:
         stages.append(Truncation(c.truncate))
     if c.mtu:
         stages.append(Fragmenter(c.mtu))
+    burst = max(MIN_BUCKET_BYTES, c.mtu + FRAGMENT_HEADER_LENGTH if c.mtu else 0)
     if c.bandwidth_kbps:
-        burst = max(MIN_BUCKET_BYTES, c.mtu + FRAGMENT_HEADER_LENGTH if c.mtu else 0)
         stages.append(TokenBucket(c.bandwidth_kbps * 1000 / 8, burst, c.queue_bytes))
+    elif c.trace is not None:
+        stages.append(TraceBucket(c.trace, burst, c.queue_bytes))
     if c.loss:
         stages.append(
             GilbertElliott.from_mean(c.loss, c.burst)
@@ -181,7 +184,9 @@ class Channel:
         if isinstance(config, str):
             config = ChannelConfig.preset(config)
         if isinstance(config, ChannelConfig):
-            config = ChannelConfig(**config.to_dict())  # re-validate: dataclass fields may have been edited
+            config = dataclasses.replace(
+                config
+            )  # re-validate: fields may have been edited (a trace stays as is)
             self.config: ChannelConfig | None = config
             self.stages = build_stages(config)
             self.seed = config.seed if seed is None else integer("seed", seed, 0)

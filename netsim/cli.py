@@ -1,4 +1,5 @@
-"""``spinr netsim stats``: simulate N packets through a channel and print what it measured.
+"""``spinr netsim stats``: simulate N packets through a channel and print what it measured;
+``spinr netsim trace``: generate or read a bandwidth trace, summarise it, write it as CSV.
 
 Also the channel flags every command that sends through a simulated channel shares:
 :func:`add_channel_arguments` and :func:`channel_config_from_args`.
@@ -16,6 +17,7 @@ from netsim.channel import Channel
 from netsim.config import PRESETS, ChannelConfig
 from netsim.errors import ChannelConfigError
 from netsim.measure import summarize
+from netsim.trace import SPEC_HELP, BandwidthTrace, load_trace
 from netsim.validate import integer
 
 # flag dest -> ChannelConfig field
@@ -56,6 +58,12 @@ def add_channel_arguments(parser: argparse.ArgumentParser) -> None:
         "--bandwidth-kbps", type=float, default=None, metavar="KBPS", help="link rate (0: unlimited)"
     )
     g.add_argument(
+        "--trace",
+        default=None,
+        metavar="TRACE",
+        help=f"time-varying link rate instead of --bandwidth-kbps: a CSV file of time_s,kbps or {SPEC_HELP}",
+    )
+    g.add_argument(
         "--mtu", type=int, default=None, help="largest datagram payload, 0: no fragmentation (default 1200)"
     )
     g.add_argument(
@@ -72,6 +80,8 @@ def channel_config_from_args(args: argparse.Namespace) -> ChannelConfig | None:
         for dest, field in CHANNEL_FLAGS.items()
         if getattr(args, dest, None) is not None
     }
+    if getattr(args, "trace", None) is not None:
+        given["trace"] = load_trace(args.trace)
     preset = getattr(args, "preset", None)
     if preset is None and not given:
         return None
@@ -86,6 +96,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stats.add_argument("--size", type=int, default=1000, help="bytes per packet (default 1000)")
     stats.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_channel_arguments(stats)
+    trace = sub.add_parser(
+        "trace", help="generate or read a bandwidth trace; print its summary or write it as CSV"
+    )
+    trace.add_argument("spec", metavar="TRACE", help=f"a CSV file of time_s,kbps or {SPEC_HELP}")
+    trace.add_argument("--csv", default=None, metavar="FILE", help="write the trace as CSV (time_s,kbps)")
+    trace.add_argument("--json", action="store_true", help="print the summary and the rows as JSON")
 
 
 def stats_report(config: ChannelConfig, n_packets: int, size: int) -> dict[str, Any]:
@@ -97,10 +113,55 @@ def stats_report(config: ChannelConfig, n_packets: int, size: int) -> dict[str, 
     return {"channel": config.to_dict(), "measured": summarize(packets, deliveries), "stats": channel.stats}
 
 
+def trace_summary(trace: BandwidthTrace) -> dict[str, Any]:
+    """Duration, rates and outage time of a trace (over its rows; the last rate holds after them)."""
+    span = trace.duration
+    outage = sum(b - a for a, b, r in zip(trace.times, trace.times[1:], trace.kbps, strict=False) if r == 0)
+    return {
+        "rows": len(trace.times),
+        "duration_s": span,
+        "mean_kbps": trace.mean_kbps(span) if span > 0 else trace.kbps[0],
+        "min_kbps": min(trace.kbps),
+        "max_kbps": max(trace.kbps),
+        "final_kbps": trace.kbps[-1],
+        "outage_s": outage,
+    }
+
+
+def _trace(args: argparse.Namespace) -> int:
+    try:
+        trace = load_trace(args.spec)
+    except ChannelConfigError as exc:
+        print(f"spinr netsim trace: error: {exc}", file=sys.stderr)
+        return 2
+    if args.csv:
+        try:
+            with open(args.csv, "w", encoding="utf-8") as f:
+                f.write(trace.to_csv())
+        except OSError as exc:
+            print(
+                f"spinr netsim trace: error: cannot write {args.csv!r}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 2
+    summary = trace_summary(trace)
+    if args.json:
+        print(json.dumps({**summary, "trace": trace.rows()}))
+        return 0
+    print(
+        f"{summary['rows']} rows over {summary['duration_s']:g} s: mean {summary['mean_kbps']:.1f} kbit/s "
+        f"(min {summary['min_kbps']:g}, max {summary['max_kbps']:g}), outages {summary['outage_s']:g} s, "
+        f"then {summary['final_kbps']:g} kbit/s" + (f"; wrote {args.csv}" if args.csv else "")
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     prog = "spinr netsim"
+    if getattr(args, "netsim_command", None) == "trace":
+        return _trace(args)
     if getattr(args, "netsim_command", None) != "stats":
-        print(f"{prog}: error: choose a subcommand: stats", file=sys.stderr)
+        print(f"{prog}: error: choose a subcommand: stats, trace", file=sys.stderr)
         return 2
     try:
         config = channel_config_from_args(args) or ChannelConfig()

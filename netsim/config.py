@@ -9,6 +9,7 @@ from typing import Any
 
 from netsim.errors import ChannelConfigError
 from netsim.fragment import DEFAULT_MTU
+from netsim.trace import BandwidthTrace, parse_trace
 from netsim.validate import integer, number, probability
 
 MAX_TIME_MS = 1e7
@@ -50,6 +51,9 @@ class ChannelConfig:
     A packet that would need more than 65535 fragments is refused, naming the smallest MTU it allows."""
     seed: int = 0
     """Seed of every random draw; the same seed reproduces a transmission packet for packet."""
+    trace: BandwidthTrace | None = None
+    """A time-varying link rate instead of ``bandwidth_kbps`` (:mod:`netsim.trace`): a trace, a trace
+    name or generator spec (``"step-down"``, ``"markov:lte,3"``) or rows ``[[time_s, kbps], ...]``."""
 
     def __post_init__(self) -> None:
         self.loss = probability("loss", self.loss)
@@ -67,6 +71,11 @@ class ChannelConfig:
         if 0 < self.mtu < 16:
             raise ChannelConfigError(f"mtu={self.mtu} is out of range; allowed 0 (no fragmentation) or >= 16")
         self.seed = integer("seed", self.seed, 0, 2**63 - 1)
+        self.trace = as_trace(self.trace)
+        if self.trace is not None and self.bandwidth_kbps:
+            raise ChannelConfigError(
+                f"bandwidth_kbps={self.bandwidth_kbps:g} and a trace both set the link rate; give one of them"
+            )
         if self.burst > 1.0 and 0 < self.loss < 1 and self.burst < self.loss / (1 - self.loss):
             raise ChannelConfigError(
                 f"burst={self.burst:g} is too short for loss={self.loss:g}; "
@@ -78,10 +87,15 @@ class ChannelConfig:
         """A copy of the named preset (see :data:`PRESETS`), with ``overrides`` applied."""
         if name not in PRESETS:
             raise ChannelConfigError(f"unknown channel preset {name!r}; allowed: {', '.join(PRESETS)}")
+        if overrides.get("trace") is not None and "bandwidth_kbps" not in overrides:
+            overrides["bandwidth_kbps"] = 0.0  # the trace replaces the preset's fixed rate
         return dataclasses.replace(PRESETS[name], **overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-shaped (a trace as its rows); :meth:`from_dict` reads it back."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["trace"] = None if self.trace is None else self.trace.rows()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChannelConfig:
@@ -107,6 +121,21 @@ class ChannelConfig:
     def is_perfect(self) -> bool:
         """No effect at all other than fragmentation (which a perfect link undoes)."""
         return self == dataclasses.replace(ChannelConfig(), mtu=self.mtu, seed=self.seed)
+
+
+def as_trace(value: Any) -> BandwidthTrace | None:
+    """A config's ``trace`` from any of its accepted forms (never a file: a server must not read one)."""
+    if value is None or isinstance(value, BandwidthTrace):
+        return value
+    if isinstance(value, str):
+        return parse_trace(value)
+    if isinstance(value, Mapping) and set(value) == {"times", "kbps"}:
+        return BandwidthTrace(tuple(value["times"]), tuple(value["kbps"]))
+    if isinstance(value, (list, tuple)):
+        return BandwidthTrace.from_rows(value)
+    raise ChannelConfigError(
+        f"trace must be a trace name or spec, or rows [[time_s, kbps], ...], got {type(value).__name__}"
+    )
 
 
 PRESETS: dict[str, ChannelConfig] = {

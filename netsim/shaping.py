@@ -10,6 +10,7 @@ import numpy as np
 
 from netsim.datagram import Delivery
 from netsim.stage import Stage, StageRun
+from netsim.trace import BandwidthTrace
 from netsim.validate import integer, number
 
 
@@ -33,6 +34,30 @@ class TokenBucket(Stage):
     def open(self, rng: np.random.Generator) -> StageRun:
         return _BucketRun(self)
 
+    def accrued(self, t0: float, t1: float) -> float:
+        """Tokens (bytes) the link earns between ``t0`` and ``t1``."""
+        return (t1 - t0) * self.rate
+
+    def time_to_earn(self, t: float, nbytes: float) -> float:
+        """Earliest time after ``t`` by which the link has earned ``nbytes`` more tokens."""
+        return t + nbytes / self.rate
+
+
+class TraceBucket(TokenBucket):
+    """A :class:`TokenBucket` whose rate follows a :class:`~netsim.trace.BandwidthTrace` (time 0 of the
+    trace is time 0 of the transmission). Tokens accrue at the rate of the moment, so an outage stops
+    the link and a drop of rate slows every datagram still queued."""
+
+    def __init__(self, trace: BandwidthTrace, burst_bytes: int = 1500, queue_bytes: int = 0) -> None:
+        super().__init__(max(trace.kbps) * 125.0, burst_bytes, queue_bytes)
+        self.trace = trace
+
+    def accrued(self, t0: float, t1: float) -> float:
+        return self.trace.capacity(t1) - self.trace.capacity(t0)
+
+    def time_to_earn(self, t: float, nbytes: float) -> float:
+        return self.trace.time_for(self.trace.capacity(t) + nbytes)
+
 
 class _BucketRun(StageRun):
     def __init__(self, bucket: TokenBucket) -> None:
@@ -54,11 +79,11 @@ class _BucketRun(StageRun):
                     continue  # tail drop: the queue is full when this datagram is offered
             t = max(offered, self.clock)
             if t > self.filled_at:
-                self.tokens = min(float(b.burst), self.tokens + (t - self.filled_at) * b.rate)
+                self.tokens = min(float(b.burst), self.tokens + b.accrued(self.filled_at, t))
                 self.filled_at = t
             need = min(size, b.burst)
             if self.tokens < need:
-                t += (need - self.tokens) / b.rate
+                t = b.time_to_earn(t, need - self.tokens)
                 self.tokens, self.filled_at = float(need), t
             self.tokens -= size
             self.clock = t

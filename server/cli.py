@@ -81,6 +81,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=d.workers, help=f"training worker processes (default {d.workers})"
     )
     p.add_argument(
+        "--batch",
+        type=int,
+        default=d.batch,
+        help="queued jobs of one shape (image size, options but the seed) a worker trains together"
+        f" as one batch (default {d.batch}: one at a time)",
+    )
+    p.add_argument(
         "--max-job-memory",
         type=_gib,
         default=0,
@@ -184,6 +191,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_streams_per_client=args.max_streams_per_client,
         max_stream_datagrams=args.max_stream_datagrams,
         workers=args.workers,
+        batch=args.batch,
         max_job_memory=args.max_job_memory,
         device=args.device,
         preset=args.preset,

@@ -1,10 +1,12 @@
 """The job queue: training runs in worker processes, never on the event loop.
 
 Each worker is a long-lived process of the ``spawn`` context (torch is imported once per worker, not
-once per job) with its own task queue and its own cancel ``Event``; all workers report on one shared
-event queue. A dispatcher thread in the server process owns every state change: it hands queued jobs
-to idle workers, writes progress to the store, stores results, notices a worker that died (its job
-fails with the exit code, a new worker takes its place) and a worker that ignores a cancel request.
+once per job; ``server.worker``) with its own task queue and a cancel ``Event`` per slot; all workers
+report on one shared event queue. A dispatcher thread in the server process owns every state change:
+it hands queued jobs to idle workers (with ``Settings.batch`` > 1, up to that many queued jobs of one
+shape at once, trained as one batch), writes progress to the store, stores results, notices a worker
+that died (its jobs fail with the exit code, a new worker takes its place) and a worker that ignores
+a cancel request.
 Workers never touch the database, so a worker outliving a killed server changes nothing; they also
 exit on their own when their parent process disappears.
 """
@@ -12,124 +14,28 @@ exit on their own when their parent process disappears.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import multiprocessing as mp
 import os
 import queue
-import signal
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from codec.config import EncodeConfig, apply_overrides, preset
 from server.settings import Settings
 from server.states import IllegalTransition, JobState
 from server.store import STOP_REASON, QueueFull, Store
+from server.worker import Task, encode_config, worker_main
+
+__all__ = ["CANCEL_GRACE", "JobManager", "Worker", "encode_config"]
 
 log = logging.getLogger("spinr.jobs")
 
-PROGRESS_INTERVAL = 0.1
-"""Seconds between progress reports of a worker (stage boundaries are always reported)."""
 CANCEL_GRACE = 30.0
 """Seconds a worker has to honour a cancel before it is terminated and replaced."""
-
-
-def encode_config(options: dict[str, Any], device: str) -> EncodeConfig:
-    """A job's options (already range-checked by the API) -> a validated EncodeConfig."""
-    return apply_overrides(preset(options.get("preset", "quick")), {**options, "device": device})
-
-
-# -- worker process -----------------------------------------------------------------------------
-def _watch_parent(parent: int) -> None:
-    while True:
-        if os.getppid() != parent:
-            os._exit(3)  # the server is gone; nobody would read our results
-        time.sleep(0.5)
-
-
-def worker_main(index: int, tasks: Any, events: Any, cancel: Any, device: str, parent: int) -> None:
-    """Entry point of a worker process: import torch once, then run tasks until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    try:
-        from codec.device import resolve_device
-
-        resolved = str(resolve_device(device))
-    except Exception as exc:
-        events.put(("fatal", index, None, str(exc)))
-        return
-    events.put(("ready", index, None, resolved))
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        job_id, image_path, options = task
-        try:
-            result = _run_job(job_id, image_path, options, device, events, cancel)
-            events.put(("done", index, job_id, result))
-        except BaseException as exc:  # noqa: BLE001 - everything is reported, the worker lives on
-            from codec.errors import Cancelled, SpinrError
-
-            if isinstance(exc, Cancelled):
-                events.put(("cancelled", index, job_id, None))
-            elif isinstance(exc, SpinrError):
-                events.put(("failed", index, job_id, str(exc)))
-            elif isinstance(exc, MemoryError):
-                events.put(("failed", index, job_id, "out of memory while training"))
-            else:
-                tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-                events.put(("failed", index, job_id, f"internal error: {tb}"))
-
-
-def _run_job(
-    job_id: str, image_path: str, options: dict[str, Any], device: str, events: Any, cancel: Any
-) -> tuple[dict[str, Any], bytes]:
-    """Train, quantize, serialise; the ``.spnr`` bytes go back to the server, which stores them."""
-    from codec.encode import encode_image
-    from codec.image import load_image
-
-    cfg = encode_config(options, device)
-    image = load_image(image_path)
-    last = [0.0]
-
-    def progress(p: Any) -> None:
-        now = time.monotonic()
-        if p.event == "step" and now - last[0] < PROGRESS_INTERVAL and p.step < p.steps:
-            return
-        last[0] = now
-        psnr = p.psnr if math.isfinite(p.psnr) else None
-        events.put(
-            (
-                "progress",
-                -1,
-                job_id,
-                {
-                    "progress": p.fraction,
-                    "stage": p.stage,
-                    "stages": p.stages,
-                    "step": p.step,
-                    "steps": p.steps,
-                    "psnr": psnr,
-                },
-            )
-        )
-
-    result = encode_image(image, cfg, progress=progress, cancel=cancel)
-    data = result.bitstream.to_bytes()
-    summary = result.summary()
-    return {
-        "bpp": summary["bpp"],
-        "psnr": summary["psnr"],
-        "psnr_float": summary["psnr_float"],
-        "stage_psnr": summary["stage_psnr"],
-        "packets": summary["packets"],
-        "params": summary["params"],
-        "seconds": summary["seconds"],
-        "warnings": summary["warnings"],
-    }, data
 
 
 # -- server side --------------------------------------------------------------------------------
@@ -138,11 +44,23 @@ class Worker:
     index: int
     process: Any
     tasks: Any
-    cancel: Any
-    job: str | None = None
+    cancels: list[Any]
+    """One cancel event per slot of a task (``Settings.batch`` slots)."""
+    jobs: list[str] = field(default_factory=list)
+    """The jobs it is training (in slot order); empty when idle."""
     ready: bool = False
     cancel_sent: float | None = None
     device: str | None = None
+    threads: int = 0
+    """Torch threads it runs with (its share of the cores)."""
+
+    def cancel(self, job_id: str) -> bool:
+        """Ask it to stop ``job_id``; False when it is not training it."""
+        if job_id not in self.jobs:
+            return False
+        self.cancels[self.jobs.index(job_id)].set()
+        self.cancel_sent = time.monotonic()
+        return True
 
 
 @dataclass
@@ -179,16 +97,24 @@ class JobManager:
 
     def _spawn(self, index: int) -> Worker:
         tasks = self._ctx.Queue()
-        cancel = self._ctx.Event()
+        cancels = [self._ctx.Event() for _ in range(self.settings.batch)]
         proc = self._ctx.Process(
             target=worker_main,
-            args=(index, tasks, self._events, cancel, self.settings.device, os.getpid()),
+            args=(
+                index,
+                tasks,
+                self._events,
+                cancels,
+                self.settings.device,
+                os.getpid(),
+                self.settings.workers,
+            ),
             name=f"spinr-worker-{index}",
             daemon=True,
         )
         proc.start()
         log.info("worker started", extra={"worker": index, "pid": proc.pid})
-        return Worker(index, proc, tasks, cancel)
+        return Worker(index, proc, tasks, cancels)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -196,8 +122,8 @@ class JobManager:
         if self._thread is not None:
             self._thread.join(timeout)
         for w in self.workers:
-            if w.job is not None:
-                w.cancel.set()
+            for job_id in list(w.jobs):
+                w.cancel(job_id)
             if w.process.is_alive():
                 w.tasks.put(None)
         deadline = time.monotonic() + timeout
@@ -241,9 +167,7 @@ class JobManager:
         with self._lock:
             job = self.store.transition(job_id, JobState.CANCELLED, error=None)
             for w in self.workers:
-                if w.job == job_id:
-                    w.cancel.set()
-                    w.cancel_sent = time.monotonic()
+                w.cancel(job_id)
         log.info("job cancelled", extra={"job": job_id})
         self._wake.set()
         return job
@@ -279,7 +203,7 @@ class JobManager:
     def _worker(self, index: int, job_id: str | None) -> Worker | None:
         if index >= 0:
             return self.workers[index] if index < len(self.workers) else None
-        return next((w for w in self.workers if w.job == job_id), None)
+        return next((w for w in self.workers if job_id in w.jobs), None)
 
     def _handle(self, kind: str, index: int, job_id: str | None, payload: Any) -> None:
         if kind == "progress" and job_id is not None:
@@ -288,9 +212,9 @@ class JobManager:
         w = self._worker(index, job_id)
         if kind == "ready":
             if w is not None:
-                w.ready, w.device = True, payload
-            self.device = payload
-            log.info("worker ready", extra={"worker": index, "device": payload})
+                w.ready, w.device, w.threads = True, payload["device"], payload["threads"]
+            self.device = payload["device"]
+            log.info("worker ready", extra={"worker": index, **payload})
             return
         if kind == "fatal":
             log.error("worker cannot start", extra={"worker": index, "reason": payload})
@@ -301,8 +225,9 @@ class JobManager:
         if job_id is None:  # every other report names its job
             log.error("worker report without a job", extra={"worker": index, "kind": kind})
             return
-        if w is not None and w.job == job_id:
-            w.job, w.cancel_sent = None, None
+        if w is not None and job_id in w.jobs:
+            w.jobs.remove(job_id)
+            w.cancel_sent = None
         try:
             if kind == "done":
                 result, data = payload
@@ -334,36 +259,71 @@ class JobManager:
             if w.process.is_alive() and not stuck:
                 continue
             if stuck:
-                log.warning("worker ignored cancel; terminating", extra={"worker": i, "job": w.job})
+                log.warning("worker ignored cancel; terminating", extra={"worker": i, "jobs": w.jobs})
                 w.process.terminate()
                 w.process.join(2.0)
             elif self._stop.is_set():
                 continue
-            if w.job is not None:
+            for job_id in w.jobs:
                 reason = f"worker process died (exit code {w.process.exitcode}) while training"
-                self._transition(w.job, JobState.FAILED, error=reason)
-                log.error("worker died", extra={"worker": i, "job": w.job, "exitcode": w.process.exitcode})
-            if not w.ready and w.job is None:
+                self._transition(job_id, JobState.FAILED, error=reason)
+                log.error("worker died", extra={"worker": i, "job": job_id, "exitcode": w.process.exitcode})
+            if not w.ready and not w.jobs:
                 self._start_failures += 1
                 if self._start_failures > 3:
                     continue  # it cannot start (e.g. no CUDA): the error is logged, no respawn loop
             self.workers[i] = self._spawn(i)
 
     def _dispatch(self) -> None:
-        idle = [w for w in self.workers if w.ready and w.job is None and w.process.is_alive()]
-        if not idle:
-            return
-        for job_id in self.store.ids_in_state(JobState.QUEUED):
-            if not idle:
-                return
+        idle = [w for w in self.workers if w.ready and not w.jobs and w.process.is_alive()]
+        queued = self.store.ids_in_state(JobState.QUEUED) if idle else []
+        while idle and queued:
+            group = self._group(queued)
+            w = idle.pop(0)
+            task: Task = []
             with self._lock:
-                try:
-                    job = self.store.transition(job_id, JobState.RUNNING, progress=0.0)
-                except IllegalTransition:
-                    continue  # cancelled in between
-                w = idle.pop(0)
-                w.cancel.clear()
-                w.job = job_id
-            image = str(self.store.file_path(job_id, "original"))
-            w.tasks.put((job_id, image, job["options"]))
-            log.info("job started", extra={"job": job_id, "worker": w.index})
+                for job_id in group:
+                    try:
+                        job = self.store.transition(job_id, JobState.RUNNING, progress=0.0)
+                    except IllegalTransition:
+                        continue  # cancelled in between
+                    w.cancels[len(task)].clear()
+                    w.jobs.append(job_id)
+                    task.append((job_id, str(self.store.file_path(job_id, "original")), job["options"]))
+            if not task:
+                idle.insert(0, w)
+                continue
+            w.tasks.put(task)
+            log.info("job started", extra={"jobs": [t[0] for t in task], "worker": w.index})
+
+    def _group(self, queued: list[str]) -> list[str]:
+        """The next task's jobs, taken out of ``queued``: the first queued job and, up to
+        ``Settings.batch``, the later ones of its shape (same image size and options but the seed)."""
+        first = queued.pop(0)
+        if self.settings.batch <= 1:
+            return [first]
+        key = self._batch_key(first)
+        group = [first]
+        for job_id in list(queued):
+            if len(group) >= self.settings.batch or key is None:
+                break
+            if self._batch_key(job_id) == key:
+                queued.remove(job_id)
+                group.append(job_id)
+        return group
+
+    def _batch_key(self, job_id: str) -> tuple[Any, ...] | None:
+        """What jobs trained together must share (None: the job trains alone)."""
+        from codec.batched import batchable
+
+        job = self.store.get_job(job_id)
+        if job is None:
+            return None
+        try:
+            cfg = encode_config(job["options"], self.settings.device)
+        except Exception:  # the worker will report what is wrong with it
+            return None
+        if not batchable(cfg):
+            return None
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=0))
+        return job["image"]["width"], job["image"]["height"], repr(cfg)

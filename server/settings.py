@@ -34,11 +34,15 @@ class Settings:
     max_queued_jobs: int = 8
     """Jobs waiting for a worker at most; one more is answered 429 with ``Retry-After``."""
     workers: int = 1
+    """Training worker processes (each runs one task at a time: one job, or a batch of them)."""
+    batch: int = 1
+    """Queued jobs of one shape (same image size, options that differ only in the seed) a worker
+    trains together as one batch of networks (``codec.batched``); 1 trains one job at a time. On a
+    GPU a batch fills the device that one small fit leaves idle; memory grows with it."""
     max_job_memory: int = 0
     """Bytes one training job may use (server.memory's estimate); a job over it trains on pixel
     batches when that fits, else is refused (422 naming the numbers). 0: half of this machine's
     memory (or its cgroup's limit) shared by the workers."""
-    """Training worker processes (each runs one job at a time)."""
     device: str = "auto"
     """Training device for the workers: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     preset: str = "quick"
@@ -97,6 +101,8 @@ class Settings:
             raise ConfigError(f"max_queued_jobs {self.max_queued_jobs} is out of range: allowed 0..100000")
         if not 1 <= self.workers <= 64:
             raise ConfigError(f"workers {self.workers} is out of range: allowed 1..64")
+        if not 1 <= self.batch <= 64:
+            raise ConfigError(f"batch {self.batch} is out of range: allowed 1..64")
         if self.device.split(":", 1)[0] not in DEVICE_CHOICES:
             raise ConfigError(f"device {self.device!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
         if self.preset not in PRESETS:

@@ -39,6 +39,10 @@ class TimelineEntry:
     """The decodable picture changed with this message."""
     new_unit: bool = False
     """This message brought a unit the receiver did not hold (not a duplicate, not rejected)."""
+    size: int = 0
+    """Bytes of this message."""
+    kind: str = ""
+    """``header``, ``unit`` (a new one), ``duplicate``, ``pending`` (before the header) or ``rejected``."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -125,6 +129,8 @@ class Receiver:
             psnr=psnr(pic.rgb, self.reference) if pic is not None and self.reference is not None else None,
             new_picture=new_picture,
             new_unit=bool(self.decoder.available - before[0]),
+            size=len(data),
+            kind=_kind(status, bool(self.decoder.available - before[0]), self.decoder.header is None),
         )
         self.timeline.append(entry)
         return entry
@@ -135,3 +141,13 @@ class Receiver:
         hdr = self.decoder.header
         if (w, h) != (hdr.width, hdr.height):
             raise ImageError(f"reference image is {w}x{h} but the stream encodes {hdr.width}x{hdr.height}")
+
+
+def _kind(status: Any, new_unit: bool, no_header: bool) -> str:
+    if not status.accepted:
+        return "rejected"
+    if status.kind == "header":
+        return "header"
+    if no_header:
+        return "pending"  # a unit before its header: held until the header comes
+    return "unit" if new_unit else "duplicate"

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from _browser import browser, page, served  # noqa: F401  (fixtures of the browser tests)
 
-# Keep tests on 2 cores and deterministic.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One torch thread per test process: deterministic, and on a machine busy with other work two threads
+# ran this suite's small fits 10-40x slower than one (tests/test_batched.py: 244 s against 20 s).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"

@@ -70,7 +70,11 @@ def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, 
     assert [(r["preset"], r["bits"]) for r in rows] == [("tiny", 4), ("tiny", 8)]
     assert rows[0]["bytes"] < rows[1]["bytes"] and rows[0]["bpp"] == round(rows[0]["bytes"] * 8 / 128**2, 4)
     for r in rows:
-        assert r["header_bytes"] < 40 and set(r["unit_packet_overhead"]) <= {11, 12}
+        assert (
+            r["ladder_bytes"] > 0
+            and r["header_bytes"] - r["ladder_bytes"] < 40
+            and set(r["unit_packet_overhead"]) <= {11, 12}
+        )
         assert set(r["classical"]) == {"jpeg", "jpeg-progressive", "webp", "jpeg2000", "avif"}
         assert all(c["bytes"] <= r["bytes"] or not c["fits"] for c in r["classical"].values())
         assert r["classical"]["jpeg2000"]["fits"]  # its ratio search reaches any size
@@ -111,3 +115,48 @@ def test_browser_bench_times_the_js_and_webgl2_paths_beside_numpy(tmp_path: Path
         assert r["backend_used"] == name and r["full_decode_s"] >= 0 and r["gflops"] >= 0
         assert r["progressive_all_depths_s"] >= 0 and r["over_numpy_tiled"] >= 0  # ms timers at 24x16
     assert report["numpy_tiled_gflops"] > 0 and report["matmul_gflops_1024"] > 0
+
+
+def test_train_bench_times_every_fast_path_option_against_a_reference_in_the_same_run(
+    tmp_path: Path, capsys
+) -> None:
+    from benchmarks.train_bench import OPTIONS
+
+    argv = [
+        "bench",
+        "train",
+        "--fit-size",
+        "16",
+        "--fit-steps",
+        "8",
+        "--k",
+        "3",
+        "--width",
+        "8",
+        "--repeats",
+        "1",
+    ]
+    argv += ["--depth", "2", "--images", "2", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "train.json").read_text())
+    assert report == json.loads((tmp_path / "bench.json").read_text())["train"]
+    for section in ("loops", "options", "threads", "batched", "server"):
+        rows = report[section]["rows"]
+        assert rows[0]["speedup"] == 1.0, section  # the reference, timed in this run
+        assert all(r["seconds"] > 0 and r["speedup"] > 0 and 0 < r["psnr"] < 60 for r in rows), section
+        if section != "server":  # fits in this process: their CPU time too
+            assert rows[0]["cpu_speedup"] == 1.0 and all(r["cpu_seconds"] > 0 for r in rows), section
+    options = [r["variant"] for r in report["options"]["rows"]]
+    assert options == [name for name, train in OPTIONS.items() if not train.get("compile")]
+    bf16 = next(r for r in report["options"]["rows"] if "bf16" in r["variant"])
+    assert math.isfinite(bf16["psnr_change_db"])
+    assert [r["threads"] for r in report["threads"]["rows"]] == sorted({1, report["cores"]})
+    # The batch trains each model as it trains alone.
+    assert report["batched"]["k"] == 3 and report["batched"]["max_psnr_difference_batch_vs_alone_db"] < 0.01
+    assert [r["variant"] for r in report["server"]["rows"]] == ["--batch 1 (reference)", "--batch 3"]
+
+
+def test_train_bench_names_a_bad_section(tmp_path: Path, capsys) -> None:
+    assert main(["bench", "train", "--sections", "loops,warp", "--out", str(tmp_path)]) != 0
+    assert "warp" in capsys.readouterr().err

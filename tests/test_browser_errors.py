@@ -237,7 +237,7 @@ def test_header_validation_messages(page: Any) -> None:
     for k, (_, msg) in cases.items():
         assert res[k]["accepted"] is False, k
         assert msg in res[k]["error"], (k, res[k]["error"])
-    for payload in (good + bytes([EXT_LADDER, 2, 7, 7]), wire.to_payload()):
+    for payload in (good + bytes([0x7E, 2, 7, 7]), wire.to_payload()):
         ok = page.evaluate(
             "(b) => new window.spnrLib.ProgressiveDecoder().addPacket(Uint8Array.from(atob(b), (c) => c.charCodeAt(0)))",
             b64(hp(payload)),

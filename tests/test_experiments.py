@@ -158,3 +158,32 @@ def test_bd_rate_of_a_curve_against_itself_is_zero() -> None:
     half = [r / 2 for r in rate]
     assert bd_rate(rate, p, half, p) == pytest.approx(-50.0, abs=1e-6)
     assert np.isnan(bd_rate(rate, p, rate, [x + 50 for x in p]))
+
+
+def test_abr_policies_at_the_deadline(dataset: Path, tmp_path: Path) -> None:
+    s = run(
+        "abr", dataset, tmp_path, "--images", "1", "--depth", "4", "--traces", "steady", "drop-10x",
+        "--deadlines", "1", "--loss-rates", "0", "0.1", "--channel-seeds", "2",
+    )  # fmt: skip
+    traces = s["traces"]
+    assert set(traces) == {"steady/loss0/1s", "steady/loss0.1/1s", "drop-10x/loss0/1s", "drop-10x/loss0.1/1s"}
+    for cond, policies in traces.items():
+        assert {"all", "abr"} <= set(policies) and any(p.startswith("fixed-") for p in policies)
+        for p in policies.values():
+            assert set(p) >= {"psnr_at_deadline", "bytes", "first_picture_s", "stalls"} and p["runs"] == 2
+        # the controller never does worse than send-everything and never spends more on a lossless link
+        assert policies["abr"]["psnr_at_deadline"] >= policies["all"]["psnr_at_deadline"] - 1e-9, cond
+        if "loss0/" in cond:
+            assert policies["abr"]["bytes"] <= policies["all"]["bytes"]
+    # losses are repaired: with 10 % loss ABR's picture is better than send-everything's on average
+    assert (
+        traces["drop-10x/loss0.1/1s"]["abr"]["psnr_at_deadline"]
+        >= traces["drop-10x/loss0.1/1s"]["all"]["psnr_at_deadline"]
+    )
+    assert s["decide"]["decisions"] > 0 and s["decide"]["median_us"] < 1000
+    stream = s["stream"][0]
+    assert stream["packets"] == 5 and stream["bytes"] > 0
+    assert stream["bpp"] == pytest.approx(stream["bytes"] * 8 / (32 * 32), rel=1e-3)
+    for c in ("jpeg-progressive", "webp"):  # classical codecs in at most the stream's bytes
+        assert stream["classical"][c]["psnr"] is None or stream["classical"][c]["bytes"] <= stream["bytes"]
+    assert (tmp_path / "abr_at_deadline.png").exists() and (tmp_path / "abr_over_time.png").exists()

@@ -172,9 +172,12 @@ def test_extensions() -> None:
     h = _header(meta=meta)
     assert h.to_payload() == _base() + bytes([EXT_META, len(pack(meta))]) + pack(meta)
     # An optional extension this decoder does not read is skipped and kept for re-sending.
-    ladder = _base() + bytes([EXT_LADDER, 3]) + b"abc" + bytes([0x7F, 0])
-    back = parse_header_payload(ladder)
-    assert back.extensions == {EXT_LADDER: b"abc", 0x7F: b""} and back.to_payload() == ladder
+    unknown = _base() + bytes([0x04, 3]) + b"abc" + bytes([0x7F, 0])
+    back = parse_header_payload(unknown)
+    assert back.extensions == {0x04: b"abc", 0x7F: b""} and back.to_payload() == unknown
+    # The rate-quality ladder (0x02) is read and checked against the units (tests/test_ladder.py).
+    with pytest.raises(BitstreamError, match=r"0x02 \(rate-quality ladder\) has version 97"):
+        parse_header_payload(_base() + bytes([EXT_LADDER, 3]) + b"abc")
     # A critical one is refused by name, known or not.
     with pytest.raises(
         BitstreamError,

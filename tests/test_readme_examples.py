@@ -162,7 +162,7 @@ def test_the_study_examples_run(scratch: Path, capsys: pytest.CaptureFixture[str
     Image.fromarray(data.astronaut()[100:164, 180:244]).save(dataset / "a.png")
     Image.fromarray(data.coffee()[100:164, 200:264]).save(dataset / "b.png")
     examples = section("experiment", "bench")
-    assert {a[1] for a in examples if a[0] == "experiment"} == {"models", "rd", "neurons", "loss"}
+    assert {a[1] for a in examples if a[0] == "experiment"} == {"models", "rd", "neurons", "loss", "abr"}
     for argv in examples:
         if argv[0] == "experiment":
             argv = [str(dataset) if a.startswith("../shared/datasets/") else a for a in argv]

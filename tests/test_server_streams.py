@@ -36,11 +36,14 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def big(server, photo_crop) -> dict[str, Any]:
-    """A ~270 KB stream (512 wide, 3 steps of training: the size matters here, not the picture)."""
-    job_id = server.upload(png(photo_crop), width=512, depth=3, steps=3).json()["id"]
+    """A ~250 KB stream (704 wide, 3 steps of training: the size matters here, not the picture): at mtu 16
+    one copy of it fits the datagram bound, two (any duplication) do not."""
+    job_id = server.upload(png(photo_crop), width=704, depth=3, steps=3).json()["id"]
     assert server.wait_state(job_id, ("done", "failed"), timeout=120)["state"] == "done"
     bs, _ = load_bitstream(server.http.get(f"/api/images/{job_id}/bitstream.spnr").content, strict=True)
     sizes = [len(p.to_bytes()) for p in bs.packets()[1:]]
+    # The tests below need one copy at mtu 16 within the datagram bound and two copies over it.
+    assert datagram_count(sizes, 16) <= MAX_DATAGRAMS < datagram_count(sizes, 16, 2), sizes
     return {"id": job_id, "sizes": sizes, "units": bs.header.num_units}
 
 
@@ -106,7 +109,7 @@ def test_channel_work_is_bounded_naming_the_smallest_mtu(server, big):
 
 
 def test_health_answers_while_hostile_channels_are_planned(server, big):
-    """mtu 16 on a 270 KB stream: ~17,000 fragments per stream through loss, bit errors and reordering,
+    """mtu 16 on a ~250 KB stream: ~16,000 fragments per stream through loss, bit errors and reordering,
     about a second of work each. Planning runs in the thread pool, so /health keeps answering while
     the hostile streams are planned: no request waits for a plan (on the event loop, one would wait
     for at least a whole plan, i.e. longer than a quarter of the time to the first header)."""

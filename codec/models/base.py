@@ -62,6 +62,12 @@ class TrainingStage:
     exits: tuple[tuple[int, float], ...] = ()
     """(depth, weight) pairs: the loss is the weighted geometric mean of those prefixes' losses instead
     of ``depth``'s alone (a joint phase that must keep every prefix decoding)."""
+    prefix: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """The part of ``depth``'s forward pass no parameter of this stage touches (SPINR's frozen layers,
+    FourierNet's fixed encoding): coordinates -> the activation the rest starts from. It is the same
+    at every step, so the trainer computes it once per stage (``TrainConfig.prefix_cache``)."""
+    rest: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """The remainder of the forward pass: ``rest(prefix(x))`` is ``model(x, depth)``, op for op."""
 
 
 class INR(nn.Module):
@@ -74,6 +80,9 @@ class INR(nn.Module):
     """Dataclass of model-specific options with documented defaults."""
     progressive: ClassVar[bool] = False
     """Whether every prefix of units decodes (SPINR) or all units are needed."""
+    seed_options: ClassVar[frozenset[str]] = frozenset()
+    """Options that only seed a fixed buffer (FourierNet's ``b_seed``): fits that differ in them still
+    train as one batch (``codec.batched``), each with its own buffer."""
     needs_image_size: ClassVar[bool] = False
     """Whether :meth:`set_image_size` shapes the model (DINER's per-pixel table); informational, the
     encoder and :meth:`load_bitstream` call it for every model."""

@@ -24,7 +24,7 @@ from torch import nn
 
 from codec.fourier_features import b_matrix
 from codec.model_options import FourierOptions
-from codec.models.base import INR, Layers, register_model
+from codec.models.base import INR, Layers, TrainingStage, register_model
 from codec.models.siren import chain_units
 
 
@@ -32,6 +32,7 @@ from codec.models.siren import chain_units
 class FourierNet(INR):
     Options = FourierOptions
     default_lr = 1e-3
+    seed_options = frozenset({"b_seed"})
     B: torch.Tensor
     """The fixed projection (a non-persistent buffer, regenerated from the options)."""
 
@@ -47,11 +48,19 @@ class FourierNet(INR):
         proj = (2.0 * math.pi) * (((coords + 1.0) * 0.5) @ self.B.T)
         return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
 
-    def forward(self, coords: torch.Tensor, depth: int | None = None) -> torch.Tensor:
-        h = torch.relu(self.input(self.encode(coords)))
+    def mlp(self, features: torch.Tensor) -> torch.Tensor:
+        """The trained network after the fixed encoding."""
+        h = torch.relu(self.input(features))
         for layer in self.hidden:
             h = torch.relu(layer(h))
         return self.output(h)
+
+    def forward(self, coords: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        return self.mlp(self.encode(coords))
+
+    def stages(self) -> list[TrainingStage]:
+        # B is fixed: the encoding (2 x mapping_size sines and cosines per pixel) is computed once per fit.
+        return [TrainingStage("all", list(self.parameters()), None, prefix=self.encode, rest=self.mlp)]
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         return chain_units(self.input, self.hidden, self.output)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from codec.kernels import sine
 from codec.model_options import MfnOptions
 from codec.models.base import INR, Layers, register_model
 from codec.models.siren import linear_tensors
@@ -47,7 +48,7 @@ class Filter(nn.Module):
                 self.linear.weight.mul_(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.sin(self.linear(x))
+        out = sine(self.linear(x))
         if self.gabor:
             d = (x**2).sum(-1, keepdim=True) + (self.mu**2).sum(-1)[None, :] - 2 * x @ self.mu.T
             out = out * torch.exp(-0.5 * d * self.gamma[None, :])

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from codec.kernels import sine_linear
 from codec.model_options import SirenOptions
 from codec.models.base import INR, Layers, register_model
 
@@ -28,7 +29,7 @@ class SineLayer(nn.Module):
             self.linear.weight.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(self.omega_0 * self.linear(x))
+        return sine_linear(x, self.linear, self.omega_0)
 
 
 def init_readout(linear: nn.Linear, omega_0: float) -> nn.Linear:

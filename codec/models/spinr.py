@@ -32,6 +32,8 @@ from codec.model_options import SpinrOptions
 from codec.models.base import INR, Layers, TrainingStage, register_model
 from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors
 
+TensorFn = Callable[[torch.Tensor], torch.Tensor]
+
 
 @register_model("spinr")
 class Spinr(INR):
@@ -63,13 +65,17 @@ class Spinr(INR):
         keep = torch.rand(h.shape[-1], device=h.device) >= self.options.dropout
         return h * keep.to(h.dtype)
 
+    def _layer(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        """h_k from h_{k-1}: hidden layer k, added to its input in a residual trunk."""
+        update = self._drop(self.hidden[k - 1](h))
+        return h + update if self.options.residual else update
+
     def _trunk(self, coords: torch.Tensor, depth: int) -> Iterator[tuple[int, torch.Tensor]]:
         """Yields (k, h_k) for k = 0..depth: the activation each head k reads."""
         h = self._drop(self.input(coords))
         yield 0, h
-        for k, layer in enumerate(self.hidden[:depth], start=1):
-            update = self._drop(layer(h))
-            h = h + update if self.options.residual else update
+        for k in range(1, depth + 1):
+            h = self._layer(k, h)
             yield k, h
 
     def forward(self, coords: torch.Tensor, depth: int | None = None) -> torch.Tensor:
@@ -88,9 +94,16 @@ class Spinr(INR):
             params = list(layer.parameters())
             if self.options.head == "per_stage":
                 params += list(self.head(k).parameters())
+            prefix, rest = self._split(k)
             stages.append(
                 TrainingStage(
-                    f"stage.{k}", params, k, on_start=self._stage_start(k), pass_through=self._pass_through(k)
+                    f"stage.{k}",
+                    params,
+                    k,
+                    on_start=self._stage_start(k),
+                    pass_through=self._pass_through(k),
+                    prefix=prefix,
+                    rest=rest,
                 )
             )
         if self.options.joint > 0:
@@ -109,6 +122,22 @@ class Spinr(INR):
                 )
             )
         return stages
+
+    def _split(self, k: int) -> tuple[TensorFn | None, TensorFn | None]:
+        """Stage k's forward as the frozen trunk up to h_{k-1} and the rest (layer k and head k).
+
+        Not with dropout: the frozen layers' outputs then change from step to step."""
+        if self.options.dropout > 0:
+            return None, None
+
+        def prefix(coords: torch.Tensor) -> torch.Tensor:
+            ((_, h),) = deque(self._trunk(coords, k - 1), maxlen=1)
+            return h
+
+        def rest(h: torch.Tensor) -> torch.Tensor:
+            return self.head(k)(self._layer(k, h))
+
+        return prefix, rest
 
     def _stage_start(self, k: int) -> Callable[[], None]:
         def start() -> None:

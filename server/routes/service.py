@@ -20,7 +20,12 @@ def health(svc: ServicesDep) -> dict[str, Any]:
         "status": "ok",
         "version": __version__,
         "device": svc.manager.device or svc.settings.device,
-        "workers": {"ready": sum(w.ready for w in workers), "total": len(workers)},
+        "workers": {
+            "ready": sum(w.ready for w in workers),
+            "total": len(workers),
+            "threads": [w.threads for w in workers],
+            "batch": svc.settings.batch,
+        },
         "jobs": svc.manager.counts(),
         "streams": {"open": svc.streams.total, "max": svc.streams.max_streams},
     }

@@ -1,4 +1,9 @@
-"""``/ws/stream/{id}``: one start message in, then the image's packets through a simulated channel."""
+"""``/ws/stream/{id}``: one start message in, then the image's packets through a simulated channel.
+
+Protocol version 1 (the default) sends every packet in order. Version 2 (``"version": 2`` or an
+``"abr"`` object in the start message) runs the ABR controller (:mod:`streaming.abr_session`) on the
+receiver's reports, which this route reads, bounds and hands over (docs/API.md).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from server.services import ServicesDep
 from server.states import JobState
 from server.store import StoreError
 from server.streams import PlanFailed, StreamsBusy
+from streaming.abr_session import MAX_SEND_FACTOR, AbrSession, parse_goal
+from streaming.feedback import FeedbackError, parse_report
 from streaming.session import SessionError, StreamSession, channel_config, load_message, parse_have
 
 log = logging.getLogger("spinr.server")
@@ -28,7 +35,9 @@ WS_INTERNAL_ERROR = 1011
 WS_TRY_AGAIN_LATER = 1013
 WS_UNKNOWN_ID = 4404
 WS_NOT_FINISHED = 4409
-START_FIELDS = {"type", "channel", "have"}
+START_FIELDS = {"type", "channel", "have", "version", "abr"}
+MAX_REPORTS_PER_S = 50
+"""Receiver messages per second a version-2 client may send (a burst of as many is allowed)."""
 SEND_GRACE = 30.0
 """Seconds a client may fall behind the channel's schedule before its stream is stopped (a client
 that reads nothing would otherwise hold its stream slot for ever)."""
@@ -72,12 +81,20 @@ async def _serve(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
         return
     try:
         bs = await run_in_threadpool(svc.cache.get, svc.store, job_id)
-        session = await svc.streams.plan(start_session(message, bs))
+        # Off the event loop: a start message may carry a long bandwidth trace to validate.
+        started = await run_in_threadpool(start_session, message, bs)
+        if isinstance(started, AbrSession):
+            await run_in_threadpool(_check_abr_work, started, bs, svc.streams.max_datagrams)
+        else:
+            session = await svc.streams.plan(started)
     except SessionError as exc:
         await ws.close(WS_POLICY_VIOLATION, ws_reason(str(exc)))
         return
     except (StoreError, PlanFailed) as exc:
         await ws.close(WS_INTERNAL_ERROR, ws_reason(str(exc)))
+        return
+    if isinstance(started, AbrSession):
+        await _stream_v2(ws, job_id, started, svc.streams.max_seconds)
         return
     # The client sends nothing after its start message; reading on is how its going away (or the
     # server's shutdown) is noticed while the sender waits for a message's arrival time.
@@ -116,7 +133,78 @@ async def _until_disconnect(ws: WebSocket) -> None:
         pass  # anything else a client sends is ignored (uvicorn bounds each message's size)
 
 
-def start_session(message: Mapping[str, Any], bs: Bitstream) -> StreamSession:
+def _check_abr_work(session: AbrSession, bs: Bitstream, max_datagrams: int) -> None:
+    """A version-2 stream sends each packet at most a few times over: bound its channel work as a
+    version-1 plan's, allowing for every resend (SessionError names the bound)."""
+    StreamSession(bs, session.channel, session.have).check_work(max_datagrams // MAX_SEND_FACTOR)
+
+
+async def _stream_v2(ws: WebSocket, job_id: str, session: AbrSession, max_seconds: float) -> None:
+    """Stream with the controller while a reader task feeds it the client's reports."""
+    problem: list[str] = []
+    max_seq = len(session.rungs)
+
+    async def read_reports() -> None:
+        loop = asyncio.get_running_loop()
+        tokens, last = float(MAX_REPORTS_PER_S), loop.time()
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise ConnectionError("client went away")
+            now = loop.time()
+            tokens = min(float(MAX_REPORTS_PER_S), tokens + (now - last) * MAX_REPORTS_PER_S)
+            last = now
+            if tokens < 1:
+                problem.append(f"more than {MAX_REPORTS_PER_S} messages per second")
+                return
+            tokens -= 1
+            if message.get("text") is None:
+                problem.append("client messages must be JSON text reports, not binary")
+                return
+            try:
+                session.report(parse_report(message["text"], max_seq))
+            except (FeedbackError, SessionError) as exc:
+                problem.append(str(exc))
+                return
+
+    reader = asyncio.create_task(read_reports())
+    streamer = asyncio.create_task(session.run(ws.send_bytes, max_seconds=max_seconds))
+    try:
+        # A client that reads nothing blocks the sends: bounded like a version-1 stream.
+        done, _ = await asyncio.wait(
+            {reader, streamer}, timeout=max_seconds + SEND_GRACE, return_when=asyncio.FIRST_COMPLETED
+        )
+        if problem:
+            streamer.cancel()
+            await ws.close(WS_POLICY_VIOLATION, ws_reason(problem[0]))
+            log.info("stream refused a report", extra={"job": job_id, "reason": problem[0]})
+            return
+        if not done:
+            log.info("stream stopped: the client did not read it in time", extra={"job": job_id})
+            with contextlib.suppress(Exception):
+                await ws.close(
+                    WS_POLICY_VIOLATION, ws_reason(f"the stream was not read within {SEND_GRACE:g} s")
+                )
+            return
+        if reader in done:  # the client went away
+            streamer.cancel()
+            return
+        streamer.result()
+        await ws.send_text(json.dumps(session.done_message()))
+        with contextlib.suppress(Exception):  # the client may leave right after the last message
+            await ws.close(1000)
+    except Exception as exc:  # the client went away mid-stream: nothing to clean up
+        log.info("stream ended early", extra={"job": job_id, "reason": repr(exc)})
+        return
+    finally:
+        for task in (reader, streamer):
+            task.cancel()
+        await asyncio.gather(reader, streamer, return_exceptions=True)
+    summary = session.done_message()
+    log.info("stream done", extra={"job": job_id, **{k: v for k, v in summary.items() if k != "sends"}})
+
+
+def start_session(message: Mapping[str, Any], bs: Bitstream) -> StreamSession | AbrSession:
     """The API's start message -> a session; SessionError names what is malformed."""
     text = message.get("text")
     if text is None:
@@ -133,4 +221,11 @@ def start_session(message: Mapping[str, Any], bs: Bitstream) -> StreamSession:
         )
     channel = channel_config(start.get("channel"))
     have = parse_have(start.get("have"), bs.header.num_units)
-    return StreamSession(bs, channel, have)
+    version = start.get("version", 2 if "abr" in start else 1)
+    if version not in (1, 2) or isinstance(version, bool):
+        raise SessionError(f"unknown protocol version {version!r:.20}; allowed: 1, 2")
+    if version == 1:
+        if "abr" in start:
+            raise SessionError("abr needs protocol version 2 (receiver reports); drop 'version': 1")
+        return StreamSession(bs, channel, have)
+    return AbrSession(bs, channel, parse_goal(start.get("abr")), have)

@@ -8,6 +8,7 @@ import { axisCoords, toRGBA } from "./coords.js";
 import { SpnrError, errorText } from "./errors.js";
 import { JsForward } from "./forward.js";
 import { MAX_IMAGE_SIDE, MAX_TOTAL_ELEMENTS, parseHeader } from "./header.js";
+import { checkLadder } from "./ladder.js";
 import { PTYPE_HEADER, PTYPE_UNIT, parsePacket } from "./packets.js";
 import { MAX_TENSOR_ELEMENTS } from "./v1/quant.js";
 import { isInt, prod, sameBytes, show } from "./values.js";
@@ -131,6 +132,7 @@ export class ProgressiveDecoder {
         checkSizes(header.units);
         const params = header.units.reduce((n, u) => n + u.tensors.reduce((m, t) => m + prod(t.shape), 0), 0);
         checkParams(this.budget, params, `this ${header.model} stream`);
+        if (header.ladder) checkLadder(header.ladder.length, header.units.length);
         this.arch = arch;
         this.header = header;
         const pending = this._pending;

@@ -9,6 +9,7 @@
 
 import { decodeMsgpack, MsgpackError } from "../vendor/msgpack.js";
 import { SpnrError } from "./errors.js";
+import { parseLadder } from "./ladder.js";
 import { PTYPE_HEADER, parsePacket } from "./packets.js";
 import { modelName, readRecord } from "./records.js";
 import { MAX_IMAGE_SIDE, parseV1HeaderPayload } from "./v1/header.js";
@@ -51,6 +52,7 @@ export const EXTENSION_NAMES = Object.freeze({
  * @property {UnitSpec[]|null} units    v2: null until an arch derives them (ProgressiveDecoder does)
  * @property {number[]} stagePsnr       dB per prefix depth (Infinity for an exact picture)
  * @property {object} meta
+ * @property {import("./ladder.js").Rung[]|null} ladder  the rate-quality ladder (extension 0x02), if sent
  * @property {Map<number, Uint8Array>} extensions  optional extensions this decoder does not read
  * @property {{bits: number, perChannel: boolean}} [quant]  v1 only
  */
@@ -87,13 +89,14 @@ export function parseHeaderPayload(payload) {
     const v = r.u16(`stage PSNR ${i}`);
     stagePsnr.push(v === PSNR_INF ? Infinity : v / PSNR_SCALE);
   }
-  const header = { format: 2, model, arch, width, height, units: null, stagePsnr, meta: Object.create(null), extensions: new Map() };
+  const header = { format: 2, model, arch, width, height, units: null, stagePsnr, meta: Object.create(null), ladder: null, extensions: new Map() };
   parseExtensions(r, header);
   return header;
 }
 
 function parseExtensions(r, header) {
   const seen = new Set();
+  let ladder = null;
   while (r.left) {
     const at = r.pos;
     const tag = r.byte("extension tag");
@@ -106,10 +109,14 @@ function parseExtensions(r, header) {
     if (seen.has(tag)) throw new SpnrError(`header extension ${hex(tag, 2)} (${name}) appears twice (byte ${at})`);
     seen.add(tag);
     if (tag === EXT_META) header.meta = parseMeta(data);
+    else if (tag === EXT_LADDER) ladder = data;
     else if (tag & CRITICAL) {
       throw new SpnrError(`header extension ${hex(tag, 2)} (${name}) is critical and this decoder does not support it`);
     } else header.extensions.set(tag, data.slice());
   }
+  // Read after every extension (as codec/header.py does), so a repeated tag is named first;
+  // its packet count is checked against the units once the arch derives them.
+  if (ladder !== null) header.ladder = parseLadder(ladder);
 }
 
 function parseMeta(data) {

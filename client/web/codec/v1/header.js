@@ -55,6 +55,7 @@ export function parseV1HeaderPayload(payload) {
     units: parseUnits(d.units),
     stagePsnr: stagePsnr.map(Number),
     meta: unbox(meta),
+    ladder: null,
     extensions: new Map(),
   };
 }
