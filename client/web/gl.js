@@ -323,6 +323,7 @@ export class WebGLAccelerator {
     const gl = this.gl;
     if (!gl || this.lost || gl.isContextLost()) throw new SpnrError("WebGL2 context lost");
     const { width: w, height: h, trunk, steps, readout } = job;
+    if (trunk.length && trunk[0].pe) throw new SpnrError("the WebGL2 path has no positional encoding yet");
     const owner = job.owner || this;
     const hit = this._cache.get(owner);
     const isPrefix = (a, b) => a.length <= b.length && a.every((k, i) => k === b[i]);

@@ -3,6 +3,7 @@
 // value. The deepest prefix's trunk activations are kept per output size, so a new stage costs one layer.
 
 import { axisCoords, coordChunk, toRGBA } from "./coords.js";
+import { encodeCoords } from "./posenc.js";
 
 /** Activations are cached only for outputs up to this many pixels; larger decodes run in chunks. */
 export const CACHE_PIXELS = 4_000_000;
@@ -18,6 +19,7 @@ const CACHED_SIZES = 2;
  * @returns {Float32Array}
  */
 export function applyLayer(op, x, n) {
+  if (op.pe) x = encodeCoords(x, n, op.pe); // the first layer of a positionally encoded sine net
   const { inF, outF, weight: W, bias: b, omega, sine, residual } = op;
   const out = new Float32Array(n * outF);
   const fr = Math.fround;
