@@ -10,7 +10,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from codec.config import ENCODE_OPTIONS, PRESETS, EncodeConfig, apply_overrides, option_value, preset
+from codec.config import (
+    DEFAULT_PRESET,
+    ENCODE_OPTIONS,
+    PRESETS,
+    EncodeConfig,
+    apply_overrides,
+    option_value,
+    preset,
+)
 from codec.errors import ConfigError
 from codec.image import SUPPORTED_FORMATS
 from codec.options import EncodeOption
@@ -58,7 +66,12 @@ class ProgressBar:
 
 
 ARG_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str, "str": str}
-GROUP_TITLES = {"model": "model options", "train": "training options", "quant": "quantization options"}
+GROUP_TITLES = {
+    "rate": "rate control (unset: the size model's network at the default rate, or --bits for a fixed --width/--depth)",
+    "model": "model options",
+    "train": "training options",
+    "quant": "quantization options",
+}
 
 
 def flag(name: str) -> str:
@@ -69,7 +82,7 @@ def flag(name: str) -> str:
 def add_encode_options(p: argparse.ArgumentParser) -> None:
     """``--preset`` and one flag per entry of the option table (codec.config.ENCODE_OPTIONS); every
     flag defaults to None (keep the preset's value) and is checked by ``apply_overrides``."""
-    default = "paper"
+    default = DEFAULT_PRESET
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -104,14 +117,62 @@ def config_from_args(args: argparse.Namespace) -> EncodeConfig:
     return apply_overrides(preset(args.preset), vars(args), flag)
 
 
+def announce(cfg: EncodeConfig, image: Any, quiet: bool) -> EncodeConfig:
+    """Plan the encode (network, target), estimate its training time on the device and say both on
+    stderr; returns the planned config (the encode then runs exactly that)."""
+    from codec.rate import plan_encode
+    from codec.timing import estimate_seconds
+
+    h, w = image.shape[:2]
+    rate = plan_encode(cfg, w, h)
+    if not quiet:
+        target = "" if rate.target_bytes is None else f" ({rate.target_bytes * 8 / (w * h):.3g} bpp)"
+        seconds = estimate_seconds(rate.cfg, image)
+        print(
+            f"{w}x{h}: {rate.describe()}{target}; {rate.cfg.train.steps} steps on {rate.cfg.train.device},"
+            f" estimated {seconds:.0f} s",
+            file=sys.stderr,
+        )
+    return rate.cfg
+
+
+def classical_at(image: Any, size: int, codecs: tuple[str, ...] = ("jpeg",)) -> dict[str, dict[str, Any]]:
+    """PSNR, bytes and setting of each classical codec's best file of at most ``size`` bytes."""
+    from codec.classical import at_bytes, decode
+    from codec.metrics import psnr
+
+    out = {}
+    for codec in codecs:
+        found = at_bytes(image, codec, size)
+        out[codec] = {
+            "psnr": round(psnr(decode(found.data), image), 3),
+            "bytes": len(found.data),
+            "quality": round(found.quality, 3),
+            "fits": found.fits,
+        }
+    return out
+
+
+def compare_text(summary: dict[str, Any]) -> str:
+    """``JPEG at the same bytes: 25.31 dB (q 40, 1180 bytes)``."""
+    parts = []
+    for codec, r in summary.get("classical", {}).items():
+        note = "" if r["fits"] else ", its smallest file is larger"
+        parts.append(
+            f"{codec.upper()} {r['psnr']:.2f} dB (quality {r['quality']:g}, {r['bytes']} bytes{note})"
+        )
+    return "at the same bytes: " + "; ".join(parts) if parts else ""
+
+
 def _encode(args: argparse.Namespace) -> int:
     from codec.bitstream import write_file
     from codec.encode import encode_image
     from codec.image import load_image
 
-    cfg = config_from_args(args)
     image = load_image(args.image)
-    bar = ProgressBar(cfg.train.steps, args.quiet or args.json)
+    quiet = args.quiet or args.json
+    cfg = announce(config_from_args(args), image, quiet)
+    bar = ProgressBar(cfg.train.steps, quiet)
     try:
         result = encode_image(image, cfg, progress=bar, meta=args.meta)
     finally:
@@ -119,14 +180,17 @@ def _encode(args: argparse.Namespace) -> int:
     write_file(args.output, result.bitstream)
     summary = result.summary()
     summary["output"] = str(args.output)
+    summary["classical"] = classical_at(image, result.bytes)
     if args.json:
         emit_json(summary)
     else:
+        target = "" if result.target_bytes is None else f" (target {result.target_bytes})"
         print(
-            f"{args.output}: {summary['bytes']} bytes, {summary['bpp']} bpp, PSNR {summary['psnr']:.2f} dB "
-            f"(float {summary['psnr_float']:.2f} dB), {summary['params']} params, {summary['packets']} packets, "
-            f"{summary['seconds']} s"
+            f"{args.output}: {summary['bytes']} bytes{target}, {summary['bpp']} bpp, PSNR {summary['psnr']:.2f} dB"
+            f" (float {summary['psnr_float']:.2f} dB), {summary['params']} params, {summary['packets']} packets,"
+            f" {summary['seconds']} s"
         )
+        print(compare_text(summary))
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
     return 0
@@ -310,14 +374,10 @@ def _demo(args: argparse.Namespace) -> int:
 
         image = np.ascontiguousarray(data.astronaut()[::4, ::4])  # 128 x 128
         source = "scikit-image astronaut, 128x128"
-    cfg = config_from_args(args)
+    print(f"encoding {source}", file=sys.stderr)
+    cfg = announce(config_from_args(args), image, False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"encoding {source} ({image.shape[1]}x{image.shape[0]}) with {cfg.model.name}, width {cfg.model.width}, "
-        f"{cfg.model.hidden_layers} hidden layers, {cfg.train.steps} steps on {cfg.train.device}",
-        file=sys.stderr,
-    )
     bar = ProgressBar(cfg.train.steps, args.quiet)
     try:
         result = encode_image(image, cfg, progress=bar)
@@ -340,13 +400,15 @@ def _demo(args: argparse.Namespace) -> int:
     summary = result.summary()
     summary["stages"] = rows
     summary["out"] = str(out)
+    summary["classical"] = classical_at(image, result.bytes, ("jpeg", "webp", "jpeg2000", "avif"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     for r in rows:
         print(f"stage {r['stage']:>2}: PSNR {r['psnr']:6.2f} dB  {out / r['file']}")
     print(
-        f"{out / 'image.spnr'}: {summary['bytes']} bytes ({summary['bpp']} bpp), {summary['params']} params, "
-        f"{summary['seconds']} s"
+        f"{out / 'image.spnr'}: {summary['bytes']} bytes ({summary['bpp']} bpp, raw RGB {image.size}),"
+        f" PSNR {summary['psnr']:.2f} dB, {summary['params']} params, {summary['seconds']} s"
     )
+    print(compare_text(summary))
     return 0
 
 

@@ -6,6 +6,7 @@ quantized PSNR so the numbers reported are the ones a receiver gets.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from codec import __version__
-from codec.bitstream import Bitstream, StreamHeader, new_stream_id
+from codec.bitstream import Bitstream, StreamHeader, make_header_packet, new_stream_id, units_bytes
 from codec.config import EncodeConfig
 from codec.decoder import ProgressiveDecoder
 from codec.errors import ConfigError, ImageError
@@ -38,6 +39,8 @@ class EncodeResult:
     warnings: list[str] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
     """The quantization step of every tensor, in ``model.units()`` order."""
+    target_bytes: int | None = None
+    """The file size the encode had to meet (None: quantized at --bits)."""
 
     @property
     def bpp(self) -> float:
@@ -54,6 +57,8 @@ class EncodeResult:
             "bytes": self.bytes,
             "bpp": round(self.bpp, 4),
             "params": self.params,
+            "arch": self.bitstream.header.arch,
+            "target_bytes": self.target_bytes,
             "packets": 1 + len(self.bitstream.units),
             "header_bytes": len(self.bitstream.packets()[0].to_bytes()),
             "seconds": round(self.seconds, 2),
@@ -90,44 +95,55 @@ def encode_image(
     cancel: Any = None,
     meta: bool = False,
 ) -> EncodeResult:
-    """Fit ``cfg.model`` to ``image``, quantize it and build its (format v2) bitstream. ``meta`` writes
-    the encoder's name, steps and timing into the header (an optional extension of ~60 bytes)."""
+    """Fit ``cfg.model`` to ``image``, quantize it and build its (format v2) bitstream. With a rate
+    target (codec/rate.py) the network may come from the size model, training runs in float and
+    sequential quantization meets the target; otherwise steps follow ``--bits``. ``meta`` writes the
+    encoder's name, steps and timing into the header (an optional extension of ~60 bytes)."""
     from codec.models import build_model  # torch is imported only when encoding
-    from codec.stepalloc import multiplier_for_bits
-    from codec.stepquant import model_steps, model_tensors, quantize_model
+    from codec.rate import WINDOW_LOW, plan_encode
     from codec.train import fit
 
     check_image(image)
-    cfg.validate()
     start = time.perf_counter()
+    rate = plan_encode(cfg, int(image.shape[1]), int(image.shape[0]))
+    cfg = rate.cfg
     import torch
 
     torch.manual_seed(cfg.train.seed)
     spec = cfg.model
+    assert spec.width is not None and spec.hidden_layers is not None
     model = build_model(spec.name, spec.width, spec.hidden_layers, spec.options)
     model.set_image_size(image.shape[1], image.shape[0])  # e.g. DINER's per-pixel table
-    result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
-    weights = sum(t.numel() for t in model_tensors(model))
-    multiplier = multiplier_for_bits(cfg.quant.bits, weights)
-    steps = model_steps(model, image, multiplier, fixed=result.steps, seed=cfg.train.seed)
-    units = quantize_model(model, steps)
-    header = StreamHeader(model.kind, model.arch(), int(image.shape[1]), int(image.shape[0]))
+    depths = model.depths if model.progressive else 1
+    header = StreamHeader(model.kind, model.arch(), int(image.shape[1]), int(image.shape[0]), [0.0] * depths)
+    warnings: list[str] = []
+    if rate.target_bytes is None:
+        result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
+        units, steps = _quantize_at_bits(model, image, cfg, result.steps)
+    else:
+        seq = seq_steps(cfg, len(model.units()))
+        train_cfg = dataclasses.replace(
+            cfg.train, steps=max(1, cfg.train.steps - seq * (len(model.units()) - 1))
+        )
+        result = fit(model, image, train_cfg, progress=progress, cancel=cancel)
+        if meta:
+            header.meta = _meta(model, cfg, result)
+        header_bytes = len(make_header_packet(header, 1).to_bytes())
+        units, steps = _quantize_to_target(model, image, cfg, rate.target_bytes - header_bytes, seq, cancel)
+        size = header_bytes + units_bytes(units)
+        if size < WINDOW_LOW * rate.target_bytes:
+            warnings.append(
+                f"the file is {size} bytes, under {WINDOW_LOW:.0%} of the target {rate.target_bytes}:"
+                " this network cannot use more (a wider one, or no --width/--depth, would)"
+            )
     bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
     decoder = ProgressiveDecoder.from_bitstream(bs)
     q_stage = stage_psnrs(decoder, image)
-    if len(q_stage) != (model.depths if model.progressive else 1):
+    if len(q_stage) != depths:
         raise ConfigError(f"internal: decoded {len(q_stage)} depths, model has {model.depths}")
     header.stage_psnr = [psnr_as_sent(p) for p in q_stage]
-    if meta:
-        header.meta = {
-            "encoder": f"spinr {__version__}",
-            "steps": result.steps_run,
-            "seconds": round(result.seconds, 3),
-            "params": model.num_params(),
-            "lr": cfg.train.lr if cfg.train.lr is not None else model.default_lr,
-            "seed": cfg.train.seed,
-            "bits": cfg.quant.bits,
-        }
+    if meta and not header.meta:
+        header.meta = _meta(model, cfg, result)
     return EncodeResult(
         bitstream=bs,
         psnr=q_stage[-1],
@@ -137,9 +153,54 @@ def encode_image(
         params=model.num_params(),
         seconds=time.perf_counter() - start,
         bytes=len(bs.to_bytes()),
-        warnings=result.warnings,
+        warnings=result.warnings + warnings,
         steps=steps,
+        target_bytes=rate.target_bytes,
     )
+
+
+def seq_steps(cfg: EncodeConfig, units: int) -> int:
+    """Fine-tuning steps per unit of sequential quantization: ``seq_steps``, at most a quarter of the
+    step budget over all units."""
+    if units < 2:
+        return 0
+    return min(cfg.train.seq_steps, cfg.train.steps // (4 * (units - 1)))
+
+
+def _quantize_at_bits(
+    model: Any, image: np.ndarray, cfg: EncodeConfig, fixed: dict[int, float]
+) -> tuple[list, list[float]]:
+    from codec.stepalloc import multiplier_for_bits
+    from codec.stepquant import model_steps, model_tensors, quantize_model
+
+    weights = sum(t.numel() for t in model_tensors(model))
+    multiplier = multiplier_for_bits(cfg.quant.bits, weights)
+    steps = model_steps(model, image, multiplier, fixed=fixed, seed=cfg.train.seed)
+    return quantize_model(model, steps), steps
+
+
+def _quantize_to_target(
+    model: Any, image: np.ndarray, cfg: EncodeConfig, budget: int, seq: int, cancel: Any
+) -> tuple[list, list[float]]:
+    from codec.device import resolve_device
+    from codec.seqquant import quantize_to_bytes
+
+    done = quantize_to_bytes(
+        model, image, budget, seq, seed=cfg.train.seed, device=resolve_device(cfg.train.device), cancel=cancel
+    )
+    return done.units, done.steps
+
+
+def _meta(model: Any, cfg: EncodeConfig, result: Any) -> dict[str, Any]:
+    return {
+        "encoder": f"spinr {__version__}",
+        "steps": result.steps_run,
+        "seconds": round(result.seconds, 3),
+        "params": model.num_params(),
+        "lr": cfg.train.lr if cfg.train.lr is not None else model.default_lr,
+        "seed": cfg.train.seed,
+        "bits": cfg.quant.bits,
+    }
 
 
 def evaluate(bs: Bitstream, reference: np.ndarray) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Initialisation follows the paper: first layer U(-1/n, 1/n), hidden layers
 U(-sqrt(6/n)/omega_0, sqrt(6/n)/omega_0), with n the layer's fan-in and omega_0 = 30.
-Default learning rate 1e-4 (the authors' image-fitting setting).
+Default learning rate 1e-3 with cosine decay (the authors use 1e-4; measured 1.8 dB worse at 2000 steps).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from codec.models.base import INR, Layers, register_model
 class CoordEncoder(nn.Module):
     """The optional positional encoding in front of a sine network's first layer (no parameters):
     the same float32 features as :func:`codec.posenc.encode`, in torch."""
+
+    freqs: torch.Tensor
 
     def __init__(self, frequencies: int, scale: float) -> None:
         super().__init__()
@@ -88,7 +90,8 @@ def chain_units(first: nn.Linear, hidden: Iterable[nn.Linear], last: nn.Linear) 
 @register_model("siren")
 class Siren(INR):
     Options = SirenOptions
-    default_lr = 1e-4
+    # rd-report: 1e-3 with cosine decay to 0.1x beats the authors' 1e-4 by 1.8 dB at 2000 steps (sun80).
+    default_lr = 1e-3
 
     def __init__(self, width: int, hidden_layers: int, options: SirenOptions) -> None:
         super().__init__(width, hidden_layers, options)
