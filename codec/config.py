@@ -82,9 +82,10 @@ class QuantConfig:
         _check_section(self, "quant")
 
 
-DEFAULT_BPP = 1.0
-"""The rate of an encode whose network is left to the size model and that names no target. Chosen by
-measurement (docs/SPINR.md, "Default rate"): see codec/rate.py."""
+DEFAULT_BPP = 0.5
+"""The rate of an encode whose network is left to the size model and that names no target: where SPINR
+led JPEG at equal bytes the most (docs/SPINR.md, "Default rate": sun80 at 96x64, +0.55 dB at 2 bpp,
++0.31 at 4; below 2 bpp JPEG cannot make a file that small at that size). Never above raw RGB (24)."""
 MAX_BPP = 24.0
 """A target above raw RGB makes no sense for a codec."""
 

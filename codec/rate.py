@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from codec.config import DEFAULT_BPP, EncodeConfig
 from codec.errors import ConfigError
-from codec.sizemodel import HIDDEN, Plan, plan
+from codec.sizemodel import HIDDEN, MODELS, Plan, plan, smallest_bytes
 
 WINDOW_LOW = 0.9
 """A rate-controlled file is at least this share of its target."""
@@ -49,12 +49,21 @@ def target_bytes(cfg: EncodeConfig, width_px: int, height_px: int) -> int | None
     """The byte target of ``cfg`` for an image of that size, or None (a fixed network at --bits)."""
     if cfg.rate.bytes is not None:
         return int(cfg.rate.bytes)
-    bpp = cfg.rate.bpp
-    if bpp is None and cfg.model.width is None:
-        bpp = DEFAULT_BPP
-    if bpp is None:
+    if cfg.rate.bpp is not None:
+        return max(1, int(cfg.rate.bpp * width_px * height_px / 8))
+    if cfg.model.width is not None:
         return None
-    return max(1, int(bpp * width_px * height_px / 8))
+    # The default rate, but never below what the size model's smallest network needs (a tiny image),
+    # and never above the raw pixels.
+    raw = 3 * width_px * height_px
+    least = smallest_bytes(cfg.model.name, width_px, height_px) if cfg.model.name in MODELS else 0
+    target = max(int(DEFAULT_BPP * width_px * height_px / 8), least)
+    if target > raw:
+        raise ConfigError(
+            f"a {width_px}x{height_px} image is too small for a {cfg.model.name} stream smaller than its"
+            f" {raw} raw bytes (the smallest is about {least}); give --width/--depth and --bits to force one"
+        )
+    return target
 
 
 def plan_encode(cfg: EncodeConfig, width_px: int, height_px: int) -> RatePlan:

@@ -47,7 +47,16 @@ def test_size_model_refuses_a_target_too_small() -> None:
 
 def test_which_target() -> None:
     auto = EncodeConfig()
-    assert target_bytes(auto, 100, 80) == int(DEFAULT_BPP * 100 * 80 / 8)  # the default rate
+    assert target_bytes(auto, 300, 200) == int(DEFAULT_BPP * 300 * 200 / 8)  # the default rate
+    # a small image: the smallest network's bytes, still under the raw pixels
+    assert target_bytes(auto, 48, 32) == max(
+        int(DEFAULT_BPP * 48 * 32 / 8), sizemodel.smallest_bytes("spinr", 48, 32)
+    )
+    assert target_bytes(auto, 48, 32) < 48 * 32 * 3
+    with pytest.raises(
+        ConfigError, match="8x8 image is too small for a spinr stream smaller than its 192 raw bytes"
+    ):
+        target_bytes(auto, 8, 8)
     fixed = EncodeConfig(ModelSpec("spinr", 16, 2))
     assert target_bytes(fixed, 100, 80) is None  # a fixed network without a target: --bits
     assert target_bytes(fixed.replace(**{"rate.bpp": 2.0}), 100, 80) == 2000
@@ -159,3 +168,32 @@ def test_cli_prints_the_jpeg_comparison(
         "target 900 bytes" in captured.err and "estimated" in captured.err
     )  # plan and time, before training
     assert "at the same bytes: JPEG" in captured.out and "bpp" in captured.out
+
+
+def test_demo_is_rate_controlled_and_compared(
+    tmp_path: Path, photo_crop: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``spinr demo`` (what ``make demo`` runs) encodes at the default rate, at most 2 bpp, and puts
+    its PSNR beside the four classical codecs at the same bytes."""
+    img = tmp_path / "d.png"
+    Image.fromarray(photo_crop).save(img)
+    argv = [
+        "demo",
+        str(img),
+        "--out",
+        str(tmp_path / "out"),
+        "--steps",
+        "40",
+        "--seq-steps",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["bpp"] <= 2.0 and summary["target_bytes"] is not None
+    assert WINDOW_LOW * summary["target_bytes"] <= summary["bytes"] <= summary["target_bytes"]
+    assert set(summary["classical"]) == {"jpeg", "webp", "jpeg2000", "avif"}
+    out = capsys.readouterr().out
+    assert "at the same bytes: JPEG" in out and "AVIF" in out
