@@ -1,6 +1,9 @@
-# spinr server / proxy / client image. CPU by default: constraints.txt pins the CPU torch wheel.
-# For NVIDIA GPUs build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 and run the
-# compose "gpu" profile (see docker-compose.yml).
+# spinr: one image for the server, the netsim proxy and the command-line client: every package of the
+# project and every extra (`.[all]`: train, server, client, experiments), so each `spinr` command works
+# in it. CPU by default: constraints.txt pins the CPU torch wheel. For NVIDIA GPUs see
+# docker-compose.gpu.yml (it builds with TORCH_INDEX=https://download.pytorch.org/whl/cu124).
+# tests/test_compose.py checks that what the services import is copied here and that the extras
+# installed bring what they need.
 FROM python:3.11-slim
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -14,11 +17,15 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY codec ./codec
 COPY netsim ./netsim
 COPY streaming ./streaming
+COPY experiments ./experiments
+COPY benchmarks ./benchmarks
 COPY server ./server
 COPY client ./client
-RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt ".[train,server]" \
+RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt ".[all]" \
+    && mkdir -p /app/samples \
+    && python -c "from skimage import data; from PIL import Image; Image.fromarray(data.astronaut()[::4, ::4]).save('/app/samples/astronaut.png')" \
     && useradd --create-home --uid 1000 spinr \
-    && mkdir -p /data && chown spinr /data
+    && mkdir -p /data /out && chown spinr /data /out
 USER spinr
 
 VOLUME ["/data"]

@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-all lint format bench clean
+.PHONY: help setup demo test test-all lint format bench fuzz clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,10 @@ format:
 
 bench: setup  ## run benchmarks, writing JSON under bench-out/
 	$(VENV)/bin/spinr bench --out bench-out
+
+FUZZ_INPUTS ?= 100000
+fuzz: setup  ## fuzz every decode entry point with structure-aware hostile streams of format 2, then 1 (counts, slowest input, RSS growth, reproducers under bench-out/fuzz)
+	cd tests && for f in 2 1; do ../$(VENV)/bin/python -m fuzz run --format $$f --inputs $(FUZZ_INPUTS) --out ../bench-out/fuzz/v$$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-out bench-out .pytest_cache .mypy_cache

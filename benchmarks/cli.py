@@ -11,6 +11,9 @@
   (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
 - ``rate``: rate-controlled encodes at ``--bpp-list`` on ``--dataset`` photographs shrunk to
   ``--rate-size``, beside the classical codecs at the same bytes (``benchmarks/rate_sweep.py``).
+- ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
+  ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS
+  (``benchmarks/load.py``); also written to ``load.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "spinr-variants", "spinr-recipes", "format", "rate")
+BENCHES = ("decode", "spinr-variants", "spinr-recipes", "format", "rate", "load")
 
 
 def _best_of(fn: Any, repeats: int) -> float:
@@ -212,6 +215,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bpp-list", default="0.5,1,2,4", help="rate: comma-separated targets in bpp")
     p.add_argument("--rate-size", default="96x64", help="rate: images shrunk to WxH")
     p.add_argument("--model", default="spinr", help="rate: siren or spinr")
+    p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
+    p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
+    p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
+    p.add_argument(
+        "--channel", type=json.loads, help="load: channel of every stream, JSON, e.g. '{\"loss\": 0.1}'"
+    )
+    p.add_argument("--server-pid", type=int, help="load: PID of the --url server, to read its RSS")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -221,8 +231,11 @@ def run(args: argparse.Namespace) -> int:
         from codec.errors import ConfigError
 
         raise ConfigError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHES)}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from codec.device import resolve_device
+    from codec.outputs import output_folder
+
+    resolve_device(args.device)
+    out = output_folder(args.out, "--out")
     report: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
     if "decode" in which:
         report["decode"] = bench_decode(args.size, 64, 16, args.repeats)
@@ -263,6 +276,13 @@ def run(args: argparse.Namespace) -> int:
         images = load_images(args.dataset, args.images, parse_size(args.rate_size))
         bpps = [float(x) for x in args.bpp_list.split(",")]
         report["rate"] = bench_rate(images, bpps, args.model, args.steps, args.device)
+    if "load" in which:
+        from benchmarks.load import bench_load
+
+        report["load"] = bench_load(
+            args.clients, args.url, args.job, args.channel, server_pid=args.server_pid
+        )
+        (out / "load.json").write_text(json.dumps(report["load"], indent=2))
     path = out / "bench.json"
     path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -1,4 +1,7 @@
-"""``spinr encode | decode | info | eval | demo``: thin shells over ``codec``."""
+"""``spinr encode | decode | info | eval``: thin shells over ``codec`` (``demo``: client/demo.py).
+
+Every command checks all its options, its input and where it writes before any work starts
+(training, decoding), so a mistake costs a second, not a training run."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from codec.config import (
 from codec.errors import ConfigError
 from codec.image import SUPPORTED_FORMATS
 from codec.options import EncodeOption
+from codec.outputs import output_file
 
 
 def emit_json(obj: dict[str, Any]) -> None:
@@ -91,15 +95,18 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     )
     groups = {g: p.add_argument_group(title) for g, title in GROUP_TITLES.items()}
     for opt in ENCODE_OPTIONS:
-        group = groups[opt.group]
         text = f"{opt.help} ({_flag_notes(opt, option_value(PRESETS[default], opt), default)})"
-        if opt.kind == "bool":
-            group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            metavar = "{" + ",".join(opt.choices) + "}" if opt.choices else opt.name.upper()
-            group.add_argument(
-                flag(opt.name), type=ARG_TYPES[opt.kind], default=None, metavar=metavar, help=text
-            )
+        add_option_flag(groups[opt.group], opt, text)
+
+
+def add_option_flag(group: Any, opt: EncodeOption, text: str) -> None:
+    """The flag of one option of the table, defaulting to None (not given): ``--no-NAME`` too for
+    a bool, the choices as its metavar for a choice."""
+    if opt.kind == "bool":
+        group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
+    else:
+        metavar = "{" + ",".join(opt.choices) + "}" if opt.choices else opt.name.upper()
+        group.add_argument(flag(opt.name), type=ARG_TYPES[opt.kind], default=None, metavar=metavar, help=text)
 
 
 def _flag_notes(opt: EncodeOption, start: Any, preset_name: str) -> str:
@@ -114,7 +121,13 @@ def _flag_notes(opt: EncodeOption, start: Any, preset_name: str) -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> EncodeConfig:
-    return apply_overrides(preset(args.preset), vars(args), flag)
+    """The preset with the flags applied, every value checked against the option table, and the
+    device resolved (CUDA asked for and absent is an error here, before any training)."""
+    from codec.device import resolve_device
+
+    cfg = apply_overrides(preset(args.preset), vars(args), flag)
+    resolve_device(cfg.train.device)
+    return cfg
 
 
 def announce(cfg: EncodeConfig, image: Any, quiet: bool) -> EncodeConfig:
@@ -170,6 +183,7 @@ def _encode(args: argparse.Namespace) -> int:
     from codec.image import load_image
 
     image = load_image(args.image)
+    output_file(args.output, "-o", quiet=args.quiet)
     quiet = args.quiet or args.json
     cfg = announce(config_from_args(args), image, quiet)
     bar = ProgressBar(cfg.train.steps, quiet)
@@ -232,14 +246,32 @@ def output_size(args: argparse.Namespace, header: Any) -> tuple[int, int] | None
 
 
 def _load_stream(path: Path, lenient: bool) -> tuple[Any, list[str]]:
-    from codec.bitstream import load_bitstream
+    """The file's bitstream and what the reader skipped (``--lenient``). A strict read that fails
+    where a lenient one would not says so, with what ``--lenient`` would keep."""
+    from codec.bitstream import read_file
     from codec.errors import BitstreamError
 
+    if lenient:
+        return read_file(path, strict=False)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BitstreamError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    return load_bitstream(data, strict=not lenient)
+        return read_file(path)
+    except BitstreamError as exc:
+        try:
+            bs, _ = read_file(path, strict=False)
+        except BitstreamError:
+            raise exc from None
+        kept = ", ".join(str(u) for u in sorted(bs.units)) or "none"
+        raise BitstreamError(f"{exc} (--lenient decodes what arrived whole: unit(s) {kept})") from None
+
+
+def missing_report(bs: Any, damaged: list[str]) -> list[str]:
+    """One line per damaged record the reader skipped, then the units the stream lacks, by name."""
+    lines = [f"damaged: {d}" for d in damaged]
+    missing = bs.missing()
+    if missing:
+        names = ", ".join(f"{u} ({bs.header.units[u].name})" for u in missing)
+        lines.append(f"missing {len(missing)} of {bs.header.num_units} unit(s): {names}")
+    return lines
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -248,20 +280,18 @@ def _decode(args: argparse.Namespace) -> int:
 
     bs, damaged = _load_stream(args.input, args.lenient)
     dec = ProgressiveDecoder.from_bitstream(bs, conceal=args.conceal)
-    depth = None
-    if args.layers is not None:
-        if not 1 <= args.layers <= dec.depths:
-            raise ConfigError(
-                f"--layers {args.layers} is out of range: this stream has 1..{dec.depths} stages"
-            )
-        depth = args.layers - 1
-    out = dec.decode(size=output_size(args, bs.header), depth=depth)
+    if args.layers is not None and not 1 <= args.layers <= dec.depths:
+        raise ConfigError(f"--layers {args.layers} is out of range: this stream has 1..{dec.depths} stages")
+    size = output_size(args, bs.header)
+    output_file(args.output, "-o")
+    out = dec.decode(size=size, depth=args.layers)
     save_png(args.output, out.rgb)
     info = {
         "output": str(args.output),
         "width": out.rgb.shape[1],
         "height": out.rgb.shape[0],
-        "stages_used": out.depth + 1,
+        "stages_used": out.depth,
+        "stages": dec.depths,
         "units_used": out.units,
         "missing": bs.missing(),
         "damaged": damaged,
@@ -270,10 +300,11 @@ def _decode(args: argparse.Namespace) -> int:
         emit_json(info)
     else:
         print(
-            f"{args.output}: {info['width']}x{info['height']}, {info['stages_used']} stage(s), units {out.units}"
+            f"{args.output}: {info['width']}x{info['height']}, {out.depth} of {dec.depths} stage(s), "
+            f"units {out.units}"
         )
-        for d in damaged:
-            print(f"warning: {d}", file=sys.stderr)
+        for line in missing_report(bs, damaged):
+            print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -317,8 +348,8 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{'seq':>4} {'layer':>5} {'bytes':>7}  name")
     for p in info["packets"]:
         print(f"{p['seq']:>4} {'-' if p['layer'] is None else p['layer']:>5} {p['bytes']:>7}  {p['name']}")
-    for m in info["missing"]:
-        print(f"missing unit {m} ({bs.header.units[m].name})")
+    for line in missing_report(bs, damaged):
+        print(line)
     return 0
 
 
@@ -345,6 +376,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(
             f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  {result['bytes']} bytes  {result['bpp']} bpp"
         )
+        for line in missing_report(bs, damaged):
+            print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -356,89 +389,3 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 
 
 evaluate = SimpleNamespace(add_arguments=_add_eval, run=_eval)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from codec.bitstream import write_file
-    from codec.decoder import ProgressiveDecoder
-    from codec.encode import encode_image
-    from codec.image import load_image, save_png
-
-    if args.image:
-        image = load_image(args.image)
-        source = args.image
-    else:
-        from skimage import data  # its sample photographs ship inside the wheel: no network
-
-        image = np.ascontiguousarray(data.astronaut()[::4, ::4])  # 128 x 128
-        source = "scikit-image astronaut, 128x128"
-    print(f"encoding {source}", file=sys.stderr)
-    cfg = announce(config_from_args(args), image, False)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    bar = ProgressBar(cfg.train.steps, args.quiet)
-    try:
-        result = encode_image(image, cfg, progress=bar)
-    finally:
-        bar.close()
-    write_file(out / "image.spnr", result.bitstream)
-    save_png(out / "original.png", image)
-    dec = ProgressiveDecoder.from_bitstream(result.bitstream)
-    rows: list[dict[str, Any]] = []
-    # One PSNR per decodable depth (a single one for a non-progressive model), measured by the encoder.
-    for depth, stage_psnr in enumerate(result.stage_psnr):
-        name = f"stage-{depth + 1:02d}.png"
-        save_png(out / name, dec.decode(depth=depth).rgb)
-        rows.append({"stage": depth + 1, "psnr": round(stage_psnr, 3), "file": name})
-    save_png(out / "zoom-2x.png", dec.decode(size=(image.shape[1] * 2, image.shape[0] * 2)).rgb)
-    save_png(
-        out / "strip.png",
-        progress_strip([out / r["file"] for r in rows], [f"{r['stage']}: {r['psnr']:.1f} dB" for r in rows]),
-    )
-    summary = result.summary()
-    summary["stages"] = rows
-    summary["out"] = str(out)
-    summary["classical"] = classical_at(image, result.bytes, ("jpeg", "webp", "jpeg2000", "avif"))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    for r in rows:
-        print(f"stage {r['stage']:>2}: PSNR {r['psnr']:6.2f} dB  {out / r['file']}")
-    print(
-        f"{out / 'image.spnr'}: {summary['bytes']} bytes ({summary['bpp']} bpp, raw RGB {image.size}),"
-        f" PSNR {summary['psnr']:.2f} dB, {summary['params']} params, {summary['seconds']} s"
-    )
-    print(compare_text(summary))
-    return 0
-
-
-def progress_strip(files: list[Path], labels: list[str], per_row: int = 9) -> Any:
-    """The stages side by side with their PSNR under each, as one picture."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    tiles = [Image.open(f).convert("RGB") for f in files]
-    w, h = tiles[0].size
-    label_h = 16
-    rows = (len(tiles) + per_row - 1) // per_row
-    cols = min(per_row, len(tiles))
-    sheet = Image.new("RGB", (cols * (w + 4) + 4, rows * (h + label_h + 4) + 4), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
-        x, y = 4 + (i % per_row) * (w + 4), 4 + (i // per_row) * (h + label_h + 4)
-        sheet.paste(tile, (x, y))
-        draw.text((x + 2, y + h + 2), label, fill="black")
-    return np.asarray(sheet)
-
-
-def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "image", nargs="?", help="image to encode (default: a photograph shipped with scikit-image)"
-    )
-    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
-    add_encode_options(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(steps=None)
-
-
-demo = SimpleNamespace(add_arguments=_add_demo, run=_demo)

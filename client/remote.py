@@ -46,7 +46,12 @@ def check(response: Any, what: str) -> Any:
         if response.status_code == 429 and "retry-after" in response.headers:
             extra = f" (retry after {response.headers['retry-after']} s)"
         raise ServerError(f"{what}: server answered {response.status_code}: {detail(response)}{extra}")
-    return response.json()
+    from streaming.session import SessionError, load_message
+
+    try:  # bounded: a hostile server's deeply nested JSON is an error line, not a RecursionError
+        return load_message(response.text, "server's answer")
+    except SessionError as exc:
+        raise ServerError(f"{what}: {exc}") from None
 
 
 def client(server: str, timeout: float = 30.0) -> Any:

@@ -16,7 +16,10 @@ from typing import Any
 
 from client.codec_cmds import emit_json
 from client.remote import DEFAULT_SERVER, ServerError, ws_base
+from client.upload import read_image, send
+from codec.config import PRESETS
 from codec.errors import ConfigError, SpinrError
+from codec.outputs import output_folder
 
 FATAL_CLOSE = {1008: "the server refused the request", 4404: "unknown image", 4409: "image not finished"}
 
@@ -24,9 +27,31 @@ FATAL_CLOSE = {1008: "the server refused the request", 4404: "unknown image", 44
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from netsim.cli import add_channel_arguments
 
-    p.add_argument("target", metavar="URL_OR_ID", help="image id, or a ws://host:port/ws/stream/ID URL")
+    p.add_argument(
+        "target",
+        metavar="URL_OR_ID",
+        nargs="?",
+        help="image id, or a ws://host:port/ws/stream/ID URL (or give --upload instead)",
+    )
     p.add_argument(
         "--server", default=DEFAULT_SERVER, help=f"server URL for an id (default {DEFAULT_SERVER})"
+    )
+    p.add_argument(
+        "--upload",
+        type=Path,
+        metavar="IMAGE",
+        help="upload this image to --server first, wait for its bitstream, then stream it",
+    )
+    p.add_argument(
+        "--upload-preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="encode preset for --upload (default: the server's)",
+    )
+    p.add_argument(
+        "--via",
+        metavar="WS_URL",
+        help="stream through this relay instead of --server, e.g. a spinr netsim proxy at ws://proxy:8001",
     )
     p.add_argument(
         "--out", required=True, type=Path, help="folder for the PNGs (one per layer, and final.png)"
@@ -116,8 +141,8 @@ async def receive(
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
     from codec.image import save_png
+    from streaming.session import load_message
 
-    args.out.mkdir(parents=True, exist_ok=True)
     channel = channel_dict(args)
     summaries: list[dict[str, Any]] = []
     written: list[str] = []
@@ -137,8 +162,8 @@ async def receive(
                 await ws.send(json.dumps(start))
                 async for message in ws:
                     if isinstance(message, str):
-                        msg = json.loads(message)
-                        if msg.get("type") == "done":
+                        msg = load_message(message, "server's text message")
+                        if isinstance(msg, dict) and msg.get("type") == "done":
                             summaries.append(msg)
                             done = True
                         continue
@@ -187,8 +212,27 @@ def run(args: argparse.Namespace) -> int:
 
     if args.retries < 0:
         raise SpinrError(f"--retries {args.retries} must be >= 0")
-    url = stream_url(args.target, args.server)
+    if (args.target is None) == (args.upload is None):
+        raise ConfigError("give the image to stream: an id or ws:// URL, or --upload IMAGE (one of them)")
+    if args.upload_preset and args.upload is None:
+        raise ConfigError("--upload-preset goes with --upload")
+    if args.via is not None and (args.target or "").startswith(("ws://", "wss://")):
+        raise ConfigError("--via goes with an image id or --upload, not with a ws:// URL")
+    base = args.via or args.server
+    if args.target is not None:
+        url = stream_url(args.target, base)
+    channel_dict(args)  # a bad channel option fails here, before connecting
     reference = load_image(args.ref) if args.ref else None
+    data = read_image(args.upload) if args.upload is not None else b""
+    output_folder(args.out, "--out", quiet=args.quiet)
+    if args.upload is not None:
+        fields = {"preset": args.upload_preset} if args.upload_preset else {}
+        job = send(args.server, args.upload.name, data, fields, True, args.quiet or args.json, None)
+        if job["state"] != "done":
+            raise ServerError(f"job {job['id']} {job['state']}: {job.get('error') or 'no bitstream'}")
+        if not args.quiet and not args.json:
+            print(f"uploaded {args.upload} as image {job['id']}", file=sys.stderr)
+        url = stream_url(job["id"], base)
     receiver = Receiver(reference)
     progress = StreamProgress(args.quiet or args.json)
     try:

@@ -8,10 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from client.codec_cmds import emit_json, positive_float
+from client.codec_cmds import add_option_flag, emit_json, flag, positive_float
 from client.remote import DEFAULT_SERVER, ServerError, check, client, unreachable
-from codec.config import PRESETS
-from codec.errors import ImageError
+from codec.config import ENCODE_OPTIONS, PRESETS
+from codec.errors import ConfigError, ImageError
+
+UPLOAD_OPTIONS = tuple(o for o in ENCODE_OPTIONS if o.name != "device")
+"""The encode options a job may set: the codec's table less the training device, which the server
+chooses (``spinr serve --device``)."""
 
 POLL_SECONDS = 0.25
 
@@ -33,22 +37,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="starting configuration (default: the server's)",
     )
-    p.add_argument("--model", choices=["spinr", "siren"], default=None, help="model (default spinr)")
-    p.add_argument("--width", type=int, default=None, help="neurons per hidden layer")
-    p.add_argument("--depth", type=int, default=None, help="hidden layers")
-    p.add_argument("--steps", type=int, default=None, help="training steps")
-    p.add_argument("--bits", type=int, default=None, help="bits per weight, 2..16")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
-    p.add_argument("--lr", type=positive_float, default=None, help="learning rate")
-    p.add_argument("--head", choices=["per_stage", "shared"], default=None, help="SPINR readout")
+    group = p.add_argument_group(
+        "encode options (checked here against the codec's ranges, then by the server's limits)"
+    )
+    for opt in UPLOAD_OPTIONS:
+        scope = f"; {', '.join(opt.models)} only" if opt.models else ""
+        add_option_flag(group, opt, f"{opt.help} ({opt.allowed()}{scope}; default: the preset's)")
     p.add_argument("--name", default=None, help="job name (default: the file name)")
     p.add_argument("--json", action="store_true", help="print the job as one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def _fields(args: argparse.Namespace) -> dict[str, str]:
-    keys = ("preset", "model", "width", "depth", "steps", "bits", "seed", "lr", "head", "name")
-    return {k: str(getattr(args, k)) for k in keys if getattr(args, k) is not None}
+    """The job's form fields: the options given, each checked against the codec's table first, so a
+    bad value is refused before the image is sent (the server then applies its own, narrower limits)."""
+    out = {k: str(getattr(args, k)) for k in ("preset", "name") if getattr(args, k) is not None}
+    for opt in UPLOAD_OPTIONS:
+        value = getattr(args, opt.name)
+        if value is None:
+            continue
+        value = opt.check(value, f"{flag(opt.name)}: ")
+        if args.model is not None and not opt.applies_to(args.model):
+            only = " and ".join(opt.models or ())
+            raise ConfigError(f"{flag(opt.name)} applies to the {only} model only, not {args.model!r}")
+        out[opt.name] = str(value).lower() if opt.kind == "bool" else str(value)
+    return out
 
 
 def wait_for(http: Any, job_id: str, quiet: bool, timeout: float | None) -> dict[str, Any]:
@@ -93,28 +106,47 @@ def wait_for(http: Any, job_id: str, quiet: bool, timeout: float | None) -> dict
             bar.close()
 
 
-def run(args: argparse.Namespace) -> int:
+def read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def send(
+    server: str,
+    name: str,
+    data: bytes,
+    fields: dict[str, str],
+    wait: bool,
+    quiet: bool,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """POST the image as a job; with ``wait``, poll it (a progress bar unless ``quiet``) until it ends.
+    KeyboardInterrupt while waiting propagates; the job goes on on the server."""
     import httpx
 
     try:
-        data = args.image.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"cannot read {str(args.image)!r}: {exc.strerror or exc}") from None
-    try:
-        with client(args.server) as http:
-            files = {"file": (args.image.name, data, "application/octet-stream")}
-            job = check(http.post("/api/jobs", files=files, data=_fields(args)), "upload")
-            if args.wait:
-                try:
-                    job = wait_for(http, job["id"], args.quiet or args.json, args.timeout)
-                except KeyboardInterrupt:
-                    print(
-                        f"spinr upload: stopped waiting; job {job['id']} goes on on the server",
-                        file=sys.stderr,
-                    )
-                    return 130
+        with client(server) as http:
+            files = {"file": (name, data, "application/octet-stream")}
+            job: dict[str, Any] = check(http.post("/api/jobs", files=files, data=fields), "upload")
+            if wait:
+                job = wait_for(http, job["id"], quiet, timeout)
     except httpx.HTTPError as exc:
-        raise unreachable(args.server, exc) from None
+        raise unreachable(server, exc) from None
+    return job
+
+
+def run(args: argparse.Namespace) -> int:
+    fields = _fields(args)
+    data = read_image(args.image)
+    try:
+        job = send(
+            args.server, args.image.name, data, fields, args.wait, args.quiet or args.json, args.timeout
+        )
+    except KeyboardInterrupt:
+        print("spinr upload: stopped waiting; the job goes on on the server", file=sys.stderr)
+        return 130
     if args.json:
         emit_json(job)
     elif job["state"] == "done":

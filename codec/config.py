@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from codec.device import check_device_name
 from codec.errors import ConfigError
 from codec.model_options import MODEL_OPTIONS
 from codec.options import EncodeOption, Kind, declared_options
@@ -65,6 +66,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _check_section(self, "train")
+        check_device_name(self.device)
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"lr_decay {self.lr_decay} is out of range: allowed 0 < lr_decay <= 1")
 

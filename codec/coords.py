@@ -23,6 +23,7 @@ def grid(width: int, height: int) -> np.ndarray:
 
 
 def to_rgb8(y: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Network output in [-1, 1] (N, 3) -> uint8 (height, width, 3)."""
-    rgb = np.clip((y.astype(np.float32) + 1.0) * 0.5, 0.0, 1.0)
+    """Network output in [-1, 1] (N, 3) -> uint8 (height, width, 3). A NaN (weights of a hostile stream
+    can overflow) becomes 0, as the browser's Uint8ClampedArray stores it."""
+    rgb = np.nan_to_num(np.clip((y.astype(np.float32) + 1.0) * 0.5, 0.0, 1.0), nan=0.0)
     return np.rint(rgb * 255.0).astype(np.uint8).reshape(height, width, 3)

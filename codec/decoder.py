@@ -42,7 +42,7 @@ class Decoded:
     rgb: np.ndarray
     """uint8 (height, width, 3)."""
     depth: int
-    """Prefix depth used (0-based; 0 for a non-progressive model)."""
+    """Stages used, 1..``depths`` (1 for a non-progressive model), as ``decode(depth=...)`` and ``--layers`` count."""
     units: list[int]
     """Unit indices whose tensors were used."""
     steps: list[int] = field(default_factory=list)
@@ -157,10 +157,13 @@ class ProgressiveDecoder:
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(self, size: tuple[int, int] | None = None, depth: int | None = None) -> Decoded:
-        """Decode the deepest usable prefix (or at most ``depth``) at ``size`` (default: the image's)."""
+        """Decode the deepest usable prefix (or at most its first ``depth`` stages, 1..``depths``, as
+        ``spinr decode --layers`` counts) at ``size`` (default: the image's)."""
         if self.header is None or self.arch is None:
             raise BitstreamError("cannot decode: the header packet has not arrived")
-        plan = self.plan(depth)
+        if depth is not None and not 1 <= depth <= self.depths:
+            raise BitstreamError(f"depth {depth} is out of range: this stream has 1..{self.depths} stages")
+        plan = self.plan(None if depth is None else depth - 1)
         if plan is None:
             missing = sorted(set(self.arch.trunk_units(0)) - self.available)
             raise BitstreamError(
@@ -170,18 +173,21 @@ class ProgressiveDecoder:
         w, h = size or (self.header.width, self.header.height)
         if w * h > MAX_OUTPUT_PIXELS:
             raise BitstreamError(f"output size {w}x{h} is over the limit of {MAX_OUTPUT_PIXELS} pixels")
-        if w * h <= CACHE_PIXELS:
-            act = self._trunk_cached((w, h), steps)
-            y = self.arch.readout(d, act, self.params)
-        else:
-            coords = grid(w, h)
-            y = np.empty((w * h, 3), dtype=np.float32)
-            for s in range(0, w * h, CHUNK):
-                a = coords[s : s + CHUNK]
-                for k in steps:
-                    a = self.arch.trunk(k, a, self.params)
-                y[s : s + CHUNK] = self.arch.readout(d, a, self.params)
-        return Decoded(to_rgb8(y, w, h), d, self.used_units(d if depth is not None else None), steps)
+        # A hostile stream's weights may overflow float32 on the way (inf, then NaN): no warnings, and
+        # to_rgb8 paints a NaN as the browser does.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if w * h <= CACHE_PIXELS:
+                act = self._trunk_cached((w, h), steps)
+                y = self.arch.readout(d, act, self.params)
+            else:
+                coords = grid(w, h)
+                y = np.empty((w * h, 3), dtype=np.float32)
+                for s in range(0, w * h, CHUNK):
+                    a = coords[s : s + CHUNK]
+                    for k in steps:
+                        a = self.arch.trunk(k, a, self.params)
+                    y[s : s + CHUNK] = self.arch.readout(d, a, self.params)
+        return Decoded(to_rgb8(y, w, h), d + 1, self.used_units(d if depth is not None else None), steps)
 
     def _trunk_cached(self, size: tuple[int, int], steps: list[int]) -> np.ndarray:
         assert self.arch is not None

@@ -84,7 +84,7 @@ def stage_psnrs(decoder: ProgressiveDecoder, reference: np.ndarray) -> list[floa
         plan = decoder.plan(depth)
         if plan is None or plan[0] != depth:
             break
-        out.append(psnr(decoder.decode(depth=depth).rgb, reference))
+        out.append(psnr(decoder.decode(depth=depth + 1).rgb, reference))
     return out
 
 

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 3, 60, 60
+_BRIEF.maxlist = _BRIEF.maxdict = _BRIEF.maxtuple = 8
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message about untrusted data: bounded in depth and length, so a
+    value nested a thousand deep or a megabyte long gives a short line, not a RecursionError."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class SpinrError(Exception):
     """Base class of every error spinr raises on purpose; its message is meant for a user."""

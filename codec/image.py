@@ -1,4 +1,8 @@
-"""Reading and writing images with Pillow, with limits that stop decompression bombs."""
+"""Reading and writing images with Pillow, with limits that stop decompression bombs.
+
+Every mode Pillow opens becomes 8-bit RGB by :func:`rgb_from_pil`; the rules for modes whose range
+Pillow's own ``convert("RGB")`` gets wrong (it clips 16-bit and float values at 255) are in its docstring.
+"""
 
 from __future__ import annotations
 
@@ -49,18 +53,45 @@ def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
         if max(w, h) > 65535:
             raise ImageError(f"image {name!r} is {w}x{h}; each side must be at most 65535")
         try:
-            upright: Image.Image = ImageOps.exif_transpose(img)
-            if upright.mode in ("RGBA", "LA", "PA") or (
-                upright.mode == "P" and "transparency" in upright.info
-            ):
-                # Composite transparency over white rather than keep whatever hides behind alpha 0.
-                rgba = upright.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                upright = Image.alpha_composite(background, rgba)
-            rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
+            rgb = rgb_from_pil(ImageOps.exif_transpose(img))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ImageError(f"cannot decode image {name!r}: {exc}") from None
-    return np.ascontiguousarray(rgb)
+    return rgb
+
+
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def rgb_from_pil(img: Image.Image) -> np.ndarray:
+    """Any Pillow image -> contiguous uint8 (height, width, 3) RGB.
+
+    - ``I;16``, ``I;16L``, ``I;16B``, ``I;16N`` (16-bit grayscale PNG, TIFF, JPEG 2000) and ``I``
+      (32-bit integers; Pillow opens 16-bit PGM/PPM this way, scaled to 0..65535): 0..65535 maps to
+      0..255 (``round(v / 257)``), values outside clipped.
+    - ``F`` (32-bit float TIFF, PFM): 0.0..1.0 maps to 0..255, the float convention; outside
+      clipped, NaN black.
+    - Transparency (``RGBA``, ``RGBa``, ``LA``, ``La``, ``PA``, or a ``transparency`` entry on ``P``,
+      ``L``, ``RGB``, ``1``) is composited over white, so what hides behind alpha 0 never shows.
+    - Everything else (``1``, ``L``, ``P``, ``RGB``, ``RGBX``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``) goes
+      through Pillow's own conversion to RGB.
+    """
+    mode = img.mode
+    if mode in WIDE_INT_MODES:
+        wide = np.clip(np.asarray(img).astype(np.int32, copy=False), 0, 65535)
+        return _gray_to_rgb(((wide + 128) // 257).astype(np.uint8))
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        return _gray_to_rgb(np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8))
+    if mode in ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("LA").convert("RGBA") if mode == "La" else img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
 
 
 def save_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:

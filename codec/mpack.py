@@ -7,11 +7,12 @@ payload cannot expand into gigabytes of Python objects.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
 
-from codec.errors import BitstreamError
+from codec.errors import BitstreamError, brief
 
 MAX_BIN_LEN = 64 * 2**20
 MAX_STR_LEN = 2**20
@@ -19,6 +20,10 @@ MAX_ARRAY_LEN = 2**16
 MAX_MAP_LEN = 2**12
 MAX_ITEMS = 2**18
 """Total array elements plus map entries in one payload (a real one has a few thousand at most)."""
+MAX_DEPTH = 16
+"""Deepest nesting of arrays and maps in a payload (a v1 header needs 6: map, units, unit, tensors,
+entry, shape), so code that walks one recursively (``repr``, ``json.dumps``, comparisons) cannot hit
+Python's recursion limit."""
 
 
 def pack(obj: Any) -> bytes:
@@ -69,7 +74,26 @@ def unpack_map(raw: bytes, what: str = "payload") -> dict[str, Any]:
         raise BitstreamError(f"{what} is not valid msgpack: {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, dict):
         raise BitstreamError(f"{what} must be a msgpack map, got {type(obj).__name__}")
+    check_depth(obj, MAX_DEPTH, what)
     return obj
+
+
+def check_depth(obj: Any, limit: int, what: str) -> None:
+    """Raise BitstreamError if lists and dicts in ``obj`` nest more than ``limit`` deep (``obj`` itself
+    is level 1). Iterative, so a tree nested thousands deep is refused rather than overflowing the stack."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, level = stack.pop()
+        children: Iterable[Any]
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if level > limit:
+            raise BitstreamError(f"{what} nests lists and maps more than {limit} deep")
+        stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def check_plain(value: Any, what: str) -> None:
@@ -82,7 +106,7 @@ def check_plain(value: Any, what: str) -> None:
         if isinstance(v, dict):
             for k, item in v.items():
                 if not isinstance(k, str):
-                    raise BitstreamError(f"{path} has a key that is not a string")
+                    raise BitstreamError(f"{path} has a key {brief(k)} that is not a string")
                 stack.append((f"{path}.{k[:64]}", item))
         elif isinstance(v, list):
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(v))

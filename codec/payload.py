@@ -5,7 +5,7 @@
 Each step is 2 bytes (a bfloat16, :mod:`codec.quant`); the tensors, their order and their sizes come
 from the unit as the arch derives it, so nothing else is sent. The block is coded without the entropy
 coder's own checksum (``CHECKSUM``): the packet's CRC-32 already covers these bytes, and the checksum
-would cost 1.0-1.7 bytes per packet for nothing a CRC-valid packet can carry (docs/FORMAT.md says what
+would cost 1.0-2.2 bytes per packet for nothing a CRC-valid packet can carry (docs/FORMAT.md says what
 was measured).
 """
 

@@ -79,8 +79,10 @@ def min_step(values: np.ndarray) -> float:
 
 
 def dequantize_codes(codes: np.ndarray, step: float) -> np.ndarray:
-    """float32 weights: the exact product of each code and the step, rounded once."""
-    return (np.asarray(codes, dtype=np.float64) * step).astype(np.float32)
+    """float32 weights: the exact product of each code and the step, rounded once (to infinity beyond
+    float32's range, as Math.fround does)."""
+    with np.errstate(over="ignore"):
+        return (np.asarray(codes, dtype=np.float64) * step).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)

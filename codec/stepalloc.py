@@ -28,9 +28,9 @@ NOISE_PSNR_AT_8_BITS = 44.0
 """``--bits 8`` asks for quantization noise whose PSNR alone is this (dB, on [0, 1] pixels); each bit
 more or less moves it by 6.02 dB (halves or doubles every step). Chosen by measurement so that ``--bits
 8`` keeps about the PSNR format v1 reached at 8 bits in fewer bytes (docs/FORMAT.md, "Sizes": on the
-128 x 128 astronaut, quick preset 23.17 dB in 4149 bytes against v1's 23.26 dB in 6291; the demo's
-SPINR 64 x 16 32.09 dB in 52,953 against 31.86 dB in 57,245; 50 dB gave 23.27 dB / 4757 and 32.56
-dB / 59,947)."""
+128 x 128 astronaut, quick preset 23.16 dB in 4141 bytes against v1's 23.26 dB in 6291; the demo's
+SPINR 64 x 16 32.55 dB in 52,902 against 31.86 dB in 57,245; 50 dB gave 23.27 dB in 4757 bytes on the
+quick preset and 32.56 dB in 59,947 on the demo's)."""
 DB_PER_BIT = 20 * math.log10(2)
 MAX_STEP_STD = 1.0
 """No step exceeds this multiple of its tensor's standard deviation (coarser rounds most weights to 0)."""

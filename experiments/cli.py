@@ -11,9 +11,9 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from codec.outputs import output_folder
 from experiments.datasets import load_dataset
 from experiments.pool import JobPool
 from experiments.profiles import PROFILES, profile_from_args
@@ -101,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_device(args.device)  # fail early, naming the flag, when CUDA is asked for and absent
     profile = profile_from_args(args)
     images = load_dataset(args.dataset, profile)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, "--out", quiet=args.json)
     for old in out.glob("*.partial.jsonl"):
         old.unlink()
     # Every finished job's result is spilled into --out at once: a run cut short keeps its raw numbers.

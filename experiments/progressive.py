@@ -29,7 +29,7 @@ def job(j: ProgressiveJob) -> dict[str, Any]:
 
     f = j.fit(model="spinr", options=VARIANTS[j.label], bits=j.bits)
     dec = ProgressiveDecoder.from_bitstream(f.bitstream)
-    pics = [dec.decode(depth=d).rgb for d in range(dec.depths)]
+    pics = [dec.decode(depth=d).rgb for d in range(1, dec.depths + 1)]
     return {
         "image_name": j.image_name,
         "model": j.label,

@@ -46,7 +46,8 @@ class ChannelConfig:
     queue_bytes: int = 0
     """Sender queue limit under a bandwidth limit; a datagram that overflows it is dropped. 0: unlimited."""
     mtu: int = DEFAULT_MTU
-    """Largest datagram payload; longer packets are fragmented and arrive whole or not at all. 0: off."""
+    """Largest datagram payload; longer packets are fragmented and arrive whole or not at all. 0: off.
+    A packet that would need more than 65535 fragments is refused, naming the smallest MTU it allows."""
     seed: int = 0
     """Seed of every random draw; the same seed reproduces a transmission packet for packet."""
 

@@ -84,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--models",
         type=_models,
         default=d.models,
-        help=f"comma-separated models a job may use (default {','.join(d.models)}: those the browser decodes)",
+        help=f"comma-separated models a job may use (default: every registered model, {','.join(d.models)})",
     )
     p.add_argument(
         "--web-dir",
@@ -126,14 +126,24 @@ def run(args: argparse.Namespace) -> int:
 
     from server import logs
     from server.app import create_app
+    from server.store import DataDirLock, Store
 
     settings = settings_from_args(args)
     _check_device(settings.device)
     if args.web_dir is not None and not args.web_dir.is_dir():
         raise ConfigError(f"--web-dir {str(args.web_dir)!r} is not a folder")
-    logs.configure(args.log_level)
-    app = create_app(settings)
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_config=None, log_level=args.log_level, ws="websockets-sansio"
-    )
+    # Held until uvicorn returns: a second server on this folder is refused (one line naming our PID),
+    # and a damaged spinr.db is reported here in one line rather than as a traceback from the app's startup.
+    with DataDirLock(settings.data_dir):
+        Store(settings.data_dir).close()
+        logs.configure(args.log_level)
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            log_level=args.log_level,
+            ws="websockets-sansio",
+        )
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 from codec.config import EncodeConfig, apply_overrides, preset
 from server.settings import Settings
 from server.states import IllegalTransition, JobState
-from server.store import QueueFull, Store
+from server.store import STOP_REASON, QueueFull, Store
 
 log = logging.getLogger("spinr.jobs")
 
@@ -212,7 +212,7 @@ class JobManager:
             log.exception("could not read the last worker reports")
         # Jobs still marked running were interrupted by the shutdown: same policy as a crash.
         for job_id in self.store.ids_in_state(JobState.RUNNING):
-            self._transition(job_id, JobState.FAILED, error="server stopped during training")
+            self._transition(job_id, JobState.FAILED, error=STOP_REASON)
 
     # -- API ------------------------------------------------------------------------------------
     def retry_after(self) -> int:
@@ -309,9 +309,15 @@ class JobManager:
                 self.store.transition(job_id, JobState.FAILED, error=payload)
                 log.warning("job failed", extra={"job": job_id, "reason": payload})
             elif kind == "cancelled":
+                # A user's cancel is in the store before the worker hears of it; a job still running
+                # here was stopped by the shutdown (stop() cancels every worker): that is a failure
+                # with its reason, not a cancel nobody asked for.
                 job = self.store.get_job(job_id)
-                if job is not None and job["state"] != JobState.CANCELLED.value:
-                    self.store.transition(job_id, JobState.CANCELLED)
+                if job is not None and job["state"] == JobState.RUNNING.value:
+                    if self._stop.is_set():
+                        self.store.transition(job_id, JobState.FAILED, error=STOP_REASON)
+                    else:
+                        self.store.transition(job_id, JobState.CANCELLED)
         except IllegalTransition:
             pass  # cancelled while it was finishing: the cancel wins, the result is dropped
 

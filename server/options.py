@@ -3,7 +3,7 @@
 Everything here is generated from ``codec.config.ENCODE_OPTIONS``: the job form (``JobForm``), the
 checks of a job's options, and ``/api/config``. The server adds no second table; it only narrows the
 codec's: ``Settings.option_caps`` caps a few options for the server's memory and time, and
-``Settings.models`` keeps the models its browser client decodes (docs/API.md).
+``Settings.models`` may keep fewer models than the codec registers (docs/API.md).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from pathlib import Path
 from codec.config import PRESETS
 from codec.device import DEVICE_CHOICES
 from codec.errors import ConfigError
+from codec.model_options import MODEL_OPTIONS
 from server.options import job_options, server_options
 
 DEFAULT_CAPS: dict[str, float] = {"width": 1024, "depth": 64, "steps": 1_000_000}
@@ -36,9 +37,9 @@ class Settings:
     (``client/web``, found through ``importlib.resources``) when it is installed."""
     stream_start_timeout: float = 30.0
     """Seconds a WebSocket client has to send its ``start`` message."""
-    models: tuple[str, ...] = ("spinr", "siren")
-    """Models a job may use: those the browser client decodes (client/web); the codec registers more
-    (the study's zoo), which ``spinr encode`` can fit."""
+    models: tuple[str, ...] = field(default_factory=lambda: tuple(MODEL_OPTIONS))
+    """Models a job may use: by default every registered model (``spinr encode``'s choices), all of
+    which the browser client decodes (client/web/codec/arch/); ``spinr serve --models`` narrows it."""
     option_caps: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CAPS))
     """Largest value a job may give these encode options, on top of the codec's own ranges
     (codec.config.ENCODE_OPTIONS allows width 4096, depth 256 and 10^7 steps): they bound the

@@ -1,5 +1,10 @@
 """Durable state: jobs in SQLite (WAL), files under the data folder written atomically with checksums.
 
+One server at a time: :class:`DataDirLock` holds an exclusive ``flock`` on ``<data_dir>/spinr.lock`` for
+as long as a store is open (the kernel drops it when the process dies, even by ``kill -9``), and a
+second server on the same folder is refused naming the PID that holds it. A damaged ``spinr.db`` is
+a :class:`StoreError` saying what to do, found when the store opens.
+
 A job and its image share one id. Files live in ``<data_dir>/images/<id>/``; each is written to a
 temporary name, flushed to disk and renamed into place, and its SHA-256 is stored in the database and
 checked on every read, so a reader never sees half a file and a damaged file is an error, not a picture.
@@ -8,6 +13,7 @@ Every method takes the store's lock: one connection is shared by the event loop'
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -18,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from codec.errors import SpinrError
 from server.states import JobState, check_transition
@@ -55,8 +61,16 @@ CREATE TABLE IF NOT EXISTS files (
 );
 """
 
+EXPECTED_COLUMNS = {
+    "jobs": {"seq", "id", "name", "state", "options", "width", "height", "progress", "stage", "stages"}
+    | {"step", "steps", "psnr", "error", "result", "created", "updated", "started", "finished"},
+    "files": {"job_id", "kind", "sha256", "bytes"},
+}
 FILE_NAMES = {"original": "original.png", "bitstream": "bitstream.spnr"}
 RESTART_REASON = "server restarted during training"
+STOP_REASON = "server stopped during training"
+LOCK_NAME = "spinr.lock"
+DB_NAME = "spinr.db"
 PROGRESS_FIELDS = ("progress", "stage", "stages", "step", "steps", "psnr")
 
 
@@ -70,6 +84,74 @@ class QueueFull(SpinrError):
     def __init__(self, queued: int, limit: int, retry_after: int) -> None:
         super().__init__(f"{queued} jobs are queued, the limit is {limit}; retry in about {retry_after} s")
         self.retry_after = retry_after
+
+
+class DataDirBusy(StoreError):
+    """Another process (a second ``spinr serve``) holds the data folder's lock."""
+
+
+class DataDirLock:
+    """An exclusive ``flock`` on ``<data_dir>/spinr.lock``, which records the holder's PID.
+
+    Re-entrant within one process (``spinr serve`` holds it for the server's lifetime and the store
+    the app opens takes it again); any other process is refused with :class:`DataDirBusy`. The lock
+    file stays in place: deleting it would let two processes lock two different files.
+    """
+
+    _held: ClassVar[dict[str, tuple[int, int]]] = {}  # lock path -> (fd, holders in this process)
+    _guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir.resolve() / LOCK_NAME
+        self._holding = False
+
+    def acquire(self) -> DataDirLock:
+        if self._holding:
+            return self
+        key = str(self.path)
+        with self._guard:
+            if key in self._held:
+                fd, count = self._held[key]
+                self._held[key] = (fd, count + 1)
+            else:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise DataDirBusy(
+                        f"data directory {str(self.data_dir)!r} is in use by another spinr server (PID "
+                        f"{holder}); stop that server or choose another --data-dir"
+                    ) from None
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                self._held[key] = (fd, 1)
+        self._holding = True
+        return self
+
+    def release(self) -> None:
+        if not self._holding:
+            return
+        self._holding = False
+        key = str(self.path)
+        with self._guard:
+            fd, count = self._held[key]
+            if count > 1:
+                self._held[key] = (fd, count - 1)
+                return
+            del self._held[key]
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> DataDirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def sha256(data: bytes) -> str:
@@ -101,19 +183,47 @@ def atomic_write(path: Path, data: bytes) -> None:
 class Store:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
+        self.dir_lock = DataDirLock(self.data_dir).acquire()
         self.images_dir = self.data_dir / "images"
-        self.images_dir.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.data_dir / "spinr.db"
+        self.db_path = self.data_dir / DB_NAME
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            self._db = self._open()
+        except BaseException:
+            self.dir_lock.release()
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check the file is an intact spinr database, create what is missing."""
+        db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            problems = [r[0] for r in db.execute("PRAGMA quick_check(5)").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems))
+            db.executescript(SCHEMA)
+            for table, columns in EXPECTED_COLUMNS.items():
+                have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                if not columns <= have:
+                    raise sqlite3.DatabaseError(
+                        f"its {table} table lacks column(s) {', '.join(sorted(columns - have))}"
+                    )
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreError(
+                f"the job database {str(self.db_path)!r} is damaged or not spinr's ({exc}); stop the server, "
+                f"move {DB_NAME} (with any {DB_NAME}-wal and {DB_NAME}-shm) out of the folder and start again "
+                "with an empty job list (files under images/ stay), or restore it from a backup"
+            ) from None
+        return db
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self.dir_lock.release()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

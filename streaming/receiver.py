@@ -83,7 +83,7 @@ class Receiver:
 
     @property
     def layers(self) -> int:
-        return 0 if self._picture is None else self._picture.depth + 1
+        return 0 if self._picture is None else self._picture.depth
 
     @property
     def complete(self) -> bool:

@@ -10,15 +10,20 @@ blocking the loop) until each message is due, or not at all with ``pace=False``.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from codec.bitstream import Bitstream
-from codec.errors import SpinrError
+from codec.errors import BitstreamError, SpinrError, brief
+from codec.mpack import check_depth
 from codec.packets import Packet
 from netsim.channel import Channel, ChannelConfig
+
+MAX_MESSAGE_DEPTH = 8
+"""Deepest nesting of lists and objects in a JSON message from the network (a start message needs 2)."""
 
 
 class SessionError(SpinrError, ValueError):
@@ -84,6 +89,23 @@ def damaged(delivery: Any) -> bool:
     return bool(getattr(delivery, "corrupted", False) or getattr(delivery, "truncated", False))
 
 
+def load_message(text: str, what: str = "message") -> Any:
+    """A JSON text message from the network, nested at most ``MAX_MESSAGE_DEPTH`` deep; SessionError
+    otherwise. ``json.loads`` recurses, so a message nested thousands deep would raise RecursionError
+    (an "Exception in ASGI application" for a server) without the first ``except``."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise SessionError(f"the {what} nests lists and objects more than {MAX_MESSAGE_DEPTH} deep") from None
+    except ValueError as exc:
+        raise SessionError(f"the {what} is not valid JSON: {exc}") from None
+    try:
+        check_depth(value, MAX_MESSAGE_DEPTH, f"the {what}")
+    except BitstreamError as exc:
+        raise SessionError(f"{exc}") from None
+    return value
+
+
 def channel_config(value: ChannelConfig | dict[str, Any] | None) -> ChannelConfig | None:
     """A channel from the API's ``channel`` object; SessionError names what is wrong with it."""
     if value is None or isinstance(value, ChannelConfig):
@@ -105,7 +127,7 @@ def parse_have(value: Any, units: int) -> set[int]:
     out = set()
     for item in value:
         if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < units:
-            raise SessionError(f"have contains {item!r}; unit indices of this stream are 0..{units - 1}")
+            raise SessionError(f"have contains {brief(item)}; unit indices of this stream are 0..{units - 1}")
         out.add(item)
     return out
 

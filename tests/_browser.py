@@ -116,3 +116,44 @@ def load(browser: Any, served: tuple[str, Path], name: str, data: bytes, query: 
         pg.close()
     assert not errors, f"uncaught errors in the page: {errors}"
     return res
+
+
+def _js_params(page: Any, packets: list[bytes]) -> dict[str, Any]:
+    """Every unit the page's decoder holds after ``packets``: per tensor its codes, step, shape and
+    float32 values (base64 of the little-endian arrays)."""
+    return page.evaluate(
+        """(pk) => {
+          const L = window.spnrLib;
+          const dec = new L.ProgressiveDecoder();
+          for (const p of pk) dec.addPacket(Uint8Array.from(atob(p), (c) => c.charCodeAt(0)));
+          const b64 = (a) => { const u = new Uint8Array(a.buffer, a.byteOffset, a.byteLength); let s = "";
+            for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000));
+            return btoa(s); };
+          const out = {};
+          for (const [i, t] of dec.params) {
+            out[i] = Object.fromEntries(Object.entries(t).map(([n, v]) =>
+              [n, {values: b64(v.values), codes: b64(v.codes), step: v.step, shape: v.shape}]));
+          }
+          return out;
+        }""",
+        [b64(p) for p in packets],
+    )
+
+
+def assert_same_params(page: Any, packets: list[bytes], bs: Any) -> None:
+    """Python and JS agree exactly on every integer code, every step and every float32 weight of
+    ``bs`` (a Bitstream) once the page's decoder has ``packets``."""
+    from codec.decoder import ProgressiveDecoder
+
+    got = _js_params(page, packets)
+    numpy = ProgressiveDecoder.from_bitstream(bs).params
+    assert sorted(map(int, got)) == sorted(bs.units)
+    for i, unit in bs.units.items():
+        for t in unit.tensors:
+            js = got[str(i)][t.name]
+            assert js["step"] == t.step and js["shape"] == list(t.shape), (i, t.name)
+            codes = np.frombuffer(base64.b64decode(js["codes"]), "<i4")
+            assert np.array_equal(codes, np.asarray(t.codes).ravel()), (i, t.name)
+            values = np.frombuffer(base64.b64decode(js["values"]), "<f4")
+            want = numpy[i][t.name].ravel().view(np.uint32).tolist()
+            assert values.view(np.uint32).tolist() == want, (i, t.name)

@@ -9,14 +9,13 @@ Errors are tests/test_browser_errors.py's.
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from _browser import STATS, b64, compare, load, rgb_of
+from _browser import STATS, assert_same_params, b64, compare, load, rgb_of
 
 from codec.bitstream import Bitstream, StreamHeader, Unit, load_bitstream
 from codec.decoder import ProgressiveDecoder
@@ -119,7 +118,7 @@ def test_decode_matches_numpy(browser: Any, served: Any, case: str) -> None:
     backends = ["js", "gl"] if gl_ok else ["js"]
 
     # progressive: after each packet, the deepest usable prefix, computed incrementally
-    want_depths = list(range(depths)) if progressive else [0]
+    want_depths = list(range(1, depths + 1)) if progressive else [1]
     assert [step["usableDepth"] for step in res["progressive"]] == want_depths
     for step in res["progressive"]:
         d = step["usableDepth"]
@@ -156,40 +155,11 @@ def test_decode_matches_numpy(browser: Any, served: Any, case: str) -> None:
         timing[f"{b}_cold_full"] = round(res["cold"][b]["ms"], 1)
 
 
-def _js_params(page: Any, packets: list[bytes]) -> dict[str, Any]:
-    return page.evaluate(
-        """(pk) => {
-          const L = window.spnrLib;
-          const dec = new L.ProgressiveDecoder();
-          for (const p of pk) dec.addPacket(Uint8Array.from(atob(p), (c) => c.charCodeAt(0)));
-          const b64 = (a) => { const u = new Uint8Array(a.buffer, a.byteOffset, a.byteLength); let s = "";
-            for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000));
-            return btoa(s); };
-          const out = {};
-          for (const [i, t] of dec.params) {
-            out[i] = Object.fromEntries(Object.entries(t).map(([n, v]) =>
-              [n, {values: b64(v.values), codes: b64(v.codes), step: v.step, shape: v.shape}]));
-          }
-          return out;
-        }""",
-        [b64(p) for p in packets],
-    )
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_codes_and_weights_are_bit_exact(page: Any, case: str) -> None:
     """Python and JS agree exactly on every integer code, every step and every float32 weight."""
     _, packets, bs = build_stream(**CASES[case])  # type: ignore[arg-type]
-    got = _js_params(page, packets)
-    numpy = ProgressiveDecoder.from_bitstream(bs).params
-    assert sorted(map(int, got)) == sorted(bs.units)
-    for i, unit in bs.units.items():
-        for t in unit.tensors:
-            js = got[str(i)][t.name]
-            assert js["step"] == t.step and js["shape"] == list(t.shape)
-            assert np.array_equal(np.frombuffer(base64.b64decode(js["codes"]), "<i4"), t.codes)
-            values = np.frombuffer(base64.b64decode(js["values"]), "<f4")
-            assert values.view(np.uint32).tolist() == numpy[i][t.name].ravel().view(np.uint32).tolist()
+    assert_same_params(page, packets, bs)
 
 
 @pytest.mark.parametrize(
@@ -330,27 +300,32 @@ def test_out_of_order_missing_and_foreign_packets(page: Any) -> None:
           const foreignSt = dec.addPacket(new Uint8Array(foreign));
           const rgba = dec.decode();
           const info = dec.lastInfo;
+          const outOfRange = [0, dec.depths + 1].map((d) => {
+            try { dec.decode(undefined, undefined, {depth: d}); return null; } catch (e) { return e.message; }
+          });
           const gap = [0, 1, 2, 3, 5];  // hidden.2 missing
           const prefix = new L.ProgressiveDecoder();
           const skip = new L.ProgressiveDecoder({conceal: "skip"});
           for (const i of gap) { prefix.addPacket(new Uint8Array(pk[i])); skip.addPacket(new Uint8Array(pk[i])); }
           let s = ""; for (const v of rgba) s += String.fromCharCode(v);
-          return {steps, foreignSt, info, rgba: btoa(s), prefixDepth: prefix.usableDepth(),
+          return {steps, foreignSt, info, outOfRange, rgba: btoa(s), prefixDepth: prefix.usableDepth(),
                   skipPlan: skip.plan(), skipUnits: skip.usedUnits()};
         }""",
         [[list(p) for p in packets], order, list(other[2])],
     )
     steps = res["steps"]
-    assert [s["depth"] for s in steps] == [None, None, None, None, 1, 1, 3]  # held until the header came
+    assert [s["depth"] for s in steps] == [None, None, None, None, 2, 2, 4]  # held until the header came
     assert [s["st"]["accepted"] for s in steps] == [True] * 7
     assert steps[5]["st"]["duplicate"] is True
     assert steps[6]["used"] == [0, 1, 2, 3, 4]
     assert res["foreignSt"]["accepted"] is False
     assert "packet of stream 0x7 does not belong to stream 0xc0de" in res["foreignSt"]["error"]
-    assert res["info"]["depth"] == 3 and res["info"]["units"] == [0, 1, 2, 3, 4]
+    assert res["info"]["depth"] == 4 and res["info"]["units"] == [0, 1, 2, 3, 4]
+    # decode's depth counts stages from 1, as codec.decoder and `spinr decode --layers` do
+    assert res["outOfRange"] == [f"depth {d} is out of range: this stream has 1..5 stages" for d in (0, 6)]
     partial = Bitstream(bs.header, {u: bs.units[u] for u in (0, 1, 2, 3, 4)}, bs.stream_id)
     compare(rgb_of(res["rgba"], 20, 14), numpy_rgb(partial), "js")
-    assert res["prefixDepth"] == 1
+    assert res["prefixDepth"] == 2
     assert res["skipPlan"] == {"depth": 3, "steps": [0, 1, 3]} and res["skipUnits"] == [0, 1, 2, 4]
 
 

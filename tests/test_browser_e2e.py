@@ -12,6 +12,7 @@ tmp dir (and, with SPINR_UPDATE_DOCS=1, to docs/img/browser.png and docs/img/bro
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,14 +68,25 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-@pytest.fixture(scope="module")
-def encoded(server: Server) -> str:
-    """An image encoded through the API (for the tests that do not exercise the upload form)."""
-    r = server.upload(png(crop()), name="api-crop.png", **ENCODE)
+def _encode(server: Server, name: str, **options: Any) -> str:
+    r = server.upload(png(crop()), name=name, **options)
     assert r.status_code == 202, r.text
     job = server.wait_state(r.json()["id"], ("done", "failed"))
     assert job["state"] == "done", job
-    return job["id"]
+    return str(job["id"])
+
+
+@pytest.fixture(scope="module")
+def encoded(server: Server) -> str:
+    """An image encoded through the API (for the tests that do not exercise the upload form)."""
+    return _encode(server, "api-crop.png", **ENCODE)
+
+
+@pytest.fixture(scope="module")
+def long_stream(server: Server) -> str:
+    """A stream of ~10 KB (64 x 4): ten seconds at the page's slowest link (8 kbit/s), so a test can act
+    while it is still streaming on a loaded machine (the small v2 streams end within 2-3 s)."""
+    return _encode(server, "long-crop.png", **{**ENCODE, "width": 64, "depth": 4, "steps": 20})
 
 
 class Page:
@@ -130,9 +142,13 @@ def reference_rgb(server: Server, image_id: str) -> tuple[np.ndarray, Any]:
     return ProgressiveDecoder.from_bitstream(bs).decode().rgb, bs
 
 
-def save_shot(page: Any, tmp_path: Path, name: str) -> Path:
+def save_shot(page: Any, tmp_path: Path, name: str, clip: str | None = None) -> Path:
+    """A screenshot of the whole page (or of the element ``clip``)."""
     shot = tmp_path / name
-    page.screenshot(path=str(shot), full_page=True)
+    if clip:
+        page.locator(clip).screenshot(path=str(shot))
+    else:
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000  # a real rendering, not a blank page
     # The docs' screenshots are refreshed on request only: a test run must not edit the checkout.
     if os.environ.get("SPINR_UPDATE_DOCS") == "1":
@@ -193,12 +209,12 @@ def test_upload_train_stream_matches_numpy(server: Server, browser: Any, tmp_pat
         assert 0 < jpeg_bytes <= received
         assert "quality" in p.text("#jpeg-caption")
 
+        save_shot(page, tmp_path, "browser.png")
+
         # Zoom decodes the continuous representation at 4x.
         page.click('label[for="zoom-4"]')
         page.wait_for_selector('#view[data-zoom="4"]')
         assert page.eval_on_selector("#view", "c => [c.width, c.height]") == [256, 192]
-
-        save_shot(page, tmp_path, "browser.png")
         assert page.is_hidden("#error")
         assert p.errors == []
     finally:
@@ -420,6 +436,186 @@ def test_refused_stream_shows_the_close_reason(server: Server, browser: Any, enc
         text = p.text("#error-text")
         assert "WebSocket code 1008" in text and "seed" in text, text
         assert page.get_attribute("#app", "data-state") == "error"
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+def box(page: Any, selector: str) -> dict[str, float]:
+    b = page.locator(selector).bounding_box()
+    assert b is not None, selector
+    return b
+
+
+def test_zoom_shows_the_picture_bigger_and_says_the_decode_time(
+    server: Server, browser: Any, encoded: str, tmp_path: Path
+) -> None:
+    """2x and 4x decode the representation at that size and show it that much bigger in a pane
+    that scrolls (both panes, together); the decode size and time are said next to the buttons."""
+    p = Page(browser, 1280, 1000)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/#image={encoded}")
+        page.wait_for_selector(DONE)
+        one = box(page, "#view")
+        frame = box(page, "#frame")
+        assert abs(one["width"] - frame["width"]) <= 3  # 1x: the picture fills its pane
+        assert "64×48 px decoded in" in p.text("#zoom-note") and " ms" in p.text("#zoom-note")
+        for zoom in (2, 4):
+            page.click(f'label[for="zoom-{zoom}"]')
+            page.wait_for_selector(f'#view[data-zoom="{zoom}"]')
+            assert page.eval_on_selector("#view", "c => [c.width, c.height]") == [64 * zoom, 48 * zoom]
+            shown = box(page, "#view")
+            assert shown["width"] == pytest.approx(zoom * one["width"], abs=3), (zoom, shown, one)
+            assert shown["height"] == pytest.approx(zoom * one["height"], abs=3), (zoom, shown, one)
+            # The pane keeps its size and scrolls over the bigger picture.
+            assert box(page, "#frame")["width"] == pytest.approx(frame["width"], abs=1)
+            scroll = page.eval_on_selector("#frame", "f => [f.scrollWidth, f.clientWidth, f.scrollLeft]")
+            assert scroll[0] > scroll[1] and scroll[2] > 0, scroll  # scrollable, and starts at the centre
+            note = p.text("#zoom-note")
+            assert f"{64 * zoom}×{48 * zoom} px decoded in" in note and f"shown {zoom}× bigger" in note, note
+            assert re.search(r"decoded in \d+(\.\d)? ms", note), note
+        page.wait_for_selector("#jpeg:not([hidden])")
+        fractions = """() => [...document.querySelectorAll('.frame')].map((f) => [
+            f.scrollLeft / (f.scrollWidth - f.clientWidth), f.scrollTop / (f.scrollHeight - f.clientHeight)])"""
+        page.wait_for_function(f"() => ({fractions})().flat().every((x) => Math.abs(x - 0.5) < 0.02)")
+        save_shot(page, tmp_path, "browser-zoom.png", clip=".viewer")
+        # Scrolling the spinr pane scrolls the JPEG pane to the same place.
+        page.eval_on_selector("#frame", "f => { f.scrollLeft = 0; f.scrollTop = 0; }")
+        page.wait_for_function(
+            "() => { const f = document.querySelectorAll('.frame')[1]; return f.scrollLeft === 0 && f.scrollTop === 0; }"
+        )
+        page.click('label[for="zoom-1"]')
+        page.wait_for_selector('#view[data-zoom="1"]')
+        assert box(page, "#view")["width"] == pytest.approx(one["width"], abs=1)
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+def test_the_badge_says_which_engine_decoded_and_why(server: Server, browser: Any, encoded: str) -> None:
+    p = Page(browser, 1280, 1000)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/#image={encoded}")
+        page.wait_for_selector(DONE)
+        assert p.text("#backend-badge") == "decoder: WebGL2"
+        assert page.get_attribute("#backend-badge", "data-backend") == "webgl2"
+        page.select_option("#backend", "js")
+        page.wait_for_selector('#backend-badge[data-backend="js"]')
+        assert p.text("#backend-badge") == "decoder: JavaScript (chosen)"
+        page.select_option("#backend", "auto")
+        page.wait_for_selector('#backend-badge[data-backend="webgl2"]')
+        assert p.text("#backend-badge") == "decoder: WebGL2"
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+def test_the_page_leaves_error_when_a_later_action_succeeds(
+    server: Server, browser: Any, long_stream: str
+) -> None:
+    encoded = long_stream
+    p = Page(browser, 1280, 1000)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/")
+        page.wait_for_selector('#app[data-state="idle"]')
+        page.wait_for_function(
+            f"() => [...document.getElementById('library').options].some(o => o.value === '{encoded}')"
+        )
+        page.click("#library-load")  # nothing chosen
+        page.wait_for_selector('#app[data-state="error"]')
+        assert "Pick an image from the list first." in p.text("#error-text")
+        page.select_option("#library", encoded)
+        page.click("#library-load")
+        page.wait_for_selector(DONE)
+        assert page.is_hidden("#error")
+
+        # An error while a stream runs (a slow link: 8 kbit/s) is over when that stream ends well.
+        page.select_option("#library", "")
+        p.page.eval_on_selector(
+            "#ch-bw", "el => { el.value = '1'; el.dispatchEvent(new Event('input', {bubbles: true})); }"
+        )
+        page.wait_for_selector('#app[data-state="streaming"]')
+        page.click("#library-load")
+        assert page.get_attribute("#app", "data-state") == "error"
+        page.wait_for_selector(DONE)
+        held, total = p.text("#stat-layers").split(" / ")
+        assert page.is_hidden("#error") and held == total
+
+        # Dismissing an error brings back the state of the latest action.
+        page.click("#library-load")
+        page.wait_for_selector('#app[data-state="error"]')
+        page.click("#error-close")
+        page.wait_for_selector(DONE)
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+def test_a_phone_shows_what_is_streaming_first(server: Server, browser: Any, encoded: str) -> None:
+    """At 390 px the page is one column: the form first while nothing is open, the picture first
+    (above the fold) once an image streams."""
+    p = Page(browser, 390, 844)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/")
+        page.wait_for_selector('#app[data-state="idle"]')
+        assert box(page, ".encode")["y"] < box(page, ".viewer")["y"]
+        page.goto(f"{server.url}/#image={encoded}")
+        page.wait_for_selector(DONE)
+        viewer, form, canvas = box(page, ".viewer"), box(page, ".encode"), box(page, "#view")
+        assert viewer["y"] < form["y"], (viewer, form)
+        assert canvas["y"] >= 0 and canvas["y"] + canvas["height"] <= 844, canvas  # no scrolling needed
+        scroll, inner = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert scroll <= inner
+        assert p.errors == []
+    finally:
+        p.close()
+
+
+ZOO = ("fourier", "mfn", "wire", "diner")
+
+
+def test_every_registered_model_is_offered_encoded_and_decoded(server: Server, browser: Any) -> None:
+    """The form offers every model the codec registers; the server trains each and the page decodes
+    it like numpy (the zoo in JavaScript, and the badge says why)."""
+    from codec.model_options import MODEL_OPTIONS
+
+    config = server.http.get("/api/config").json()
+    assert config["models"] == list(MODEL_OPTIONS) and set(ZOO) <= set(MODEL_OPTIONS)
+    ids = {}
+    for model in ZOO:  # width 32: streams over the crop's smallest JPEG (~730 bytes), so the page's
+        # JPEG comparison has one to show (a smaller stream gets the page's notice and a 422 in the console)
+        r = server.upload(
+            png(crop()), name=f"{model}.png", preset="tiny", model=model, width=32, depth=2, steps=30
+        )
+        assert r.status_code == 202, r.text
+        ids[model] = r.json()["id"]
+    p = Page(browser, 1280, 1000)
+    try:
+        page = p.page
+        page.goto(f"{server.url}/")
+        page.wait_for_selector('#app[data-state="idle"]')
+        offered = page.eval_on_selector("#opt-model", "s => [...s.options].map(o => o.value)")
+        assert offered == list(MODEL_OPTIONS)
+        for model, image_id in ids.items():
+            job = server.wait_state(image_id, ("done", "failed"))
+            assert job["state"] == "done", job
+            ref, bs = reference_rgb(server, image_id)
+            page.goto(f"{server.url}/#image={image_id}")
+            page.wait_for_function(
+                "([id, n]) => document.getElementById('app').dataset.state === 'done'"
+                " && location.hash.includes(id) && document.getElementById('view').dataset.layers === String(n)",
+                arg=[image_id, bs.header.num_units],
+            )
+            assert bs.header.model == model
+            diff = np.abs(p.canvas_rgb()[..., :3].astype(int) - ref.astype(int))
+            assert diff.mean() < 1.0 and diff.max() <= 3, (model, diff.mean(), diff.max())
+            assert p.text("#backend-badge") == f"decoder: JavaScript (WebGL2 has no {model} shaders)"
+            assert "WebGL2 has no shader for" in page.get_attribute("#backend-badge", "title")
+            assert page.is_hidden("#error")
         assert p.errors == []
     finally:
         p.close()

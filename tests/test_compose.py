@@ -1,22 +1,39 @@
-"""docker-compose.yml and the Dockerfile only run commands that exist in this project."""
+"""docker-compose.yml, docker-compose.gpu.yml and the Dockerfile agree with the project, without Docker.
+
+No Docker engine here: the compose files are parsed (each service's command with spinr's own
+parser), and the image's file list is built from the Dockerfile's COPY instructions. Every module a
+service imports, followed through the project's imports (function-level ones too), must be in that
+list, and the extras the Dockerfile installs must bring every third-party module they import.
+"""
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import json
 import re
-from pathlib import Path
+import shlex
+import sys
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
 
-from client.cli import build_parser
+from client.cli import COMMANDS, EXTRA_MODULES, PROJECT_PACKAGES, build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
+BASE_MODULES = {"numpy", "PIL", "msgpack", "zstandard", "constriction"}
+"""What a plain ``pip install spinr`` brings (pyproject's dependencies), as import names."""
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def gpu() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.gpu.yml").read_text())
 
 
 def parse(argv: list[str]):
@@ -28,53 +45,227 @@ def parse(argv: list[str]):
         ) from None
 
 
+# -- the Dockerfile, read as Docker reads it ----------------------------------------------------
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    out, current = [], ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip()
+        if current.endswith("\\"):
+            current = current[:-1] + " "
+            continue
+        word, _, rest = current.strip().partition(" ")
+        out.append((word.upper(), rest.strip()))
+        current = ""
+    return out
+
+
 def dockerfile_json(instruction: str) -> list[str]:
-    text = (ROOT / "Dockerfile").read_text()
-    match = re.search(rf"^{instruction}\s+(\[.*\])\s*$", text, re.MULTILINE)
-    assert match, f"Dockerfile has no exec-form {instruction}"
-    return json.loads(match.group(1))
+    (args,) = [a for w, a in instructions() if w == instruction]
+    assert args.startswith("["), f"Dockerfile's {instruction} is not in exec form"
+    return json.loads(args)
 
 
-def test_every_compose_command_is_a_spinr_command(compose):
+def ignored(rel: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatch(rel, p) or rel.startswith(p.rstrip("/") + "/") for p in patterns)
+
+
+def image_files() -> set[str]:
+    """The files the COPY instructions put in the image, as absolute paths inside it."""
+    dockerignore = ROOT / ".dockerignore"
+    patterns = [p.strip() for p in dockerignore.read_text().splitlines()] if dockerignore.exists() else []
+    patterns = [p for p in patterns if p and not p.startswith("#")]
+    workdir = PurePosixPath("/")
+    files: set[str] = set()
+    for word, args in instructions():
+        if word == "WORKDIR":
+            workdir = workdir / args
+        if word != "COPY":
+            continue
+        parts = [p for p in shlex.split(args) if not p.startswith("--")]
+        *sources, dest = parts
+        target = workdir / dest
+        for src in sources:
+            path = ROOT / src
+            assert path.exists(), f"Dockerfile copies {src}, which does not exist"
+            if path.is_dir():
+                for f in path.rglob("*"):
+                    rel = f.relative_to(ROOT).as_posix()
+                    if f.is_file() and "__pycache__" not in f.parts and not ignored(rel, patterns):
+                        files.add(str(target / f.relative_to(path).as_posix()))
+            else:
+                name = path.name if dest.endswith("/") or len(sources) > 1 else ""
+                files.add(str(target / name) if name else str(target))
+    return files
+
+
+def installed_extras() -> set[str]:
+    """The extras of the ``pip install ".[...]"`` in the Dockerfile, ``all`` expanded."""
+    runs = " ".join(a for w, a in instructions() if w == "RUN")
+    match = re.search(r"""pip install [^&]*["']\.\[([\w,-]+)\]["']""", runs)
+    assert match, "the Dockerfile installs no .[extras] of this project"
+    extras = set(match.group(1).split(","))
+    if "all" in extras:
+        extras |= {"train", "server", "client", "experiments"}
+    return extras - {"all"}
+
+
+# -- what the services import ------------------------------------------------------------------
+
+
+def module_file(module: str) -> Path | None:
+    base = ROOT / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported(path: Path) -> set[str]:
+    """Every module an ``import`` in the file names, wherever the statement is (function bodies too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}  # a submodule imported by name
+    return out
+
+
+def closure(roots: set[str]) -> tuple[set[Path], set[str]]:
+    """Project files reached from ``roots`` through their imports, and the third-party modules."""
+    seen: set[Path] = set()
+    third: set[str] = set()
+    todo = list(roots)
+    while todo:
+        module = todo.pop()
+        top = module.split(".")[0]
+        if top not in PROJECT_PACKAGES:
+            if top not in sys.stdlib_module_names and top != "__future__":
+                third.add(top)
+            continue
+        parts = module.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py too
+            path = module_file(".".join(parts[:i]))
+            if path is not None and path not in seen:
+                seen.add(path)
+                todo.extend(imported(path))
+    return seen, third
+
+
+def service_roots(argv: list[str]) -> set[str]:
+    """The modules ``spinr ARGV`` imports: the dispatcher (which loads every command of its table to
+    build its parser) and the module of the command the service runs."""
+    args = parse(argv)
+    targets = {t.partition(":")[0] for _, t, _, _ in COMMANDS}
+    return {"client.cli", *targets, args._run.__module__}
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+def test_every_compose_command_is_a_spinr_command(compose, gpu):
     assert dockerfile_json("ENTRYPOINT") == ["spinr"]
     services = compose["services"]
-    assert {"server", "proxy", "client"} <= set(services)
+    assert set(services) == {"server", "proxy", "demo"}
     commands = {name: svc["command"] for name, svc in services.items() if "command" in svc}
     assert set(commands) == set(services)  # nothing falls back to an implicit command
     seen = set()
-    for name, argv in commands.items():
+    for name, argv in [*commands.items(), ("server (gpu)", gpu["services"]["server"]["command"])]:
         args = parse([str(a) for a in argv])
         assert callable(args._run), name
-        seen.add(args.command)
-    assert {"serve", "netsim", "stream"} <= seen
+        seen.add(args._path)
+    assert seen == {"serve", "netsim proxy", "stream"}
     parse(dockerfile_json("CMD"))
+    # No ${VAR:?} that would make `docker compose up` fail before it starts anything.
+    assert "${" not in (ROOT / "docker-compose.yml").read_text()
 
 
 def test_services_are_wired_together(compose):
     s = compose["services"]
-    proxy = parse(s["proxy"]["command"])
-    assert proxy.upstream == "ws://server:8000" and proxy.listen.endswith(":8001")
-    client = parse(s["client"]["command"])
-    assert client.server == "http://proxy:8001"
     server = parse(s["server"]["command"])
-    assert server.host == "0.0.0.0" and str(server.data_dir) == "/data"
-    assert any(v.endswith(":/data") for v in s["server"]["volumes"])
-    assert "spinr-data" in compose["volumes"]
+    assert server.host == "0.0.0.0" and server.port == 8000 and str(server.data_dir) == "/data"
+    assert any(v.endswith(":/data") for v in s["server"]["volumes"]) and "spinr-data" in compose["volumes"]
+    proxy = parse(s["proxy"]["command"])
+    assert proxy.upstream == "ws://server:8000" and proxy.listen == "0.0.0.0:8001"
+    assert s["proxy"]["depends_on"]["server"]["condition"] == "service_healthy"
 
 
-def test_gpu_is_optional(compose):
-    s = compose["services"]
-    gpu = s["server-gpu"]
-    assert gpu["profiles"] == ["gpu"]  # never started by a plain `docker compose up`
-    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+def test_one_command_demo_uploads_a_sample_and_streams_it_through_the_proxy(compose):
+    """`docker compose up` runs the demo once: upload the image's sample photograph to the server,
+    wait for it, stream it through the proxy into a volume."""
+    demo = compose["services"]["demo"]
+    assert "profiles" not in demo and demo["restart"] == "no"  # part of a plain `up`, run once
+    args = parse(demo["command"])
+    assert args._path == "stream" and args.target is None
+    assert args.server == "http://server:8000" and args.via == "ws://proxy:8001"
+    assert {k: v["condition"] for k, v in demo["depends_on"].items()} == {
+        "server": "service_healthy",
+        "proxy": "service_healthy",
+    }
+    out_volume = next(v for v in demo["volumes"] if v.endswith(f":{args.out}"))
+    assert out_volume.split(":")[0] in compose["volumes"]
+    # The sample is made when the image is built (scikit-image's photograph, from the experiments
+    # extra), and the output folder exists for the image's user (a fresh volume copies its owner).
+    runs = " ".join(a for w, a in instructions() if w == "RUN")
+    for path in {str(args.upload), args.ref}:
+        assert f"save('{path}')" in runs, path
+    assert f"chown spinr /data {args.out}" in runs and "experiments" in installed_extras()
+
+
+def test_the_image_holds_every_module_the_services_import(compose, gpu):
+    files = image_files()
+    commands = [svc["command"] for svc in compose["services"].values()] + [
+        gpu["services"]["server"]["command"],
+        dockerfile_json("CMD"),
+    ]
+    roots = set().union(*(service_roots([str(a) for a in argv]) for argv in commands))
+    project, third = closure(roots)
+    assert len(project) > 60  # the walk really followed the imports
+    missing = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in project
+        if f"/app/{p.relative_to(ROOT).as_posix()}" not in files
+    )
+    assert missing == [], f"the services import files the Dockerfile does not copy: {missing}"
+    assert "/app/client/web/index.html" in files  # the browser client the server serves
+    # Every third-party module they import comes with the base install or an extra the image installs.
+    brought = BASE_MODULES.union(*(EXTRA_MODULES[e] for e in installed_extras()))
+    assert sorted(third - brought) == []
+    # Each service's own command has its extra installed.
+    extras = {path: extra for path, _, extra, _ in COMMANDS}
+    for argv in commands:
+        extra = extras[parse([str(a) for a in argv])._path]
+        assert not extra or extra in installed_extras(), argv
+
+
+def test_the_image_installs_the_whole_project(compose):
+    """pip installs the packages pyproject lists from what was copied: a package left out of the
+    COPYs would be dropped silently, and with it the commands it implements."""
+    files = image_files()
+    for name in ("pyproject.toml", "constraints.txt", "README.md"):  # pip reads all three
+        assert f"/app/{name}" in files, name
+    for package in PROJECT_PACKAGES:
+        assert f"/app/{package}/__init__.py" in files, package
+    assert installed_extras() >= set(EXTRA_MODULES)  # every command of `spinr` works in the image
+
+
+def test_gpu_is_an_override_never_a_plain_up(compose, gpu):
+    server = gpu["services"]["server"]
+    devices = server["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
-    assert "deploy" not in s["server"]
-    assert parse(gpu["command"]).device == "cuda"
+    assert parse(server["command"]).device == "cuda"
+    assert "cu" in server["build"]["args"]["TORCH_INDEX"]
+    assert all("deploy" not in svc for svc in compose["services"].values())
+    assert parse(compose["services"]["server"]["command"]).device == "cpu"
 
 
 def test_dockerfile_installs_with_constraints():
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert re.search(r"pip install .*-c constraints\.txt", text)
-    for src in re.findall(r"^COPY\s+(\S+)", text, re.MULTILINE):
-        assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"

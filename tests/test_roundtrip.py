@@ -11,6 +11,7 @@ from codec.bitstream import load_bitstream
 from codec.config import preset
 from codec.decoder import ProgressiveDecoder
 from codec.encode import EncodeResult, encode_image, evaluate
+from codec.errors import BitstreamError
 from codec.metrics import psnr
 
 
@@ -62,8 +63,38 @@ def test_spinr_psnr_rises_with_layers_and_every_prefix_decodes(
             assert dec.add_packet(p.to_bytes()).accepted
         out = dec.decode()
         assert out.rgb.shape == photo_crop.shape and out.rgb.dtype == np.uint8
-        assert out.depth == k - 1 and out.units == list(range(k))
+        assert out.depth == k and out.units == list(range(k))
         assert abs(psnr(out.rgb, photo_crop) - stages[k - 1]) < 1e-9
+
+
+def test_depth_counts_stages_as_the_cli_layers_flag_does(
+    spinr_result: EncodeResult, photo_crop: np.ndarray, tmp_path
+) -> None:
+    """``decode(depth=k)`` uses the first k stages, 1..depths, like ``spinr decode --layers k``:
+    ``depth=dec.depths`` is the whole picture and ``Decoded.depth`` counts the same way."""
+    from client.cli import main
+    from codec.bitstream import write_file
+    from codec.image import load_image
+
+    dec = ProgressiveDecoder.from_bitstream(spinr_result.bitstream)
+    assert dec.depths == 4
+    full = dec.decode()
+    assert full.depth == dec.depths
+    assert np.array_equal(dec.decode(depth=dec.depths).rgb, full.rgb)
+    path = tmp_path / "s.spnr"
+    write_file(path, spinr_result.bitstream)
+    for k in range(1, dec.depths + 1):
+        out = dec.decode(depth=k)
+        assert out.depth == k and out.units == list(range(k))
+        assert abs(psnr(out.rgb, photo_crop) - spinr_result.stage_psnr[k - 1]) < 1e-9
+        png = tmp_path / f"layers-{k}.png"
+        assert main(["decode", str(path), "-o", str(png), "--layers", str(k)]) == 0
+        assert np.array_equal(load_image(png), out.rgb)
+    for bad in (0, dec.depths + 1):
+        with pytest.raises(
+            BitstreamError, match=rf"depth {bad} is out of range: this stream has 1\.\.4 stages"
+        ):
+            dec.decode(depth=bad)
 
 
 def test_packets_in_any_order_with_one_missing(spinr_result: EncodeResult) -> None:
@@ -77,12 +108,12 @@ def test_packets_in_any_order_with_one_missing(spinr_result: EncodeResult) -> No
         assert dec.add_packet(p).accepted
     assert dec.available == {0, 1, 3}
     out = dec.decode()
-    assert out.depth == 1 and out.units == [0, 1]
+    assert out.depth == 2 and out.units == [0, 1]
     skip = ProgressiveDecoder(conceal="skip")
     for p in order:
         skip.add_packet(p)
     out = skip.decode()
-    assert out.depth == 3 and out.units == [0, 1, 3] and out.steps == [0, 1, 3]
+    assert out.depth == 4 and out.units == [0, 1, 3] and out.steps == [0, 1, 3]
 
 
 def test_foreign_and_broken_packets_are_reported_not_raised(spinr_result: EncodeResult) -> None:

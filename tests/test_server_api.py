@@ -14,6 +14,7 @@ from codec.bitstream import load_bitstream
 from codec.config import ENCODE_OPTIONS
 from codec.decoder import ProgressiveDecoder
 from codec.image import SUPPORTED_FORMATS
+from codec.model_options import MODEL_OPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,9 @@ def test_api_config_lists_every_option_and_every_presets_value(server):
         assert entry["default"] == cfg["presets"][cfg["default_preset"]][entry["name"]]
     by_name = {o["name"]: o for o in cfg["options"]}
     assert (by_name["width"]["min"], by_name["width"]["max"], by_name["depth"]["max"]) == (1, 1024, 64)
-    assert by_name["model"]["choices"] == cfg["models"] == ["spinr", "siren"]
+    # Every registered model by default: the browser client decodes them all.
+    assert by_name["model"]["choices"] == cfg["models"] == list(MODEL_OPTIONS)
+    assert set(MODEL_OPTIONS) == {"spinr", "siren", "fourier", "mfn", "wire", "diner"}
     assert by_name["head"]["choices"] == cfg["heads"] and by_name["head"]["models"] == ["spinr"]
     assert by_name["joint"]["max_exclusive"] and by_name["lr"]["min_exclusive"]
     for values in cfg["presets"].values():
@@ -115,9 +118,9 @@ def test_bitstream_download_header_and_previews(server, done, photo_crop):
     dec = ProgressiveDecoder.from_bitstream(bs)
     for query, size, depth in [
         ("", (64, 48), None),
-        ("?layers=1", (64, 48), 0),
+        ("?layers=1", (64, 48), 1),
         ("?size=32x20", (32, 20), None),
-        ("?scale=2&layers=2", (128, 96), 1),
+        ("?scale=2&layers=2", (128, 96), 2),
     ]:
         p = server.http.get(f"/api/images/{job_id}/preview.png{query}")
         assert p.status_code == 200 and p.headers["content-type"] == "image/png", p.text

@@ -66,8 +66,15 @@ def test_upload_without_wait_prints_the_id(server, crop_file):
 
 def test_upload_errors_are_one_line(server, crop_file, tmp_path):
     one_line_error(run_cli("upload", str(tmp_path / "none.png"), "--server", server.url), "none.png")
+    # Outside the codec's range: refused before sending; inside it but over this server's cap: 422.
     one_line_error(
-        run_cli("upload", str(crop_file), "--server", server.url, "--width", "99999"), "422", "width"
+        run_cli("upload", str(crop_file), "--server", server.url, "--width", "99999"),
+        "--width: width 99999 is out of range: allowed 1..4096",
+    )
+    one_line_error(
+        run_cli("upload", str(crop_file), "--server", server.url, "--width", "2000"),
+        "422",
+        "width 2000 is out of range: allowed 1..1024 (this server's limit",
     )
     one_line_error(run_cli("upload", str(crop_file), "--server", "http://127.0.0.1:9"), "cannot reach")
 
@@ -86,7 +93,7 @@ def test_stream_writes_a_png_per_layer_and_the_exact_final_picture(server, image
     full = ProgressiveDecoder.from_bitstream(bs).decode().rgb
     np.testing.assert_array_equal(read_png(out / "final.png"), full)
     np.testing.assert_array_equal(
-        read_png(out / "layer-01.png"), ProgressiveDecoder.from_bitstream(bs).decode(depth=0).rgb
+        read_png(out / "layer-01.png"), ProgressiveDecoder.from_bitstream(bs).decode(depth=1).rgb
     )
     psnr = [e["psnr"] for e in result["timeline"] if e["new_picture"]]
     assert len(psnr) == n and psnr[-1] > psnr[0]
@@ -136,3 +143,35 @@ def test_stream_errors_are_one_line(server, tmp_path):
     )
     one_line_error(run_cli("stream", "x", "--server", "http://127.0.0.1:9", "--out", str(tmp_path), "--retries", "0"),
                    "lost")  # fmt: skip
+
+
+def test_stream_uploads_then_streams_through_a_relay(server, crop_file, tmp_path):
+    """The compose demo's command: upload a picture to the server, wait for it, stream it through a
+    netsim proxy (--via), PSNR per layer against it."""
+    proxy = Proxy(server.ws, tmp_path)
+    try:
+        out = tmp_path / "out"
+        r = run_cli("stream", "--upload", str(crop_file), "--upload-preset", "tiny", "--server", server.url,
+                    "--via", proxy.ws, "--out", str(out), "--ref", str(crop_file), "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr + proxy.output()
+        result = json.loads(r.stdout)
+        image_id = result["url"].rsplit("/", 1)[1]
+        assert result["url"] == f"{proxy.ws}/ws/stream/{image_id}" and result["missing"] == []
+        job = server.job(image_id)
+        assert job["state"] == "done" and job["options"]["preset"] == "tiny" and job["name"] == "crop.png"
+        bs, _ = load_bitstream(server.http.get(f"/api/images/{image_id}/bitstream.spnr").content)
+        np.testing.assert_array_equal(
+            read_png(out / "final.png"), ProgressiveDecoder.from_bitstream(bs).decode().rgb
+        )
+        assert result["psnr"] == pytest.approx(bs.header.stage_psnr[-1], abs=0.005)  # sent in 1/100 dB
+    finally:
+        proxy.stop()
+    one_line_error(
+        run_cli("stream", "--server", server.url, "--out", str(tmp_path)), "an id or ws:// URL, or --upload"
+    )
+    one_line_error(
+        run_cli("stream", "x", "--upload", str(crop_file), "--out", str(tmp_path)), "(one of them)"
+    )
+    one_line_error(
+        run_cli("stream", "x", "--upload-preset", "tiny", "--out", str(tmp_path)), "goes with --upload"
+    )

@@ -18,7 +18,7 @@ import { state } from "./ui/state.js";
 import { clearError, setState, showError } from "./ui/status.js";
 import { startStream } from "./ui/stream.js";
 import { wireUpload } from "./ui/upload.js";
-import { render, showBackend } from "./ui/view.js";
+import { render, showBackend, syncPanes } from "./ui/view.js";
 
 /** Reconnect this long after the last slider movement (ms). */
 const SLIDER_DEBOUNCE_MS = 250;
@@ -59,7 +59,9 @@ function wire() {
   }
   ui.backend.addEventListener("change", () => {
     if (state.stream) render();
+    else showBackend(null);
   });
+  syncPanes();
   window.addEventListener("hashchange", () => loadFromHash(false));
 }
 

@@ -323,6 +323,8 @@ export class WebGLAccelerator {
     const gl = this.gl;
     if (!gl || this.lost || gl.isContextLost()) throw new SpnrError("WebGL2 context lost");
     const { width: w, height: h, trunk, steps, readout } = job;
+    const custom = [...trunk, readout].find((op) => op.apply);
+    if (custom) throw new SpnrError(`WebGL2 has no shader for ${custom.kind}`);
     if (trunk.length && trunk[0].pe) throw new SpnrError("the WebGL2 path has no positional encoding yet");
     const owner = job.owner || this;
     const hit = this._cache.get(owner);

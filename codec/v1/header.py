@@ -11,7 +11,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from codec.errors import BitstreamError
+from codec.errors import BitstreamError, brief
+from codec.mpack import check_plain
 from codec.units import MAX_NAME_LEN, MAX_TENSORS_PER_UNIT, MAX_TOTAL_ELEMENTS, MAX_UNITS, UnitSpec
 from codec.v1.payload import decode_payload
 from codec.v1.quant import MAX_BITS, MIN_BITS, parse_shape
@@ -19,6 +20,7 @@ from codec.v1.quant import MAX_BITS, MIN_BITS, parse_shape
 FORMAT_VERSION = 1
 MAX_IMAGE_SIDE = 65535
 MAX_ARCH_KEYS = 64
+MAX_ARCH_LIST = MAX_UNITS
 _MODEL_RE = re.compile(r"[a-z0-9_]{1,32}")
 _HEADER_KEYS = {
     "format",
@@ -45,13 +47,13 @@ def _is_number(x: object) -> bool:
 
 def _name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_LEN:
-        raise BitstreamError(f"{what} must be a string of 1..{MAX_NAME_LEN} characters, got {value!r:.80}")
+        raise BitstreamError(f"{what} must be a string of 1..{MAX_NAME_LEN} characters, got {brief(value)}")
     return value
 
 
 def int_in(value: Any, lo: int, hi: int, what: str) -> int:
     if not _is_int(value) or not lo <= value <= hi:
-        raise BitstreamError(f"{what} {value!r:.80} is out of range {lo}..{hi}")
+        raise BitstreamError(f"{what} {brief(value)} is out of range {lo}..{hi}")
     return value
 
 
@@ -90,7 +92,7 @@ class V1Header:
         model = d["model"]
         if not isinstance(model, str) or not _MODEL_RE.fullmatch(model):
             raise BitstreamError(
-                f"header model {model!r:.80} is not an identifier matching [a-z0-9_]{{1,32}}"
+                f"header model {brief(model)} is not an identifier matching [a-z0-9_]{{1,32}}"
             )
         image = fields_of(d["image"], {"width", "height"}, "header image")
         width = int_in(image["width"], 1, MAX_IMAGE_SIDE, "header image width")
@@ -107,10 +109,13 @@ class V1Header:
         if not isinstance(stage_psnr, list) or len(stage_psnr) > MAX_UNITS + 1:
             raise BitstreamError(f"header stage_psnr must be a list of at most {MAX_UNITS + 1} numbers")
         if not all(_is_number(p) for p in stage_psnr):
-            raise BitstreamError(f"header stage_psnr must hold numbers, got {stage_psnr!r:.80}")
+            raise BitstreamError(f"header stage_psnr must hold numbers, got {brief(stage_psnr)}")
+        for i, p in enumerate(stage_psnr):
+            _finite_number(p, f"header stage_psnr[{i}]")
         meta = d.get("meta", {})
         if not isinstance(meta, dict):
             raise BitstreamError(f"header meta must be a map, got {type(meta).__name__}")
+        check_plain(meta, "header meta")
         return cls(
             model=model,
             arch=_parse_arch(d["arch"]),
@@ -124,16 +129,29 @@ class V1Header:
         )
 
 
+def _finite_number(value: Any, what: str) -> None:
+    if not _is_number(value):
+        raise BitstreamError(f"{what} must be a number, got {brief(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BitstreamError(f"{what} is {value}: numbers in a header must be finite")
+
+
 def _parse_arch(arch: Any) -> dict[str, Any]:
     if not isinstance(arch, dict) or len(arch) > MAX_ARCH_KEYS:
         raise BitstreamError(f"header arch must be a map of at most {MAX_ARCH_KEYS} entries")
     for key, value in arch.items():
         _name(key, "header arch key")
         items = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, (int, float, str, bool)) for v in items):
+        if len(items) > MAX_ARCH_LIST or not all(isinstance(v, (int, float, str, bool)) for v in items):
             raise BitstreamError(
-                f"header arch {key!r} must be an int, float, str, bool or a list of them, got {value!r:.80}"
+                f"header arch {key!r} must be an int, float, str, bool or a list of them "
+                f"(at most {MAX_ARCH_LIST}), got {brief(value)}"
             )
+        for v in items:
+            if isinstance(v, str):
+                _name(v, f"header arch {key!r} value")
+            elif isinstance(v, float):
+                _finite_number(v, f"header arch {key!r}")
     return arch
 
 
@@ -153,7 +171,7 @@ def _parse_units(units: Any) -> list[UnitSpec]:
         parsed = []
         for t in tensors:
             if not isinstance(t, list) or len(t) != 2:
-                raise BitstreamError(f"header unit {name!r} tensor entry {t!r:.80} is not [name, shape]")
+                raise BitstreamError(f"header unit {name!r} tensor entry {brief(t)} is not [name, shape]")
             tname = _name(t[0], f"header unit {name!r} tensor name")
             shape = parse_shape(t[1], f"header unit {name!r} tensor {tname!r}")
             total += math.prod(shape)

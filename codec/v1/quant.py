@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from codec.errors import BitstreamError
+from codec.errors import BitstreamError, brief
 from codec.units import MAX_NDIM, MAX_TENSOR_ELEMENTS
 
 MIN_BITS = 2
@@ -103,7 +103,7 @@ class QuantizedTensor:
         if not isinstance(name, str):
             raise BitstreamError(f"tensor name must be a string, got {type(name).__name__}")
         if expected_name is not None and name != expected_name:
-            raise BitstreamError(f"tensor name {name!r} does not match the header's {expected_name!r}")
+            raise BitstreamError(f"tensor name {brief(name)} does not match the header's {expected_name!r}")
         shape = parse_shape(d["shape"], f"tensor {name!r}")
         if expected_shape is not None and shape != tuple(expected_shape):
             raise BitstreamError(
@@ -111,10 +111,10 @@ class QuantizedTensor:
             )
         bits = d["bits"]
         if not _is_int(bits) or not MIN_BITS <= bits <= MAX_BITS:
-            raise BitstreamError(f"tensor {name!r} bits {bits!r} is out of range {MIN_BITS}..{MAX_BITS}")
+            raise BitstreamError(f"tensor {name!r} bits {brief(bits)} is out of range {MIN_BITS}..{MAX_BITS}")
         axis = d["axis"]
         if axis is not None and (not _is_int(axis) or axis != 0 or not shape):
-            raise BitstreamError(f"tensor {name!r} axis {axis!r} is not null or 0 (with ndim >= 1)")
+            raise BitstreamError(f"tensor {name!r} axis {brief(axis)} is not null or 0 (with ndim >= 1)")
         channels = 1 if axis is None else shape[0]
         scale = _floats(d["scale"], channels, f"tensor {name!r} scale")
         offset = _floats(d["offset"], channels, f"tensor {name!r} offset")
@@ -133,14 +133,14 @@ class QuantizedTensor:
 def parse_shape(value: Any, what: str) -> tuple[int, ...]:
     """A msgpack shape list -> tuple of positive ints with a bounded product."""
     if not isinstance(value, list) or len(value) > MAX_NDIM:
-        raise BitstreamError(f"{what} shape must be a list of at most {MAX_NDIM} ints, got {value!r:.80}")
+        raise BitstreamError(f"{what} shape must be a list of at most {MAX_NDIM} ints, got {brief(value)}")
     numel = 1
     for s in value:
         if not _is_int(s) or s < 1:
-            raise BitstreamError(f"{what} shape {value!r} must hold positive ints")
+            raise BitstreamError(f"{what} shape {brief(value)} must hold positive ints")
         numel *= s
         if numel > MAX_TENSOR_ELEMENTS:
-            raise BitstreamError(f"{what} shape {value!r} has more than {MAX_TENSOR_ELEMENTS} elements")
+            raise BitstreamError(f"{what} shape {brief(value)} has more than {MAX_TENSOR_ELEMENTS} elements")
     return tuple(int(s) for s in value)
 
 

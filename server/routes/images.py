@@ -63,18 +63,13 @@ def preview(
         raise HTTPException(422, f"preview size {out[0]}x{out[1]} is over the limit of {max_pixels} pixels")
     if out is not None and max(out) > MAX_SIDE:
         raise HTTPException(422, f"preview size {out[0]}x{out[1]}: each side must be 1..{MAX_SIDE}")
-    depth = None
-    if layers is not None:
-        if layers > dec.depths:
-            raise HTTPException(
-                422, f"layers: {layers} is out of range: this image has 1..{dec.depths} stages"
-            )
-        depth = layers - 1
-    decoded = dec.decode(size=out, depth=depth)
+    if layers is not None and layers > dec.depths:
+        raise HTTPException(422, f"layers: {layers} is out of range: this image has 1..{dec.depths} stages")
+    decoded = dec.decode(size=out, depth=layers)
     return Response(
         png_bytes(decoded.rgb),
         media_type="image/png",
-        headers={"X-Stages": str(decoded.depth + 1), "X-Units": ",".join(map(str, decoded.units))},
+        headers={"X-Stages": str(decoded.depth), "X-Units": ",".join(map(str, decoded.units))},
     )
 
 

@@ -28,7 +28,7 @@ export const MAX_OUTPUT_PIXELS = 64_000_000;
  * @typedef {object} DecodeInfo
  * @property {number} width
  * @property {number} height
- * @property {number} depth       prefix depth used (0 for a non-progressive model)
+ * @property {number} depth       stages used, 1..depths (1 for a non-progressive model), as decode's depth counts
  * @property {number[]} steps     trunk steps run
  * @property {number[]} units     unit indices whose tensors were used
  * @property {string} backend     "js" or the accelerator's name (e.g. "webgl2")
@@ -217,10 +217,10 @@ export class ProgressiveDecoder {
     return best;
   }
 
-  /** Deepest usable prefix depth, or null when nothing decodes yet. @returns {number|null} */
+  /** Stages the deepest usable prefix has (1..depths), or null when nothing decodes yet. @returns {number|null} */
   usableDepth() {
     const p = this.plan();
-    return p ? p.depth : null;
+    return p ? p.depth + 1 : null;
   }
 
   /**
@@ -237,7 +237,8 @@ export class ProgressiveDecoder {
   }
 
   /**
-   * Decode the deepest usable prefix (or at most `depth`) at width x height.
+   * Decode the deepest usable prefix (or at most its first `depth` stages, 1..depths, as the Python
+   * decoder and `spinr decode --layers` count) at width x height.
    * @param {number} [width]   default: the image's
    * @param {number} [height]
    * @param {object} [options]
@@ -258,7 +259,11 @@ export class ProgressiveDecoder {
     if (!["auto", "js", "accelerator"].includes(backend)) {
       throw new SpnrError(`backend ${show(backend)} is not one of auto, js, accelerator`);
     }
-    const plan = this.plan(depth);
+    const limited = depth !== undefined && depth !== null;
+    if (limited && !(isInt(depth) && depth >= 1 && depth <= this.depths)) {
+      throw new SpnrError(`depth ${show(depth)} is out of range: this stream has 1..${this.depths} stages`);
+    }
+    const plan = this.plan(limited ? depth - 1 : undefined);
     if (!plan) {
       const missing = this.arch.trunkUnits(0).filter((u) => !this.params.has(u));
       throw new SpnrError(
@@ -270,9 +275,9 @@ export class ProgressiveDecoder {
     const info = {
       width: w,
       height: h,
-      depth: plan.depth,
+      depth: plan.depth + 1,
       steps: plan.steps,
-      units: this.usedUnits(depth === undefined || depth === null ? undefined : plan.depth),
+      units: this.usedUnits(limited ? plan.depth : undefined),
       backend: "js",
       fallback: null,
       ms: 0,

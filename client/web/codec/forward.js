@@ -12,13 +12,15 @@ const CHUNK = 262_144;
 const CACHED_SIZES = 2;
 
 /**
- * Apply one layer to `n` rows of `x` (n x op.inF, float32), giving n x op.outF.
- * @param {import("./arch/base.js").LayerOp} op
+ * Apply one layer to `n` rows of `x` (n x op.inF, float32), giving n x op.outF. A family's own
+ * step (an op with `apply`, e.g. Fourier features or a complex Gabor layer) runs its function.
+ * @param {import("./arch/base.js").LayerOp|import("./arch/base.js").CustomOp} op
  * @param {Float32Array} x
  * @param {number} n
  * @returns {Float32Array}
  */
 export function applyLayer(op, x, n) {
+  if (op.apply) return op.apply(x, n);
   if (op.pe) x = encodeCoords(x, n, op.pe); // the first layer of a positionally encoded sine net
   const { inF, outF, weight: W, bias: b, omega, sine, residual } = op;
   const out = new Float32Array(n * outF);

@@ -43,6 +43,7 @@ export const ui = {
   statPsnr: $("stat-psnr"),
   statDecode: $("stat-decode"),
   statState: $("stat-state"),
+  zoomNote: $("zoom-note"),
   loss: $("ch-loss"),
   lossOut: $("ch-loss-out"),
   burst: $("ch-burst"),

@@ -42,6 +42,7 @@ export async function openImage(id, gen, job = undefined) {
   stopStream("another image");
   state.imageId = id;
   state.header = null;
+  delete ui.app.dataset.viewing;
   resetView();
   if (!job) {
     try {
@@ -57,6 +58,7 @@ export async function openImage(id, gen, job = undefined) {
   const { data: header } = await fetchJSON(`/api/images/${id}/header`);
   if (gen !== state.generation) return;
   state.header = header;
+  ui.app.dataset.viewing = "true"; // a phone shows the picture first from now on (style.css)
   const aspect = `${header.image.width} / ${header.image.height}`;
   for (const frame of document.querySelectorAll(".frame")) frame.style.aspectRatio = aspect;
   ui.viewCaption.textContent = `spinr · ${job.name} · ${header.model}, ${header.packets.length - 1} layer packets`;

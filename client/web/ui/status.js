@@ -1,11 +1,26 @@
 // Where the page is (the root's data-state: loading | idle | uploading | training | connecting |
 // streaming | done | error, which tests and CSS follow), the error banner and the notice line.
+//
+// data-state is "error" exactly while the error banner shows. Underneath it the page keeps the state
+// of its latest action, which comes back when the error is dismissed or a new action starts (each
+// clears the last error), and an action that completes (a stream that ends well) clears an error that
+// another action left, so the page never stays "error" after something later succeeded.
 
 import { ui } from "./dom.js";
 
-/** @param {string} s */
+/** The latest action's state, shown whenever no error is. */
+let activity = "loading";
+
+/** @param {string} s  the latest action's state */
 export function setState(s) {
-  ui.app.dataset.state = s;
+  activity = s;
+  ui.app.dataset.state = ui.error.hidden ? s : "error";
+}
+
+/** An action completed: whatever error is showing belongs to something earlier. @param {string} s */
+export function finish(s) {
+  clearError();
+  setState(s);
 }
 
 /**
@@ -15,12 +30,13 @@ export function setState(s) {
 export function showError(message) {
   ui.errorText.textContent = message;
   ui.error.hidden = false;
-  setState("error");
+  ui.app.dataset.state = "error";
 }
 
 export function clearError() {
   ui.error.hidden = true;
   ui.errorText.textContent = "";
+  ui.app.dataset.state = activity;
 }
 
 /** @param {string} message  empty to hide */

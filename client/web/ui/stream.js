@@ -7,7 +7,7 @@ import { channelFromSliders } from "./channel.js";
 import { ui } from "./dom.js";
 import { updateJpeg } from "./jpeg.js";
 import { state } from "./state.js";
-import { clearError, setState, showError, showNotice } from "./status.js";
+import { clearError, finish, setState, showError, showNotice } from "./status.js";
 import { drawTimeline } from "./timeline.js";
 import { render, resetView } from "./view.js";
 
@@ -49,6 +49,8 @@ export class Stream {
     this.rejectNote = "";
     this.summary = null;
     this.closed = false;
+    /** This stream failed (its error is the one showing). */
+    this.failed = false;
     this.t0 = performance.now();
     this._renderQueued = null;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -77,13 +79,13 @@ export class Stream {
       try {
         msg = JSON.parse(ev.data);
       } catch {
-        showError(`The server sent a text message that is not JSON: ${ev.data.slice(0, 120)}`);
+        this.fail(`The server sent a text message that is not JSON: ${ev.data.slice(0, 120)}`);
         return;
       }
       if (msg && msg.type === "done") {
         this.summary = msg;
       } else {
-        showError(`The server sent an unexpected message: ${ev.data.slice(0, 120)}`);
+        this.fail(`The server sent an unexpected message: ${ev.data.slice(0, 120)}`);
       }
       return;
     }
@@ -135,14 +137,20 @@ export class Stream {
         const note = "The stream ended without the layers every decode needs; lower the loss or bit errors, or press “Fetch missing”.";
         showNotice(this.rejectNote ? `${this.rejectNote}. ${note}` : note);
       }
-      if (ui.app.dataset.state !== "error") setState("done");
+      if (!this.failed) finish("done"); // an error another action left is over too
       updateJpeg();
       return;
     }
     const why = CLOSE_REASONS[ev.code] || (ev.code === 1006 ? "the connection was lost" : "the connection closed");
     const detail = ev.reason ? `: ${ev.reason}` : "";
     ui.statState.textContent = `closed (${ev.code})`;
-    showError(`Stream of image ${this.id} ended early — ${why} (WebSocket code ${ev.code})${detail}.`);
+    this.fail(`Stream of image ${this.id} ended early — ${why} (WebSocket code ${ev.code})${detail}.`);
+  }
+
+  /** This stream went wrong: show why; it will not end as "done". @param {string} message */
+  fail(message) {
+    this.failed = true;
+    showError(message);
   }
 
   /** Units announced but not held. @returns {number[]} */

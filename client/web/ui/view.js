@@ -1,10 +1,10 @@
 // The decoded picture: decode what the stream holds at the chosen zoom, paint it, show the stats and
-// which engine decoded it.
+// which engine decoded it. A zoom decodes the continuous representation at 2x or 4x the image's size
+// and shows it that much bigger: both panes (spinr and the JPEG) scroll, together.
 
 import { ui } from "./dom.js";
 import { formatBytes, formatPsnr, reason } from "./format.js";
 import { state } from "./state.js";
-import { showError } from "./status.js";
 
 /** Largest decode (pixels) the zoom buttons may ask for. */
 const MAX_ZOOM_PIXELS = 16_000_000;
@@ -17,6 +17,7 @@ export function resetView(clearJpeg = true) {
   ui.placeholder.hidden = false;
   ui.placeholder.textContent = state.imageId ? "Waiting for the first layer…" : "Encode or pick an image to stream it.";
   for (const el of [ui.statLayers, ui.statDepth, ui.statBytes, ui.statPsnr, ui.statDecode]) el.textContent = "–";
+  ui.zoomNote.textContent = "";
   ui.packets.replaceChildren();
   ui.timeline.replaceChildren();
   if (clearJpeg) {
@@ -50,7 +51,7 @@ export function render() {
   try {
     rgba = dec.decode(w, h, { backend: ui.backend.value === "js" ? "js" : "auto" });
   } catch (e) {
-    showError(`Decoding failed: ${reason(e)}`);
+    s.fail(`Decoding failed: ${reason(e)}`);
     return;
   }
   const info = dec.lastInfo;
@@ -61,12 +62,16 @@ export function render() {
   ui.canvas.getContext("2d").putImageData(new ImageData(rgba, w, h), 0, 0);
   ui.canvas.dataset.layers = String(layers);
   ui.canvas.dataset.depth = String(info.depth);
-  ui.canvas.dataset.zoom = String(zoom);
   ui.placeholder.hidden = true;
-  ui.statDepth.textContent = `${info.depth + 1} / ${dec.depths}`;
-  const psnr = dec.header.stagePsnr[info.depth];
+  ui.statDepth.textContent = `${info.depth} / ${dec.depths}`;
+  const psnr = dec.header.stagePsnr[info.depth - 1];
   ui.statPsnr.textContent = formatPsnr(psnr);
   ui.statDecode.textContent = `${info.ms.toFixed(1)} ms · ${w}×${h}`;
+  ui.zoomNote.textContent =
+    `${w}×${h} px decoded in ${info.ms < 10 ? info.ms.toFixed(1) : Math.round(info.ms)} ms` +
+    (zoom > 1 ? ` · shown ${zoom}× bigger: scroll to pan` : "") +
+    (zoom < state.zoom ? ` (${state.zoom}× would be over ${MAX_ZOOM_PIXELS / 1e6} Mpx)` : "");
+  showZoom(zoom);
   showBackend(info);
 }
 
@@ -77,24 +82,79 @@ function effectiveZoom(w, h) {
   return z;
 }
 
-/** @param {import("../codec/decoder.js").DecodeInfo|null} info */
+/** Both panes show their picture `zoom` times their box; a new zoom starts at the centre. */
+function showZoom(zoom) {
+  const changed = ui.canvas.dataset.zoom !== String(zoom);
+  ui.canvas.dataset.zoom = String(zoom);
+  for (const frame of document.querySelectorAll(".frame")) {
+    frame.classList.toggle("zoomed", zoom > 1);
+    frame.style.setProperty("--zoom", String(zoom));
+    if (changed) {
+      frame.scrollLeft = (frame.scrollWidth - frame.clientWidth) / 2;
+      frame.scrollTop = (frame.scrollHeight - frame.clientHeight) / 2;
+    }
+  }
+}
+
+/** Scroll `to` to the place `from` shows (as fractions of what each can scroll). */
+function copyScroll(from, to) {
+  const fx = from.scrollLeft / Math.max(1, from.scrollWidth - from.clientWidth);
+  const fy = from.scrollTop / Math.max(1, from.scrollHeight - from.clientHeight);
+  to.scrollLeft = fx * (to.scrollWidth - to.clientWidth);
+  to.scrollTop = fy * (to.scrollHeight - to.clientHeight);
+}
+
+/** Scrolling one zoomed pane scrolls the other to the same place, so they stay comparable; a JPEG
+ * that arrives later starts where the spinr pane is. */
+export function syncPanes() {
+  const frames = [...document.querySelectorAll(".frame")];
+  let syncing = false;
+  for (const frame of frames) {
+    frame.addEventListener("scroll", () => {
+      if (syncing) return;
+      syncing = true;
+      for (const other of frames) if (other !== frame) copyScroll(frame, other);
+      requestAnimationFrame(() => {
+        syncing = false;
+      });
+    });
+  }
+  ui.jpeg.addEventListener("load", () => copyScroll(ui.canvas.parentElement, ui.jpeg.parentElement));
+}
+
+/**
+ * The badge: the engine that decoded the picture on screen and, for JavaScript, why (chosen, no
+ * WebGL2, no shaders for this model's layers, or WebGL2 failed); before any decode, the engine the
+ * choice will use.
+ * @param {import("../codec/decoder.js").DecodeInfo|null} info
+ */
 export function showBackend(info) {
+  const renderer = state.accelerator ? state.accelerator.renderer : "";
+  const chosenJs = ui.backend.value === "js";
+  const arch = state.stream && state.stream.decoder.arch;
   let text;
   let title;
+  let backend;
   if (info && info.backend !== "js") {
-    text = `decoder: ${info.backend}`;
-    title = state.accelerator ? state.accelerator.renderer : "";
-  } else if (info && info.fallback) {
-    text = "decoder: JavaScript (WebGL2 failed)";
-    title = info.fallback;
-  } else if (state.accelerator) {
-    text = "decoder: webgl2";
-    title = state.accelerator.renderer;
+    [text, title, backend] = [`decoder: ${engineName(info.backend)}`, renderer, info.backend];
+  } else if (!state.accelerator) {
+    [text, title, backend] = ["decoder: JavaScript (no WebGL2)", `WebGL2 unavailable: ${state.acceleratorReason}`, "js"];
+  } else if (chosenJs) {
+    [text, title, backend] = ["decoder: JavaScript (chosen)", `WebGL2 is available (${renderer}); “Decode with” asks for JavaScript`, "js"];
+  } else if (info && arch && arch.accelerated === false) {
+    const model = state.stream.decoder.header.model;
+    [text, title, backend] = [`decoder: JavaScript (WebGL2 has no ${model} shaders)`, info.fallback || "", "js"];
+  } else if (info) {
+    [text, title, backend] = ["decoder: JavaScript (WebGL2 failed)", info.fallback || "", "js"];
   } else {
-    text = "decoder: JavaScript";
-    title = `WebGL2 unavailable: ${state.acceleratorReason}`;
+    [text, title, backend] = ["decoder: WebGL2", renderer, "webgl2"];
   }
   ui.badge.textContent = text;
   ui.badge.title = title;
-  ui.badge.dataset.backend = info ? info.backend : state.accelerator ? "webgl2" : "js";
+  ui.badge.dataset.backend = backend;
+}
+
+/** @param {string} name  an accelerator's name */
+function engineName(name) {
+  return name === "webgl2" ? "WebGL2" : name;
 }

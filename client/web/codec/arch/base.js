@@ -30,6 +30,17 @@ import { BOXED, isInt, isNumber, show, unbox } from "../values.js";
  * @property {Float32Array} [pe]  the first layer's positional-encoding frequencies (its input is (x, y))
  */
 
+/**
+ * A step only JavaScript runs (the WebGL2 accelerator has shaders for LayerOps alone, so a stream
+ * with one of these decodes in JS): `apply` maps n rows of inF float32 values to n rows of outF.
+ * @typedef {object} CustomOp
+ * @property {number} unit      unit index the tensors come from
+ * @property {number} inF
+ * @property {number} outF
+ * @property {string} kind      what it computes, in words (said when the accelerator declines it)
+ * @property {(x: Float32Array, n: number) => Float32Array} apply
+ */
+
 /** A numeric header arch field of the given kind ("int" or "float") in lo..hi. */
 export function archNum(arch, key, kind, lo, hi) {
   const boxed = arch[BOXED] || arch;

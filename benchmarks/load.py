@@ -1,0 +1,290 @@
+"""``spinr bench load``: N concurrent WebSocket stream clients against a real server.
+
+Without ``--url`` it starts ``spinr serve`` on a loopback port with a fresh data folder, uploads a
+small image and waits for its bitstream, so the run measures a real uvicorn process end to end. Every
+client opens ``/ws/stream/{id}`` at the same moment (a barrier), sends its start message and reads
+until the ``done`` message and close 1000. Measured per client: seconds from the connect call to the
+first layer packet (the header packet comes before it) and to the close; anything else (a refused
+connection, another close code, no ``done``, a timeout) is an error, counted by kind. The server's RSS
+is read from ``/proc`` before the clients start and sampled every 20 ms while they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PACKET_TYPE_OFFSET = 5
+"""Byte of the packet header holding its type (docs/FORMAT.md): 0 header, 1 layer."""
+SPINR = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+@dataclass
+class ClientResult:
+    first_layer: float | None = None
+    complete: float | None = None
+    layers: int = 0
+    error: str | None = None
+
+
+@dataclass
+class LocalServer:
+    """``spinr serve`` in a subprocess of its own session, stopped with SIGTERM (then SIGKILL)."""
+
+    data_dir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+        self.log = self.data_dir.parent / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> None:
+        import httpx
+
+        args = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--preset", "tiny"]
+        args += ["--device", "cpu", "--log-level", "warning"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [*SPINR, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"spinr serve exited with {self.process.returncode}: {self.log.read_text()[-2000:]}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                health = httpx.get(f"{self.url}/health", timeout=5).json()
+                if health["workers"]["ready"] >= 1:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"spinr serve did not become ready within {timeout:g} s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (its own, not its children's)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def small_image(size: int = 32) -> bytes:
+    """A seeded gradient with noise, as PNG: small enough that the stream is a few kilobytes."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    rgb = np.stack([x, y, (x + y) / 2], axis=-1) * 200 + np.random.default_rng(0).uniform(
+        0, 55, (size, size, 3)
+    )
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def prepare_stream(url: str, steps: int, timeout: float = 600.0) -> dict[str, Any]:
+    """Upload the small image and wait until its bitstream is ready; the finished job."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as http:
+        r = http.post(
+            "/api/jobs", files={"file": ("load.png", small_image(), "image/png")}, data={"steps": str(steps)}
+        )
+        r.raise_for_status()
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = http.get(f"/api/jobs/{job_id}").json()
+            if job["state"] == "done":
+                return job
+            if job["state"] in ("failed", "cancelled"):
+                raise RuntimeError(f"the load stream's job {job_id} {job['state']}: {job['error']}")
+            time.sleep(0.2)
+    raise RuntimeError(f"the load stream's job did not finish within {timeout:g} s")
+
+
+async def one_client(ws_url: str, start: dict[str, Any], gate: asyncio.Event, timeout: float) -> ClientResult:
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    result = ClientResult()
+    await gate.wait()
+    t0 = time.perf_counter()
+    try:
+        code, done = await asyncio.wait_for(_stream(ws_url, start, result, t0, timeout), timeout)
+        if code != 1000:
+            result.error = f"close {code}"
+        elif not done:
+            result.error = "no done message"
+        result.complete = time.perf_counter() - t0
+    except asyncio.TimeoutError:
+        result.error = "timeout"
+    except ConnectionClosed as exc:
+        result.error = f"close {exc.rcvd.code if exc.rcvd else 1006}"
+    except (OSError, InvalidHandshake) as exc:
+        result.error = type(exc).__name__
+    return result
+
+
+async def _stream(
+    ws_url: str, start: dict[str, Any], result: ClientResult, t0: float, timeout: float
+) -> tuple[int | None, bool]:
+    """Read one stream to its end; (close code, whether ``done`` came)."""
+    from websockets.asyncio.client import connect
+
+    done = False
+    async with connect(ws_url, max_size=64 * 2**20, open_timeout=timeout, close_timeout=5) as ws:
+        await ws.send(json.dumps(start))
+        async for message in ws:
+            if isinstance(message, bytes):
+                if len(message) > PACKET_TYPE_OFFSET and message[PACKET_TYPE_OFFSET] == 1:
+                    result.layers += 1
+                    if result.first_layer is None:
+                        result.first_layer = time.perf_counter() - t0
+            elif json.loads(message).get("type") == "done":
+                done = True
+    return ws.close_code, done
+
+
+async def _run_clients(
+    ws_url: str, start: dict[str, Any], clients: int, timeout: float, pid: int | None
+) -> tuple[list[ClientResult], list[float]]:
+    gate = asyncio.Event()
+    tasks = [asyncio.create_task(one_client(ws_url, start, gate, timeout)) for _ in range(clients)]
+    samples: list[float] = []
+
+    async def sample() -> None:
+        while True:
+            value = rss_mb(pid) if pid else None
+            if value is not None:
+                samples.append(value)
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample())
+    await asyncio.sleep(0)  # every client is waiting at the gate
+    gate.set()
+    results = await asyncio.gather(*tasks)
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
+    return results, samples
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    a = np.asarray(values)
+    return {
+        "p50": round(float(np.percentile(a, 50)), 4),
+        "p95": round(float(np.percentile(a, 95)), 4),
+        "p99": round(float(np.percentile(a, 99)), 4),
+        "max": round(float(a.max()), 4),
+    }
+
+
+def bench_load(
+    clients: int,
+    url: str | None = None,
+    job_id: str | None = None,
+    channel: dict[str, Any] | None = None,
+    steps: int = 30,
+    timeout: float = 120.0,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
+    """Run ``clients`` concurrent streams; the numbers as a dict (see the module docstring)."""
+    with contextlib.ExitStack() as stack:
+        server = None
+        if url is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spinr-load-")))
+            server = LocalServer(tmp / "data")
+            stack.callback(server.stop)
+            server.start()
+            url, server_pid = server.url, server.process.pid if server.process else None
+        url = url.rstrip("/")
+        if job_id is None:
+            job_id = prepare_stream(url, steps)["id"]
+        ws_url = url.replace("http", "ws", 1) + f"/ws/stream/{job_id}"
+        start: dict[str, Any] = {"type": "start", **({"channel": channel} if channel else {})}
+        rss_start = rss_mb(server_pid) if server_pid else None
+        cpu_start = cpu_seconds(server_pid) if server_pid else None
+        t0, own0 = time.perf_counter(), time.process_time()
+        results, samples = asyncio.run(_run_clients(ws_url, start, clients, timeout, server_pid))
+        wall, own = time.perf_counter() - t0, time.process_time() - own0
+        rss_end = rss_mb(server_pid) if server_pid else None
+        cpu_end = cpu_seconds(server_pid) if server_pid else None
+    errors = Counter(r.error for r in results if r.error)
+    ok = [r for r in results if not r.error]
+    return {
+        "url": url,
+        "job": job_id,
+        "clients": clients,
+        "channel": channel or "perfect",
+        "layers_per_stream": max((r.layers for r in ok), default=0),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "first_layer_s": percentiles([r.first_layer for r in ok if r.first_layer is not None]),
+        "complete_s": percentiles([r.complete for r in ok if r.complete is not None]),
+        "wall_s": round(wall, 3),
+        "streams_per_s": round(len(ok) / wall, 1) if wall > 0 else None,
+        "server_rss_mb": {
+            "start": None if rss_start is None else round(rss_start, 1),
+            "peak": round(max(samples), 1) if samples else None,
+            "end": None if rss_end is None else round(rss_end, 1),
+            "peak_over_start": round(max(samples) / rss_start, 3) if samples and rss_start else None,
+        },
+        # CPU seconds spent while the clients ran, per stream: what the numbers above cost, whatever
+        # else the machine was doing (the clients share it with the server).
+        "server_cpu_ms_per_stream": None
+        if cpu_start is None or cpu_end is None
+        else round((cpu_end - cpu_start) * 1000 / clients, 2),
+        "client_cpu_ms_per_stream": round(own * 1000 / clients, 2),
+        "load_average": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "started_server": server is not None,
+    }

@@ -1,0 +1,347 @@
+"""The long run: inputs through a worker process, with a memory limit, a hang watchdog and RSS tracking.
+
+The parent generates each input and hands it to a worker (``spawn``: a clean interpreter, limited by
+``RLIMIT_AS`` so that an allocation bomb is a ``MemoryError`` there, not the machine swapping). The
+worker runs the entry points and answers with the outcomes, the seconds each took, its RSS after the
+input and its peak RSS during it. No answer within ``kill_s`` is a hang: the worker is killed and
+replaced. Anything but ``ok``/``error``, an input over ``slow_s``, or RSS growing more than
+``rss_growth_mb`` over the run counts as "anything else" (seconds are the worker's CPU time, so a
+busy shared machine does not turn a fast input into a slow one; the watchdog uses wall time); each distinct failure keeps its smallest
+input as a reproducer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fuzz.formats import Case, generator
+from fuzz.source import RandomSource
+from fuzz.targets import TARGETS
+
+CLI_TARGETS = ("cli_info", "cli_decode")
+
+
+@dataclass
+class RunConfig:
+    inputs: int = 100_000
+    seed: int = 1
+    version: int = 2
+    """Format version of the generated inputs (``python -m fuzz run --format 1`` for v1)."""
+    families: tuple[str, ...] | None = None
+    """Mutation families to draw from (default: all of the format's, by weight)."""
+    targets: tuple[str, ...] = tuple(TARGETS)
+    cli_every: int = 5
+    """The CLI targets run on every n-th input: ``main(argv)`` builds its whole argparse tree per call
+    (~35 ms here), ten times the cost of the library entry points it wraps."""
+    slow_s: float = 2.0
+    kill_s: float = 10.0
+    memory_mb: int = 3072
+    rss_growth_mb: float = 200.0
+    warmup: int = 300
+    """Inputs a fresh worker runs before its RSS baseline is taken (imports, caches, allocator arenas)."""
+    out: Path = Path("bench-out/fuzz")
+    corpus: Path | None = None
+    """Folder for reproducers (default ``out/reproducers``)."""
+    progress_every: int = 5000
+
+
+# -- worker process ------------------------------------------------------------------------------
+def _status_kb(field_name: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return float(line.split()[1])
+    return 0.0
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM (Linux >= 4.0)
+    except OSError:
+        pass
+
+
+def worker_main(conn: Any, memory_mb: int, extra_targets: str | None) -> None:
+    import resource
+    import warnings
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+    warnings.simplefilter("ignore", RuntimeWarning)  # numpy overflow in a hostile forward pass is not news
+    from fuzz import targets
+
+    table = dict(targets.TARGETS)
+    if extra_targets:
+        import importlib
+
+        module, _, name = extra_targets.partition(":")
+        table.update(getattr(importlib.import_module(module), name))
+    with targets.scratch() as workdir:
+        while True:
+            message = conn.recv()
+            if message is None:
+                return
+            data, names = message
+            _reset_peak()
+            result = {}
+            for n in names:  # CPU seconds: the machine may be shared, wall time is not ours
+                start = time.process_time()
+                o = table[n](data, workdir)
+                result[n] = (o.kind, o.detail, o.place, time.process_time() - start)
+            conn.send((result, _status_kb("VmRSS") / 1024, _status_kb("VmHWM") / 1024))
+
+
+class Worker:
+    def __init__(self, cfg: RunConfig, extra_targets: str | None) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        self.process = ctx.Process(
+            target=worker_main, args=(child, cfg.memory_mb, extra_targets), daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.done = 0
+        self.baseline: float | None = None
+        self.rss: float = 0.0
+
+    def run(
+        self, data: bytes, names: tuple[str, ...], timeout: float
+    ) -> tuple[Any, float, float, float] | str:
+        """The worker's answer, or ``"hang"`` / ``"died"`` (the worker is then gone)."""
+        try:
+            self.conn.send((data, names))
+            if not self.conn.poll(timeout):
+                self.kill()
+                return "hang"
+            answer = self.conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            self.kill()
+            return "died"
+        self.done += 1
+        return answer
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.process.join(5)
+        self.kill()
+
+
+# -- the run -------------------------------------------------------------------------------------
+@dataclass
+class Failure:
+    signature: str
+    target: str
+    kind: str
+    detail: str
+    family: str
+    note: str
+    count: int = 0
+    size: int = 0
+    reproducer: str = ""
+    data: bytes = field(default=b"", repr=False)
+
+
+@dataclass
+class Report:
+    config: dict[str, Any]
+    inputs: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    by_target: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    by_family: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    failures: dict[str, Failure] = field(default_factory=dict)
+    slowest: dict[str, Any] = field(default_factory=dict)
+    rss: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def anything_else(self) -> int:
+        return self.outcomes["anything_else"]
+
+    def passed(self, cfg: RunConfig) -> bool:
+        return self.anything_else == 0 and self.rss.get("growth_mb", 0.0) <= cfg.rss_growth_mb
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "inputs": self.inputs,
+            "seconds": round(self.seconds, 1),
+            "outcomes": dict(self.outcomes),
+            "by_target": {k: dict(v) for k, v in self.by_target.items()},
+            "by_family": {k: dict(v) for k, v in self.by_family.items()},
+            "failures": [
+                {k: v for k, v in asdict(f).items() if k != "data"}
+                for f in sorted(self.failures.values(), key=lambda f: -f.count)
+            ],
+            "slowest": self.slowest,
+            "rss": self.rss,
+        }
+
+
+def _note(failure_kind: str, case: Case, target: str = "") -> str:
+    """Hangs and slow inputs have no traceback: one signature per family (and slowest entry point)."""
+    return f"{failure_kind}{': ' + target if target else ''} in family {case.family}"
+
+
+def run(cfg: RunConfig, cases: Iterable[Case] | None = None, extra_targets: str | None = None) -> Report:
+    """Fuzz ``cfg.inputs`` generated inputs (or exactly ``cases``); write the JSON report and reproducers."""
+    gen = generator(cfg.version) if cases is None else None
+    src = RandomSource(cfg.seed)
+    report = Report(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()})
+    worker = Worker(cfg, extra_targets)
+    peak_growth, final_growth, max_peak, stillborn = 0.0, 0.0, (0.0, ""), 0
+    library = tuple(t for t in cfg.targets if t not in CLI_TARGETS)
+    start = time.perf_counter()
+    stream = iter(cases) if cases is not None else None
+    try:
+        for i in range(cfg.inputs if stream is None else sys.maxsize):
+            if stream is not None:
+                case = next(stream, None)
+                if case is None:
+                    break
+            else:
+                assert gen is not None
+                case = gen.generate(src, gen.pick_family(src, cfg.families))
+            names = cfg.targets if i % cfg.cli_every == 0 else library
+            answer = worker.run(case.data, names, cfg.kill_s)
+            report.inputs += 1
+            if isinstance(answer, str):  # hang or died: the worker is gone
+                if answer == "died" and worker.done == 0:
+                    stillborn += 1
+                    if stillborn >= 3:
+                        raise RuntimeError(
+                            "the fuzz worker died three times before its first answer: it cannot start"
+                        )
+                else:
+                    stillborn = 0
+                _record(report, _note(answer, case), "+".join(names), answer, answer, case)
+                report.outcomes["anything_else"] += 1
+                report.by_family[case.family]["anything_else"] += 1
+                worker = Worker(cfg, extra_targets)
+                continue
+            results, rss, peak = answer
+            seconds = sum(r[3] for r in results.values())
+            bad = False
+            for target, (kind, detail, place, _) in results.items():
+                report.by_target[target][kind] += 1
+                if kind == "crash":
+                    bad = True
+                    signature = f"{target}: {detail.split(':', 1)[0]} at {place}"
+                    _record(report, signature, target, "crash", detail, case)
+            if seconds > cfg.slow_s:
+                bad = True
+                target = max(results, key=lambda t: results[t][3])
+                detail = f"{seconds:.2f} CPU s, {results[target][3]:.2f} in {target}"
+                _record(report, _note("slow", case, target), target, "slow", detail, case)
+            if seconds > report.slowest.get("seconds", -1.0):
+                report.slowest = {
+                    "seconds": round(seconds, 3),
+                    "family": case.family,
+                    "note": case.note[:200],
+                }
+                report.slowest["input"] = _save(cfg, "slowest", case.data)
+            worker.rss = rss
+            if worker.done == cfg.warmup:
+                worker.baseline = rss
+            if worker.baseline is not None:
+                final_growth = rss - worker.baseline
+                peak_growth = max(peak_growth, final_growth)
+            if peak > max_peak[0]:
+                max_peak = (peak, case.note[:200])
+            outcome = (
+                "anything_else"
+                if bad
+                else ("error" if any(r[0] == "error" for r in results.values()) else "ok")
+            )
+            report.outcomes[outcome] += 1
+            report.by_family[case.family][outcome] += 1
+            if cfg.progress_every and report.inputs % cfg.progress_every == 0:
+                _progress(report, start)
+    finally:
+        worker.close()
+    report.seconds = time.perf_counter() - start
+    report.rss = {
+        "baseline_mb": round(worker.baseline or worker.rss, 1),
+        "final_mb": round(worker.rss, 1),
+        "growth_mb": round(max(peak_growth, 0.0), 1),
+        "final_growth_mb": round(final_growth, 1),
+        "max_peak_mb": round(max_peak[0], 1),
+        "max_peak_input": max_peak[1],
+    }
+    for f in report.failures.values():
+        f.reproducer = _save(cfg, _slug(f.signature), f.data)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "fuzz.json").write_text(json.dumps(report.to_dict(), indent=2))
+    return report
+
+
+def _record(report: Report, signature: str, target: str, kind: str, detail: str, case: Case) -> None:
+    f = report.failures.get(signature)
+    if f is None:
+        f = report.failures[signature] = Failure(
+            signature, target, kind, detail, case.family, case.note[:200]
+        )
+    f.count += 1
+    if not f.data or len(case.data) < len(f.data):  # keep the smallest input as the reproducer
+        f.data, f.size, f.detail, f.note, f.family = (
+            case.data,
+            len(case.data),
+            detail,
+            case.note[:200],
+            case.family,
+        )
+
+
+def _slug(signature: str) -> str:
+    text = re.sub(r"[^a-z0-9]+", "-", signature.lower()).strip("-")[:60]
+    return f"{text}-{hashlib.sha256(signature.encode()).hexdigest()[:8]}"
+
+
+def _save(cfg: RunConfig, name: str, data: bytes) -> str:
+    folder = cfg.corpus or cfg.out / "reproducers"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.spnr"
+    path.write_bytes(data)
+    return str(path)
+
+
+def _progress(report: Report, start: float) -> None:
+    rate = report.inputs / max(1e-9, time.perf_counter() - start)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items()))
+    print(f"fuzz: {report.inputs} inputs ({rate:.0f}/s): {counts}", file=sys.stderr, flush=True)
+
+
+def summary(report: Report, cfg: RunConfig) -> str:
+    lines = [
+        f"{report.inputs} inputs in {report.seconds:.0f} s (format v{cfg.version}, seed {cfg.seed}): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())),
+        "by target: " + "; ".join(f"{t} {dict(c)}" for t, c in report.by_target.items()),
+        f"slowest input: {report.slowest.get('seconds')} s ({report.slowest.get('note', '')[:100]}) -> "
+        f"{report.slowest.get('input', '')}",
+        f"RSS: baseline {report.rss['baseline_mb']} MB, growth {report.rss['growth_mb']} MB "
+        f"(limit {cfg.rss_growth_mb:g}), largest peak {report.rss['max_peak_mb']} MB",
+    ]
+    if report.failures:
+        lines.append(f"{len(report.failures)} distinct failures (anything else):")
+        for f in sorted(report.failures.values(), key=lambda f: -f.count):
+            lines.append(f"  {f.count:6d}  {f.signature}  [{f.family}] {f.detail[:90]!r} -> {f.reproducer}")
+    lines.append("PASS" if report.passed(cfg) else "FAIL: anything else happened (see above)")
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""A target that misbehaves on cue, to prove the driver notices every kind of "anything else"."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from fuzz.targets import Outcome, _guard
+
+_KEPT: list[bytes] = []
+
+
+def misbehave(data: bytes, _: Path) -> Outcome:
+    def run() -> Outcome:
+        if data == b"BOOM":
+            raise KeyError("boom")
+        if data == b"HANG":
+            time.sleep(60)
+        if data == b"SLOW":
+            end = time.process_time() + 0.6
+            while time.process_time() < end:
+                pass
+        if data == b"GROW":
+            _KEPT.append(b"\x01" * (300 << 20))  # written, so resident
+        if data == b"DIE":
+            os._exit(3)
+        return Outcome("ok")
+
+    return _guard(run)
+
+
+SELFTEST = {"selftest": misbehave}
