@@ -56,7 +56,8 @@ def target_bytes(cfg: EncodeConfig, width_px: int, height_px: int) -> int | None
     # The default rate, but never below what the size model's smallest network needs (a tiny image),
     # and never above the raw pixels.
     raw = 3 * width_px * height_px
-    least = smallest_bytes(cfg.model.name, width_px, height_px) if cfg.model.name in MODELS else 0
+    hidden = HIDDEN if cfg.model.hidden_layers is None else cfg.model.hidden_layers
+    least = smallest_bytes(cfg.model.name, hidden) if cfg.model.name in MODELS else 0
     target = max(int(DEFAULT_BPP * width_px * height_px / 8), least)
     if target > raw:
         raise ConfigError(
@@ -86,4 +87,7 @@ def plan_encode(cfg: EncodeConfig, width_px: int, height_px: int) -> RatePlan:
             cfg.model.options.setdefault(key, value)
     elif cfg.model.hidden_layers is None:
         cfg.model.hidden_layers = HIDDEN  # a width alone: the size model's depth
+    if target is not None:
+        # The planned config names its target: planning it again (encode_image does) changes nothing.
+        cfg.rate.bytes, cfg.rate.bpp = target, None
     return RatePlan(cfg.validate(), target, sized)

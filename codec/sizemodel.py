@@ -97,13 +97,9 @@ def overhead_of(model: str, hidden: int) -> int:
     return HEADER_BYTES + PACKET_BYTES * packets + TENSOR_BYTES * tensors
 
 
-def smallest_bytes(model: str, width_px: int, height_px: int) -> int:
-    """About the smallest target the size model can plan for (its narrowest network)."""
-    bpp = 8 * 64 / (width_px * height_px)
-    pe = pe_frequencies_for(width_px, height_px, bpp)
-    return overhead_of(model, HIDDEN) + math.ceil(
-        params_of(model, MIN_WIDTH, HIDDEN, pe) * BITS_PER_PARAM / 8
-    )
+def smallest_bytes(model: str, hidden: int = HIDDEN) -> int:
+    """The smallest target :func:`plan` accepts: its narrowest network without positional encoding."""
+    return overhead_of(model, hidden) + math.ceil(params_of(model, MIN_WIDTH, hidden, 0) * BITS_PER_PARAM / 8)
 
 
 def plan(
@@ -138,9 +134,7 @@ def plan(
         while pe > 0 and params_of(model, MIN_WIDTH, hidden, pe) > budget:
             pe -= 1
         if params_of(model, MIN_WIDTH, hidden, pe) > budget:
-            least = overhead_of(model, hidden) + math.ceil(
-                params_of(model, MIN_WIDTH, hidden, 0) * BITS_PER_PARAM / 8
-            )
+            least = smallest_bytes(model, hidden)
             raise ConfigError(
                 f"a target of {target_bytes} bytes is too small for a {model} stream of a {width_px}x{height_px}"
                 f" image: the smallest is about {least} bytes"

@@ -50,8 +50,9 @@ def test_which_target() -> None:
     assert target_bytes(auto, 300, 200) == int(DEFAULT_BPP * 300 * 200 / 8)  # the default rate
     # a small image: the smallest network's bytes, still under the raw pixels
     assert target_bytes(auto, 48, 32) == max(
-        int(DEFAULT_BPP * 48 * 32 / 8), sizemodel.smallest_bytes("spinr", 48, 32)
+        int(DEFAULT_BPP * 48 * 32 / 8), sizemodel.smallest_bytes("spinr")
     )
+    assert sizemodel.plan(48, 32, sizemodel.smallest_bytes("spinr")).width == sizemodel.MIN_WIDTH
     assert target_bytes(auto, 48, 32) < 48 * 32 * 3
     with pytest.raises(
         ConfigError, match="8x8 image is too small for a spinr stream smaller than its 192 raw bytes"
