@@ -14,6 +14,8 @@
 - ``format``: what format v2 costs on the demo image at several ``--bits-list`` (bytes, PSNR, header and
   packet overhead, the entropy checksum's cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes
   (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
+- ``rate``: rate-controlled encodes at ``--bpp-list`` on ``--dataset`` photographs shrunk to
+  ``--rate-size``, beside the classical codecs at the same bytes (``benchmarks/rate_sweep.py``).
 - ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
   ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS
   (``benchmarks/load.py``); also written to ``load.json``.
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format", "load", "train")
+BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format", "rate", "load", "train")
 TRAIN_SECTIONS = ("loops", "options", "threads", "batched", "server")
 
 
@@ -166,6 +168,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="spinr-recipes: parallel fit processes")
     p.add_argument("--bits-list", default="6,7,8", help="format: comma-separated --bits values")
     p.add_argument("--presets", default="quick,paper", help="format: comma-separated presets")
+    p.add_argument("--bpp-list", default="0.5,1,2,4", help="rate: comma-separated targets in bpp")
+    p.add_argument("--rate-size", default="96x64", help="rate: images shrunk to WxH")
+    p.add_argument("--model", default="spinr", help="rate: siren or spinr")
     p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
     p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
     p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
@@ -266,6 +271,13 @@ def run(args: argparse.Namespace) -> int:
 
         bits = [int(x) for x in args.bits_list.split(",")]
         report["format"] = bench_format(bits, tuple(args.presets.split(",")), args.device)
+    if "rate" in which:
+        from benchmarks.rate_sweep import bench_rate, load_images
+        from codec.decoder import parse_size
+
+        images = load_images(args.dataset, args.images, parse_size(args.rate_size))
+        bpps = [float(x) for x in args.bpp_list.split(",")]
+        report["rate"] = bench_rate(images, bpps, args.model, args.steps, args.device)
     if "load" in which:
         from benchmarks.load import bench_load
 

@@ -14,7 +14,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from codec.config import ENCODE_OPTIONS, PRESETS, EncodeConfig, apply_overrides, option_value, preset
+from codec.config import (
+    DEFAULT_PRESET,
+    ENCODE_OPTIONS,
+    PRESETS,
+    EncodeConfig,
+    apply_overrides,
+    option_value,
+    preset,
+)
 from codec.errors import ConfigError
 from codec.image import SUPPORTED_FORMATS
 from codec.options import EncodeOption
@@ -63,7 +71,12 @@ class ProgressBar:
 
 
 ARG_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "choice": str, "str": str}
-GROUP_TITLES = {"model": "model options", "train": "training options", "quant": "quantization options"}
+GROUP_TITLES = {
+    "rate": "rate control (unset: the size model's network at the default rate, or --bits for a fixed --width/--depth)",
+    "model": "model options",
+    "train": "training options",
+    "quant": "quantization options",
+}
 
 
 def flag(name: str) -> str:
@@ -74,7 +87,7 @@ def flag(name: str) -> str:
 def add_encode_options(p: argparse.ArgumentParser) -> None:
     """``--preset`` and one flag per entry of the option table (codec.config.ENCODE_OPTIONS); every
     flag defaults to None (keep the preset's value) and is checked by ``apply_overrides``."""
-    default = "paper"
+    default = DEFAULT_PRESET
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -118,15 +131,63 @@ def config_from_args(args: argparse.Namespace) -> EncodeConfig:
     return cfg
 
 
+def announce(cfg: EncodeConfig, image: Any, quiet: bool) -> EncodeConfig:
+    """Plan the encode (network, target), estimate its training time on the device and say both on
+    stderr; returns the planned config (the encode then runs exactly that)."""
+    from codec.rate import plan_encode
+    from codec.timing import estimate_seconds
+
+    h, w = image.shape[:2]
+    rate = plan_encode(cfg, w, h)
+    if not quiet:
+        target = "" if rate.target_bytes is None else f" ({rate.target_bytes * 8 / (w * h):.3g} bpp)"
+        seconds = estimate_seconds(rate.cfg, image)
+        print(
+            f"{w}x{h}: {rate.describe()}{target}; {rate.cfg.train.steps} steps on {rate.cfg.train.device},"
+            f" estimated {seconds:.0f} s",
+            file=sys.stderr,
+        )
+    return rate.cfg
+
+
+def classical_at(image: Any, size: int, codecs: tuple[str, ...] = ("jpeg",)) -> dict[str, dict[str, Any]]:
+    """PSNR, bytes and setting of each classical codec's best file of at most ``size`` bytes."""
+    from codec.classical import at_bytes, decode
+    from codec.metrics import psnr
+
+    out = {}
+    for codec in codecs:
+        found = at_bytes(image, codec, size)
+        out[codec] = {
+            "psnr": round(psnr(decode(found.data), image), 3),
+            "bytes": len(found.data),
+            "quality": round(found.quality, 3),
+            "fits": found.fits,
+        }
+    return out
+
+
+def compare_text(summary: dict[str, Any]) -> str:
+    """``JPEG at the same bytes: 25.31 dB (q 40, 1180 bytes)``."""
+    parts = []
+    for codec, r in summary.get("classical", {}).items():
+        note = "" if r["fits"] else ", its smallest file is larger"
+        parts.append(
+            f"{codec.upper()} {r['psnr']:.2f} dB (quality {r['quality']:g}, {r['bytes']} bytes{note})"
+        )
+    return "at the same bytes: " + "; ".join(parts) if parts else ""
+
+
 def _encode(args: argparse.Namespace) -> int:
     from codec.bitstream import write_file
     from codec.encode import encode_image
     from codec.image import load_image
 
-    cfg = config_from_args(args)
     image = load_image(args.image)
     output_file(args.output, "-o", quiet=args.quiet)
-    bar = ProgressBar(cfg.train.steps, args.quiet or args.json)
+    quiet = args.quiet or args.json
+    cfg = announce(config_from_args(args), image, quiet)
+    bar = ProgressBar(cfg.train.steps, quiet)
     try:
         result = encode_image(image, cfg, progress=bar, meta=args.meta)
     finally:
@@ -134,14 +195,17 @@ def _encode(args: argparse.Namespace) -> int:
     write_file(args.output, result.bitstream)
     summary = result.summary()
     summary["output"] = str(args.output)
+    summary["classical"] = classical_at(image, result.bytes)
     if args.json:
         emit_json(summary)
     else:
+        target = "" if result.target_bytes is None else f" (target {result.target_bytes})"
         print(
-            f"{args.output}: {summary['bytes']} bytes, {summary['bpp']} bpp, PSNR {summary['psnr']:.2f} dB "
-            f"(float {summary['psnr_float']:.2f} dB), {summary['params']} params, {summary['packets']} packets, "
-            f"{summary['seconds']} s"
+            f"{args.output}: {summary['bytes']} bytes{target}, {summary['bpp']} bpp, PSNR {summary['psnr']:.2f} dB"
+            f" (float {summary['psnr_float']:.2f} dB), {summary['params']} params, {summary['packets']} packets,"
+            f" {summary['seconds']} s"
         )
+        print(compare_text(summary))
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
     return 0

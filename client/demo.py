@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client.codec_cmds import ProgressBar, add_encode_options, config_from_args
+from client.codec_cmds import (
+    ProgressBar,
+    add_encode_options,
+    announce,
+    classical_at,
+    compare_text,
+    config_from_args,
+)
 from codec.outputs import output_folder
 
 
@@ -30,11 +37,8 @@ def run(args: argparse.Namespace) -> int:
         image = np.ascontiguousarray(data.astronaut()[::4, ::4])  # 128 x 128
         source = "scikit-image astronaut, 128x128"
     out = output_folder(args.out, "--out", quiet=args.quiet)
-    print(
-        f"encoding {source} ({image.shape[1]}x{image.shape[0]}) with {cfg.model.name}, width {cfg.model.width}, "
-        f"{cfg.model.hidden_layers} hidden layers, {cfg.train.steps} steps on {cfg.train.device}",
-        file=sys.stderr,
-    )
+    print(f"encoding {source}", file=sys.stderr)
+    cfg = announce(cfg, image, False)
     bar = ProgressBar(cfg.train.steps, args.quiet)
     try:
         result = encode_image(image, cfg, progress=bar)
@@ -57,13 +61,15 @@ def run(args: argparse.Namespace) -> int:
     summary = result.summary()
     summary["stages"] = rows
     summary["out"] = str(out)
+    summary["classical"] = classical_at(image, result.bytes, ("jpeg", "webp", "jpeg2000", "avif"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     for r in rows:
         print(f"stage {r['stage']:>2}: PSNR {r['psnr']:6.2f} dB  {out / r['file']}")
     print(
-        f"{out / 'image.spnr'}: {summary['bytes']} bytes ({summary['bpp']} bpp), {summary['params']} params, "
-        f"{summary['seconds']} s"
+        f"{out / 'image.spnr'}: {summary['bytes']} bytes ({summary['bpp']} bpp; raw RGB {image.size}),"
+        f" PSNR {summary['psnr']:.2f} dB, {summary['params']} params, {summary['seconds']} s"
     )
+    print(compare_text(summary))
     return 0
 
 

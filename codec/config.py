@@ -22,10 +22,12 @@ class ModelSpec:
     name: str = "spinr"
     """Registered model name (``spinr``, ``siren``, and the study's zoo: ``fourier``, ``mfn``, ``wire``, ``diner``;
     ``codec.model_options.MODEL_OPTIONS`` lists them)."""
-    width: int = 64
-    """Neurons per hidden layer."""
-    hidden_layers: int = 16
-    """Hidden (width x width) layers between the input and output layers; 16 at width 64 gives the study's ~66.8 K parameters."""
+    width: int | None = None
+    """Neurons per hidden layer; None: chosen with the depth and the positional encoding by the size
+    model (codec/sizemodel.py) for the image size and the rate target."""
+    hidden_layers: int | None = None
+    """Hidden (width x width) layers between the input and output layers (16 at width 64 gives the
+    study's ~66.8 K parameters); None: chosen by the size model."""
     options: dict[str, Any] = field(default_factory=dict)
     """Model-specific options (e.g. ``head`` for SPINR, ``omega_0`` for SIREN); each model validates its own."""
 
@@ -57,6 +59,9 @@ class TrainConfig:
     """A loss above this multiple of the best loss so far counts as an explosion (like a non-finite loss)."""
     max_restarts: int = 3
     """After a divergence the best weights are restored and the learning rate halved, at most this many times per stage."""
+    seq_steps: int = 40
+    """Sequential quantization under a rate target (codec/seqquant.py): after each unit is quantized,
+    the later float units are fine-tuned this many steps (taken from ``steps``, at most a quarter of it)."""
     lr_decay: float = 0.1
     """Cosine-decay the learning rate down to this fraction of its start over each stage (1.0 keeps it constant)."""
     qat: float = 0.0
@@ -111,6 +116,29 @@ class QuantConfig:
         _check_section(self, "quant")
 
 
+DEFAULT_BPP = 0.5
+"""The rate of an encode whose network is left to the size model and that names no target: where SPINR
+led JPEG at equal bytes the most (docs/SPINR.md, "Default rate": sun80 at 96x64, +0.55 dB at 2 bpp,
++0.31 at 4; below 2 bpp JPEG cannot make a file that small at that size). Never above raw RGB (24)."""
+MAX_BPP = 24.0
+"""A target above raw RGB makes no sense for a codec."""
+
+
+@dataclass
+class RateConfig:
+    """The file size to meet (at most the target, at least 90 % of it): give one of the two."""
+
+    bpp: float | None = None
+    """Bits per pixel of the whole file."""
+    bytes: int | None = None
+    """Bytes of the whole file."""
+
+    def validate(self) -> None:
+        _check_section(self, "rate")
+        if self.bpp is not None and self.bytes is not None:
+            raise ConfigError(f"give a rate target as bpp ({self.bpp}) or as bytes ({self.bytes}), not both")
+
+
 @dataclass
 class EncodeConfig:
     """Everything ``spinr encode`` needs besides the image."""
@@ -120,12 +148,16 @@ class EncodeConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     """How to fit it."""
     quant: QuantConfig = field(default_factory=QuantConfig)
-    """How to quantize it."""
+    """How to quantize it without a rate target (a fixed network)."""
+    rate: RateConfig = field(default_factory=RateConfig)
+    """The file size to meet; with it the quantization (and, for a network left unset, the network)
+    is chosen to meet it (codec/rate.py)."""
 
     def validate(self) -> EncodeConfig:
         self.model.validate()
         self.train.validate()
         self.quant.validate()
+        self.rate.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +169,7 @@ class EncodeConfig:
             model=dataclasses.replace(self.model, options=dict(self.model.options)),
             train=dataclasses.replace(self.train),
             quant=dataclasses.replace(self.quant),
+            rate=dataclasses.replace(self.rate),
         )
         for key, value in changes.items():
             section, _, name = key.partition(".")
@@ -170,10 +203,15 @@ def _model_options() -> tuple[EncodeOption, ...]:
 
 
 ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
+    _core("bpp", "rate.bpp", "float", "file size to meet, in bits per pixel (at most this, at least 90 %)",
+          min=0.0, max=MAX_BPP, min_exclusive=True),
+    _core("bytes", "rate.bytes", "int", "file size to meet, in bytes (at most this, at least 90 %)",
+          min=1, max=2**28),
     _core("model", "model.name", "choice", "model family; spinr decodes progressively, layer by layer",
           choices=tuple(MODEL_OPTIONS)),
-    _core("width", "model.width", "int", "neurons per hidden layer", min=1, max=4096),
-    _core("depth", "model.hidden_layers", "int", "hidden layers", min=0, max=256),
+    _core("width", "model.width", "int", "neurons per hidden layer; unset: the size model picks the network",
+          min=1, max=4096),
+    _core("depth", "model.hidden_layers", "int", "hidden layers; unset: the size model picks", min=0, max=256),
     *_model_options(),
     _core("steps", "train.steps", "int", "total training steps, split across stages", min=1, max=10_000_000),
     _core("lr", "train.lr", "float", "Adam learning rate; unset: the model's own default",
@@ -181,10 +219,13 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
     _core("batch_pixels", "train.batch_pixels", "int", "pixels sampled per step; 0 uses every pixel", min=0),
     _core("seed", "train.seed", "int", "random seed of initialisation and pixel sampling", min=0, max=2**31 - 1),
     _core("device", "train.device", "str", "training device: auto (CUDA when present), cpu, cuda or cuda:N"),
+    _core("seq_steps", "train.seq_steps", "int",
+          "under a rate target: fine-tuning steps of the later units after each unit is quantized", min=0,
+          max=100_000),
     _core("qat", "train.qat", "float",
           "share of each stage's last steps trained through the quantizer; helps at low bits", min=0.0, max=1.0),
     _core("bits", "quant.bits", "int",
-          "precision of the weights: each bit more halves every quantization step (about 1 bit per weight more)",
+          "precision of a fixed network's weights without a rate target: each bit more halves every step",
           min=2, max=16),
 )  # fmt: skip
 """The encode options a user may set, in display order: the CLI flags, the server's form,
@@ -260,14 +301,21 @@ def apply_overrides(
 
 
 PRESETS: dict[str, EncodeConfig] = {
-    # The study's small setting: width 64, 16 hidden layers (~66.9 K parameters), 2000 steps.
-    "paper": EncodeConfig(ModelSpec("spinr", 64, 16), TrainConfig(steps=2000)),
-    # Minutes on a 2-core CPU for a small image. A joint phase over half the steps: +2.3 dB at this
-    # shallow size (docs/SPINR.md, "Joint phase").
-    "quick": EncodeConfig(ModelSpec("spinr", 32, 4, {"joint": 0.5}), TrainConfig(steps=300)),
-    # Seconds; for tests and smoke runs on tiny crops.
+    # Rate/effort presets: the network comes from the size model for the image and the rate (--bpp or
+    # --bytes, else DEFAULT_BPP); they differ in how long they train. rd-report recipe: Adam 1e-3 with
+    # cosine decay, SPINR staged 20 % + joint 80 %, sequential quantization 40 steps per unit.
+    "standard": EncodeConfig(ModelSpec("spinr"), TrainConfig(steps=2000)),
+    # Several times faster, for previews and busy servers (fewer steps: less quality at the same bytes).
+    "quick": EncodeConfig(ModelSpec("spinr"), TrainConfig(steps=300, seq_steps=15)),
+    # Longer training for the last fraction of a dB (GPU, or patience).
+    "thorough": EncodeConfig(ModelSpec("spinr"), TrainConfig(steps=6000, seq_steps=60)),
+    # The study's fixed network, for reproducing it (not a rate preset): width 64, 16 hidden layers
+    # (~66.9 K parameters), staged training only, 2000 steps, --bits precision.
+    "paper": EncodeConfig(ModelSpec("spinr", 64, 16, {"joint": 0.0}), TrainConfig(steps=2000)),
+    # Seconds, a fixed tiny network; for tests and smoke runs on tiny crops.
     "tiny": EncodeConfig(ModelSpec("spinr", 16, 2), TrainConfig(steps=60)),
 }
+DEFAULT_PRESET = "standard"
 
 
 def preset(name: str) -> EncodeConfig:

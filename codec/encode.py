@@ -6,6 +6,7 @@ quantized PSNR so the numbers reported are the ones a receiver gets.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from codec import __version__
-from codec.bitstream import Bitstream, StreamHeader, new_stream_id
+from codec.bitstream import Bitstream, StreamHeader, make_header_packet, new_stream_id, units_bytes
 from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.config import EncodeConfig
 from codec.decoder import ProgressiveDecoder
@@ -41,6 +42,8 @@ class EncodeResult:
     warnings: list[str] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
     """The quantization step of every tensor, in ``model.units()`` order."""
+    target_bytes: int | None = None
+    """The file size the encode had to meet (None: quantized at --bits)."""
 
     @property
     def bpp(self) -> float:
@@ -57,6 +60,8 @@ class EncodeResult:
             "bytes": self.bytes,
             "bpp": round(self.bpp, 4),
             "params": self.params,
+            "arch": self.bitstream.header.arch,
+            "target_bytes": self.target_bytes,
             "packets": 1 + len(self.bitstream.units),
             "header_bytes": len(self.bitstream.packets()[0].to_bytes()),
             "seconds": round(self.seconds, 2),
@@ -93,14 +98,19 @@ def encode_image(
     cancel: Any = None,
     meta: bool = False,
 ) -> EncodeResult:
-    """Fit ``cfg.model`` to ``image``, quantize it and build its (format v2) bitstream. ``meta`` writes
-    the encoder's name, steps and timing into the header (an optional extension of ~60 bytes)."""
+    """Fit ``cfg.model`` to ``image``, quantize it and build its (format v2) bitstream. With a rate
+    target (codec/rate.py) the network may come from the size model, training runs in float and
+    sequential quantization meets the target; otherwise steps follow ``--bits``. ``meta`` writes the
+    encoder's name, steps and timing into the header (an optional extension of ~60 bytes)."""
     from codec.train import fit
 
     start = time.perf_counter()
+    cfg, target = _plan(image, cfg)
     model = _build(image, cfg)
-    result = fit(model, image, cfg.train, progress=progress, cancel=cancel, quant=cfg.quant)
-    return _finish(model, image, cfg, result, time.perf_counter() - start, meta)
+    seq = seq_steps(cfg, len(model.units())) if target is not None else 0
+    result = fit(model, image, _train_config(cfg, model, seq), progress=progress, cancel=cancel,
+                 quant=cfg.quant if target is None else None)  # fmt: skip
+    return _finish(model, image, cfg, result, time.perf_counter() - start, meta, target, seq, cancel)
 
 
 def encode_images(
@@ -113,72 +123,113 @@ def encode_images(
     their networks trained as one batch (``codec.batched.fit_many``); a fit that diverged comes back
     as its error, the others are unaffected; so does one cancelled through its own token when
     ``cancel`` is a list (one token per image, ``codec.batched.fit_many``). ``seconds`` is each one's
-    share of the batch's time."""
+    share of the batch's time. Rate targets are met per image after the batched fit."""
     from codec.batched import fit_many
 
     start = time.perf_counter()
     for cfg in cfgs:
         if cfg.quant != cfgs[0].quant:
             raise ConfigError("a batch of encodes must share its quantization settings")
-    models = [_build(image, cfg) for image, cfg in zip(images, cfgs, strict=True)]
-    results = fit_many(
-        models, images, [c.train for c in cfgs], progress=progress, cancel=cancel, quant=cfgs[0].quant
-    )
+    plans = [_plan(image, cfg) for image, cfg in zip(images, cfgs, strict=True)]
+    targets = {target is None for _, target in plans}
+    if len(targets) > 1:
+        raise ConfigError("a batch of encodes must all have a rate target or all have none")
+    models = [_build(image, cfg) for image, (cfg, _) in zip(images, plans, strict=True)]
+    seqs = [
+        seq_steps(cfg, len(m.units())) if t is not None else 0
+        for m, (cfg, t) in zip(models, plans, strict=True)
+    ]
+    train = [_train_config(cfg, m, s) for m, (cfg, _), s in zip(models, plans, seqs, strict=True)]
+    quant = plans[0][0].quant if plans[0][1] is None else None
+    results = fit_many(models, images, train, progress=progress, cancel=cancel, quant=quant)
     share = (time.perf_counter() - start) / max(1, len(models))
     out: list[EncodeResult | SpinrError] = []
-    for model, image, cfg, result in zip(models, images, cfgs, results, strict=True):
-        out.append(result if isinstance(result, SpinrError) else _finish(model, image, cfg, result, share))
+    for model, image, (cfg, target), seq, result in zip(models, images, plans, seqs, results, strict=True):
+        if isinstance(result, SpinrError):
+            out.append(result)
+        else:
+            out.append(_finish(model, image, cfg, result, share, False, target, seq))
     return out
+
+
+def _plan(image: np.ndarray, cfg: EncodeConfig) -> tuple[EncodeConfig, int | None]:
+    """The config with the network the size model picked (when a rate target leaves it open) and the
+    target in bytes (None: quantize by ``--bits``)."""
+    from codec.rate import plan_encode
+
+    check_image(image)
+    rate = plan_encode(cfg, int(image.shape[1]), int(image.shape[0]))
+    rate.cfg.validate()
+    return rate.cfg, rate.target_bytes
+
+
+def _train_config(cfg: EncodeConfig, model: Any, seq: int) -> Any:
+    """Training's share of the step budget: sequential quantization spends ``seq`` steps per later unit."""
+    if not seq:
+        return cfg.train
+    return dataclasses.replace(cfg.train, steps=max(1, cfg.train.steps - seq * (len(model.units()) - 1)))
 
 
 def _build(image: np.ndarray, cfg: EncodeConfig) -> Any:
     """The configured model, initialised from the config's seed and sized for the image."""
-    from codec.models import build_model  # torch is imported only when encoding
-
-    check_image(image)
-    cfg.validate()
     import torch
+
+    from codec.models import build_model  # torch is imported only when encoding
 
     torch.manual_seed(cfg.train.seed)
     spec = cfg.model
+    assert spec.width is not None and spec.hidden_layers is not None
     model = build_model(spec.name, spec.width, spec.hidden_layers, spec.options)
     model.set_image_size(image.shape[1], image.shape[0])  # e.g. DINER's per-pixel table
     return model
 
 
 def _finish(
-    model: Any, image: np.ndarray, cfg: EncodeConfig, result: Any, fit_seconds: float, meta: bool = False
+    model: Any,
+    image: np.ndarray,
+    cfg: EncodeConfig,
+    result: Any,
+    fit_seconds: float,
+    meta: bool = False,
+    target: int | None = None,
+    seq: int = 0,
+    cancel: Any = None,
 ) -> EncodeResult:
-    """Quantize a fitted model (the steps its training fixed kept), build its bitstream and measure
-    what a receiver decodes."""
-    from codec.stepalloc import multiplier_for_bits
-    from codec.stepquant import model_steps, model_tensors, quantize_model
+    """Quantize a fitted model (by ``--bits``, keeping the steps its training fixed, or to ``target``
+    bytes), build its bitstream with the rate-quality ladder and measure what a receiver decodes."""
+    from codec.ladder import Ladder
+    from codec.rate import WINDOW_LOW
 
     start = time.perf_counter()
-    weights = sum(t.numel() for t in model_tensors(model))
-    multiplier = multiplier_for_bits(cfg.quant.bits, weights)
-    steps = model_steps(model, image, multiplier, fixed=result.steps, seed=cfg.train.seed)
-    units = quantize_model(model, steps)
-    header = StreamHeader(model.kind, model.arch(), int(image.shape[1]), int(image.shape[0]))
+    depths = model.depths if model.progressive else 1
+    header = StreamHeader(model.kind, model.arch(), int(image.shape[1]), int(image.shape[0]), [0.0] * depths)
+    if meta:
+        header.meta = _meta(model, cfg, result)
+    warnings: list[str] = []
+    if target is None:
+        units, steps = _quantize_at_bits(model, image, cfg, result.steps)
+    else:
+        # The ladder is written after quantization; reserve its largest size (every packet as big as
+        # the whole target, every rung with a PSNR) so the file stays within the target.
+        n = len(model.units())
+        header.extensions[EXT_LADDER] = Ladder.from_sizes([target] * n, [0.0] * n).to_bytes()
+        header_bytes = len(make_header_packet(header, 1).to_bytes())
+        units, steps = _quantize_to_target(model, image, cfg, target - header_bytes, seq, cancel)
+        size = header_bytes + units_bytes(units)
+        if size < WINDOW_LOW * target:
+            warnings.append(
+                f"the file is {size} bytes, under {WINDOW_LOW:.0%} of the target {target}:"
+                " this network cannot use more (a wider one, or no --width/--depth, would)"
+            )
     bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
     decoder = ProgressiveDecoder.from_bitstream(bs)
     q_stage = stage_psnrs(decoder, image)
-    if len(q_stage) != (model.depths if model.progressive else 1):
+    if len(q_stage) != depths:
         raise ConfigError(f"internal: decoded {len(q_stage)} depths, model has {model.depths}")
     header.stage_psnr = [psnr_as_sent(p) for p in q_stage]
     sizes = [len(p.to_bytes()) for p in bs.packets()[1:]]  # unit packets, in index order
     assert decoder.arch is not None
     header.extensions[EXT_LADDER] = measure(decoder.arch.plan, header.stage_psnr, sizes).to_bytes()
-    if meta:
-        header.meta = {
-            "encoder": f"spinr {__version__}",
-            "steps": result.steps_run,
-            "seconds": round(result.seconds, 3),
-            "params": model.num_params(),
-            "lr": cfg.train.lr if cfg.train.lr is not None else model.default_lr,
-            "seed": cfg.train.seed,
-            "bits": cfg.quant.bits,
-        }
     return EncodeResult(
         bitstream=bs,
         psnr=q_stage[-1],
@@ -188,9 +239,54 @@ def _finish(
         params=model.num_params(),
         seconds=fit_seconds + time.perf_counter() - start,
         bytes=len(bs.to_bytes()),
-        warnings=result.warnings,
+        warnings=result.warnings + warnings,
         steps=steps,
+        target_bytes=target,
     )
+
+
+def seq_steps(cfg: EncodeConfig, units: int) -> int:
+    """Fine-tuning steps per unit of sequential quantization: ``seq_steps``, at most a quarter of the
+    step budget over all units."""
+    if units < 2:
+        return 0
+    return min(cfg.train.seq_steps, cfg.train.steps // (4 * (units - 1)))
+
+
+def _quantize_at_bits(
+    model: Any, image: np.ndarray, cfg: EncodeConfig, fixed: dict[int, float]
+) -> tuple[list, list[float]]:
+    from codec.stepalloc import multiplier_for_bits
+    from codec.stepquant import model_steps, model_tensors, quantize_model
+
+    weights = sum(t.numel() for t in model_tensors(model))
+    multiplier = multiplier_for_bits(cfg.quant.bits, weights)
+    steps = model_steps(model, image, multiplier, fixed=fixed, seed=cfg.train.seed)
+    return quantize_model(model, steps), steps
+
+
+def _quantize_to_target(
+    model: Any, image: np.ndarray, cfg: EncodeConfig, budget: int, seq: int, cancel: Any
+) -> tuple[list, list[float]]:
+    from codec.device import resolve_device
+    from codec.seqquant import quantize_to_bytes
+
+    done = quantize_to_bytes(
+        model, image, budget, seq, seed=cfg.train.seed, device=resolve_device(cfg.train.device), cancel=cancel
+    )
+    return done.units, done.steps
+
+
+def _meta(model: Any, cfg: EncodeConfig, result: Any) -> dict[str, Any]:
+    return {
+        "encoder": f"spinr {__version__}",
+        "steps": result.steps_run,
+        "seconds": round(result.seconds, 3),
+        "params": model.num_params(),
+        "lr": cfg.train.lr if cfg.train.lr is not None else model.default_lr,
+        "seed": cfg.train.seed,
+        "bits": cfg.quant.bits,
+    }
 
 
 def evaluate(bs: Bitstream, reference: np.ndarray, budget: DecodeBudget = DEFAULT_BUDGET) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from codec import posenc
 from codec.errors import ConfigError
 from codec.options import check_declared, option
 
@@ -49,6 +50,25 @@ class SpinrOptions:
     """Frequency factor of the first layer."""
     hidden_omega_0: float = 30.0
     """Frequency factor of the hidden layers."""
+    pe_frequencies: int = field(
+        default=0,
+        metadata=option(
+            "positional encoding of (x, y): frequencies per axis, 0 = off (set by the size model under a rate target)",
+            min=0,
+            max=posenc.MAX_FREQUENCIES,
+        ),
+    )
+    """L: the first layer sees (x, y) and sin/cos of f_k x, f_k y for k < L (codec/posenc.py); 0 is off."""
+    pe_scale: float = field(
+        default=posenc.DEFAULT_SCALE,
+        metadata=option(
+            "ratio between successive positional-encoding frequencies",
+            min=posenc.SCALE_RANGE[0],
+            max=posenc.SCALE_RANGE[1],
+            min_exclusive=True,
+        ),
+    )
+    """f_k = pe_scale^k * pi; Strümpler's dense 1.4 measured best (octave 2 gains nothing at equal bytes)."""
     residual: bool = True
     """Each hidden layer adds to its input (h_k = h_{k-1} + sin(...)), so a new stage starts from the
     previous stage's picture and can only refine it; ``False`` is the study's plain chain."""
@@ -59,15 +79,18 @@ class SpinrOptions:
     joint: float = field(
         default=0.0,
         metadata=option(
-            "share of the steps for a last phase training all layers on every prefix's loss "
-            "; it helps shallow nets (docs/SPINR.md)",
+            "share of the steps for a last phase training all layers on every prefix's loss;"
+            " the size model's 3-layer nets use 0.8 (rd-report); 0 suits deep staged nets",
             min=0.0,
             max=1.0,
             max_exclusive=True,
         ),
     )
     """Share of the step budget for a last phase that trains every layer and head at once on the
-    mean loss of all prefixes (every prefix keeps decoding; the deep ones catch up with SIREN)."""
+    mean loss of all prefixes (every prefix keeps decoding; the deep ones catch up with SIREN). 0.8:
+    staged 20 % + joint 80 % makes every stage of a 3-hidden-layer PE net worth 2.7-2.8 dB and the
+    final prefix within 0.3 dB of SIREN at equal bytes (rd-report, "SPINR"), so a network the size
+    model plans gets 0.8 (codec/sizemodel.py); harmful at 16 layers, so the option's own default is 0."""
     joint_lr: float = 1.0
     """The joint phase's learning rate as a multiple of the stages' (it moves a whole trained
     network, where a stage moves one fresh layer)."""
@@ -93,6 +116,28 @@ class SirenOptions:
     """Frequency factor of the first layer (the paper's omega_0)."""
     hidden_omega_0: float = 30.0
     """Frequency factor of the hidden layers."""
+    pe_frequencies: int = field(
+        default=0,
+        metadata=option(
+            "positional encoding of (x, y): frequencies per axis, 0 = off (set by the size model under a rate target)",
+            min=0,
+            max=posenc.MAX_FREQUENCIES,
+        ),
+    )
+    """L: the first layer sees (x, y) and sin/cos of f_k x, f_k y for k < L (codec/posenc.py); 0 is off."""
+    pe_scale: float = field(
+        default=posenc.DEFAULT_SCALE,
+        metadata=option(
+            "ratio between successive positional-encoding frequencies",
+            min=posenc.SCALE_RANGE[0],
+            max=posenc.SCALE_RANGE[1],
+            min_exclusive=True,
+        ),
+    )
+    """f_k = pe_scale^k * pi; Strümpler's dense 1.4 measured best (octave 2 gains nothing at equal bytes)."""
+
+    def __post_init__(self) -> None:
+        check_declared(self, "siren", "SIREN ")
 
 
 @model_options("fourier")

@@ -86,6 +86,7 @@ def _record(image: np.ndarray, cfg: EncodeConfig, res: EncodeResult) -> Fit:
 
     rgb = ProgressiveDecoder.from_bitstream(res.bitstream).decode().rgb
     spec = cfg.model
+    assert spec.width is not None and spec.hidden_layers is not None  # the study fixes its networks
     return Fit(
         spec.name,
         spec.width,

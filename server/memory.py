@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from codec.config import EncodeConfig
+from codec.errors import ConfigError
 
 GIB = 1 << 30
 TRAIN_PER_UNIT = 8.0
@@ -71,7 +72,10 @@ class Estimate:
 
 
 def estimate(cfg: EncodeConfig, pixels: int) -> Estimate:
+    """``cfg``'s network must be decided (``codec.rate.plan_encode`` picks it under a rate target)."""
     width, hidden = cfg.model.width, cfg.model.hidden_layers
+    if width is None or hidden is None:
+        raise ConfigError("internal: a memory estimate needs the network planned (codec.rate.plan_encode)")
     batch = pixels if cfg.train.batch_pixels <= 0 else min(cfg.train.batch_pixels, pixels)
     params = width * width * hidden + width * 8 + 3 * width  # the MLP's weights; heads and biases ~ width
     return Estimate(pixels, batch, width, hidden + 2, params)
@@ -82,6 +86,9 @@ def fit_job(
 ) -> dict[str, Any]:
     """The job's options, with ``batch_pixels`` added when batching makes it fit ``limit`` bytes;
     JobTooLarge when nothing the server may choose does."""
+    from codec.rate import plan_encode
+
+    cfg = plan_encode(cfg, width, height).cfg  # the network the size model picks under a rate target
     est = estimate(cfg, width * height)
     if est.total <= limit:
         return options

@@ -13,7 +13,14 @@ from codec.varint import uvarint
 
 
 def siren_arch(width: int = 8, hidden: int = 2) -> dict:
-    return {"width": width, "hidden_layers": hidden, "first_omega_0": 30.0, "hidden_omega_0": 30.0}
+    return {
+        "width": width,
+        "hidden_layers": hidden,
+        "first_omega_0": 30.0,
+        "hidden_omega_0": 30.0,
+        "pe_frequencies": 0,
+        "pe_scale": 1.4,
+    }
 
 
 def make_stream(

@@ -46,6 +46,7 @@ def build_stream(
     seed: int = 0,
     stream_id: int = 0xC0DE,
     rel_step: float = 1 / 32,
+    pe: int = 0,
 ) -> tuple[bytes, list[bytes], Bitstream]:
     """Random weights quantized at ``rel_step`` of their range -> (file, packet bytes, bitstream)."""
     rng = np.random.default_rng(seed)
@@ -57,6 +58,7 @@ def build_stream(
     }
     if model == "spinr":
         arch.update(head=head, residual=residual)
+    arch.update(pe_frequencies=pe, pe_scale=1.3 if pe else 1.4)  # a scale off the default is written
     header = StreamHeader(model, arch, size[0], size[1], [20.0 + k for k in range(hidden + 1)])
     units = {}
     for i, spec in enumerate(header.units):
@@ -90,6 +92,11 @@ CASES = {
         seed=3,
         rel_step=1 / 16,
     ),
+    # Positional encoding (codec/posenc.py): the JS features must be numpy's; WebGL2 has none yet.
+    "siren-pe": dict(model="siren", width=16, hidden=2, size=(33, 21), seed=4, pe=6),
+    "spinr-pe": dict(
+        model="spinr", head="per_stage", width=12, hidden=2, size=(26, 30), residual=True, seed=5, pe=9
+    ),
 }
 
 
@@ -98,7 +105,7 @@ def test_decode_matches_numpy(browser: Any, served: Any, case: str) -> None:
     data, _, bs = build_stream(**CASES[case])  # type: ignore[arg-type]
     h = bs.header
     w, ht = h.width, h.height
-    res = load(browser, served, f"{case}.spnr", data, "&size=51x19")
+    res = load(browser, served, f"{case}.spnr", data, "&size=51x19" + ("&nogl=1" if "pe" in case else ""))
     assert res["ok"], res["error"]
     assert all(s["accepted"] for s in res["statuses"]), res["statuses"]
     progressive = h.model == "spinr"
@@ -156,7 +163,14 @@ def test_codes_and_weights_are_bit_exact(page: Any, case: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "options"), [("siren", {}), ("spinr", {"head": "per_stage"}), ("spinr", {"head": "shared"})]
+    ("model", "options"),
+    [
+        ("siren", {}),
+        ("spinr", {"head": "per_stage"}),
+        ("spinr", {"head": "shared"}),
+        ("siren", {"pe_frequencies": 5}),
+        ("spinr", {"pe_frequencies": 5}),
+    ],
 )
 def test_real_encoder_streams(
     browser: Any, served: Any, photo_crop: np.ndarray, model: str, options: dict
@@ -169,7 +183,8 @@ def test_real_encoder_streams(
     img = photo_crop[:20, :28]
     cfg = EncodeConfig(ModelSpec(model, 12, 2, options), TrainConfig(steps=45, device="cpu", seed=4))
     bs = encode_image(img, cfg).bitstream
-    res = load(browser, served, f"enc-{model}-{options.get('head', '')}.spnr", bs.to_bytes(), "&nogl=1")
+    name = f"enc-{model}-{options.get('head', '')}-{options.get('pe_frequencies', 0)}.spnr"
+    res = load(browser, served, name, bs.to_bytes(), "&nogl=1")
     assert res["ok"], res["error"]
     assert res["header"]["stagePsnr"] == bs.header.stage_psnr
     for e in res["depths"]:

@@ -199,8 +199,8 @@ def test_header_validation_messages(page: Any) -> None:
         ),
         "width 0": (hp(good[:1] + b"\x00" + good[2:]), "image width 0 (byte 1) is out of range 1..65535"),
         "flags": (
-            hp(good[:3] + b"\x30" + good[4:]),
-            "spinr arch flags 0x30 set bits beyond the 4 this decoder knows",
+            hp(good[:3] + b"\x40" + good[4:]),
+            "spinr arch flags 0x40 set bits beyond the 6 this decoder knows",
         ),
         "truncated": (
             hp(good[:4]),

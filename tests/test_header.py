@@ -27,7 +27,14 @@ from codec.varint import Reader
 
 # Every family with every field away from its default (so every record field is written).
 NON_DEFAULT_ARCHS = {
-    "siren": {"width": 300, "hidden_layers": 3, "first_omega_0": 15.5, "hidden_omega_0": 0.1},
+    "siren": {
+        "width": 300,
+        "hidden_layers": 3,
+        "first_omega_0": 15.5,
+        "hidden_omega_0": 0.1,
+        "pe_frequencies": 12,
+        "pe_scale": 1.25,
+    },
     "spinr": {
         "width": 64,
         "hidden_layers": 16,
@@ -35,6 +42,8 @@ NON_DEFAULT_ARCHS = {
         "hidden_omega_0": 20.0,
         "head": "shared",
         "residual": False,
+        "pe_frequencies": 3,
+        "pe_scale": 2.0,
     },
     "fourier": {"width": 32, "hidden_layers": 2, "mapping_size": 17, "sigma": 0.1, "b_seed": 2**32 - 1},
     "mfn": {"width": 16, "hidden_layers": 2, "filter": "fourier"},
@@ -80,9 +89,9 @@ def test_default_records_are_three_bytes() -> None:
 
 def test_record_refuses_unknown_flag_bits_and_choices() -> None:
     with pytest.raises(
-        BitstreamError, match=r"siren arch flags 0x4 set bits beyond the 2 this decoder knows"
+        BitstreamError, match=r"siren arch flags 0x10 set bits beyond the 4 this decoder knows"
     ):
-        read_arch("siren", Reader(bytes([0x04, 8, 2]), "record"))
+        read_arch("siren", Reader(bytes([0x10, 8, 2]), "record"))
     with pytest.raises(BitstreamError, match=r"mfn arch field 'filter' 2 \(byte 3\) is out of range 0..1"):
         read_arch("mfn", Reader(bytes([0x01, 8, 2, 2]), "record"))
 
@@ -224,3 +233,26 @@ def test_header_packet_type_and_refusal_before_sending() -> None:
         parse_header(Packet(PacketType.UNIT, 7, 1, 0, packet.payload))
     with pytest.raises(BitstreamError, match=r"header image size 0x96 is out of range"):
         StreamHeader("spinr", dict(NON_DEFAULT_ARCHS["spinr"]), 0, 96)
+
+
+@pytest.mark.parametrize("model", ["siren", "spinr"])
+def test_positional_encoding_costs_nothing_when_off(model: str) -> None:
+    """The encoding's fields are flag bits: off, the record is byte for byte the one without them (so
+    streams made before the option existed read the same); on at the default scale, one varint."""
+    base = {"width": 24, "hidden_layers": 3, "first_omega_0": 30.0, "hidden_omega_0": 30.0}
+    if model == "spinr":
+        base.update(head="per_stage", residual=True)
+    off = write_arch(model, {**base, "pe_frequencies": 0, "pe_scale": 1.4})
+    assert off == write_arch(model, base)
+    on = write_arch(model, {**base, "pe_frequencies": 10, "pe_scale": 1.4})
+    assert len(on) == len(off) + 1
+    back = read_arch(model, Reader(on, "record"))
+    assert back["pe_frequencies"] == 10 and back["pe_scale"] == 1.4
+    # a decoder refuses an encoding it cannot compute, by name
+    from codec.arch import decoder_for
+    from codec.errors import BitstreamError
+
+    with pytest.raises(BitstreamError, match="pe_frequencies 33 is out of range"):
+        decoder_for(model, {**back, "pe_frequencies": 33})
+    with pytest.raises(BitstreamError, match="pe_scale 1.0 is out of range"):
+        decoder_for(model, {**back, "pe_scale": 1.0})

@@ -22,8 +22,8 @@ BY_NAME = {o.name: o for o in ENCODE_OPTIONS}
 
 def test_table_names_fields_and_defaults():
     assert len(BY_NAME) == len(ENCODE_OPTIONS)  # one entry per name
-    assert list(BY_NAME)[:3] == ["model", "width", "depth"]
-    assert {o.group for o in ENCODE_OPTIONS} == {"model", "train", "quant"}
+    assert list(BY_NAME)[:5] == ["bpp", "bytes", "model", "width", "depth"]  # the rate first
+    assert {o.group for o in ENCODE_OPTIONS} == {"rate", "model", "train", "quant"}
     default = EncodeConfig()
     for opt in ENCODE_OPTIONS:
         assert option_value(default, opt) == opt.default, opt.name
@@ -84,14 +84,14 @@ def test_overrides_are_checked_naming_the_flag(values, message):
 
 
 def test_overrides_apply_and_another_model_drops_the_presets_model_options():
-    cfg = apply_overrides(preset("quick"), {"width": 8, "head": "shared", "bits": 6, "lr": 0.01})
+    cfg = apply_overrides(preset("paper"), {"width": 8, "head": "shared", "bits": 6, "lr": 0.01})
     assert (cfg.model.width, cfg.model.options, cfg.quant.bits, cfg.train.lr) == (
         8,
-        {"joint": 0.5, "head": "shared"},
+        {"joint": 0.0, "head": "shared"},
         6,
         0.01,
     )
-    siren = apply_overrides(preset("quick"), {"model": "siren", "ignored": "x"})
+    siren = apply_overrides(preset("paper"), {"model": "siren", "ignored": "x"})
     assert siren.model.name == "siren" and siren.model.options == {}
 
 

@@ -76,7 +76,7 @@ def test_the_codec_examples_run(scratch: Path, capsys: pytest.CaptureFixture[str
     import torch
 
     examples = section("encode", "info", "decode", "eval")
-    assert [a[0] for a in examples].count("encode") == 4
+    assert [a[0] for a in examples].count("encode") == 6
     for argv in examples:
         if argv[0] == "encode":
             argv = [*argv, "--steps", "3"]

@@ -53,6 +53,7 @@ def test_api_config_lists_every_option_and_every_presets_value(server):
     for entry in cfg["options"]:
         assert set(entry) == OPTION_KEYS | {"models", "group"}, entry
         assert entry["type"] in ("int", "float", "bool", "choice") and entry["group"] in (
+            "rate",
             "model",
             "train",
             "quant",
@@ -67,7 +68,9 @@ def test_api_config_lists_every_option_and_every_presets_value(server):
     assert by_name["joint"]["max_exclusive"] and by_name["lr"]["min_exclusive"]
     for values in cfg["presets"].values():
         assert list(values) == names
-    assert cfg["presets"]["quick"]["joint"] == 0.5 and cfg["presets"]["tiny"]["width"] == 16
+    assert (
+        cfg["presets"]["quick"]["width"] is None and cfg["presets"]["tiny"]["width"] == 16
+    )  # sized per rate
     assert cfg["formats"] == list(SUPPORTED_FORMATS) and cfg["ranges"]["width"] == [1, 1024]
 
 

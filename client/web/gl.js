@@ -325,6 +325,7 @@ export class WebGLAccelerator {
     const { width: w, height: h, trunk, steps, readout } = job;
     const custom = [...trunk, readout].find((op) => op.apply);
     if (custom) throw new SpnrError(`WebGL2 has no shader for ${custom.kind}`);
+    if (trunk.length && trunk[0].pe) throw new SpnrError("the WebGL2 path has no positional encoding yet");
     const owner = job.owner || this;
     const hit = this._cache.get(owner);
     const isPrefix = (a, b) => a.length <= b.length && a.every((k, i) => k === b[i]);

@@ -81,13 +81,16 @@ def _value_bytes(f: Field, value: Any, model: str) -> bytes:
 
 
 def write_record(fields: tuple[Field, ...], arch: Mapping[str, Any], model: str) -> bytes:
-    """The record of ``arch``, which must hold exactly the declared fields (an encoder's own model)."""
+    """The record of ``arch``, which must hold every required field and no undeclared one (an
+    encoder's own model); a field with a default may be left out (a family's later optional fields,
+    such as the positional encoding, are then at their defaults)."""
     names = [f.name for f in fields]
-    if set(arch) != set(names):
+    missing = [f.name for f in fields if not f.flagged and f.name not in arch]
+    if set(arch) - set(names) or missing:
         raise ConfigError(f"{model} arch has fields {sorted(arch)}; its record declares {names}")
     flags, values, bit = 0, bytearray(), 0
     for f in fields:
-        value = arch[f.name]
+        value = arch.get(f.name, f.default)
         if f.kind == "bool":
             if not isinstance(value, bool):
                 raise ConfigError(f"{model} arch field {f.name!r} is {value!r}; expected a bool")

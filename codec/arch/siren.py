@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from codec import posenc
 from codec.arch.base import ArchDecoder, Params, arch_field, linear, register_decoder
 from codec.arch.records import real, uint
+from codec.errors import BitstreamError
 from codec.tiles import Workspace, add_bias
 from codec.units import UnitSpec
 from codec.units import linear as linear_spec
@@ -20,15 +22,31 @@ SINE_MLP_RECORD = (
     real("hidden_omega_0", 30.0),
 )
 """SIREN's arch fields; SPINR adds its own after them."""
+PE_RECORD = (uint("pe_frequencies", 0), real("pe_scale", posenc.DEFAULT_SCALE))
+"""The optional positional encoding (codec/posenc.py): at its defaults (off) it costs two flag bits."""
 
 
 class SineMlpDecoder(ArchDecoder):
-    """Parsing of the SIREN-style arch fields (width, depth, the two frequency factors)."""
+    """Parsing of the SIREN-style arch fields (width, depth, the two frequency factors, the optional
+    positional encoding; a v1 header has no encoding fields: off)."""
 
     def __init__(self, arch: Mapping[str, Any]) -> None:
         super().__init__(arch)
         self.w0_first = np.float32(arch_field(arch, "first_omega_0", float, 0.0, 1e4))
         self.w0 = np.float32(arch_field(arch, "hidden_omega_0", float, 0.0, 1e4))
+        self.pe_frequencies = arch.get("pe_frequencies", 0)
+        self.pe_scale = arch.get("pe_scale", posenc.DEFAULT_SCALE)
+        if isinstance(self.pe_scale, int) and not isinstance(self.pe_scale, bool):
+            self.pe_scale = float(self.pe_scale)
+        posenc.check(self.pe_frequencies, self.pe_scale, BitstreamError)
+
+    @property
+    def in_features(self) -> int:
+        """Inputs of the first layer: 2 coordinates, or their positional encoding."""
+        return posenc.encoded_dim(self.pe_frequencies)
+
+    def encode(self, coords: np.ndarray) -> np.ndarray:
+        return posenc.encode(coords, self.pe_frequencies, self.pe_scale)
 
     def sine(self, x: np.ndarray, w0: np.float32) -> np.ndarray:
         return np.sin(w0 * x, dtype=np.float32)
@@ -53,12 +71,16 @@ class SineMlpDecoder(ArchDecoder):
 
 @register_decoder("siren")
 class SirenDecoder(SineMlpDecoder):
-    RECORD = SINE_MLP_RECORD
+    RECORD = (*SINE_MLP_RECORD, *PE_RECORD)
 
     def units(self) -> list[UnitSpec]:
         w = self.width
         hidden = [UnitSpec(f"hidden.{k}", linear_spec("", w, w)) for k in range(1, self.hidden + 1)]
-        return [UnitSpec("input", linear_spec("", w, 2)), *hidden, UnitSpec("output", linear_spec("", 3, w))]
+        return [
+            UnitSpec("input", linear_spec("", w, self.in_features)),
+            *hidden,
+            UnitSpec("output", linear_spec("", 3, w)),
+        ]
 
     # units: input, hidden.1..H, output
     def trunk_steps(self) -> int:
@@ -72,7 +94,9 @@ class SirenDecoder(SineMlpDecoder):
 
     def trunk(self, k: int, h: np.ndarray, p: Params) -> np.ndarray:
         t = p[k]
-        return self.sine(linear(h, t["weight"], t["bias"]), self.w0_first if k == 0 else self.w0)
+        if k == 0:
+            return self.sine(linear(self.encode(h), t["weight"], t["bias"]), self.w0_first)
+        return self.sine(linear(h, t["weight"], t["bias"]), self.w0)
 
     def readout(self, depth: int, h: np.ndarray, p: Params) -> np.ndarray:
         t = p[self.hidden + 1]

@@ -9,7 +9,7 @@ import numpy as np
 
 from codec.arch.base import Params, arch_choice, linear, register_decoder
 from codec.arch.records import choice, flag
-from codec.arch.siren import SINE_MLP_RECORD, SineMlpDecoder
+from codec.arch.siren import PE_RECORD, SINE_MLP_RECORD, SineMlpDecoder
 from codec.errors import BitstreamError
 from codec.tiles import Workspace
 from codec.units import UnitSpec
@@ -19,7 +19,12 @@ from codec.units import linear as linear_spec
 @register_decoder("spinr")
 class SpinrDecoder(SineMlpDecoder):
     progressive = True
-    RECORD = (*SINE_MLP_RECORD, choice("head", ("per_stage", "shared"), "per_stage"), flag("residual", True))
+    RECORD = (
+        *SINE_MLP_RECORD,
+        choice("head", ("per_stage", "shared"), "per_stage"),
+        flag("residual", True),
+        *PE_RECORD,  # after the fields format v2 started with, so their flag bits keep their places
+    )
 
     def __init__(self, arch: Mapping[str, Any]) -> None:
         super().__init__(arch)
@@ -39,10 +44,13 @@ class SpinrDecoder(SineMlpDecoder):
     def units(self) -> list[UnitSpec]:
         w, hidden = self.width, range(1, self.hidden + 1)
         if self.shared:
-            ends = [UnitSpec("input", linear_spec("", w, 2)), UnitSpec("output", linear_spec("", 3, w))]
+            ends = [
+                UnitSpec("input", linear_spec("", w, self.in_features)),
+                UnitSpec("output", linear_spec("", 3, w)),
+            ]
             return ends + [UnitSpec(f"hidden.{k}", linear_spec("", w, w)) for k in hidden]
         head = linear_spec("head_", 3, w)
-        first = UnitSpec("stage.0", (*linear_spec("in_", w, 2), *head))
+        first = UnitSpec("stage.0", (*linear_spec("in_", w, self.in_features), *head))
         return [first] + [UnitSpec(f"stage.{k}", (*linear_spec("", w, w), *head)) for k in hidden]
 
     def work_per_pixel(self, steps: Sequence[int], depth: int) -> int:
@@ -60,7 +68,7 @@ class SpinrDecoder(SineMlpDecoder):
         if k == 0:
             t = p[0]
             w, b = (t["weight"], t["bias"]) if self.shared else (t["in_weight"], t["in_bias"])
-            return self.sine(linear(h, w, b), self.w0_first)
+            return self.sine(linear(self.encode(h), w, b), self.w0_first)
         t = p[self.trunk_units(k)[0]]
         out = self.sine(linear(h, t["weight"], t["bias"]), self.w0)
         return h + out if self.residual else out

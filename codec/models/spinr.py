@@ -30,7 +30,7 @@ from torch import nn
 
 from codec.model_options import SpinrOptions
 from codec.models.base import INR, Layers, TrainingStage, register_model
-from codec.models.siren import SineLayer, hidden_units, init_readout, linear_tensors
+from codec.models.siren import CoordEncoder, SineLayer, hidden_units, init_readout, linear_tensors
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -44,7 +44,8 @@ class Spinr(INR):
 
     def __init__(self, width: int, hidden_layers: int, options: SpinrOptions) -> None:
         super().__init__(width, hidden_layers, options)
-        self.input = SineLayer(2, width, options.first_omega_0, first=True)
+        self.encoder = CoordEncoder(options.pe_frequencies, options.pe_scale)
+        self.input = SineLayer(self.encoder.dim, width, options.first_omega_0, first=True)
         self.hidden = Layers(
             SineLayer(width, width, options.hidden_omega_0, first=False) for _ in range(hidden_layers)
         )
@@ -72,7 +73,7 @@ class Spinr(INR):
 
     def _trunk(self, coords: torch.Tensor, depth: int) -> Iterator[tuple[int, torch.Tensor]]:
         """Yields (k, h_k) for k = 0..depth: the activation each head k reads."""
-        h = self._drop(self.input(coords))
+        h = self._drop(self.input(self.encoder(coords)))
         yield 0, h
         for k in range(1, depth + 1):
             h = self._layer(k, h)
@@ -187,4 +188,5 @@ class Spinr(INR):
             "hidden_omega_0": float(self.options.hidden_omega_0),
             "head": self.options.head,
             "residual": bool(self.options.residual),
+            **self.encoder.arch(),
         }

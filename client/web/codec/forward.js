@@ -4,6 +4,7 @@
 
 import { checkActivations } from "./budget.js";
 import { axisCoords, coordChunk, toRGBA } from "./coords.js";
+import { encodeCoords } from "./posenc.js";
 
 /** Activations are cached only for outputs up to this many pixels (and while two frames of them fit
  * the activation budget); larger decodes run in chunks. */
@@ -23,6 +24,7 @@ const CACHED_SIZES = 2;
  */
 export function applyLayer(op, x, n) {
   if (op.apply) return op.apply(x, n);
+  if (op.pe) x = encodeCoords(x, n, op.pe); // the first layer of a positionally encoded sine net
   const { inF, outF, weight: W, bias: b, omega, sine, residual } = op;
   const out = new Float32Array(n * outF);
   const fr = Math.fround;

@@ -19,11 +19,13 @@ const flag = (name, def) => ({ name, kind: "bool", def });
 export const MODEL_IDS = Object.freeze({ siren: 0, spinr: 1, fourier: 2, mfn: 3, wire: 4, diner: 5 });
 
 const SINE_MLP = [uint("width"), uint("hidden_layers"), real("first_omega_0", 30.0), real("hidden_omega_0", 30.0)];
+/** The optional positional encoding (codec/posenc.py), after the fields each family started with. */
+const PE = [uint("pe_frequencies", 0), real("pe_scale", 1.4)];
 
 /** Each family's arch fields, in the order of its arch dict. */
 export const RECORDS = Object.freeze({
-  siren: SINE_MLP,
-  spinr: [...SINE_MLP, choice("head", ["per_stage", "shared"], "per_stage"), flag("residual", true)],
+  siren: [...SINE_MLP, ...PE],
+  spinr: [...SINE_MLP, choice("head", ["per_stage", "shared"], "per_stage"), flag("residual", true), ...PE],
   fourier: [uint("width"), uint("hidden_layers"), uint("mapping_size", 256), real("sigma", 10.0), uint("b_seed", 0)],
   mfn: [uint("width"), uint("hidden_layers"), choice("filter", ["gabor", "fourier"], "gabor")],
   wire: [uint("width"), uint("hidden_layers"), real("omega_0", 20.0), real("scale_0", 10.0)],

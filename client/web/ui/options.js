@@ -23,7 +23,7 @@ import { state } from "./state.js";
  */
 
 /** Headings of the config sections; an unknown section is shown under its own name. */
-const GROUP_TITLES = { model: "Model", train: "Training", quant: "Quantization" };
+const GROUP_TITLES = { rate: "Rate", model: "Model", train: "Training", quant: "Quantization" };
 
 /** The generated fields: option name -> {spec, control, field}. */
 const fields = new Map();

@@ -27,6 +27,7 @@ import { BOXED, isInt, isNumber, show, unbox } from "../values.js";
  * @property {number} omega     float32 frequency; ignored for the readout
  * @property {boolean} sine
  * @property {boolean} residual h + sin(...)
+ * @property {Float32Array} [pe]  the first layer's positional-encoding frequencies (its input is (x, y))
  */
 
 /**

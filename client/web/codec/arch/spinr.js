@@ -26,13 +26,13 @@ export class SpinrArch extends SineArch {
     const W = this.width;
     if (this.shared) {
       const u = [
-        { name: "input", tensors: this.lin("", W, 2) },
+        { name: "input", tensors: this.lin("", W, this.inF) },
         { name: "output", tensors: this.lin("", 3, W) },
       ];
       for (let k = 1; k <= this.hidden; k++) u.push({ name: `hidden.${k}`, tensors: this.lin("", W, W) });
       return u;
     }
-    const u = [{ name: "stage.0", tensors: [...this.lin("in_", W, 2), ...this.lin("head_", 3, W)] }];
+    const u = [{ name: "stage.0", tensors: [...this.lin("in_", W, this.inF), ...this.lin("head_", 3, W)] }];
     for (let k = 1; k <= this.hidden; k++) {
       u.push({ name: `stage.${k}`, tensors: [...this.lin("", W, W), ...this.lin("head_", 3, W)] });
     }
@@ -42,7 +42,7 @@ export class SpinrArch extends SineArch {
   trunkUnits(k) { return [k === 0 ? 0 : this.shared ? k + 1 : k]; }
   readoutUnits(depth) { return [this.shared ? 1 : depth]; }
   trunkOp(k, params) {
-    if (k === 0) return this.op(params, 0, this.shared ? "" : "in_", this.w0First, true);
+    if (k === 0) return this.inputOp(params, 0, this.shared ? "" : "in_");
     return this.op(params, this.trunkUnits(k)[0], "", this.w0, true, this.residual);
   }
   readoutOp(depth, params) {
