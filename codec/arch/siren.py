@@ -104,7 +104,9 @@ class SirenDecoder(SineMlpDecoder):
 
     def trunk_tile(self, k: int, h: np.ndarray, p: Params, ws: Workspace) -> np.ndarray:
         t = p[k]
-        return self.sine_tile(h, t["weight"], t["bias"], self.w0_first if k == 0 else self.w0, ws)
+        if k == 0:  # the positional encoding of the tile's coordinates (the coordinates when off)
+            return self.sine_tile(self.encode(h), t["weight"], t["bias"], self.w0_first, ws)
+        return self.sine_tile(h, t["weight"], t["bias"], self.w0, ws)
 
     def readout_tile(self, depth: int, h: np.ndarray, p: Params, ws: Workspace) -> np.ndarray:
         t = p[self.hidden + 1]

@@ -83,7 +83,7 @@ class SpinrDecoder(SineMlpDecoder):
         if k == 0:
             t = p[0]
             w, b = (t["weight"], t["bias"]) if self.shared else (t["in_weight"], t["in_bias"])
-            return self.sine_tile(h, w, b, self.w0_first, ws)
+            return self.sine_tile(self.encode(h), w, b, self.w0_first, ws)  # encoded coordinates
         t = p[self.trunk_units(k)[0]]
         out = self.sine_tile(h, t["weight"], t["bias"], self.w0, ws)
         if not self.residual:
