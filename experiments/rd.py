@@ -9,6 +9,7 @@ The classical codecs are searched for the INR points' bpp on the same image (``c
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,15 +99,28 @@ def codec_job(j: CodecJob) -> list[dict[str, Any]]:
 
 def bd_rate(rate_a: list[float], psnr_a: list[float], rate_b: list[float], psnr_b: list[float]) -> float:
     """Bjontegaard delta rate (%) of curve B against reference A: cubic fit of log-rate over PSNR,
-    integrated over the overlapping PSNR interval. Negative = B needs fewer bits. NaN without overlap."""
+    integrated over the overlapping PSNR interval. Negative = B needs fewer bits. NaN without overlap,
+    or when a curve has too few distinct PSNRs for a cubic (its fit would be meaningless).
+
+    The fits run on PSNR centred and scaled (an affine change of variable: the interval average is the
+    same), which keeps the cubic's Vandermonde matrix well conditioned at any PSNR level."""
     if min(len(rate_a), len(rate_b)) < 4:
         raise ValueError("BD-rate needs at least 4 points per curve")
     la, lb = np.log(np.asarray(rate_a, float)), np.log(np.asarray(rate_b, float))
     pa, pb = np.asarray(psnr_a, float), np.asarray(psnr_b, float)
-    fa, fb = np.polyfit(pa, la, 3), np.polyfit(pb, lb, 3)
     lo, hi = max(pa.min(), pb.min()), min(pa.max(), pb.max())
     if not hi > lo:
         return math.nan
+    both = np.concatenate([pa, pb])
+    centre, scale = float(both.mean()), float(both.std()) or 1.0
+    pa, pb = (pa - centre) / scale, (pb - centre) / scale
+    lo, hi = (lo - centre) / scale, (hi - centre) / scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.RankWarning)
+        try:
+            fa, fb = np.polyfit(pa, la, 3), np.polyfit(pb, lb, 3)
+        except np.exceptions.RankWarning:
+            return math.nan
     ia, ib = np.polyint(fa), np.polyint(fb)
     avg_a = (np.polyval(ia, hi) - np.polyval(ia, lo)) / (hi - lo)
     avg_b = (np.polyval(ib, hi) - np.polyval(ib, lo)) / (hi - lo)
