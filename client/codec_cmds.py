@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from client.budget_args import add_budget_options, budget_from_args, budget_hint, flag
+from client.compare import classical_at, compare_text
 from codec.config import (
     DEFAULT_PRESET,
     ENCODE_OPTIONS,
@@ -77,11 +78,6 @@ GROUP_TITLES = {
     "train": "training options",
     "quant": "quantization options",
 }
-
-
-def flag(name: str) -> str:
-    """The command-line flag of an encode option: ``precise_bits`` -> ``--precise-bits``."""
-    return "--" + name.replace("_", "-")
 
 
 def add_encode_options(p: argparse.ArgumentParser) -> None:
@@ -150,34 +146,6 @@ def announce(cfg: EncodeConfig, image: Any, quiet: bool) -> EncodeConfig:
     return rate.cfg
 
 
-def classical_at(image: Any, size: int, codecs: tuple[str, ...] = ("jpeg",)) -> dict[str, dict[str, Any]]:
-    """PSNR, bytes and setting of each classical codec's best file of at most ``size`` bytes."""
-    from codec.classical import at_bytes, decode
-    from codec.metrics import psnr
-
-    out = {}
-    for codec in codecs:
-        found = at_bytes(image, codec, size)
-        out[codec] = {
-            "psnr": round(psnr(decode(found.data), image), 3),
-            "bytes": len(found.data),
-            "quality": round(found.quality, 3),
-            "fits": found.fits,
-        }
-    return out
-
-
-def compare_text(summary: dict[str, Any]) -> str:
-    """``JPEG at the same bytes: 25.31 dB (q 40, 1180 bytes)``."""
-    parts = []
-    for codec, r in summary.get("classical", {}).items():
-        note = "" if r["fits"] else ", its smallest file is larger"
-        parts.append(
-            f"{codec.upper()} {r['psnr']:.2f} dB (quality {r['quality']:g}, {r['bytes']} bytes{note})"
-        )
-    return "at the same bytes: " + "; ".join(parts) if parts else ""
-
-
 def _encode(args: argparse.Namespace) -> int:
     from codec.bitstream import write_file
     from codec.encode import encode_image
@@ -244,49 +212,6 @@ def output_size(args: argparse.Namespace, header: Any) -> tuple[int, int] | None
             raise ConfigError(f"--scale {args.scale} gives {w}x{h}; each side must be at most 65535")
         return w, h
     return None
-
-
-def add_budget_options(p: argparse.ArgumentParser) -> None:
-    """One flag per field of the decode budget (codec/budget.py), e.g. ``--max-work 2e11``."""
-    from dataclasses import fields
-
-    from codec.budget import DEFAULT_BUDGET, DecodeBudget
-
-    g = p.add_argument_group("decode budget (docs/DECODER.md); raise a limit to decode more")
-    for f in fields(DecodeBudget):
-        g.add_argument(
-            flag(f.name),
-            type=_limit,
-            default=None,
-            metavar="N",
-            help=f"{f.metadata['help']} (default {getattr(DEFAULT_BUDGET, f.name):.3g})",
-        )
-
-
-def _limit(text: str) -> int:
-    from codec.budget import parse_limit
-
-    try:
-        return parse_limit(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def budget_from_args(args: argparse.Namespace) -> Any:
-    from codec.budget import BUDGET_FIELDS, DEFAULT_BUDGET
-
-    return DEFAULT_BUDGET.with_limits({name: getattr(args, name, None) for name in BUDGET_FIELDS})
-
-
-@contextmanager
-def budget_hint() -> Iterator[None]:
-    """A BudgetError says which flag raises the limit it hit."""
-    from codec.budget import BudgetError
-
-    try:
-        yield
-    except BudgetError as exc:
-        raise BudgetError(f"{exc}; {flag(exc.limit)} raises it", exc.limit) from None
 
 
 def _load_stream(path: Path, lenient: bool, budget: Any = None) -> tuple[Any, list[str]]:
