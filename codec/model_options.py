@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from codec import posenc
 from codec.errors import ConfigError
@@ -36,6 +37,31 @@ HEADS = ("per_stage", "shared")
 """SPINR's readouts (codec/models/spinr.py)."""
 
 
+def _pe_frequencies() -> Any:
+    """The positional-encoding frequency count of SIREN and SPINR (one definition for both)."""
+    return field(
+        default=0,
+        metadata=option(
+            "positional encoding of (x, y): frequencies per axis, 0 = off (set by the size model under a rate target)",
+            min=0,
+            max=posenc.MAX_FREQUENCIES,
+        ),
+    )
+
+
+def _pe_scale() -> Any:
+    """The ratio between successive positional-encoding frequencies of SIREN and SPINR."""
+    return field(
+        default=posenc.DEFAULT_SCALE,
+        metadata=option(
+            "ratio between successive positional-encoding frequencies",
+            min=posenc.SCALE_RANGE[0],
+            max=posenc.SCALE_RANGE[1],
+            min_exclusive=True,
+        ),
+    )
+
+
 @model_options("spinr")
 @dataclass
 class SpinrOptions:
@@ -50,24 +76,9 @@ class SpinrOptions:
     """Frequency factor of the first layer."""
     hidden_omega_0: float = 30.0
     """Frequency factor of the hidden layers."""
-    pe_frequencies: int = field(
-        default=0,
-        metadata=option(
-            "positional encoding of (x, y): frequencies per axis, 0 = off (set by the size model under a rate target)",
-            min=0,
-            max=posenc.MAX_FREQUENCIES,
-        ),
-    )
+    pe_frequencies: int = _pe_frequencies()
     """L: the first layer sees (x, y) and sin/cos of f_k x, f_k y for k < L (codec/posenc.py); 0 is off."""
-    pe_scale: float = field(
-        default=posenc.DEFAULT_SCALE,
-        metadata=option(
-            "ratio between successive positional-encoding frequencies",
-            min=posenc.SCALE_RANGE[0],
-            max=posenc.SCALE_RANGE[1],
-            min_exclusive=True,
-        ),
-    )
+    pe_scale: float = _pe_scale()
     """f_k = pe_scale^k * pi; Strümpler's dense 1.4 measured best (octave 2 gains nothing at equal bytes)."""
     residual: bool = True
     """Each hidden layer adds to its input (h_k = h_{k-1} + sin(...)), so a new stage starts from the
@@ -116,24 +127,9 @@ class SirenOptions:
     """Frequency factor of the first layer (the paper's omega_0)."""
     hidden_omega_0: float = 30.0
     """Frequency factor of the hidden layers."""
-    pe_frequencies: int = field(
-        default=0,
-        metadata=option(
-            "positional encoding of (x, y): frequencies per axis, 0 = off (set by the size model under a rate target)",
-            min=0,
-            max=posenc.MAX_FREQUENCIES,
-        ),
-    )
+    pe_frequencies: int = _pe_frequencies()
     """L: the first layer sees (x, y) and sin/cos of f_k x, f_k y for k < L (codec/posenc.py); 0 is off."""
-    pe_scale: float = field(
-        default=posenc.DEFAULT_SCALE,
-        metadata=option(
-            "ratio between successive positional-encoding frequencies",
-            min=posenc.SCALE_RANGE[0],
-            max=posenc.SCALE_RANGE[1],
-            min_exclusive=True,
-        ),
-    )
+    pe_scale: float = _pe_scale()
     """f_k = pe_scale^k * pi; Strümpler's dense 1.4 measured best (octave 2 gains nothing at equal bytes)."""
 
     def __post_init__(self) -> None:
