@@ -51,6 +51,10 @@ class TrainConfig:
     """Adam learning rate; None uses the model's recommended default."""
     batch_pixels: int = 0
     """Pixels sampled per step; 0 uses every pixel (full batch, as in the study)."""
+    max_memory: float = 0.0
+    """Memory the encode may use, in GiB (codec/memory.py's estimate): over it, training samples pixel
+    batches when that fits, else the encode is refused naming the numbers. 0: half this machine's
+    memory (or its cgroup's limit)."""
     seed: int = 0
     """Seeds weight initialisation and pixel sampling."""
     device: str = "auto"
@@ -217,6 +221,9 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
     _core("lr", "train.lr", "float", "Adam learning rate; unset: the model's own default",
           min=0.0, max=1.0, min_exclusive=True, max_exclusive=True),
     _core("batch_pixels", "train.batch_pixels", "int", "pixels sampled per step; 0 uses every pixel", min=0),
+    _core("max_memory", "train.max_memory", "float",
+          "memory the encode may use, in GiB: over it training samples pixel batches, or the encode is"
+          " refused; 0: half this machine's memory", min=0.0, max=1e6),
     _core("seed", "train.seed", "int", "random seed of initialisation and pixel sampling", min=0, max=2**31 - 1),
     _core("device", "train.device", "str", "training device: auto (CUDA when present), cpu, cuda or cuda:N"),
     _core("seq_steps", "train.seq_steps", "int",

@@ -12,10 +12,12 @@ steps so the whole file (header and every packet) is at most the target and at l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from codec.config import DEFAULT_BPP, EncodeConfig
 from codec.errors import ConfigError
+from codec.memory import Estimate, estimate, fit_memory, limit_bytes
 from codec.sizemodel import HIDDEN, MODELS, Plan, plan, smallest_bytes
 
 WINDOW_LOW = 0.9
@@ -32,17 +34,46 @@ class RatePlan:
     """The file size to meet; None: quantize at ``cfg.quant.bits``."""
     sized: Plan | None
     """The size model's choice, when it chose the network."""
+    memory: Estimate | None = None
+    """The memory estimate of the planned config (codec/memory.py), pixel batches included."""
+    notes: list[str] = field(default_factory=list)
+    """What the plan changed from what was asked, in words (pixel batches, a width cap)."""
+    uncapped_width: int | None = None
+    """The width the size model chose before ``max_width`` capped it (None: not capped)."""
 
-    def describe(self) -> str:
+    def network(self) -> str:
         m = self.cfg.model
         pe = m.options.get("pe_frequencies", 0)
-        net = f"{m.name} {m.width} wide x {m.hidden_layers} hidden" + (
+        return f"{m.name} {m.width} wide x {m.hidden_layers} hidden" + (
             f", positional encoding L={pe}" if pe else ""
         )
+
+    def describe(self) -> str:
+        net = self.network()
         if self.target_bytes is None:
-            return f"{net}, quantized at {self.cfg.quant.bits} bits"
-        how = " (size model)" if self.sized is not None else ""
-        return f"{net}{how}, target {self.target_bytes} bytes"
+            text = f"{net}, quantized at {self.cfg.quant.bits} bits"
+        else:
+            how = " (size model)" if self.sized is not None else ""
+            text = f"{net}{how}, target {self.target_bytes} bytes"
+        return "; ".join([text, *self.notes])
+
+    def to_json(self, width_px: int, height_px: int) -> dict[str, Any]:
+        """The plan as the server's job shows it (docs/API.md, "Plan")."""
+        m, t = self.cfg.model, self.target_bytes
+        return {
+            "network": self.network(),
+            "model": m.name,
+            "width": m.width,
+            "depth": m.hidden_layers,
+            "pe_frequencies": int(m.options.get("pe_frequencies", 0)),
+            "params": self.memory.params if self.memory else None,
+            "target_bytes": t,
+            "target_bpp": None if t is None else round(t * 8 / (width_px * height_px), 4),
+            "steps": self.cfg.train.steps,
+            "batch_pixels": self.cfg.train.batch_pixels,
+            "memory_bytes": None if self.memory is None else int(self.memory.total),
+            "notes": list(self.notes),
+        }
 
 
 def target_bytes(cfg: EncodeConfig, width_px: int, height_px: int) -> int | None:
@@ -67,20 +98,40 @@ def target_bytes(cfg: EncodeConfig, width_px: int, height_px: int) -> int | None
     return target
 
 
-def plan_encode(cfg: EncodeConfig, width_px: int, height_px: int) -> RatePlan:
-    """The network and the target of an encode of a ``width_px`` x ``height_px`` image."""
+def plan_encode(
+    cfg: EncodeConfig,
+    width_px: int,
+    height_px: int,
+    max_width: int | None = None,
+    limit_hint: str = "--max-memory",
+) -> RatePlan:
+    """The network, the target and the pixel batches of an encode of a ``width_px`` x ``height_px``
+    image. ``max_width`` caps the width the size model may pick (a server's cap); the memory limit is
+    ``cfg.train.max_memory`` (``limit_hint`` names the option that sets it in a refusal)."""
     cfg = cfg.replace()
     cfg.validate()
+    notes: list[str] = []
     target = target_bytes(cfg, width_px, height_px)
     if target is not None and cfg.train.qat > 0:
         raise ConfigError(
             "qat applies to a fixed network quantized at --bits; a rate target quantizes sequentially"
         )
-    sized = None
+    sized, wanted = None, None
     if cfg.model.width is None:
         assert target is not None  # no width: the default rate applies
         hidden = HIDDEN if cfg.model.hidden_layers is None else cfg.model.hidden_layers
         sized = plan(width_px, height_px, target, cfg.model.name, hidden)
+        if max_width is not None and sized.width > max_width:
+            wanted = sized.width
+            sized = plan(width_px, height_px, target, cfg.model.name, hidden, max_width=max_width)
+            if sized.width > max_width:
+                raise ConfigError(
+                    f"the width cap {max_width} is below the size model's narrowest network ({sized.width})"
+                )
+            notes.append(
+                f"width capped at {max_width} (the size model chose {wanted} for the target): the file"
+                " may come in under the target"
+            )
         cfg.model.width, cfg.model.hidden_layers = sized.width, sized.hidden_layers
         # An encoding the user chose is kept; otherwise the size model's.
         for key, value in sized.options.items():
@@ -90,4 +141,11 @@ def plan_encode(cfg: EncodeConfig, width_px: int, height_px: int) -> RatePlan:
     if target is not None:
         # The planned config names its target: planning it again (encode_image does) changes nothing.
         cfg.rate.bytes, cfg.rate.bpp = target, None
-    return RatePlan(cfg.validate(), target, sized)
+    batch = cfg.train.batch_pixels
+    cfg = fit_memory(cfg.validate(), width_px * height_px, limit_bytes(cfg), limit_hint)
+    if cfg.train.batch_pixels != batch:
+        notes.append(
+            f"training on {cfg.train.batch_pixels} pixels per step to stay within the memory limit"
+            f" ({limit_hint})"
+        )
+    return RatePlan(cfg, target, sized, estimate(cfg, width_px * height_px), notes, wanted)

@@ -103,11 +103,17 @@ def smallest_bytes(model: str, hidden: int = HIDDEN) -> int:
 
 
 def plan(
-    width_px: int, height_px: int, target_bytes: int, model: str = "spinr", hidden: int = HIDDEN
+    width_px: int,
+    height_px: int,
+    target_bytes: int,
+    model: str = "spinr",
+    hidden: int = HIDDEN,
+    max_width: int | None = None,
 ) -> Plan:
     """The network for a ``width_px`` x ``height_px`` image and a file of ``target_bytes``: the widest
-    of ``hidden`` layers whose parameters fit at BITS_PER_PARAM, with the encoding of
-    :func:`pe_frequencies_for` (fewer frequencies when it would outweigh MAX_INPUT_SHARE)."""
+    of ``hidden`` layers (at most ``max_width``) whose parameters fit at BITS_PER_PARAM, with the
+    encoding of :func:`pe_frequencies_for` (fewer frequencies when it would outweigh MAX_INPUT_SHARE)."""
+    widest = MAX_WIDTH if max_width is None else max(MIN_WIDTH, min(MAX_WIDTH, max_width))
     if model not in MODELS:
         raise ConfigError(
             f"a rate target sizes the {' and '.join(MODELS)} models, not {model!r}; give --width and --depth"
@@ -117,7 +123,7 @@ def plan(
     bpp = target_bytes * 8 / (width_px * height_px)
     pe = pe_frequencies_for(width_px, height_px, bpp)
     budget = 8 * (target_bytes - overhead_of(model, hidden)) / BITS_PER_PARAM
-    lo, hi = 0, MAX_WIDTH + 1  # the widest network that fits (parameters grow with the width)
+    lo, hi = 0, widest + 1  # the widest network that fits (parameters grow with the width)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if params_of(model, mid, hidden, pe) <= budget else (lo, mid)
@@ -127,7 +133,7 @@ def plan(
         and posenc.encoded_dim(pe) * lo > MAX_INPUT_SHARE * params_of(model, lo, hidden, pe)
     ):
         pe -= 1  # a narrow net cannot afford a wide encoding: fewer frequencies, then re-fit the width
-        while params_of(model, lo + 1, hidden, pe) <= budget and lo < MAX_WIDTH:
+        while params_of(model, lo + 1, hidden, pe) <= budget and lo < widest:
             lo += 1
     if lo < MIN_WIDTH:
         # Too few bytes for the encoding: drop frequencies before giving up.

@@ -61,3 +61,11 @@ def estimate_seconds(cfg: EncodeConfig, image: np.ndarray) -> float:
     """Estimated training time of ``cfg`` on ``image``: its steps (training and sequential
     quantization together) at the measured seconds per step."""
     return cfg.train.steps * seconds_per_step(cfg, image)
+
+
+def estimate_encode_seconds(cfg: EncodeConfig, image: np.ndarray) -> float:
+    """:func:`estimate_seconds` of the encode ``cfg`` plans for ``image`` (``codec.rate.plan_encode``:
+    the network, the target and the pixel batches it will train with)."""
+    from codec.rate import plan_encode
+
+    return estimate_seconds(plan_encode(cfg, int(image.shape[1]), int(image.shape[0])).cfg, image)

@@ -153,10 +153,17 @@ class JobManager:
             raise QueueFull(queued, self.settings.max_queued_jobs, self.retry_after())
 
     def submit(
-        self, job_id: str, name: str, options: dict[str, Any], width: int, height: int, png: bytes
+        self,
+        job_id: str,
+        name: str,
+        options: dict[str, Any],
+        width: int,
+        height: int,
+        png: bytes,
+        plan: dict[str, Any] | None = None,
     ) -> dict:
         job = self.store.create_job(
-            job_id, name, options, width, height, png, self.settings.max_queued_jobs, self.retry_after()
+            job_id, name, options, width, height, png, self.settings.max_queued_jobs, self.retry_after(), plan
         )
         log.info("job queued", extra={"job": job_id, "width": width, "height": height})
         self._wake.set()

@@ -20,8 +20,8 @@ from codec.options import EncodeOption
 if TYPE_CHECKING:
     from server.settings import Settings
 
-SERVER_OWNED = ("device",)
-"""Options the server decides itself (``spinr serve --device``), never a job."""
+SERVER_OWNED = ("device", "max_memory")
+"""Options the server decides itself (``spinr serve --device``, ``--max-job-memory``), never a job."""
 FORM_OPTIONS = tuple(o for o in ENCODE_OPTIONS if o.name not in SERVER_OWNED)
 _FORM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "choice": str, "str": str}
 

@@ -9,9 +9,9 @@ from codec.budget import DEFAULT_BUDGET
 from codec.config import PRESETS
 from codec.device import DEVICE_CHOICES
 from codec.errors import ConfigError
+from codec.memory import default_limit
 from codec.model_options import MODEL_OPTIONS
 from server.access import LOOPBACK_HOSTS, check_token
-from server.memory import default_limit
 from server.options import job_options, server_options
 
 DEFAULT_CAPS: dict[str, float] = {"width": 1024, "depth": 64, "steps": 1_000_000}
@@ -40,7 +40,7 @@ class Settings:
     trains together as one batch of networks (``codec.batched``); 1 trains one job at a time. On a
     GPU a batch fills the device that one small fit leaves idle; memory grows with it."""
     max_job_memory: int = 0
-    """Bytes one training job may use (server.memory's estimate); a job over it trains on pixel
+    """Bytes one training job may use (codec.memory's estimate); a job over it trains on pixel
     batches when that fits, else is refused (422 naming the numbers). 0: half of this machine's
     memory (or its cgroup's limit) shared by the workers."""
     device: str = "auto"

@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     updated REAL NOT NULL,
     started REAL,
-    finished REAL
+    finished REAL,
+    plan TEXT,
+    estimated_seconds REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq);
 CREATE TABLE IF NOT EXISTS files (
@@ -68,11 +70,13 @@ EXPECTED_COLUMNS = {
     | {"step", "steps", "psnr", "error", "result", "created", "updated", "started", "finished"},
     "files": {"job_id", "kind", "sha256", "bytes"},
 }
+ADDED_COLUMNS = {"plan": "TEXT", "estimated_seconds": "REAL"}
+"""Columns added since the first schema: a database without them gets them when opened."""
 FILE_NAMES = {"original": "original.png", "bitstream": "bitstream.spnr"}
 RESTART_REASON = "server restarted during training"
 STOP_REASON = "server stopped during training"
 DB_NAME = "spinr.db"
-PROGRESS_FIELDS = ("progress", "stage", "stages", "step", "steps", "psnr")
+PROGRESS_FIELDS = ("progress", "stage", "stages", "step", "steps", "psnr", "estimated_seconds")
 
 
 class QueueFull(SpinrError):
@@ -140,6 +144,10 @@ class Store:
                     raise sqlite3.DatabaseError(
                         f"its {table} table lacks column(s) {', '.join(sorted(columns - have))}"
                     )
+                if table == "jobs":
+                    for name, kind in ADDED_COLUMNS.items():
+                        if name not in have:
+                            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
         except sqlite3.DatabaseError as exc:
             db.close()
             raise StoreError(
@@ -212,9 +220,11 @@ class Store:
         original_png: bytes,
         max_queued: int | None = None,
         retry_after: int = 10,
+        plan: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Record a queued job and its original image; QueueFull when ``max_queued`` are waiting."""
         now = time.time()
+        plan_text = None if plan is None else json.dumps(plan)
         with self._tx() as db:
             if max_queued is not None:
                 queued = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()[0]
@@ -222,9 +232,9 @@ class Store:
                     raise QueueFull(queued, max_queued, retry_after)
             self._write_file(db, job_id, "original", original_png)
             db.execute(
-                "INSERT INTO jobs (id, name, state, options, width, height, steps, created, updated)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (job_id, name, json.dumps(options), width, height, options.get("steps"), now, now),
+                "INSERT INTO jobs (id, name, state, options, width, height, steps, created, updated, plan)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, name, json.dumps(options), width, height, options.get("steps"), now, now, plan_text),
             )
         job = self.get_job(job_id)
         assert job is not None
@@ -349,4 +359,13 @@ def job_dict(row: sqlite3.Row) -> dict[str, Any]:
         "created": iso(row["created"]),
         "updated": iso(row["updated"]),
         "result": json.loads(row["result"]) if row["result"] else None,
+        "plan": _plan(row),
     }
+
+
+def _plan(row: sqlite3.Row) -> dict[str, Any] | None:
+    """The job's plan (server/plan.py) with the worker's training-time estimate (None until it starts)."""
+    if not row["plan"]:
+        return None
+    est = row["estimated_seconds"]
+    return {**json.loads(row["plan"]), "estimated_seconds": None if est is None else round(est, 1)}

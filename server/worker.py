@@ -111,6 +111,16 @@ def _progress_fn(job_id: str, events: Any) -> Any:
     return progress
 
 
+def _report_estimate(job_ids: list[str], cfg: EncodeConfig, image: Any, events: Any) -> None:
+    """Measure the training time of the job(s) on this worker's device before training (the same
+    estimate ``spinr encode`` prints; a batch of n trains at most n times as long as one)."""
+    from codec.timing import estimate_encode_seconds
+
+    seconds = len(job_ids) * estimate_encode_seconds(cfg, image)
+    for job_id in job_ids:
+        events.put(("progress", -1, job_id, {"estimated_seconds": seconds}))
+
+
 def _outcome(result: Any) -> tuple[dict[str, Any], bytes]:
     """What the server stores of an encode: its summary and the ``.spnr`` bytes."""
     summary = result.summary()
@@ -126,7 +136,9 @@ def _run_job(
     from codec.image import load_image
 
     cfg = encode_config(options, device)
-    result = encode_image(load_image(image_path), cfg, progress=_progress_fn(job_id, events), cancel=cancel)
+    image = load_image(image_path)
+    _report_estimate([job_id], cfg, image, events)
+    result = encode_image(image, cfg, progress=_progress_fn(job_id, events), cancel=cancel)
     return _outcome(result)
 
 
@@ -154,6 +166,7 @@ def _run_batch(index: int, task: Task, device: str, events: Any, cancels: list[A
     images = [load_image(path) for _, path, _ in task]
     tokens = [_SlotCancel(cancels[i], index, job_id, events) for i, (job_id, _, _) in enumerate(task)]
     progress = [_progress_fn(job_id, events) for job_id, _, _ in task]
+    _report_estimate([job_id for job_id, _, _ in task], cfgs[0], images[0], events)
     results = encode_images(images, cfgs, progress, tokens)
     for (job_id, _, _), token, result in zip(task, tokens, results, strict=True):
         if token.reported:

@@ -13,7 +13,8 @@ from _server import Server, png
 from PIL import Image
 
 from codec.config import apply_overrides, preset
-from server.memory import GIB, MIN_BATCH, JobTooLarge, estimate, fit_job
+from codec.memory import GIB, MIN_BATCH, MemoryTooLarge, estimate, fit_memory
+from server.plan import plan_job
 
 LIMIT_GIB = 0.5
 
@@ -41,10 +42,10 @@ def test_a_job_that_cannot_fit_is_refused_naming_the_numbers(server):
     detail = r.json()["detail"]
     # quick is a rate preset: the size model picks the width for the image and the default rate
     assert re.match(
-        r"this job needs 4000000 pixels x width \d+ x \d+ layers, every pixel per step: about ", detail
+        r"this encode needs 4000000 pixels x width \d+ x \d+ layers, every pixel per step: about ", detail
     )
-    assert "this server allows 0.50 GiB per job (spinr serve --max-job-memory)" in detail
-    assert "send a smaller image or choose a smaller width or depth" in detail
+    assert "the limit is 0.50 GiB (spinr serve --max-job-memory)" in detail
+    assert "use a smaller image, a smaller width or depth, or raise spinr serve --max-job-memory" in detail
     assert server.http.get("/api/jobs").json()["jobs"] == before  # nothing stored, nothing queued
     assert server.http.get("/api/config").json()["limits"]["max_job_memory"] == int(LIMIT_GIB * GIB)
 
@@ -54,6 +55,7 @@ def test_a_job_over_the_limit_trains_on_pixel_batches_when_they_fit(server, phot
     r = server.upload(png(big), preset="tiny", width=64, depth=4, steps=2)
     assert r.status_code == 202, r.text
     batch = r.json()["options"]["batch_pixels"]
+    assert f"training on {batch} pixels per step" in r.json()["plan"]["notes"][0]
     cfg = apply_overrides(preset("tiny"), {"width": 64, "depth": 4})
     assert estimate(cfg, 512 * 384).total > LIMIT_GIB * GIB  # over as asked, ...
     fitted = apply_overrides(cfg, {"batch_pixels": batch})
@@ -95,8 +97,20 @@ def test_the_estimate_is_an_upper_bound_of_the_measurements(model, width, depth,
     assert 0.4 <= ratio <= 1.0, ratio
 
 
-def test_fit_job_without_a_server():
+def test_plan_job_without_a_server():
     cfg = apply_overrides(preset("quick"), {})
-    assert fit_job(cfg, {"x": 1}, 64, 48, GIB) == {"x": 1}
-    with pytest.raises(JobTooLarge, match="holds at most about"):
-        fit_job(cfg, {}, 4000, 4000, GIB // 8)
+    options, plan = plan_job(cfg, {"x": 1}, 64, 48, GIB, None)
+    assert options == {"x": 1, "max_memory": 1.0} and plan["batch_pixels"] == 0 and plan["notes"] == []
+    with pytest.raises(MemoryTooLarge, match="holds at most about"):
+        plan_job(cfg, {}, 4000, 4000, GIB // 8, None)
+
+
+def test_fit_memory_batches_or_refuses():
+    cfg = apply_overrides(preset("tiny"), {"width": 64, "depth": 4})
+    pixels = 512 * 384
+    assert fit_memory(cfg, pixels, GIB * 64) is cfg  # fits: unchanged
+    fitted = fit_memory(cfg, pixels, GIB // 2)
+    assert MIN_BATCH <= fitted.train.batch_pixels < pixels
+    assert estimate(fitted, pixels).total <= GIB // 2 < estimate(cfg, pixels).total
+    with pytest.raises(MemoryTooLarge, match=r"the limit is 0\.01 GiB \(--max-memory\)"):
+        fit_memory(cfg, pixels, GIB // 100)

@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 from codec.errors import ConfigError, ImageError
 from codec.image import SUPPORTED_FORMATS, load_image, png_bytes
 from server.jobs import encode_config
-from server.memory import JobTooLarge, fit_job
 from server.options import JobForm, job_options
+from server.plan import plan_job
 from server.probe import probe_image
 from server.services import Job, ServicesDep
 from server.states import IllegalTransition
@@ -48,9 +48,12 @@ def create_job(
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None
     width, height = probe_image(data, settings.max_pixels)
-    try:  # before decoding: the header's size is enough to know whether the job fits
-        options = fit_job(encode_config(options, "cpu"), options, width, height, settings.job_memory)
-    except (JobTooLarge, ConfigError) as exc:
+    try:  # before decoding: the header's size is enough to plan the job and know whether it fits
+        cfg = encode_config(options, "cpu")
+        cap = settings.option_caps.get("width")
+        cap_width = None if cap is None else int(cap)
+        options, plan = plan_job(cfg, options, width, height, settings.job_memory, cap_width)
+    except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None
     try:
         rgb = load_image(data, settings.max_pixels)
@@ -59,7 +62,7 @@ def create_job(
     job_id = secrets.token_hex(8)
     h, w = rgb.shape[:2]
     job_name = name or Path(file.filename or "image").name
-    job = svc.manager.submit(job_id, job_name, options, w, h, png_bytes(rgb))
+    job = svc.manager.submit(job_id, job_name, options, w, h, png_bytes(rgb), plan)
     return JSONResponse(job, status_code=202, headers={"Location": f"/api/jobs/{job_id}"})
 
 

@@ -1,10 +1,11 @@
-"""How much memory a training job needs, and what the server does when it will not fit.
+"""How much memory an encode needs, and what it does when that will not fit its limit.
 
-A job's peak grows with pixels x width x layers: a 12 KB upload of a 2000x2000 image made a worker
-peak at 9 GB (issue 11, item 2). :func:`estimate` gives an upper estimate from the job's options
-before it is queued; :func:`fit_job` accepts it as it is, trains it on pixel batches
-(``batch_pixels``, which the training loop supports) when only the training step's activations are
-too many, or refuses it naming the numbers.
+An encode's peak grows with pixels x width x layers: a 12 KB upload of a 2000x2000 image made a worker
+peak at 9 GB (issue 11, item 2). :func:`estimate` gives an upper estimate from the planned config
+before anything trains; :func:`fit_memory` accepts it as it is, trains it on pixel batches
+(``batch_pixels``, which the training loops support) when only the training step's activations are
+too many, or refuses it naming the numbers. ``codec.rate.plan_encode`` applies it to every encode
+(``--max-memory``; the server's ``--max-job-memory``), so the CLI and the server plan alike.
 
 The model was measured on CPU (peak RSS over a warmed-up worker, 400x400 pixels, 2 steps; spinr
 32x4, 64x4, 32x8 and siren 32x4, 128x4, full batch and 4096-pixel batches): the measured peaks are
@@ -17,7 +18,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from codec.config import EncodeConfig
 from codec.errors import ConfigError
@@ -34,11 +34,7 @@ FULL_PER_PIXEL = 1100.0
 PARAM_BYTES = 32
 """Bytes per parameter: the weights, their gradient, Adam's two moments, the best-so-far copies."""
 MIN_BATCH = 4096
-"""Smallest pixel batch the server chooses by itself (a smaller one trains poorly)."""
-
-
-class JobTooLarge(ValueError):
-    """The job cannot fit in the server's memory per job; the message names the numbers."""
+"""Smallest pixel batch the planner chooses by itself (a smaller one trains poorly)."""
 
 
 @dataclass(frozen=True)
@@ -81,35 +77,42 @@ def estimate(cfg: EncodeConfig, pixels: int) -> Estimate:
     return Estimate(pixels, batch, width, hidden + 2, params)
 
 
-def fit_job(
-    cfg: EncodeConfig, options: dict[str, Any], width: int, height: int, limit: int
-) -> dict[str, Any]:
-    """The job's options, with ``batch_pixels`` added when batching makes it fit ``limit`` bytes;
-    JobTooLarge when nothing the server may choose does."""
-    from codec.rate import plan_encode
+class MemoryTooLarge(ConfigError):
+    """The encode cannot fit in its memory limit; the message names the numbers and what to change."""
 
-    cfg = plan_encode(cfg, width, height).cfg  # the network the size model picks under a rate target
-    est = estimate(cfg, width * height)
+
+def fit_memory(cfg: EncodeConfig, pixels: int, limit: int, limit_hint: str = "--max-memory") -> EncodeConfig:
+    """``cfg`` (its network planned) as it fits ``limit`` bytes: unchanged when it fits, with
+    ``train.batch_pixels`` set when batching the training step makes it fit, else MemoryTooLarge naming
+    the estimate, the limit (``limit_hint``: the option that sets it) and what would fit."""
+    est = estimate(cfg, pixels)
     if est.total <= limit:
-        return options
+        return cfg
     fixed = est.full_image + est.params * PARAM_BYTES
     per_batch_pixel = TRAIN_PER_UNIT * est.width * est.layers + TRAIN_PER_PIXEL
     batch = int((limit - fixed) // per_batch_pixel)
     chosen = cfg.train.batch_pixels > 0
     if not chosen and batch >= MIN_BATCH:
-        return {**options, "batch_pixels": batch}
-    budget = f"this server allows {limit / GIB:.2f} GiB per job (spinr serve --max-job-memory)"
+        return cfg.replace(**{"train.batch_pixels": batch})
+    budget = f"the limit is {limit / GIB:.2f} GiB ({limit_hint})"
     if chosen and batch >= 1:
-        raise JobTooLarge(f"this job needs {est.describe()}; {budget}: batch_pixels of at most {batch} fits")
+        raise MemoryTooLarge(
+            f"this encode needs {est.describe()}; {budget}: batch_pixels of at most {batch} fits"
+        )
     per_pixel = FULL_PER_UNIT * est.width * est.layers + FULL_PER_PIXEL
     fits = max(0, int((limit - est.params * PARAM_BYTES - MIN_BATCH * per_batch_pixel) // per_pixel))
-    raise JobTooLarge(
-        f"this job needs {est.describe()}; {budget}, which holds at most about {fits} pixels at this "
-        "width and depth: send a smaller image or choose a smaller width or depth"
+    raise MemoryTooLarge(
+        f"this encode needs {est.describe()}; {budget}, which holds at most about {fits} pixels at this "
+        f"width and depth: use a smaller image, a smaller width or depth, or raise {limit_hint}"
     )
 
 
-def default_limit(workers: int) -> int:
+def limit_bytes(cfg: EncodeConfig) -> int:
+    """The memory limit of ``cfg`` in bytes: ``train.max_memory`` GiB, or :func:`default_limit`."""
+    return int(cfg.train.max_memory * GIB) if cfg.train.max_memory > 0 else default_limit(1)
+
+
+def default_limit(workers: int = 1) -> int:
     """Half of this machine's memory (or its cgroup's limit) shared by the workers."""
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     try:
