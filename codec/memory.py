@@ -37,6 +37,11 @@ MIN_BATCH = 4096
 """Smallest pixel batch the planner chooses by itself (a smaller one trains poorly)."""
 
 
+def amount(n: float) -> str:
+    """Bytes in GiB, or in MiB under a tenth of a GiB."""
+    return f"{n / GIB:.2f} GiB" if n >= GIB / 10 else f"{n / 2**20:.1f} MiB"
+
+
 @dataclass(frozen=True)
 class Estimate:
     pixels: int
@@ -63,7 +68,7 @@ class Estimate:
         batch = "every pixel per step" if self.batch == self.pixels else f"{self.batch} pixels per step"
         return (
             f"{self.pixels} pixels x width {self.width} x {self.layers} layers, {batch}: about "
-            f"{self.total / GIB:.2f} GiB"
+            f"{amount(self.total)}"
         )
 
 
@@ -94,7 +99,7 @@ def fit_memory(cfg: EncodeConfig, pixels: int, limit: int, limit_hint: str = "--
     chosen = cfg.train.batch_pixels > 0
     if not chosen and batch >= MIN_BATCH:
         return cfg.replace(**{"train.batch_pixels": batch})
-    budget = f"the limit is {limit / GIB:.2f} GiB ({limit_hint})"
+    budget = f"the limit is {amount(limit)} ({limit_hint})"
     if chosen and batch >= 1:
         raise MemoryTooLarge(
             f"this encode needs {est.describe()}; {budget}: batch_pixels of at most {batch} fits"

@@ -18,7 +18,7 @@ from typing import Any
 from codec.config import DEFAULT_BPP, EncodeConfig
 from codec.errors import ConfigError
 from codec.memory import Estimate, estimate, fit_memory, limit_bytes
-from codec.sizemodel import HIDDEN, MODELS, Plan, plan, smallest_bytes
+from codec.sizemodel import HIDDEN, MODELS, Plan, params_of, plan, smallest_bytes
 
 WINDOW_LOW = 0.9
 """A rate-controlled file is at least this share of its target."""
@@ -66,7 +66,11 @@ class RatePlan:
             "width": m.width,
             "depth": m.hidden_layers,
             "pe_frequencies": int(m.options.get("pe_frequencies", 0)),
-            "params": self.memory.params if self.memory else None,
+            "params": params_of(
+                m.name, m.width or 0, m.hidden_layers or 0, int(m.options.get("pe_frequencies", 0))
+            )
+            if m.name in MODELS
+            else None,
             "target_bytes": t,
             "target_bpp": None if t is None else round(t * 8 / (width_px * height_px), 4),
             "steps": self.cfg.train.steps,

@@ -176,6 +176,10 @@ def test_upload_train_stream_matches_numpy(server: Server, browser: Any, tmp_pat
         job = server.job(image_id)
         assert job["state"] == "done" and job["options"]["width"] == ENCODE["width"], job
         assert page.eval_on_selector("#train-progress", "el => el.value") == 1
+        # The job view shows the plan and the worker's time estimate, as the API gives them.
+        plan = job["plan"]
+        assert plan["network"] in p.text("#train-plan"), (plan, p.text("#train-plan"))
+        assert f"estimated {plan['estimated_seconds']:.1f} s" in p.text("#train-plan")
 
         # The canvas holds the full decode, equal to numpy's within rounding (WebGL2 or JS).
         ref, bs = reference_rgb(server, image_id)

@@ -112,5 +112,5 @@ def test_fit_memory_batches_or_refuses():
     fitted = fit_memory(cfg, pixels, GIB // 2)
     assert MIN_BATCH <= fitted.train.batch_pixels < pixels
     assert estimate(fitted, pixels).total <= GIB // 2 < estimate(cfg, pixels).total
-    with pytest.raises(MemoryTooLarge, match=r"the limit is 0\.01 GiB \(--max-memory\)"):
+    with pytest.raises(MemoryTooLarge, match=r"the limit is 10\.2 MiB \(--max-memory\)"):
         fit_memory(cfg, pixels, GIB // 100)

@@ -27,6 +27,7 @@ export const ui = {
   trainLabel: $("train-label"),
   trainProgress: $("train-progress"),
   trainDetail: $("train-detail"),
+  trainPlan: $("train-plan"),
   library: $("library"),
   libraryRefresh: $("library-refresh"),
   libraryLoad: $("library-load"),

@@ -11,6 +11,23 @@ const POLL_FIRST_MS = 150;
 const POLL_GROWTH = 1.4;
 const POLL_MAX_MS = 2000;
 
+/**
+ * The job's plan as the server decided it (docs/API.md, "Plan"): the network, the target, the
+ * training-time estimate the worker measured on its device (once it starts) and what was changed.
+ * @param {object} job
+ */
+export function planText(job) {
+  const plan = job.plan;
+  if (!plan) return "";
+  const parts = [plan.network];
+  if (plan.target_bytes) parts.push(`target ${formatBytes(plan.target_bytes)} (${plan.target_bpp} bpp)`);
+  if (plan.batch_pixels) parts.push(`${plan.batch_pixels} pixels per step`);
+  parts.push(
+    typeof plan.estimated_seconds === "number" ? `estimated ${plan.estimated_seconds.toFixed(1)} s` : "estimate when it starts",
+  );
+  return [parts.join(" · "), ...(plan.notes || [])].join(". ");
+}
+
 /** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -32,6 +49,7 @@ export async function waitForTraining(job, gen) {
     if (job.steps) parts.push(`step ${job.step}/${job.steps}`);
     parts.push(`PSNR ${formatPsnr(job.psnr)}`);
     ui.trainDetail.textContent = parts.join(" · ");
+    ui.trainPlan.textContent = planText(job);
     wait = p !== lastProgress ? POLL_FIRST_MS : Math.min(POLL_MAX_MS, wait * POLL_GROWTH);
     lastProgress = p;
     await sleep(wait);
@@ -44,6 +62,7 @@ export async function waitForTraining(job, gen) {
     throw new Error(`Image ${job.id} (${job.name}) has no bitstream: its job is ${job.state}${job.error ? ` — ${job.error}` : ""}.`);
   }
   ui.trainProgress.value = 1;
+  ui.trainPlan.textContent = planText(job);
   ui.trainLabel.textContent = `Trained ${job.name}`;
   ui.trainDetail.textContent = job.result
     ? `${formatBytes(job.result.bytes)} · ${job.result.bpp.toFixed(3)} bpp · PSNR ${formatPsnr(job.result.psnr)} · ${job.result.seconds ? job.result.seconds.toFixed(1) + " s" : ""}`
