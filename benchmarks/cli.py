@@ -11,8 +11,8 @@
   against SIREN in the same run: PSNR, every prefix, lost neurons, fit time (``benchmarks/recipes.py``).
 - ``train``: the training loop against COIN's and spinr's plain loops, each fast-path option, torch
   threads, and batched fitting against sequential fits (``benchmarks/train_bench.py``).
-- ``format``: what format v2 costs on the demo image at several ``--bits-list`` (bytes, PSNR, header and
-  packet overhead, the entropy checksum's cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes
+- ``format``: what format v2 costs on the demo image, fixed-network presets at several ``--bits-list``,
+  rate presets at their default rate (bytes, PSNR, header and packet overhead, the entropy checksum's cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes
   (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
 - ``rate``: rate-controlled encodes at ``--bpp-list`` on ``--dataset`` photographs shrunk to
   ``--rate-size``, beside the classical codecs at the same bytes (``benchmarks/rate_sweep.py``).
@@ -166,8 +166,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, default=16, help="spinr-recipes: weight bits (16 is float-like)")
     p.add_argument("--trials", type=int, default=4, help="spinr-recipes: random draws per lost-neuron count")
     p.add_argument("--workers", type=int, default=1, help="spinr-recipes: parallel fit processes")
-    p.add_argument("--bits-list", default="6,7,8", help="format: comma-separated --bits values")
-    p.add_argument("--presets", default="quick,paper", help="format: comma-separated presets")
+    p.add_argument(
+        "--bits-list", default="6,7,8", help="format: comma-separated --bits values (fixed-network presets)"
+    )
+    p.add_argument(
+        "--presets",
+        default="quick,paper",
+        help="format: comma-separated presets (a rate preset: one row at its default rate)",
+    )
     p.add_argument("--bpp-list", default="0.5,1,2,4", help="rate: comma-separated targets in bpp")
     p.add_argument("--rate-size", default="96x64", help="rate: images shrunk to WxH")
     p.add_argument("--model", default="spinr", help="rate: siren or spinr")

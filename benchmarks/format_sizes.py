@@ -1,7 +1,9 @@
 """``spinr bench format``: what format v2 costs, measured on the demo image (docs/FORMAT.md, "Sizes").
 
-For each preset and ``--bits`` the 128 x 128 astronaut is encoded with the real encoder and the stream
-is taken apart: total bytes and bpp, PSNR, the header packet, the bytes every unit packet spends outside
+The 128 x 128 astronaut is encoded with the real encoder: a fixed-network preset (``paper``, ``tiny``)
+once per ``--bits``; a rate preset (``quick``, ``standard``, ``thorough``: the size model's network,
+quantized to a byte target, where ``--bits`` does nothing) once, at its default rate (``bits`` null,
+``target_bytes`` given). Each stream is taken apart: total bytes and bpp, PSNR, the header packet, the bytes every unit packet spends outside
 its payload, what the entropy coder's own checksum would add per packet (and how many single-bit flips
 behind a valid CRC it alone would catch), and what JPEG, WebP, JPEG 2000 and AVIF reach at the same bytes.
 """
@@ -14,7 +16,14 @@ from typing import Any
 import numpy as np
 
 DEMO_PRESETS = ("quick", "paper")
-"""``paper`` is what ``spinr demo`` encodes (SPINR 64 x 16, 2000 steps); ``quick`` the server's default."""
+"""``quick`` is the server's default (a rate preset); ``paper`` the study's fixed SPINR 64 x 16."""
+
+
+def settings(name: str, bits: list[int]) -> list[int | None]:
+    """The ``--bits`` values a preset is encoded at: each for a fixed network, none (its rate) otherwise."""
+    from codec.config import preset
+
+    return list(bits) if preset(name).model.width is not None else [None]
 
 
 def ladder_bytes(header: Any) -> int:
@@ -69,8 +78,10 @@ def bench_format(bits: list[int], presets: tuple[str, ...], device: str) -> dict
     image = np.ascontiguousarray(data.astronaut()[::4, ::4])
     rows = []
     for name in presets:
-        for b in bits:
-            cfg = preset(name).replace(**{"quant.bits": b, "train.device": device})
+        for b in settings(name, bits):
+            cfg = preset(name).replace(**{"train.device": device})
+            if b is not None:
+                cfg = cfg.replace(**{"quant.bits": b})
             t = time.perf_counter()
             r = encode_image(image, cfg)
             packets = r.bitstream.packets()
@@ -86,6 +97,8 @@ def bench_format(bits: list[int], presets: tuple[str, ...], device: str) -> dict
                 {
                     "preset": name,
                     "bits": b,
+                    "target_bytes": r.target_bytes,
+                    "network": r.bitstream.header.arch,
                     "bytes": r.bytes,
                     "bpp": round(r.bpp, 4),
                     "psnr": round(r.psnr, 3),

@@ -51,6 +51,15 @@ def test_decode_bench_measures_the_tiled_decoder_against_the_matmul_rate(tmp_pat
     assert report["torch_forward_s"] > 0
 
 
+def test_format_bench_rows_mean_what_they_say() -> None:
+    from benchmarks.format_sizes import settings
+
+    # --bits applies to a fixed network; a rate preset (the size model's network, quantized to a
+    # byte target) is one row at its default rate.
+    assert settings("tiny", [6, 8]) == settings("paper", [6, 8]) == [6, 8]
+    assert settings("quick", [6, 8]) == settings("standard", [6, 8]) == [None]
+
+
 def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, capsys) -> None:
     argv = [
         "bench",
@@ -67,7 +76,11 @@ def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, 
     assert main(argv) == 0
     capsys.readouterr()
     rows = json.loads((tmp_path / "bench.json").read_text())["format"]["rows"]
-    assert [(r["preset"], r["bits"]) for r in rows] == [("tiny", 4), ("tiny", 8)]
+    assert [(r["preset"], r["bits"], r["target_bytes"]) for r in rows] == [
+        ("tiny", 4, None),
+        ("tiny", 8, None),
+    ]
+    assert all(r["network"]["width"] == 16 for r in rows)
     assert rows[0]["bytes"] < rows[1]["bytes"] and rows[0]["bpp"] == round(rows[0]["bytes"] * 8 / 128**2, 4)
     for r in rows:
         assert (

@@ -15,6 +15,7 @@ from codec.config import ENCODE_OPTIONS
 from codec.decoder import ProgressiveDecoder
 from codec.image import SUPPORTED_FORMATS
 from codec.model_options import MODEL_OPTIONS
+from server.options import SERVER_OWNED
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ OPTION_KEYS = {"name", "type", "min", "max", "min_exclusive", "max_exclusive", "
 def test_api_config_lists_every_option_and_every_presets_value(server):
     cfg = server.http.get("/api/config").json()
     names = [o["name"] for o in cfg["options"]]
-    assert names == [o.name for o in ENCODE_OPTIONS if o.name != "device"]  # the server owns the device
+    assert names == [o.name for o in ENCODE_OPTIONS if o.name not in SERVER_OWNED]  # device, memory
     for entry in cfg["options"]:
         assert set(entry) == OPTION_KEYS | {"models", "group"}, entry
         assert entry["type"] in ("int", "float", "bool", "choice") and entry["group"] in (

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_server_narrows_the_codecs_table_and_adds_nothing():
     table = {o.name: o for o in server_options(Settings())}
     codec = {o.name: o for o in ENCODE_OPTIONS}
-    assert set(table) == set(codec) - {"device"}
+    assert set(table) == set(codec) - {"device", "max_memory"}  # the server owns both (SERVER_OWNED)
     assert (table["width"].max, table["depth"].max, table["steps"].max) == (1024, 64, 1_000_000)
     assert table["model"].choices == codec["model"].choices and table["bits"] == codec["bits"]  # every model
     wide = {o.name: o for o in server_options(Settings(option_caps={}, models=("spinr", "fourier")))}
