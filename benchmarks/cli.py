@@ -12,10 +12,13 @@
 - ``train``: the training loop against COIN's and spinr's plain loops, each fast-path option, torch
   threads, and batched fitting against sequential fits (``benchmarks/train_bench.py``).
 - ``format``: what format v2 costs on the demo image, fixed-network presets at several ``--bits-list``,
-  rate presets at their default rate (bytes, PSNR, header and packet overhead, the entropy checksum's cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes
-  (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
-- ``rate``: rate-controlled encodes at ``--bpp-list`` on ``--dataset`` photographs shrunk to
-  ``--rate-size``, beside the classical codecs at the same bytes (``benchmarks/rate_sweep.py``).
+  rate presets at their default rate (bytes, PSNR, header and packet overhead, the entropy checksum's
+  cost) beside JPEG, WebP, JPEG 2000 and AVIF at the same bytes (``benchmarks/format_sizes.py``;
+  docs/FORMAT.md, "Sizes").
+- ``rate``: rate-controlled encodes (and, with ``--default``, untargeted ones) at ``--bpp-list`` on
+  ``--dataset`` photographs shrunk to each ``--rate-size``, beside the classical codecs at the same
+  bytes, and whether every file met its target's window and every default one stayed under raw RGB
+  (``benchmarks/rate_sweep.py``).
 - ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
   ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS
   (``benchmarks/load.py``); also written to ``load.json``.
@@ -175,7 +178,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="format: comma-separated presets (a rate preset: one row at its default rate)",
     )
     p.add_argument("--bpp-list", default="0.5,1,2,4", help="rate: comma-separated targets in bpp")
-    p.add_argument("--rate-size", default="96x64", help="rate: images shrunk to WxH")
+    p.add_argument(
+        "--rate-size", default="96x64", help="rate: images shrunk to WxH (comma-separated: several)"
+    )
+    p.add_argument(
+        "--default",
+        action="store_true",
+        help="rate: also encode every image with no target (the default rate): is it under raw RGB?",
+    )
     p.add_argument("--model", default="spinr", help="rate: siren or spinr")
     p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
     p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
@@ -281,9 +291,10 @@ def run(args: argparse.Namespace) -> int:
         from benchmarks.rate_sweep import bench_rate, load_images
         from codec.decoder import parse_size
 
-        images = load_images(args.dataset, args.images, parse_size(args.rate_size))
+        sizes = [parse_size(x) for x in args.rate_size.split(",")]
+        images = [im for size in sizes for im in load_images(args.dataset, args.images, size)]
         bpps = [float(x) for x in args.bpp_list.split(",")]
-        report["rate"] = bench_rate(images, bpps, args.model, args.steps, args.device)
+        report["rate"] = bench_rate(images, bpps, args.model, args.steps, args.device, args.default)
     if "load" in which:
         from benchmarks.load import bench_load
 

@@ -51,6 +51,39 @@ def test_decode_bench_measures_the_tiled_decoder_against_the_matmul_rate(tmp_pat
     assert report["torch_forward_s"] > 0
 
 
+def test_rate_bench_checks_the_window_and_the_default_against_raw_rgb(
+    tmp_path: Path, capsys, photo_crop
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo_crop).save(folder / "a.png")
+    argv = ["bench", "rate", "--dataset", str(folder), "--images", "1", "--rate-size", "48x32,64x48"]
+    argv += ["--bpp-list", "4,0.1", "--steps", "12", "--default", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "bench.json").read_text())["rate"]
+    assert report["sizes"] == ["48x32", "64x48"]
+    rows = report["rows"]
+    assert [(r["size"], r["target_bpp"]) for r in rows] == [
+        (size, bpp) for size in ("48x32", "64x48") for bpp in (4.0, 0.1, None)
+    ]
+    for r in rows:
+        if r["target_bpp"] == 0.1:  # 19-38 bytes: under the smallest stream, refused by name
+            assert "too small" in r["error"] and "bytes" not in r
+        elif r["target_bpp"] is None:
+            assert r["target_bytes"] >= 1 and r["bytes"] <= r["target_bytes"] and r["under_raw"] is True
+        else:
+            assert r["target_bytes"] == int(4 * r["raw_bytes"] / 24)
+            assert r["in_window"] == (0.9 <= r["bytes"] / r["target_bytes"] <= 1.0)
+    c = report["checks"]
+    assert c["targeted"] == 2 and c["defaults"] == 2 and len(c["refused"]) == 2
+    targeted = [r for r in rows if r["target_bpp"] == 4.0]
+    assert c["in_window"] == sum(r["in_window"] for r in targeted) and c["defaults_under_raw"] == 2
+    assert [e["size"] for e in report["summary"]] == ["48x32", "64x48"]
+
+
 def test_format_bench_rows_mean_what_they_say() -> None:
     from benchmarks.format_sizes import settings
 
