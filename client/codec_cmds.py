@@ -99,6 +99,7 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
 def add_option_flag(group: Any, opt: EncodeOption, text: str) -> None:
     """The flag of one option of the table, defaulting to None (not given): ``--no-NAME`` too for
     a bool, the choices as its metavar for a choice."""
+    text = text.replace("%", "%%")  # argparse formats help with %: "at least 90 %" must stay text
     if opt.kind == "bool":
         group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
     else:

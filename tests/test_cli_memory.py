@@ -86,3 +86,12 @@ def test_an_impossible_memory_cap_is_refused_naming_the_numbers(
     assert re.search(r"batch_pixels of at most \d+ fits", capsys.readouterr().err)
     assert main(["encode", str(image), "-o", str(out), *TINY, "-q", "--max-memory", "-1"]) != 0
     assert "--max-memory: max_memory -1.0 is out of range: allowed 0 <= max_memory" in capsys.readouterr().err
+
+
+def test_encode_help_lists_max_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    # Help texts with a literal % ("at least 90 %") once crashed argparse's help formatter.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["encode", "--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal's width
+    assert "--max-memory MAX_MEMORY memory the encode may use, in GiB" in out and "at least 90 %)" in out
