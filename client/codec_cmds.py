@@ -131,6 +131,7 @@ def config_from_args(args: argparse.Namespace) -> EncodeConfig:
 def announce(cfg: EncodeConfig, image: Any, quiet: bool) -> EncodeConfig:
     """Plan the encode (network, target), estimate its training time on the device and say both on
     stderr; returns the planned config (the encode then runs exactly that)."""
+    from codec.device import resolve_device
     from codec.rate import plan_encode
     from codec.timing import estimate_seconds
 
@@ -139,9 +140,11 @@ def announce(cfg: EncodeConfig, image: Any, quiet: bool) -> EncodeConfig:
     if not quiet:
         target = "" if rate.target_bytes is None else f" ({rate.target_bytes * 8 / (w * h):.3g} bpp)"
         seconds = estimate_seconds(rate.cfg, image)
+        device = resolve_device(rate.cfg.train.device)
+        notes = "".join(f"; {n}" for n in rate.notes)
         print(
-            f"{w}x{h}: {rate.describe()}{target}; {rate.cfg.train.steps} steps on {rate.cfg.train.device},"
-            f" estimated {seconds:.0f} s",
+            f"{w}x{h}: {rate.describe(notes=False)}{target}; {rate.cfg.train.steps} steps on {device},"
+            f" estimated {seconds:.0f} s{notes}",
             file=sys.stderr,
         )
     return rate.cfg

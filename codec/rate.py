@@ -48,14 +48,14 @@ class RatePlan:
             f", positional encoding L={pe}" if pe else ""
         )
 
-    def describe(self) -> str:
+    def describe(self, notes: bool = True) -> str:
         net = self.network()
         if self.target_bytes is None:
             text = f"{net}, quantized at {self.cfg.quant.bits} bits"
         else:
             how = " (size model)" if self.sized is not None else ""
             text = f"{net}{how}, target {self.target_bytes} bytes"
-        return "; ".join([text, *self.notes])
+        return "; ".join([text, *(self.notes if notes else [])])
 
     def to_json(self, width_px: int, height_px: int) -> dict[str, Any]:
         """The plan as the server's job shows it (docs/API.md, "Plan")."""
