@@ -108,3 +108,24 @@ def test_an_old_database_gets_the_plan_columns(tmp_path):
         assert s.get_job(job["id"])["plan"]["estimated_seconds"] == 2.3
     finally:
         s.close()
+
+
+def test_plan_encode_caps_the_size_models_width() -> None:
+    from codec.config import apply_overrides, preset
+    from codec.errors import ConfigError
+    from codec.rate import plan_encode
+
+    cfg = apply_overrides(preset("quick"), {"bpp": 8})
+    free = plan_encode(cfg, 64, 48)
+    assert free.cfg.model.width == 25 and free.uncapped_width is None and free.notes == []
+    assert plan_encode(cfg, 64, 48, max_width=25).cfg.model.width == 25  # a cap that does not bind
+    capped = plan_encode(cfg, 64, 48, max_width=10)
+    m = capped.cfg.model
+    assert m.width == 10 and capped.uncapped_width == 25 and capped.target_bytes == free.target_bytes
+    # The widest network of at most 10 within the budget, its encoding re-chosen for that width.
+    assert params_of("spinr", 10, 3, m.options["pe_frequencies"]) <= params_of(
+        "spinr", 25, 3, free.cfg.model.options["pe_frequencies"]
+    )
+    assert "width capped at 10 (the size model chose 25 for the target)" in capped.describe()
+    with pytest.raises(ConfigError, match="the width cap 2 is below the size model's narrowest network"):
+        plan_encode(cfg, 64, 48, max_width=2)
