@@ -48,6 +48,15 @@ class RatePlan:
             f", positional encoding L={pe}" if pe else ""
         )
 
+    def params(self) -> int | None:
+        """Parameters of the network, for the networks the size model counts (SIREN; SPINR with a
+        head per stage); None for the others."""
+        m = self.cfg.model
+        if m.name not in MODELS or m.options.get("head", "per_stage") != "per_stage":
+            return None
+        pe = int(m.options.get("pe_frequencies", 0))
+        return params_of(m.name, m.width or 0, m.hidden_layers or 0, pe)
+
     def describe(self, notes: bool = True) -> str:
         net = self.network()
         if self.target_bytes is None:
@@ -66,11 +75,7 @@ class RatePlan:
             "width": m.width,
             "depth": m.hidden_layers,
             "pe_frequencies": int(m.options.get("pe_frequencies", 0)),
-            "params": params_of(
-                m.name, m.width or 0, m.hidden_layers or 0, int(m.options.get("pe_frequencies", 0))
-            )
-            if m.name in MODELS
-            else None,
+            "params": self.params(),
             "target_bytes": t,
             "target_bpp": None if t is None else round(t * 8 / (width_px * height_px), 4),
             "steps": self.cfg.train.steps,

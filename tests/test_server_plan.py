@@ -84,6 +84,8 @@ def test_a_fixed_network_has_a_plan_too(server, photo_crop):
     plan = r.json()["plan"]
     assert plan["network"] == "spinr 16 wide x 2 hidden" and plan["target_bytes"] is None
     assert plan["target_bpp"] is None and plan["notes"] == []
+    done = server.wait_state(r.json()["id"], ("done", "failed"), timeout=120)
+    assert done["state"] == "done" and done["result"]["params"] == plan["params"], (done, plan)
     # A fixed width over the cap is refused by the option's range, naming it.
     r = server.upload(png(photo_crop), preset="tiny", width=CAP + 1, steps=5)
     assert (
