@@ -1,4 +1,4 @@
-"""Training memory per job (issue 11 item 2): a job that cannot fit is trained on pixel batches when
+"""Training memory per job (issue 11 item 2, codec/memory.py through server/plan.py): a job that cannot fit is trained on pixel batches when
 that fits, else refused before anything is decoded or queued, naming the numbers. Real server, real
 SQLite; the estimate's constants against the measurements they came from."""
 
@@ -76,7 +76,7 @@ def test_a_job_that_fits_is_left_alone(server, photo_crop):
 
 @pytest.mark.parametrize(
     ("model", "width", "depth", "batch", "measured_mb"),
-    [  # peak RSS over a warmed-up process, 400x400 pixels, 2 steps (server/memory.py's calibration)
+    [  # peak RSS over a warmed-up process, 400x400 pixels, 2 steps (codec/memory.py's calibration)
         ("spinr", 32, 4, 0, 542),
         ("spinr", 64, 4, 0, 676),
         ("spinr", 32, 8, 0, 815),
