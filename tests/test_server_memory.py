@@ -1,6 +1,7 @@
-"""Training memory per job (issue 11 item 2, codec/memory.py through server/plan.py): a job that cannot fit is trained on pixel batches when
-that fits, else refused before anything is decoded or queued, naming the numbers. Real server, real
-SQLite; the estimate's constants against the measurements they came from."""
+"""Training memory per job (issue 11 item 2; codec/memory.py through server/plan.py): a job that
+cannot fit is trained on pixel batches when that fits, else refused before anything is decoded or
+queued, naming the numbers. Real server, real SQLite; the estimate's constants against the
+measurements they came from."""
 
 from __future__ import annotations
 
