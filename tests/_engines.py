@@ -1,0 +1,43 @@
+"""The training engines the job-lifecycle tests run against: the embedded process pool, and Ray on a
+real local cluster (2 CPUs, no dashboard, a small object store) that this test session starts once
+and stops at its end. A test takes the ``engine`` fixture and passes its flags to ``spinr serve``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+ENGINES = ["process", pytest.param("ray", marks=pytest.mark.ray)]
+RAY_OBJECT_STORE = 80 * 1024 * 1024
+"""Bytes of the test cluster's object store (Ray's minimum is 75 MiB; the tasks pass file paths)."""
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster on 127.0.0.1 with 2 CPUs; yields its address (``host:port``) for
+    ``spinr serve --ray-address``. This process is its driver: the cluster stops with the session."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (make setup installs it)")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=RAY_OBJECT_STORE,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> list[str]:
+    """``spinr serve`` flags selecting the engine under test."""
+    if request.param == "process":
+        return ["--engine", "process"]
+    address = request.getfixturevalue("ray_cluster")
+    return ["--engine", "ray", "--ray-address", address]
