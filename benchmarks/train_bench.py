@@ -11,7 +11,7 @@ the same run (docs/SPINR.md, "Speed").
 - ``batched``: K small SIRENs (different images and seeds, one size) fitted as one batch against the
   same K fitted one after another (fast loop and plain loop).
 - ``server``: a real ``spinr serve`` finishing K queued same-size jobs with ``--batch 1`` and with
-  ``--batch K``.
+  ``--batch K``, on the embedded process pool and on Ray (``--engine ray``, a local cluster).
 """
 
 from __future__ import annotations
@@ -258,9 +258,23 @@ def bench_batched(
     }
 
 
-def bench_server(k: int, steps: int) -> dict[str, Any]:
+SERVER_ENGINES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("process pool, --batch 1 (reference)", ("--batch", "1")),
+    ("process pool, --batch K", ("--batch", "K")),
+    ("ray, --batch 1", ("--engine", "ray", "--batch", "1")),
+    ("ray, --batch K", ("--engine", "ray", "--batch", "K")),
+)
+"""The server configurations ``server`` compares (one worker each; Ray on a private local cluster
+the server starts, whose start is timed apart: ``start_seconds``)."""
+
+
+def bench_server(
+    k: int, steps: int, engines: tuple[str, ...] = ("process", "ray"), ray_address: str | None = None
+) -> dict[str, Any]:
     """A real server (one worker, the tiny preset) finishing ``k`` jobs of one size, uploaded at once:
-    one job at a time (``--batch 1``) against batches (``--batch k``)."""
+    one job at a time (``--batch 1``) against batches (``--batch k``), on each of ``engines``: the
+    embedded process pool, Ray (when installed; on ``ray_address``, else a cluster of its own)."""
+    import importlib.util
     import tempfile
 
     import httpx
@@ -269,11 +283,22 @@ def bench_server(k: int, steps: int) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     first: Timed | None = None
-    for batch in (1, k):
+    configs = [c for c in SERVER_ENGINES if ("ray" if "ray" in c[1] else "process") in engines]
+    if "ray" in engines and importlib.util.find_spec("ray") is None:
+        print(
+            "[bench train] server: Ray is not installed (spinr[ray]); its rows are left out", file=sys.stderr
+        )
+        configs = [c for c in configs if "ray" not in c[1]]
+    for label, flags in configs:
+        extra = tuple(str(k) if f == "K" else f for f in flags)
+        if "ray" in extra and ray_address:
+            extra += ("--ray-address", ray_address)
         with tempfile.TemporaryDirectory(prefix="spinr-bench-") as tmp:
-            server = LocalServer(Path(tmp) / "data", extra=("--batch", str(batch), "--max-queued", str(k)))
+            server = LocalServer(Path(tmp) / "data", extra=(*extra, "--max-queued", str(k)))
             try:
-                server.start()
+                t0 = time.perf_counter()
+                server.start(timeout=300.0)
+                start_seconds = time.perf_counter() - t0
                 with httpx.Client(base_url=server.url, timeout=30) as http:
                     start = time.perf_counter()
                     ids = []
@@ -287,9 +312,11 @@ def bench_server(k: int, steps: int) -> dict[str, Any]:
             finally:
                 server.stop()
         psnr = float(np.mean([j["result"]["psnr"] for j in jobs]))
-        label = f"--batch {batch}" + (" (reference)" if batch == 1 else "")
+        label = label.replace("K", str(k))
         first = first or (label, seconds, math.nan, psnr)
-        rows.append(_row(label, seconds, None, k * steps, psnr, first))
+        rows.append(
+            {**_row(label, seconds, None, k * steps, psnr, first), "start_seconds": round(start_seconds, 2)}
+        )
     return {"jobs": k, "image": [32, 32], "preset": "tiny", "steps": steps, "workers": 1, "rows": rows}
 
 
@@ -316,6 +343,8 @@ def bench_train(
     compile_: bool,
     repeats: int,
     sections: Callable[[str], bool] = lambda _: True,
+    server_engines: list[str] | tuple[str, ...] = ("process", "ray"),
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Every section ``sections`` admits, each variant timed best of ``repeats``; the SIRENs are the
     issue's small net (32 x 4)."""
@@ -341,5 +370,5 @@ def bench_train(
         report["batched"] = bench_batched(images, 32, 4, steps, device, k, repeats)
     if sections("server"):
         print("[bench train] server", file=sys.stderr)
-        report["server"] = bench_server(k, steps)
+        report["server"] = bench_server(k, steps, tuple(server_engines), ray_address)
     return report

@@ -23,8 +23,8 @@ def import_ray() -> Any:
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> Any:
-    """Join the Ray cluster at ``address`` (``host:port`` of its head, ``ray://host:10001`` for Ray
-    Client, or ``auto``), or start a private local one when it is None: never an unrelated cluster
+    """Join the Ray cluster at ``address`` (``host:port`` of its head, or ``auto``: this machine's;
+    a Ray driver runs on a node of its cluster), or start a private local one when it is None: never an unrelated cluster
     that happens to run on this machine. Idempotent; returns the ``ray`` module.
 
     Ray's workers inherit ``OMP_NUM_THREADS=1`` unless it is set: torch in every worker starts at one
@@ -46,7 +46,13 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
     return ray
 
 
-def cluster_gpus() -> float:
-    """GPUs the joined cluster has in all (0 without any)."""
-    ray = import_ray()
-    return float(ray.cluster_resources().get("GPU", 0.0))
+def gpu_share(requested: float | None, device: str, sharers: int) -> float:
+    """Ray's ``num_gpus`` for each worker or fit: ``requested`` when given, else none on a CPU device
+    or a cluster without GPUs, else the cluster's GPUs shared equally by ``sharers`` (a small fit
+    leaves most of a GPU idle: several share one). Ray counts fractions in steps of 0.0001."""
+    if requested is not None:
+        return requested
+    if device == "cpu":
+        return 0.0
+    gpus = float(import_ray().cluster_resources().get("GPU", 0.0))
+    return round(min(1.0, gpus / max(1, sharers)), 4) if gpus > 0 else 0.0

@@ -98,8 +98,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--ray-address",
         default=os.environ.get("SPINR_RAY_ADDRESS") or None,
         metavar="ADDR",
-        help="with --engine ray: the cluster's head, host:port (ray://host:10001 for Ray Client); default "
-        "$SPINR_RAY_ADDRESS, else a private local cluster",
+        help="with --engine ray: the cluster's head, host:port, or auto (this machine's cluster; the "
+        "server runs on a node of it); default $SPINR_RAY_ADDRESS, else a private local cluster",
     )
     p.add_argument(
         "--ray-gpus",

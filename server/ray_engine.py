@@ -16,11 +16,12 @@ as the embedded workers exit when their parent disappears.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from typing import Any
 
-from codec.distributed import cluster_gpus, connect
+from codec.distributed import connect, gpu_share
 from server.engine import Event, WorkerHandle
 from server.settings import Settings
 from server.worker import Task, prepare, run_task
@@ -79,10 +80,11 @@ class RayWorker:
 
 
 def _reason(exc: BaseException) -> str:
-    """A dead actor's error in one line, without Ray's multi-line explanation."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    detail = next((line for line in lines if "exit detail" in line.lower()), lines[0] if lines else "")
-    return f"Ray worker died ({type(exc).__name__}: {detail[:200]})"
+    """A dead actor's error in one line: Ray's exit detail, without its list of common causes."""
+    text = " ".join(str(exc).split())
+    m = re.search(r"exit detail: (.*?)(?: Some common causes.*)?$", text, re.IGNORECASE)
+    detail = m.group(1) if m else text
+    return f"Ray worker died ({type(exc).__name__}: {detail[:160]})"
 
 
 class _Actor:
@@ -143,7 +145,7 @@ class RayEngine:
         self.settings = settings
         self.ray = connect(settings.ray_address)
         self.cpus = settings.ray_cpus
-        self.gpus = gpu_share(settings, cluster_gpus())
+        self.gpus = gpu_share(settings.ray_gpus, settings.device, settings.workers)
         self.remote_class = self.ray.remote(RayWorker).options(
             num_cpus=self.cpus,
             num_gpus=self.gpus,
@@ -189,14 +191,3 @@ class RayEngine:
             if h.dead is None:
                 h.terminate()
         self.handles = []
-
-
-def gpu_share(settings: Settings, gpus: float) -> float:
-    """Ray's ``num_gpus`` for each worker: ``Settings.ray_gpus`` when set, else none on a CPU device
-    or a cluster without GPUs, else the cluster's GPUs shared equally by the workers (a small fit
-    leaves most of a GPU idle: several share one)."""
-    if settings.ray_gpus is not None:
-        return settings.ray_gpus
-    if settings.device == "cpu" or gpus <= 0:
-        return 0.0
-    return round(min(1.0, gpus / settings.workers), 4)

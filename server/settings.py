@@ -46,8 +46,8 @@ class Settings:
     """Where the workers train: ``process`` (worker processes on this machine, nothing to install) or
     ``ray`` (actors on a Ray cluster, ``spinr[ray]``; server.engine). Jobs live the same either way."""
     ray_address: str | None = None
-    """The Ray cluster to join with ``engine="ray"``: its head's ``host:port`` (``ray://host:10001``
-    for Ray Client); None starts a private local cluster."""
+    """The Ray cluster to join with ``engine="ray"``: its head's ``host:port`` (the server runs on a
+    node of it), or ``auto`` for the cluster of this machine; None starts a private local cluster."""
     ray_cpus: int = 1
     """CPUs Ray reserves for each worker; also its torch threads."""
     ray_gpus: float | None = None

@@ -34,9 +34,10 @@ def ray_cluster() -> Iterator[str]:
         ray.shutdown()
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(scope="module", params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> list[str]:
-    """``spinr serve`` flags selecting the engine under test."""
+    """``spinr serve`` flags selecting the engine under test (module-scoped: a module's server is
+    started once per engine)."""
     if request.param == "process":
         return ["--engine", "process"]
     address = request.getfixturevalue("ray_cluster")
