@@ -117,7 +117,8 @@ class _Actor:
         if self.dead is None:
             self.dead = "Ray worker terminated by the server"
         self.drain_ref = None
-        self.engine.ray.kill(self.actor, no_restart=True)
+        with contextlib.suppress(Exception):  # already gone
+            self.engine.ray.kill(self.actor, no_restart=True)
 
     def shutdown(self) -> None:
         pass  # join() waits for the task, collects the last reports and ends the actor
@@ -149,7 +150,7 @@ class RayEngine:
         self.remote_class = self.ray.remote(RayWorker).options(
             num_cpus=self.cpus,
             num_gpus=self.gpus,
-            max_concurrency=3,  # training, cancel, drain
+            max_concurrency=4,  # training, cancel, the long-poll drain and the last one at a stop
             max_restarts=0,  # the job manager replaces a dead worker itself, failing its jobs first
         )
         self.handles: list[_Actor] = []
