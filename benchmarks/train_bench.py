@@ -21,7 +21,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -258,81 +257,6 @@ def bench_batched(
     }
 
 
-SERVER_ENGINES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("process pool, --batch 1", ("--batch", "1")),
-    ("process pool, --batch K", ("--batch", "K")),
-    ("ray, --batch 1", ("--engine", "ray", "--batch", "1")),
-    ("ray, --batch K", ("--engine", "ray", "--batch", "K")),
-)
-"""The server configurations ``server`` compares, the first one run the reference (one worker each;
-Ray on a private local cluster the server starts, whose start is timed apart: ``start_seconds``)."""
-
-
-def bench_server(
-    k: int, steps: int, engines: tuple[str, ...] = ("process", "ray"), ray_address: str | None = None
-) -> dict[str, Any]:
-    """A real server (one worker, the tiny preset) finishing ``k`` jobs of one size, uploaded at once:
-    one job at a time (``--batch 1``) against batches (``--batch k``), on each of ``engines``: the
-    embedded process pool, Ray (when installed; on ``ray_address``, else a cluster of its own)."""
-    import importlib.util
-    import tempfile
-
-    import httpx
-
-    from benchmarks.load import LocalServer, small_image
-
-    rows: list[dict[str, Any]] = []
-    first: Timed | None = None
-    configs = [c for c in SERVER_ENGINES if ("ray" if "ray" in c[1] else "process") in engines]
-    if "ray" in engines and importlib.util.find_spec("ray") is None:
-        print(
-            "[bench train] server: Ray is not installed (spinr[ray]); its rows are left out", file=sys.stderr
-        )
-        configs = [c for c in configs if "ray" not in c[1]]
-    for label, flags in configs:
-        extra = tuple(str(k) if f == "K" else f for f in flags)
-        if "ray" in extra and ray_address:
-            extra += ("--ray-address", ray_address)
-        with tempfile.TemporaryDirectory(prefix="spinr-bench-") as tmp:
-            server = LocalServer(Path(tmp) / "data", extra=(*extra, "--max-queued", str(k)))
-            try:
-                t0 = time.perf_counter()
-                server.start(timeout=300.0)
-                start_seconds = time.perf_counter() - t0
-                with httpx.Client(base_url=server.url, timeout=30) as http:
-                    start = time.perf_counter()
-                    ids = []
-                    for seed in range(k):
-                        files = {"file": ("bench.png", small_image(), "image/png")}
-                        r = http.post("/api/jobs", files=files, data={"steps": str(steps), "seed": str(seed)})
-                        r.raise_for_status()
-                        ids.append(r.json()["id"])
-                    jobs = _wait_all(http, ids)
-                    seconds = time.perf_counter() - start
-            finally:
-                server.stop()
-        psnr = float(np.mean([j["result"]["psnr"] for j in jobs]))
-        label = label.replace("K", str(k)) + (" (reference)" if first is None else "")
-        first = first or (label, seconds, math.nan, psnr)
-        rows.append(
-            {**_row(label, seconds, None, k * steps, psnr, first), "start_seconds": round(start_seconds, 2)}
-        )
-    return {"jobs": k, "image": [32, 32], "preset": "tiny", "steps": steps, "workers": 1, "rows": rows}
-
-
-def _wait_all(http: Any, ids: list[str], timeout: float = 1800.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = [http.get(f"/api/jobs/{i}").json() for i in ids]
-        bad = [j for j in jobs if j["state"] in ("failed", "cancelled")]
-        if bad:
-            raise RuntimeError(f"bench job {bad[0]['id']} {bad[0]['state']}: {bad[0]['error']}")
-        if all(j["state"] == "done" for j in jobs):
-            return jobs
-        time.sleep(0.1)
-    raise RuntimeError(f"the server's jobs did not finish within {timeout:g} s")
-
-
 def bench_train(
     images: list[np.ndarray],
     spinr_width: int,
@@ -370,5 +294,7 @@ def bench_train(
         report["batched"] = bench_batched(images, 32, 4, steps, device, k, repeats)
     if sections("server"):
         print("[bench train] server", file=sys.stderr)
-        report["server"] = bench_server(k, steps, tuple(server_engines), ray_address)
+        from benchmarks.server_bench import bench_server
+
+        report["server"] = bench_server(k, steps, tuple(server_engines), ray_address, repeats)
     return report
