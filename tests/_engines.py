@@ -16,8 +16,11 @@ RAY_OBJECT_STORE = 80 * 1024 * 1024
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
-    """A local Ray cluster on 127.0.0.1 with 2 CPUs; yields its address (``host:port``) for
-    ``spinr serve --ray-address``. This process is its driver: the cluster stops with the session."""
+    """A local Ray cluster with 2 CPUs; yields its address (``host:port``) for ``spinr serve
+    --ray-address``. This process is its driver: the cluster stops with the session. Ray names this
+    machine by its own address, never loopback (``services.resolve_ip_for_localhost``); the cluster
+    requires Ray's token (generated for local clusters since Ray 2.59), which the servers this
+    session starts read from the same home folder."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (make setup installs it)")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     ray.init(
@@ -26,7 +29,6 @@ def ray_cluster() -> Iterator[str]:
         include_dashboard=False,
         object_store_memory=RAY_OBJECT_STORE,
         log_to_driver=False,
-        _node_ip_address="127.0.0.1",
     )
     try:
         yield ray.get_runtime_context().gcs_address
