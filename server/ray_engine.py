@@ -192,3 +192,6 @@ class RayEngine:
             if h.dead is None:
                 h.terminate()
         self.handles = []
+        # Leave the cluster now (a private one stops with us) rather than from an exit handler.
+        # Ray's driver answers SIGTERM with exit status 15 (its own handler), not death by signal.
+        self.ray.shutdown()
