@@ -110,3 +110,20 @@ def test_the_server_bench_times_ray_one_job_at_a_time_and_in_batches(
     assert rows[0]["speedup"] == 1.0
     assert all(r["seconds"] > 0 and r["speedup"] > 0 and 0 < r["psnr"] < 60 for r in rows)
     assert all(r["start_seconds"] > 0 for r in rows)
+
+
+@pytest.mark.ray
+def test_an_experiment_pool_on_ray_cancels_what_its_time_budget_leaves(
+    tmp_path: Path, ray_cluster: str
+) -> None:
+    import time
+
+    from experiments.pool import JobPool
+
+    pool = JobPool(
+        quiet=True, budget=3.0, spill=tmp_path, engine="ray", ray_address=ray_cluster, device="cpu"
+    )
+    start = time.perf_counter()
+    out = pool.map(time.sleep, [600.0, 600.0], "budget")
+    assert time.perf_counter() - start < 120  # cancelled (ray.cancel), not waited for
+    assert out == [None, None] and not (tmp_path / "budget.partial.jsonl").exists()  # none finished
