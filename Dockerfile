@@ -1,6 +1,6 @@
 # spinr: one image for the server, the netsim proxy and the command-line client: every package of the
-# project and every extra (`.[all]`: train, server, client, experiments), so each `spinr` command works
-# in it. CPU by default: constraints.txt pins the CPU torch wheel. For NVIDIA GPUs see
+# project and every extra (`.[all]`: train, server, client, experiments; and `ray`, for the compose
+# profile whose server trains on a Ray cluster), so each `spinr` command works in it. CPU by default: constraints.txt pins the CPU torch wheel. For NVIDIA GPUs see
 # docker-compose.gpu.yml (it builds with TORCH_INDEX=https://download.pytorch.org/whl/cu124).
 # tests/test_compose.py checks that what the services import is copied here and that the extras
 # installed bring what they need.
@@ -21,7 +21,7 @@ COPY experiments ./experiments
 COPY benchmarks ./benchmarks
 COPY server ./server
 COPY client ./client
-RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt ".[all]" \
+RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt ".[all,ray]" \
     && mkdir -p /app/samples \
     && python -c "from skimage import data; from PIL import Image; Image.fromarray(data.astronaut()[::4, ::4]).save('/app/samples/astronaut.png')" \
     && useradd --create-home --uid 1000 spinr \

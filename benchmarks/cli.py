@@ -199,6 +199,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=10, help="train: fits in the batch")
     p.add_argument("--compile", action="store_true", help="train: time torch.compile too (slow to compile)")
     p.add_argument(
+        "--server-engines",
+        default="process,ray",
+        help="train: the server section's engines, comma-separated (default process,ray; ray rows need "
+        "spinr[ray] and are left out without it)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="train: the server section's Ray cluster, host:port (default: each Ray server starts its own)",
+    )
+    p.add_argument(
         "--sections",
         default=",".join(TRAIN_SECTIONS),
         help=f"train: comma-separated sections to run (default: all of {', '.join(TRAIN_SECTIONS)})",
@@ -257,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
 
         sections = [x.strip() for x in args.sections.split(",") if x.strip()]
         bad = sorted(set(sections) - set(TRAIN_SECTIONS))
+        engines = [x.strip() for x in args.server_engines.split(",") if x.strip()]
+        bad += sorted(f"--server-engines {e}" for e in set(engines) - {"process", "ray"})
         if (
             bad
             or not 1 <= args.k <= 256
@@ -280,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
             args.compile,
             args.repeats,
             lambda name: name in sections,
+            engines,
+            args.ray_address,
         )
         (out / "train.json").write_text(json.dumps(report["train"], indent=2))
     if "format" in which:

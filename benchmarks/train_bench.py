@@ -11,7 +11,7 @@ the same run (docs/SPINR.md, "Speed").
 - ``batched``: K small SIRENs (different images and seeds, one size) fitted as one batch against the
   same K fitted one after another (fast loop and plain loop).
 - ``server``: a real ``spinr serve`` finishing K queued same-size jobs with ``--batch 1`` and with
-  ``--batch K``.
+  ``--batch K``, on the embedded process pool and on Ray (``--engine ray``, a local cluster).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -258,54 +257,6 @@ def bench_batched(
     }
 
 
-def bench_server(k: int, steps: int) -> dict[str, Any]:
-    """A real server (one worker, the tiny preset) finishing ``k`` jobs of one size, uploaded at once:
-    one job at a time (``--batch 1``) against batches (``--batch k``)."""
-    import tempfile
-
-    import httpx
-
-    from benchmarks.load import LocalServer, small_image
-
-    rows: list[dict[str, Any]] = []
-    first: Timed | None = None
-    for batch in (1, k):
-        with tempfile.TemporaryDirectory(prefix="spinr-bench-") as tmp:
-            server = LocalServer(Path(tmp) / "data", extra=("--batch", str(batch), "--max-queued", str(k)))
-            try:
-                server.start()
-                with httpx.Client(base_url=server.url, timeout=30) as http:
-                    start = time.perf_counter()
-                    ids = []
-                    for seed in range(k):
-                        files = {"file": ("bench.png", small_image(), "image/png")}
-                        r = http.post("/api/jobs", files=files, data={"steps": str(steps), "seed": str(seed)})
-                        r.raise_for_status()
-                        ids.append(r.json()["id"])
-                    jobs = _wait_all(http, ids)
-                    seconds = time.perf_counter() - start
-            finally:
-                server.stop()
-        psnr = float(np.mean([j["result"]["psnr"] for j in jobs]))
-        label = f"--batch {batch}" + (" (reference)" if batch == 1 else "")
-        first = first or (label, seconds, math.nan, psnr)
-        rows.append(_row(label, seconds, None, k * steps, psnr, first))
-    return {"jobs": k, "image": [32, 32], "preset": "tiny", "steps": steps, "workers": 1, "rows": rows}
-
-
-def _wait_all(http: Any, ids: list[str], timeout: float = 1800.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = [http.get(f"/api/jobs/{i}").json() for i in ids]
-        bad = [j for j in jobs if j["state"] in ("failed", "cancelled")]
-        if bad:
-            raise RuntimeError(f"bench job {bad[0]['id']} {bad[0]['state']}: {bad[0]['error']}")
-        if all(j["state"] == "done" for j in jobs):
-            return jobs
-        time.sleep(0.1)
-    raise RuntimeError(f"the server's jobs did not finish within {timeout:g} s")
-
-
 def bench_train(
     images: list[np.ndarray],
     spinr_width: int,
@@ -316,6 +267,8 @@ def bench_train(
     compile_: bool,
     repeats: int,
     sections: Callable[[str], bool] = lambda _: True,
+    server_engines: list[str] | tuple[str, ...] = ("process", "ray"),
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Every section ``sections`` admits, each variant timed best of ``repeats``; the SIRENs are the
     issue's small net (32 x 4)."""
@@ -341,5 +294,7 @@ def bench_train(
         report["batched"] = bench_batched(images, 32, 4, steps, device, k, repeats)
     if sections("server"):
         print("[bench train] server", file=sys.stderr)
-        report["server"] = bench_server(k, steps)
+        from benchmarks.server_bench import bench_server
+
+        report["server"] = bench_server(k, steps, tuple(server_engines), ray_address, repeats)
     return report

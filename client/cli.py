@@ -49,6 +49,7 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
     "server": frozenset({"torch", "tqdm", "fastapi", "pydantic", "starlette", "uvicorn", "multipart", "websockets", "httpx"}),
     "client": frozenset({"websockets", "httpx", "tqdm"}),
     "experiments": frozenset({"torch", "tqdm", "matplotlib", "skimage", "pytorch_msssim"}),
+    "ray": frozenset({"ray"}),  # --engine ray of serve and experiment, imported only then
 }  # fmt: skip
 """The top-level modules each extra of pyproject.toml brings (tests/test_extras.py keeps them in step),
 so a missing module names the extra to install: the command's own when it brings it, else the first

@@ -9,6 +9,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -96,6 +97,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " the workers; never more than that share)",
     )
     parser.add_argument(
+        "--engine",
+        choices=("process", "ray"),
+        default="process",
+        help="where fits run: process (this process, or --workers processes) or ray (tasks of a Ray "
+        "cluster, each --threads CPUs and a GPU share; needs spinr[ray])",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("SPINR_RAY_ADDRESS") or None,
+        metavar="ADDR",
+        help="with --engine ray: the cluster's head host:port (default $SPINR_RAY_ADDRESS, else a private "
+        "local cluster)",
+    )
+    parser.add_argument(
+        "--ray-gpus",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="with --engine ray: GPUs each fit reserves (default: the cluster's GPUs shared by --workers "
+        "fits; none on --device cpu)",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the training step (pays off over many fits of one shape; docs/SPINR.md)",
@@ -125,7 +148,10 @@ def _clean(x: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     from codec.device import resolve_device
 
-    resolve_device(args.device)  # fail early, naming the flag, when CUDA is asked for and absent
+    if args.engine != "ray":  # on Ray, the cluster's workers resolve the device
+        resolve_device(args.device)  # fail early, naming the flag, when CUDA is asked for and absent
+    elif args.ray_gpus is not None and not 0 <= args.ray_gpus <= 1:
+        raise ConfigError(f"--ray-gpus {args.ray_gpus} is out of range: allowed a share 0..1")
     for flag, value, low in (
         ("--batch", args.batch, 1),
         ("--threads", args.threads, 0),

@@ -89,11 +89,20 @@ class JobPool:
     threads: int = 0
     """Torch threads per worker (0: ``OMP_NUM_THREADS`` when set, else the cores shared equally; never
     more than that share: ``codec.threads``)."""
+    engine: str = "process"
+    """``process``: this process or spawned worker processes; ``ray``: tasks of a Ray cluster
+    (experiments.ray_pool, ``spinr[ray]``), ``workers`` fits sharing each GPU."""
+    ray_address: str | None = None
+    """The Ray cluster with ``engine="ray"`` (None: a private local one)."""
+    ray_gpus: float | None = None
+    """GPUs each Ray fit reserves (None: the cluster's GPUs shared by ``workers`` fits, none on CPU)."""
+    device: str = "auto"
+    """The fits' device (``--device``): ``cpu`` reserves no GPU on Ray."""
 
     @classmethod
     def from_args(cls, args: Any, spill: Path | None = None) -> JobPool:
         """The pool the ``spinr experiment`` flags describe (``--workers``, ``--json``, ``--time-budget``,
-        ``--batch``, ``--threads``)."""
+        ``--batch``, ``--threads``, ``--engine``, ``--ray-address``, ``--ray-gpus``, ``--device``)."""
         return cls(
             getattr(args, "workers", 1),
             bool(getattr(args, "json", False)),
@@ -101,6 +110,10 @@ class JobPool:
             spill,
             getattr(args, "batch", 1),
             getattr(args, "threads", 0),
+            getattr(args, "engine", "process"),
+            getattr(args, "ray_address", None),
+            getattr(args, "ray_gpus", None),
+            getattr(args, "device", "auto"),
         )
 
     def _spill(self, label: str, result: Any) -> None:
@@ -138,6 +151,10 @@ class JobPool:
         seeds of one fit shape run together instead)."""
         budget = self.budget if budget is None else budget
         groups = self.groups(jobs)
+        if self.engine == "ray":
+            from experiments.ray_pool import map_ray
+
+            return map_ray(self, fn, jobs, groups, label, budget)
         if self.workers <= 1 or len(groups) <= 1:
             return self._map_here(fn, jobs, groups, label, budget)
         return self._map_workers(fn, jobs, groups, label, budget)

@@ -10,7 +10,7 @@ from codec.budget import parse_limit
 from codec.config import PRESETS
 from codec.errors import ConfigError
 from server.access import LOOPBACK_HOSTS
-from server.settings import Settings
+from server.settings import ENGINES, Settings
 
 WS_MAX_MESSAGE = 64 * 1024
 """Largest WebSocket message a client may send (a start message is a few hundred bytes)."""
@@ -86,6 +86,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.batch,
         help="queued jobs of one shape (image size, options but the seed) a worker trains together"
         f" as one batch (default {d.batch}: one at a time)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=d.engine,
+        help="where training workers run: process (worker processes here, the default) or ray (actors "
+        "on a Ray cluster; needs spinr[ray])",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=os.environ.get("SPINR_RAY_ADDRESS") or None,
+        metavar="ADDR",
+        help="with --engine ray: the cluster's head, host:port, or auto (this machine's cluster; the "
+        "server runs on a node of it); default $SPINR_RAY_ADDRESS, else a private local cluster",
+    )
+    p.add_argument(
+        "--ray-gpus",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="with --engine ray: GPUs Ray reserves for each worker (0.25: four share one GPU; default: "
+        "the cluster's GPUs shared by the workers, none on --device cpu)",
+    )
+    p.add_argument(
+        "--ray-cpus",
+        type=int,
+        default=d.ray_cpus,
+        help=f"with --engine ray: CPUs (and torch threads) of each worker (default {d.ray_cpus})",
     )
     p.add_argument(
         "--max-job-memory",
@@ -192,6 +220,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_stream_datagrams=args.max_stream_datagrams,
         workers=args.workers,
         batch=args.batch,
+        engine=args.engine,
+        ray_address=args.ray_address if args.engine == "ray" else None,
+        ray_cpus=args.ray_cpus,
+        ray_gpus=args.ray_gpus,
         max_job_memory=args.max_job_memory,
         device=args.device,
         preset=args.preset,
@@ -224,7 +256,12 @@ def run(args: argparse.Namespace) -> int:
     from server.ws_protocol import WebSocketProtocol
 
     settings = settings_from_args(args)
-    _check_device(settings.device)
+    if settings.engine == "ray":
+        from codec.distributed import connect
+
+        connect(settings.ray_address)  # a missing extra or an unreachable cluster: one line, before listening
+    else:
+        _check_device(settings.device)  # on Ray, the cluster's workers resolve the device
     if args.web_dir is not None and not args.web_dir.is_dir():
         raise ConfigError(f"--web-dir {str(args.web_dir)!r} is not a folder")
     # Held until uvicorn returns: a second server on this folder is refused (one line naming our PID),

@@ -1,14 +1,16 @@
-"""The job queue: training runs in worker processes, never on the event loop.
+"""The job queue: training runs in workers, never on the event loop.
 
-Each worker is a long-lived process of the ``spawn`` context (torch is imported once per worker, not
-once per job; ``server.worker``) with its own task queue and a cancel ``Event`` per slot; all workers
-report on one shared event queue. A dispatcher thread in the server process owns every state change:
-it hands queued jobs to idle workers (with ``Settings.batch`` > 1, up to that many queued jobs of one
-shape at once, trained as one batch), writes progress to the store, stores results, notices a worker
-that died (its jobs fail with the exit code, a new worker takes its place) and a worker that ignores
-a cancel request.
+Each worker is long-lived (torch is imported once per worker, not once per job; ``server.worker``)
+and trains one task at a time, with a cancel per slot; where it runs is the engine's business
+(``server.engine``: worker processes on this machine, or actors on a Ray cluster), and every
+engine's workers report on one event stream. A dispatcher thread in the server process owns every
+state change: it hands queued jobs to idle workers (with ``Settings.batch`` > 1, up to that many
+queued jobs of one shape at once, trained as one batch), writes progress to the store, stores
+results, notices a worker that died (its jobs fail with the reason, a new worker takes its place)
+and a worker that ignores a cancel request. Job state, cancels, progress, worker death and restart
+recovery therefore behave the same on every engine.
 Workers never touch the database, so a worker outliving a killed server changes nothing; they also
-exit on their own when their parent process disappears.
+exit on their own when their parent process (the Ray driver, for actors) disappears.
 """
 
 from __future__ import annotations
@@ -17,18 +19,16 @@ import contextlib
 import dataclasses
 import logging
 import math
-import multiprocessing as mp
-import os
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.engine import Engine, WorkerHandle, make_engine
 from server.settings import Settings
 from server.states import IllegalTransition, JobState
 from server.store import STOP_REASON, QueueFull, Store
-from server.worker import Task, encode_config, worker_main
+from server.worker import Task, encode_config
 
 __all__ = ["CANCEL_GRACE", "JobManager", "Worker", "encode_config"]
 
@@ -42,10 +42,8 @@ CANCEL_GRACE = 30.0
 @dataclass
 class Worker:
     index: int
-    process: Any
-    tasks: Any
-    cancels: list[Any]
-    """One cancel event per slot of a task (``Settings.batch`` slots)."""
+    handle: WorkerHandle
+    """The engine's worker (a process, a Ray actor)."""
     jobs: list[str] = field(default_factory=list)
     """The jobs it is training (in slot order); empty when idle."""
     ready: bool = False
@@ -58,7 +56,7 @@ class Worker:
         """Ask it to stop ``job_id``; False when it is not training it."""
         if job_id not in self.jobs:
             return False
-        self.cancels[self.jobs.index(job_id)].set()
+        self.handle.cancel(self.jobs.index(job_id))
         self.cancel_sent = time.monotonic()
         return True
 
@@ -72,8 +70,7 @@ class JobManager:
     """The device the workers resolved (``cpu``, ``cuda``...), once one has started."""
 
     def __post_init__(self) -> None:
-        self._ctx = mp.get_context("spawn")
-        self._events: Any = self._ctx.Queue()
+        self.engine: Engine | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,6 +86,7 @@ class JobManager:
             )
         for job_id in recovered["requeued"]:
             log.info("job requeued after restart", extra={"job": job_id})
+        self.engine = make_engine(self.settings)
         for i in range(self.settings.workers):
             self.workers.append(self._spawn(i))
         self._thread = threading.Thread(target=self._loop, name="spinr-dispatcher", daemon=True)
@@ -96,25 +94,10 @@ class JobManager:
         return recovered
 
     def _spawn(self, index: int) -> Worker:
-        tasks = self._ctx.Queue()
-        cancels = [self._ctx.Event() for _ in range(self.settings.batch)]
-        proc = self._ctx.Process(
-            target=worker_main,
-            args=(
-                index,
-                tasks,
-                self._events,
-                cancels,
-                self.settings.device,
-                os.getpid(),
-                self.settings.workers,
-            ),
-            name=f"spinr-worker-{index}",
-            daemon=True,
-        )
-        proc.start()
-        log.info("worker started", extra={"worker": index, "pid": proc.pid})
-        return Worker(index, proc, tasks, cancels)
+        assert self.engine is not None
+        handle = self.engine.spawn(index)
+        log.info("worker started", extra={"worker": index, "engine": self.engine.name})
+        return Worker(index, handle)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -124,18 +107,17 @@ class JobManager:
         for w in self.workers:
             for job_id in list(w.jobs):
                 w.cancel(job_id)
-            if w.process.is_alive():
-                w.tasks.put(None)
+            w.handle.shutdown()
         deadline = time.monotonic() + timeout
         for w in self.workers:
-            w.process.join(max(0.0, deadline - time.monotonic()))
-            if w.process.is_alive():
-                w.process.terminate()
-                w.process.join(1.0)
+            if not w.handle.join(max(0.0, deadline - time.monotonic())):
+                w.handle.terminate()
         try:
             self._drain(0.2)  # results that arrived while stopping still count
         except Exception:
             log.exception("could not read the last worker reports")
+        if self.engine is not None:
+            self.engine.close()
         # Jobs still marked running were interrupted by the shutdown: same policy as a crash.
         for job_id in self.store.ids_in_state(JobState.RUNNING):
             self._transition(job_id, JobState.FAILED, error=STOP_REASON)
@@ -196,16 +178,10 @@ class JobManager:
             self._wake.clear()
 
     def _drain(self, timeout: float) -> None:
-        try:
-            event = self._events.get(timeout=timeout)
-        except queue.Empty:
+        if self.engine is None:
             return
-        while True:
+        for event in self.engine.events(timeout):
             self._handle(*event)
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                return
 
     def _worker(self, index: int, job_id: str | None) -> Worker | None:
         if index >= 0:
@@ -263,18 +239,17 @@ class JobManager:
     def _check_workers(self) -> None:
         for i, w in enumerate(self.workers):
             stuck = w.cancel_sent is not None and time.monotonic() - w.cancel_sent > CANCEL_GRACE
-            if w.process.is_alive() and not stuck:
+            if w.handle.alive() and not stuck:
                 continue
             if stuck:
                 log.warning("worker ignored cancel; terminating", extra={"worker": i, "jobs": w.jobs})
-                w.process.terminate()
-                w.process.join(2.0)
+                w.handle.terminate()
             elif self._stop.is_set():
                 continue
+            death = w.handle.death()
             for job_id in w.jobs:
-                reason = f"worker process died (exit code {w.process.exitcode}) while training"
-                self._transition(job_id, JobState.FAILED, error=reason)
-                log.error("worker died", extra={"worker": i, "job": job_id, "exitcode": w.process.exitcode})
+                self._transition(job_id, JobState.FAILED, error=f"{death} while training")
+                log.error("worker died", extra={"worker": i, "job": job_id, "reason": death})
             if not w.ready and not w.jobs:
                 self._start_failures += 1
                 if self._start_failures > 3:
@@ -282,7 +257,7 @@ class JobManager:
             self.workers[i] = self._spawn(i)
 
     def _dispatch(self) -> None:
-        idle = [w for w in self.workers if w.ready and not w.jobs and w.process.is_alive()]
+        idle = [w for w in self.workers if w.ready and not w.jobs and w.handle.alive()]
         queued = self.store.ids_in_state(JobState.QUEUED) if idle else []
         while idle and queued:
             group = self._group(queued)
@@ -294,13 +269,13 @@ class JobManager:
                         job = self.store.transition(job_id, JobState.RUNNING, progress=0.0)
                     except IllegalTransition:
                         continue  # cancelled in between
-                    w.cancels[len(task)].clear()
                     w.jobs.append(job_id)
                     task.append((job_id, str(self.store.file_path(job_id, "original")), job["options"]))
+                if task:  # inside the lock: a cancel of these jobs reaches the task, not the one before
+                    w.handle.submit(task)
             if not task:
                 idle.insert(0, w)
                 continue
-            w.tasks.put(task)
             log.info("job started", extra={"jobs": [t[0] for t in task], "worker": w.index})
 
     def _group(self, queued: list[str]) -> list[str]:

@@ -14,6 +14,9 @@ from codec.model_options import MODEL_OPTIONS
 from server.access import LOOPBACK_HOSTS, check_token
 from server.options import job_options, server_options
 
+ENGINES = ("process", "ray")
+"""Where training workers run (``Settings.engine``, ``spinr serve --engine``; server.engine)."""
+
 DEFAULT_CAPS: dict[str, float] = {"width": 1024, "depth": 64, "steps": 1_000_000}
 """The default ``Settings.option_caps``: a 1024-wide, 64-deep SIREN has 67 M parameters (1 GB with
 Adam's state), a million steps of it hours on a GPU; the codec's own ranges go further."""
@@ -39,6 +42,17 @@ class Settings:
     """Queued jobs of one shape (same image size, options that differ only in the seed) a worker
     trains together as one batch of networks (``codec.batched``); 1 trains one job at a time. On a
     GPU a batch fills the device that one small fit leaves idle; memory grows with it."""
+    engine: str = "process"
+    """Where the workers train: ``process`` (worker processes on this machine, nothing to install) or
+    ``ray`` (actors on a Ray cluster, ``spinr[ray]``; server.engine). Jobs live the same either way."""
+    ray_address: str | None = None
+    """The Ray cluster to join with ``engine="ray"``: its head's ``host:port`` (the server runs on a
+    node of it), or ``auto`` for the cluster of this machine; None starts a private local cluster."""
+    ray_cpus: int = 1
+    """CPUs Ray reserves for each worker; also its torch threads."""
+    ray_gpus: float | None = None
+    """GPUs Ray reserves for each worker (Ray's ``num_gpus``; 0.25: four workers share one GPU);
+    None: none on ``device="cpu"`` or a cluster without GPUs, else its GPUs shared by the workers."""
     max_job_memory: int = 0
     """Bytes one training job may use (codec.memory's estimate); a job over it trains on pixel
     batches when that fits, else is refused (422 naming the numbers). 0: half of this machine's
@@ -103,6 +117,15 @@ class Settings:
             raise ConfigError(f"workers {self.workers} is out of range: allowed 1..64")
         if not 1 <= self.batch <= 64:
             raise ConfigError(f"batch {self.batch} is out of range: allowed 1..64")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if self.engine != "ray" and (self.ray_address or self.ray_gpus is not None):
+            raise ConfigError("ray_address and ray_gpus need engine 'ray' (--engine ray)")
+        if not 1 <= self.ray_cpus <= 256:
+            raise ConfigError(f"ray_cpus {self.ray_cpus} is out of range: allowed 1..256")
+        g = self.ray_gpus
+        if g is not None and not (0 <= g <= 1 or (g == int(g) and g <= 64)):
+            raise ConfigError(f"ray_gpus {g} is out of range: allowed a share 0..1 or whole GPUs up to 64")
         if self.device.split(":", 1)[0] not in DEVICE_CHOICES:
             raise ConfigError(f"device {self.device!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
         if self.preset not in PRESETS:

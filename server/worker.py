@@ -38,6 +38,17 @@ def _watch_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
+def prepare(device: str, workers: int, threads: int = 0) -> dict[str, Any]:
+    """Import torch, size its threads (``threads`` when given, never more than the share of the cores
+    of one of ``workers``: workers x threads never exceed the cores, docs/SPINR.md "Speed") and
+    resolve the device: the payload of a worker's ``ready`` report."""
+    from codec.device import resolve_device
+    from codec.threads import size_torch_threads
+
+    n = size_torch_threads(workers, threads)
+    return {"device": str(resolve_device(device)), "threads": n, "pid": os.getpid()}
+
+
 def worker_main(
     index: int, tasks: Any, events: Any, cancels: list[Any], device: str, parent: int, workers: int = 1
 ) -> None:
@@ -45,33 +56,35 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
-        from codec.device import resolve_device
-        from codec.threads import size_torch_threads
-
-        # workers x threads never exceed the cores (docs/SPINR.md, "Speed")
-        threads = size_torch_threads(workers)
-        resolved = str(resolve_device(device))
+        ready = prepare(device, workers)
     except Exception as exc:
         events.put(("fatal", index, None, str(exc)))
         return
-    events.put(("ready", index, None, {"device": resolved, "threads": threads}))
+    events.put(("ready", index, None, ready))
     while True:
         task = tasks.get()
         if task is None:
             return
-        if len(task) == 1:
-            job_id, image_path, options = task[0]
-            try:
-                result = _run_job(job_id, image_path, options, device, events, cancels[0])
-                events.put(("done", index, job_id, result))
-            except BaseException as exc:  # noqa: BLE001 - everything is reported, the worker lives on
+        run_task(index, task, device, events, cancels)
+
+
+def run_task(index: int, task: Task, device: str, events: Any, cancels: list[Any]) -> None:
+    """Train one task (one job, or a batch), reporting each job's progress and end on ``events``
+    (anything with ``put``); ``cancels[slot].is_set()`` asks the job in that slot to stop. Every
+    error is reported as its job's failure: the worker lives on."""
+    if len(task) == 1:
+        job_id, image_path, options = task[0]
+        try:
+            result = _run_job(job_id, image_path, options, device, events, cancels[0])
+            events.put(("done", index, job_id, result))
+        except BaseException as exc:  # noqa: BLE001 - everything is reported, the worker lives on
+            events.put(_failure(index, job_id, exc))
+    else:
+        try:
+            _run_batch(index, task, device, events, cancels)
+        except BaseException as exc:  # noqa: BLE001 - the whole batch failed together
+            for job_id, _, _ in task:
                 events.put(_failure(index, job_id, exc))
-        else:
-            try:
-                _run_batch(index, task, device, events, cancels)
-            except BaseException as exc:  # noqa: BLE001 - the whole batch failed together
-                for job_id, _, _ in task:
-                    events.put(_failure(index, job_id, exc))
 
 
 def _failure(index: int, job_id: str, exc: BaseException) -> tuple[str, int, str, str | None]:

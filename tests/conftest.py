@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _browser import browser, page, served  # noqa: F401  (fixtures of the browser tests)
+from _engines import engine, ray_cluster  # noqa: F401  (the engines of the job-lifecycle tests)
 
 # One torch thread per test process: deterministic, and on a machine busy with other work two threads
 # ran this suite's small fits 10-40x slower than one (tests/test_batched.py: 244 s against 20 s).

@@ -183,6 +183,7 @@ def test_train_bench_times_every_fast_path_option_against_a_reference_in_the_sam
         "1",
     ]
     argv += ["--depth", "2", "--images", "2", "--device", "cpu", "--out", str(tmp_path)]
+    argv += ["--server-engines", "process"]  # Ray's rows: tests/test_engine_ray.py
     assert main(argv) == 0
     capsys.readouterr()
     report = json.loads((tmp_path / "train.json").read_text())
@@ -200,7 +201,10 @@ def test_train_bench_times_every_fast_path_option_against_a_reference_in_the_sam
     assert [r["threads"] for r in report["threads"]["rows"]] == sorted({1, report["cores"]})
     # The batch trains each model as it trains alone.
     assert report["batched"]["k"] == 3 and report["batched"]["max_psnr_difference_batch_vs_alone_db"] < 0.01
-    assert [r["variant"] for r in report["server"]["rows"]] == ["--batch 1 (reference)", "--batch 3"]
+    assert [r["variant"] for r in report["server"]["rows"]] == [
+        "process pool, --batch 1 (reference)",
+        "process pool, --batch 3",
+    ]
 
 
 def test_train_bench_names_a_bad_section(tmp_path: Path, capsys) -> None:

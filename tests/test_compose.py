@@ -158,6 +158,22 @@ def closure(roots: set[str]) -> tuple[set[Path], set[str]]:
     return seen, third
 
 
+def spinr_argv(svc: dict) -> list[str]:
+    """The ``spinr`` command line a service runs: its command under the image's entry point, or the
+    ``exec spinr ...`` that ends a shell command (the Ray profile's server joins the cluster first)."""
+    if svc.get("entrypoint", ["spinr"]) == ["spinr"]:
+        return [str(a) for a in svc["command"]]
+    assert svc["entrypoint"] == ["sh", "-c"], svc
+    (script,) = svc["command"]
+    assert script.count("&& exec spinr ") == 1, script
+    return shlex.split(script.split("&& exec spinr ", 1)[1])
+
+
+def spinr_services(compose: dict) -> dict[str, dict]:
+    """Every service that runs ``spinr`` (not the Ray nodes, whose entry point is ``ray``)."""
+    return {n: s for n, s in compose["services"].items() if s.get("entrypoint") != ["ray"]}
+
+
 def service_roots(argv: list[str]) -> set[str]:
     """The modules ``spinr ARGV`` imports: the dispatcher (which loads every command of its table to
     build its parser) and the module of the command the service runs."""
@@ -171,10 +187,10 @@ def service_roots(argv: list[str]) -> set[str]:
 
 def test_every_compose_command_is_a_spinr_command(compose, gpu):
     assert dockerfile_json("ENTRYPOINT") == ["spinr"]
-    services = compose["services"]
-    assert set(services) == {"server", "proxy", "demo"}
-    commands = {name: svc["command"] for name, svc in services.items() if "command" in svc}
-    assert set(commands) == set(services)  # nothing falls back to an implicit command
+    services = spinr_services(compose)
+    assert set(services) == {"server", "proxy", "demo", "ray-server"}
+    assert all("command" in svc for svc in compose["services"].values())  # no implicit command
+    commands = {name: spinr_argv(svc) for name, svc in services.items()}
     seen = set()
     for name, argv in [*commands.items(), ("server (gpu)", gpu["services"]["server"]["command"])]:
         args = parse([str(a) for a in argv])
@@ -194,6 +210,28 @@ def test_services_are_wired_together(compose):
     proxy = parse(s["proxy"]["command"])
     assert proxy.upstream == "ws://server:8000" and proxy.listen == "0.0.0.0:8001"
     assert s["proxy"]["depends_on"]["server"]["condition"] == "service_healthy"
+
+
+def test_the_ray_profile_runs_a_head_a_worker_and_a_server_that_trains_there(compose):
+    """``docker compose --profile ray up ray-server``: Ray's nodes and a server with ``--engine ray``,
+    none of them part of a plain ``up``; only the server is published (on loopback)."""
+    s = compose["services"]
+    ray_services = {n for n, svc in s.items() if svc.get("profiles")}
+    assert ray_services == {"ray-head", "ray-worker", "ray-server"}
+    assert all(s[n]["profiles"] == ["ray"] for n in ray_services)
+    head, worker = s["ray-head"]["command"], s["ray-worker"]["command"]
+    assert head[:3] == ["start", "--head", "--block"] and head[head.index("--port") + 1] == "6379"
+    assert worker[:3] == ["start", "--address", "ray-head:6379"] and "--block" in worker
+    assert "ports" not in s["ray-head"] and "ports" not in s["ray-worker"]
+    assert s["ray-worker"]["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    # The server joins as a node without CPUs (a Ray driver runs on a node), then trains on Ray.
+    (script,) = s["ray-server"]["command"]
+    assert script.startswith("ray start --address ray-head:6379 --num-cpus 0 --num-gpus 0 && exec spinr ")
+    args = parse(spinr_argv(s["ray-server"]))
+    assert args.engine == "ray" and args.ray_address == "auto" and str(args.data_dir) == "/data"
+    assert any(v.startswith("spinr-ray-data:") for v in s["ray-server"]["volumes"])  # not the server's
+    assert all(str(p).startswith("127.0.0.1:") for p in s["ray-server"]["ports"])
+    assert "ray" in installed_extras()
 
 
 def test_safe_by_default_published_on_loopback_with_an_optional_token(compose):
@@ -235,7 +273,7 @@ def test_one_command_demo_uploads_a_sample_and_streams_it_through_the_proxy(comp
 
 def test_the_image_holds_every_module_the_services_import(compose, gpu):
     files = image_files()
-    commands = [svc["command"] for svc in compose["services"].values()] + [
+    commands = [spinr_argv(svc) for svc in spinr_services(compose).values()] + [
         gpu["services"]["server"]["command"],
         dockerfile_json("CMD"),
     ]

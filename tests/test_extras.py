@@ -36,6 +36,7 @@ IMPORT_NAMES = {
     "matplotlib": "matplotlib",
     "scikit-image": "skimage",
     "pytorch-msssim": "pytorch_msssim",
+    "ray": "ray",
 }
 BROUGHT_ALONG = {"pydantic": "fastapi", "starlette": "fastapi"}
 """Modules an extra brings through one of its requirements (FastAPI is built on both)."""

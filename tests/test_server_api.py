@@ -1,4 +1,5 @@
-"""The HTTP API end to end against a real ``spinr serve`` subprocess."""
+"""The HTTP API end to end against a real ``spinr serve`` subprocess, on each training engine
+(tests/_engines.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from server.options import SERVER_OWNED
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("api") / "data", "--preview-max-work", "1e9")
+def server(tmp_path_factory, engine):
+    s = Server(tmp_path_factory.mktemp("api") / "data", "--preview-max-work", "1e9", *engine)
     yield s
     s.close()
 

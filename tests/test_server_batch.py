@@ -1,5 +1,5 @@
 """``spinr serve --batch``: queued jobs of one shape trained together by one worker, against a real
-server (uvicorn on a loopback port, spawned workers, SQLite). Each job keeps its own progress, result
+server (uvicorn on a loopback port, spawned workers or Ray actors: tests/_engines.py, SQLite). Each job keeps its own progress, result
 and cancel; the result is the one the job gets alone."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from server.worker import encode_config
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("batch") / "data", "--batch", "3")
+def server(tmp_path_factory, engine):
+    s = Server(tmp_path_factory.mktemp("batch") / "data", "--batch", "3", *engine)
     yield s
     s.close()
 

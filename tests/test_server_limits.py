@@ -1,4 +1,5 @@
-"""Every limit answers a clear HTTP error (413, 415, 422, 429 + Retry-After, 409) and cancel works."""
+"""Every limit answers a clear HTTP error (413, 415, 422, 429 + Retry-After, 409) and cancel works, on
+each training engine (tests/_engines.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from _server import Server, png, poll
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, engine):
     s = Server(
         tmp_path_factory.mktemp("limits") / "data",
-        "--max-queued", "1", "--max-upload-bytes", "100000", "--max-pixels", "20000",
+        "--max-queued", "1", "--max-upload-bytes", "100000", "--max-pixels", "20000", *engine,
     )  # fmt: skip
     yield s
     s.close()

@@ -1,7 +1,8 @@
 """kill -9 during training, restart on the same data folder: nothing is lost silently.
 
 Policy (docs/API.md): finished images are served as before (checksums verified), jobs caught running
-are failed with "server restarted during training", queued jobs run after the restart.
+are failed with "server restarted during training", queued jobs run after the restart; on each
+training engine (tests/_engines.py: a Ray server's actors die with their killed driver).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import hashlib
 from _server import Server, png, poll
 
 
-def test_restart_keeps_finished_fails_running_resumes_queued(tmp_path, photo_crop):
+def test_restart_keeps_finished_fails_running_resumes_queued(tmp_path, photo_crop, engine):
     data = tmp_path / "data"
     image = png(photo_crop)
-    first = Server(data)
+    first = Server(data, *engine)
     try:
         finished = first.upload(image, steps=20).json()["id"]
         first.wait_state(finished, ("done",))
@@ -29,7 +30,7 @@ def test_restart_keeps_finished_fails_running_resumes_queued(tmp_path, photo_cro
     finally:
         first.stop()
 
-    second = Server(data)
+    second = Server(data, *engine)
     try:
         again = second.http.get(f"/api/images/{finished}/bitstream.spnr")
         assert again.status_code == 200

@@ -25,6 +25,7 @@ def health(svc: ServicesDep) -> dict[str, Any]:
             "total": len(workers),
             "threads": [w.threads for w in workers],
             "batch": svc.settings.batch,
+            "engine": svc.settings.engine,
         },
         "jobs": svc.manager.counts(),
         "streams": {"open": svc.streams.total, "max": svc.streams.max_streams},
