@@ -69,6 +69,15 @@ class StreamLimits:
             if self.open[client] <= 0:
                 del self.open[client]
 
+    def plan_small(self, session: StreamSession) -> bool:
+        """Check the session's work and, unless its channel simulation is large, plan it here (the
+        caller's thread: one hop off the event loop for the whole start of a stream). False: large,
+        for :meth:`plan` to hand to the planner process. SessionError names a bound it goes over."""
+        if self._check(session) > INLINE_DATAGRAMS and session.channel_input() is not None:
+            return False
+        self._within_seconds(self._finish(session, None))
+        return True
+
     async def plan(self, session: StreamSession) -> StreamSession:
         """Check the session's work, then plan it off the event loop: a small plan in the thread pool,
         a large channel simulation in the planner process (a thread would hold the GIL the event loop
@@ -84,13 +93,15 @@ class StreamLimits:
             except BrokenProcessPool:
                 self._pool = None  # the next stream starts a new one
                 raise PlanFailed("the stream planner process stopped; try again") from None
-        duration = await run_in_threadpool(self._finish, session, simulated)
+        self._within_seconds(await run_in_threadpool(self._finish, session, simulated))
+        return session
+
+    def _within_seconds(self, duration: float) -> None:
         if duration > self.max_seconds:
             raise SessionError(
                 f"this channel delivers the stream over {duration:.0f} s (its delay, jitter and bandwidth); "
                 f"this server streams for at most {self.max_seconds:g} s"
             )
-        return session
 
     def _check(self, session: StreamSession) -> int:
         session.check_work(self.max_datagrams)  # before the channel runs: bounded work
