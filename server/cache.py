@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from codec.bitstream import Bitstream, load_bitstream
@@ -36,8 +36,16 @@ class BitstreamCache:
 
     def __init__(self, size: int = 16) -> None:
         self._items: OrderedDict[tuple[str, str], StoredStream] = OrderedDict()
+        self._ids: Counter[str] = Counter()
+        """Cached entries per image id."""
         self._lock = threading.Lock()
         self.size = size
+
+    def holds(self, job_id: str) -> bool:
+        """Whether the image's bitstream is cached, so its job is done (a final state): a stream may
+        skip the database's answer to that."""
+        with self._lock:
+            return job_id in self._ids
 
     def get(self, store: Store, job_id: str) -> Bitstream:
         """The image's parsed bitstream; StoreError when its file is missing or damaged."""
@@ -60,7 +68,12 @@ class BitstreamCache:
         bs, _ = load_bitstream(data, True, STORED)
         stored = StoredStream(key, bs, tuple(packet_bytes(p) for p in bs.packets()))
         with self._lock:
+            if key not in self._items:
+                self._ids[job_id] += 1
             self._items[key] = stored
             while len(self._items) > self.size:
-                self._items.popitem(last=False)
+                (old, _), _ = self._items.popitem(last=False)
+                self._ids[old] -= 1
+                if self._ids[old] <= 0:
+                    del self._ids[old]
         return stored

@@ -76,15 +76,16 @@ router.add_websocket_route("/ws/stream/{job_id}", stream)
 
 
 async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
-    job = await run_in_threadpool(svc.store.get_job, job_id)
-    if job is None:
-        await ws.close(WS_UNKNOWN_ID, ws_reason(f"no image with id {job_id!r}"))
-        return
-    if job["state"] != JobState.DONE.value:
-        await ws.close(
-            WS_NOT_FINISHED, ws_reason(f"image {job_id} is not finished: its job is {job['state']}")
-        )
-        return
+    if not svc.cache.holds(job_id):  # a cached bitstream's job is done, a final state
+        job = await run_in_threadpool(svc.store.get_job, job_id)
+        if job is None:
+            await ws.close(WS_UNKNOWN_ID, ws_reason(f"no image with id {job_id!r}"))
+            return
+        if job["state"] != JobState.DONE.value:
+            await ws.close(
+                WS_NOT_FINISHED, ws_reason(f"image {job_id} is not finished: its job is {job['state']}")
+            )
+            return
     timeout = svc.settings.stream_start_timeout
     try:
         message = await asyncio.wait_for(ws.receive(), timeout)
