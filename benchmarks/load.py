@@ -184,7 +184,11 @@ async def _stream(
     from websockets.asyncio.client import connect
 
     done = False
-    async with connect(ws_url, max_size=64 * 2**20, open_timeout=timeout, close_timeout=5) as ws:
+    # No proxy lookup (websockets reads every environment variable on each connect: a tenth of the
+    # client's CPU) and no keepalive task: the client shares the machine with the server it measures.
+    async with connect(
+        ws_url, max_size=64 * 2**20, open_timeout=timeout, close_timeout=5, proxy=None, ping_interval=None
+    ) as ws:
         await ws.send(json.dumps(start))
         async for message in ws:
             if isinstance(message, bytes):
@@ -256,6 +260,7 @@ def bench_load(
             job_id = prepare_stream(url, steps)["id"]
         ws_url = url.replace("http", "ws", 1) + f"/ws/stream/{job_id}"
         start: dict[str, Any] = {"type": "start", **({"channel": channel} if channel else {})}
+        load_start = os.getloadavg()[0]
         rss_start = rss_mb(server_pid) if server_pid else None
         cpu_start = cpu_seconds(server_pid) if server_pid else None
         t0, own0 = time.perf_counter(), time.process_time()
@@ -289,6 +294,8 @@ def bench_load(
         if cpu_start is None or cpu_end is None
         else round((cpu_end - cpu_start) * 1000 / clients, 2),
         "client_cpu_ms_per_stream": round(own * 1000 / clients, 2),
+        # The machine's 1-minute load average before and after: what else was running meanwhile.
+        "load_average_start": round(load_start, 2),
         "load_average": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
         "started_server": server is not None,

@@ -99,6 +99,7 @@ def test_load_bench_streams_to_concurrent_clients_against_a_real_server(tmp_path
     rss = report["server_rss_mb"]
     assert 10 < rss["start"] <= rss["peak"] and rss["peak_over_start"] >= 1.0
     assert report["server_cpu_ms_per_stream"] > 0 and report["client_cpu_ms_per_stream"] > 0
+    assert report["load_average_start"] >= 0 and report["load_average"] >= 0
 
 
 @pytest.mark.browser
