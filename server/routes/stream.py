@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -95,9 +95,9 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if message["type"] == "websocket.disconnect":
         return
     try:
-        started, planned = await run_in_threadpool(_start, svc, job_id, message)
+        started, planned, key = await run_in_threadpool(_start, svc, job_id, message)
         if not isinstance(started, AbrSession):
-            session = started if planned else await svc.streams.plan(started)
+            session = started if planned else await svc.streams.plan(started, key)
     except SessionError as exc:
         await ws.close(WS_POLICY_VIOLATION, ws_reason(str(exc)))
         return
@@ -144,17 +144,20 @@ async def _until_disconnect(ws: WebSocket) -> None:
         pass  # anything else a client sends is ignored (uvicorn bounds each message's size)
 
 
-def _start(svc: Services, job_id: str, message: Mapping[str, Any]) -> tuple[StreamSession | AbrSession, bool]:
+def _start(
+    svc: Services, job_id: str, message: Mapping[str, Any]
+) -> tuple[StreamSession | AbrSession, bool, Hashable | None]:
     """All a stream needs before its first packet, in one trip to the thread pool (each trip costs
     the event loop a wake-up; 400 clients at once made it a third of a stream's cost): the checked
     file, the start message (it may carry a long bandwidth trace), the bounds and a small plan.
-    (session, whether it is planned); StoreError or SessionError."""
+    (session, whether it is planned, its channel's cache key); StoreError or SessionError."""
     stored = svc.cache.get_stream(svc.store, job_id)
     started = start_session(message, stored.bitstream, stored.packets)
     if isinstance(started, AbrSession):
         _check_abr_work(started, stored, svc.streams.max_datagrams)
-        return started, True
-    return started, svc.streams.plan_small(started)
+        return started, True, None
+    key = svc.streams.channels.key(stored.key, started)
+    return started, svc.streams.plan_small(started, key), key
 
 
 def _check_abr_work(session: AbrSession, stored: StoredStream, max_datagrams: int) -> None:
