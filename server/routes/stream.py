@@ -147,9 +147,9 @@ async def _until_disconnect(ws: WebSocket) -> None:
 def _start(
     svc: Services, job_id: str, message: Mapping[str, Any]
 ) -> tuple[StreamSession | AbrSession, bool, Hashable | None]:
-    """All a stream needs before its first packet, in one trip to the thread pool (each trip costs
-    the event loop a wake-up; 400 clients at once made it a third of a stream's cost): the checked
-    file, the start message (it may carry a long bandwidth trace), the bounds and a small plan.
+    """All a stream needs before its first packet, in one trip to the thread pool (there were five;
+    each costs the event loop a wake-up and a hand-over of the GIL): the checked file, the start
+    message (it may carry a long bandwidth trace), the bounds and a small plan.
     (session, whether it is planned, its channel's cache key); StoreError or SessionError."""
     stored = svc.cache.get_stream(svc.store, job_id)
     started = start_session(message, stored.bitstream, stored.packets)
