@@ -20,8 +20,10 @@
   bytes, and whether every file met its target's window and every default one stayed under raw RGB
   (``benchmarks/rate_sweep.py``).
 - ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
-  ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS
-  (``benchmarks/load.py``); also written to ``load.json``.
+  ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS, the CPU of the
+  server and of the clients per stream (``benchmarks/load.py``); with ``--reference`` the same clients
+  against a bare WebSocket app and the ratios (``benchmarks/load_reference.py``); also written to
+  ``load.json``.
 """
 
 from __future__ import annotations
@@ -194,6 +196,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--channel", type=json.loads, help="load: channel of every stream, JSON, e.g. '{\"loss\": 0.1}'"
     )
     p.add_argument("--server-pid", type=int, help="load: PID of the --url server, to read its RSS")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="load: the same clients against a bare WebSocket app too, and the ratios (the machine's floor)",
+    )
     p.add_argument("--fit-size", type=int, default=64, help="train: image side (centre crops)")
     p.add_argument("--fit-steps", type=int, default=200, help="train: steps of every fit")
     p.add_argument("--k", type=int, default=10, help="train: fits in the batch")
@@ -314,7 +321,12 @@ def run(args: argparse.Namespace) -> int:
         from benchmarks.load import bench_load
 
         report["load"] = bench_load(
-            args.clients, args.url, args.job, args.channel, server_pid=args.server_pid
+            args.clients,
+            args.url,
+            args.job,
+            args.channel,
+            server_pid=args.server_pid,
+            reference=args.reference,
         )
         (out / "load.json").write_text(json.dumps(report["load"], indent=2))
     path = out / "bench.json"

@@ -6,7 +6,9 @@ client opens ``/ws/stream/{id}`` at the same moment (a barrier), sends its start
 until the ``done`` message and close 1000. Measured per client: seconds from the connect call to the
 first layer packet (the header packet comes before it) and to the close; anything else (a refused
 connection, another close code, no ``done``, a timeout) is an error, counted by kind. The server's RSS
-is read from ``/proc`` before the clients start and sampled every 20 ms while they run.
+is read from ``/proc`` before the clients start and sampled every 20 ms while they run. The clients
+share the machine with the server: their own CPU per stream is reported beside the server's, and
+``reference`` runs them against a bare WebSocket app too, for the floor the machine allows.
 """
 
 from __future__ import annotations
@@ -184,7 +186,11 @@ async def _stream(
     from websockets.asyncio.client import connect
 
     done = False
-    async with connect(ws_url, max_size=64 * 2**20, open_timeout=timeout, close_timeout=5) as ws:
+    # No proxy lookup (websockets reads every environment variable on each connect: a tenth of the
+    # client's CPU) and no keepalive task: the client shares the machine with the server it measures.
+    async with connect(
+        ws_url, max_size=64 * 2**20, open_timeout=timeout, close_timeout=5, proxy=None, ping_interval=None
+    ) as ws:
         await ws.send(json.dumps(start))
         async for message in ws:
             if isinstance(message, bytes):
@@ -233,43 +239,22 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def bench_load(
-    clients: int,
-    url: str | None = None,
-    job_id: str | None = None,
-    channel: dict[str, Any] | None = None,
-    steps: int = 30,
-    timeout: float = 120.0,
-    server_pid: int | None = None,
+def measure(
+    ws_url: str, start: dict[str, Any], clients: int, timeout: float, pid: int | None
 ) -> dict[str, Any]:
-    """Run ``clients`` concurrent streams; the numbers as a dict (see the module docstring)."""
-    with contextlib.ExitStack() as stack:
-        server = None
-        if url is None:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spinr-load-")))
-            server = LocalServer(tmp / "data", streams=clients)
-            stack.callback(server.stop)
-            server.start()
-            url, server_pid = server.url, server.process.pid if server.process else None
-        url = url.rstrip("/")
-        if job_id is None:
-            job_id = prepare_stream(url, steps)["id"]
-        ws_url = url.replace("http", "ws", 1) + f"/ws/stream/{job_id}"
-        start: dict[str, Any] = {"type": "start", **({"channel": channel} if channel else {})}
-        rss_start = rss_mb(server_pid) if server_pid else None
-        cpu_start = cpu_seconds(server_pid) if server_pid else None
-        t0, own0 = time.perf_counter(), time.process_time()
-        results, samples = asyncio.run(_run_clients(ws_url, start, clients, timeout, server_pid))
-        wall, own = time.perf_counter() - t0, time.process_time() - own0
-        rss_end = rss_mb(server_pid) if server_pid else None
-        cpu_end = cpu_seconds(server_pid) if server_pid else None
+    """One round of ``clients`` concurrent streams from ``ws_url``: their numbers, the serving
+    process's RSS and CPU (``pid``), this process's CPU (the clients') and the machine's load."""
+    load_start = os.getloadavg()[0]
+    rss_start = rss_mb(pid) if pid else None
+    cpu_start = cpu_seconds(pid) if pid else None
+    t0, own0 = time.perf_counter(), time.process_time()
+    results, samples = asyncio.run(_run_clients(ws_url, start, clients, timeout, pid))
+    wall, own = time.perf_counter() - t0, time.process_time() - own0
+    rss_end = rss_mb(pid) if pid else None
+    cpu_end = cpu_seconds(pid) if pid else None
     errors = Counter(r.error for r in results if r.error)
     ok = [r for r in results if not r.error]
     return {
-        "url": url,
-        "job": job_id,
-        "clients": clients,
-        "channel": channel or "perfect",
         "layers_per_stream": max((r.layers for r in ok), default=0),
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
@@ -289,7 +274,49 @@ def bench_load(
         if cpu_start is None or cpu_end is None
         else round((cpu_end - cpu_start) * 1000 / clients, 2),
         "client_cpu_ms_per_stream": round(own * 1000 / clients, 2),
+        # The machine's 1-minute load average before and after: what else was running meanwhile.
+        "load_average_start": round(load_start, 2),
         "load_average": round(os.getloadavg()[0], 2),
-        "cpus": os.cpu_count(),
-        "started_server": server is not None,
     }
+
+
+def bench_load(
+    clients: int,
+    url: str | None = None,
+    job_id: str | None = None,
+    channel: dict[str, Any] | None = None,
+    steps: int = 30,
+    timeout: float = 120.0,
+    server_pid: int | None = None,
+    reference: bool = False,
+) -> dict[str, Any]:
+    """Run ``clients`` concurrent streams; the numbers as a dict (see the module docstring). With
+    ``reference``, the same clients against a bare WebSocket app right after
+    (:mod:`benchmarks.load_reference`): the floor this machine allowed at that moment."""
+    with contextlib.ExitStack() as stack:
+        server = None
+        if url is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spinr-load-")))
+            server = LocalServer(tmp / "data", streams=clients)
+            stack.callback(server.stop)
+            server.start()
+            url, server_pid = server.url, server.process.pid if server.process else None
+        url = url.rstrip("/")
+        if job_id is None:
+            job_id = prepare_stream(url, steps)["id"]
+        ws_url = url.replace("http", "ws", 1) + f"/ws/stream/{job_id}"
+        start: dict[str, Any] = {"type": "start", **({"channel": channel} if channel else {})}
+        report = {
+            "url": url,
+            "job": job_id,
+            "clients": clients,
+            "channel": channel or "perfect",
+            **measure(ws_url, start, clients, timeout, server_pid),
+            "cpus": os.cpu_count(),
+            "started_server": server is not None,
+        }
+        if reference:
+            from benchmarks.load_reference import against_reference
+
+            report.update(against_reference(report, ws_url, start, clients, timeout))
+    return report

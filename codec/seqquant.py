@@ -83,19 +83,36 @@ def _largest_fitting(size: Callable[[float], float], budget: float) -> tuple[flo
     top = size(math.exp(hi))
     if top > budget:
         return None
-    best = (math.exp(hi), top)
     first = size(math.exp(lo))
     if first <= budget:
         return math.exp(lo), first
-    for _ in range(BISECT_STEPS):
-        mid = (lo + hi) / 2
+    return bisect_log(size, budget, hi, lo, (math.exp(hi), top), BISECT_STEPS)
+
+
+def bisect_log(
+    size: Callable[[float], float],
+    budget: float,
+    fits: float,
+    over: float,
+    best: tuple[float, float],
+    tries: int,
+    close: float = -math.inf,
+) -> tuple[float, float]:
+    """Bisect log(m) between ``fits`` (a log-multiplier whose size is at most ``budget``) and ``over``
+    (one whose size is above it) for at most ``tries`` sizes, stopping once ``best`` is within
+    ``close`` of the budget: the largest (multiplier, size) at most ``budget`` seen, ``best`` included.
+    The size is monotone in m, whichever way, so the bracket's ends need not be ordered."""
+    for _ in range(tries):
+        if budget - best[1] <= close:
+            break
+        mid = (fits + over) / 2
         n = size(math.exp(mid))
         if n <= budget:
-            hi = mid
+            fits = mid
             if n > best[1]:
                 best = (math.exp(mid), n)
         else:
-            lo = mid
+            over = mid
     return best
 
 
@@ -245,17 +262,8 @@ def _last_unit(us: _Units, u: int, left: int, calib: float) -> tuple[Unit, list[
                     f" coarsest steps where {left} are left"
                 )
             best, lo = (M_RANGE[1], n), math.log(M_RANGE[1])
-    while tries < EXACT_TRIES and left - best[1] > CLOSE_ENOUGH * left:
-        mid = (lo + hi) / 2
-        tries += 1
-        n = size(math.exp(mid))
-        if n <= left:
-            lo = mid
-            if n > best[1]:
-                best = (math.exp(mid), n)
-        else:
-            hi = mid
-    return us.unit(u, best[0])
+    found = bisect_log(size, left, lo, hi, best, EXACT_TRIES - tries, CLOSE_ENOUGH * left)
+    return us.unit(u, found[0])
 
 
 def _finetune(

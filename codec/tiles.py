@@ -52,10 +52,10 @@ def _blas_controller() -> Any:
 
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread while a frame is decoded: a tile's matmuls are too small to share out
-    (OpenBLAS's two threads made a 1024 x 1024 DINER decode 6.4x slower on a busy 2-core machine),
-    and a server or an experiment already runs one decode per core (``threadpoolctl``: the one
-    library that sets the thread count of whichever BLAS numpy loaded)."""
+    """BLAS on one thread while a frame is decoded (a ``with`` block or a decorator): a tile's
+    matmuls are too small to share out (OpenBLAS's two threads made a 1024 x 1024 DINER decode 6.4x
+    slower on a busy 2-core machine), and a server or an experiment already runs one decode per core
+    (``threadpoolctl``: the one library that sets the thread count of whichever BLAS numpy loaded)."""
     controller = _blas_controller()
     if controller is None:
         yield
@@ -187,20 +187,8 @@ class TiledForward:
         self.computed_steps = 0
         """Trunk steps the last :meth:`run` computed (the others came from the cache)."""
 
+    @one_blas_thread()  # a fresh limit for each call (contextlib's ContextDecorator)
     def run(
-        self,
-        size: tuple[int, int],
-        steps: Sequence[int],
-        key: tuple[Hashable, ...],
-        depth: int,
-        params: Params,
-    ) -> np.ndarray:
-        """(height, width, 3) uint8 of trunk ``steps`` then readout ``depth``; ``key`` names the
-        trunk's activations (one entry per step, equal prefixes meaning equal activations)."""
-        with one_blas_thread():
-            return self._run(size, steps, key, depth, params)
-
-    def _run(
         self,
         size: tuple[int, int],
         steps: Sequence[int],

@@ -82,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policy=AccessPolicy(settings.allowed_hosts, settings.allowed_origins, settings.token),
     )
     install_error_handlers(app)
-    for module in (service, jobs, images, stream):
+    # The stream route first: 400 clients at once each match it, before any of the HTTP routes.
+    for module in (stream, service, jobs, images):
         app.include_router(module.router)
     mount_web_client(app, settings.web_dir)
     return app

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
 
 from codec.bitstream import Bitstream, load_bitstream
 from codec.budget import DEFAULT_BUDGET
 from codec.units import MAX_TOTAL_ELEMENTS
 from server.store import Store, StoreError
+from streaming.session import PacketBytes, packet_bytes
 
 STORED = DEFAULT_BUDGET.with_limits({"max_params": MAX_TOTAL_ELEMENTS})
+
+
+@dataclass(frozen=True)
+class StoredStream:
+    """A finished image's bitstream with its packets serialised once, for every stream of it."""
+
+    key: tuple[str, str]
+    """(image id, SHA-256 of its file): a new file is a new key."""
+    bitstream: Bitstream
+    packets: tuple[PacketBytes, ...]
+    """(bytes, unit or None for the header) of each packet, in the bitstream's order."""
 
 
 class BitstreamCache:
@@ -22,12 +35,25 @@ class BitstreamCache:
     after it was cached is refused by every route alike (hashing a 1 MB stream takes ~1 ms)."""
 
     def __init__(self, size: int = 16) -> None:
-        self._items: OrderedDict[tuple[str, str], Bitstream] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], StoredStream] = OrderedDict()
+        self._ids: Counter[str] = Counter()
+        """Cached entries per image id."""
         self._lock = threading.Lock()
         self.size = size
 
+    def holds(self, job_id: str) -> bool:
+        """Whether the image's bitstream is cached, so its job is done (a final state): a stream may
+        skip the database's answer to that."""
+        with self._lock:
+            return job_id in self._ids
+
     def get(self, store: Store, job_id: str) -> Bitstream:
         """The image's parsed bitstream; StoreError when its file is missing or damaged."""
+        return self.get_stream(store, job_id).bitstream
+
+    def get_stream(self, store: Store, job_id: str) -> StoredStream:
+        """The image's parsed bitstream and its packets' bytes (serialising them is most of a small
+        stream's planning, the same for every client); StoreError when its file is missing or damaged."""
         info = store.file_info(job_id, "bitstream")
         if info is None:
             raise StoreError(f"no bitstream is recorded for image {job_id}")
@@ -40,8 +66,14 @@ class BitstreamCache:
         # The server's own files: any size its option caps allow (a preview holds them to the decode
         # budget; the format's limits still apply).
         bs, _ = load_bitstream(data, True, STORED)
+        stored = StoredStream(key, bs, tuple(packet_bytes(p) for p in bs.packets()))
         with self._lock:
-            self._items[key] = bs
+            if key not in self._items:
+                self._ids[job_id] += 1
+            self._items[key] = stored
             while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return bs
+                (old, _), _ = self._items.popitem(last=False)
+                self._ids[old] -= 1
+                if self._ids[old] <= 0:
+                    del self._ids[old]
+        return stored

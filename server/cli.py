@@ -278,6 +278,9 @@ def run(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             ws=WebSocketProtocol,
             ws_max_size=WS_MAX_MESSAGE,
+            # Packets are entropy-coded already: deflate would not shrink them, yet it cost each
+            # stream ~1 ms of the event loop and each connection a zlib state (benchmarks/load.py).
+            ws_per_message_deflate=False,
             # Streams notice the shutdown and end at once; this bounds anything that does not.
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
+from netsim.channel import ChannelConfig
+from server.plan_cache import ChannelCache
 from streaming.session import SessionError, Simulated, StreamSession, simulate
 
 INLINE_DATAGRAMS = 1000
@@ -47,6 +49,8 @@ class StreamLimits:
     """Open streams per client address."""
     total: int = 0
     """Open streams (an int, so that a thread such as /health's may read it)."""
+    channels: ChannelCache = field(default_factory=ChannelCache)
+    """Channel simulations shared by the clients asking for the same image over the same channel."""
     _pool: ProcessPoolExecutor | None = None
 
     @contextmanager
@@ -69,28 +73,64 @@ class StreamLimits:
             if self.open[client] <= 0:
                 del self.open[client]
 
-    async def plan(self, session: StreamSession) -> StreamSession:
+    def plan_small(self, session: StreamSession, key: Hashable | None = None) -> bool:
+        """Check the session's work and, unless its channel simulation is large and not cached, plan
+        it here (the caller's thread: one hop off the event loop for the whole start of a stream).
+        False: for :meth:`plan` to hand to the planner process. ``key``: :meth:`ChannelCache.key` of
+        the session. SessionError names a bound it goes over."""
+        large = self._check(session) > INLINE_DATAGRAMS
+        channel_input = session.channel_input()
+        simulated = self.channels.get(key) if channel_input is not None else None
+        if simulated is None and channel_input is not None:
+            if large:
+                return False
+            simulated = simulate(*channel_input)
+            self.channels.put(key, simulated)
+        self._within_seconds(self._finish(session, simulated))
+        return True
+
+    async def plan(self, session: StreamSession, key: Hashable | None = None) -> StreamSession:
         """Check the session's work, then plan it off the event loop: a small plan in the thread pool,
         a large channel simulation in the planner process (a thread would hold the GIL the event loop
-        needs for every request). SessionError names a bound it goes over; PlanFailed when the
-        planner process died."""
+        needs for every request), once for all the clients that ask for it at the same time.
+        SessionError names a bound it goes over; PlanFailed when the planner process died."""
         count = await run_in_threadpool(self._check, session)
-        simulated = None
+        simulated = self.channels.get(key)
         channel_input = session.channel_input() if count > INLINE_DATAGRAMS else None
-        if channel_input is not None:
-            loop = asyncio.get_running_loop()
-            try:
-                simulated = await loop.run_in_executor(self._planner(), simulate, *channel_input)
-            except BrokenProcessPool:
-                self._pool = None  # the next stream starts a new one
-                raise PlanFailed("the stream planner process stopped; try again") from None
-        duration = await run_in_threadpool(self._finish, session, simulated)
+        if simulated is None and channel_input is not None:
+            simulated = await self._simulate_once(key, channel_input)
+        self._within_seconds(await run_in_threadpool(self._finish, session, simulated))
+        return session
+
+    async def _simulate_once(
+        self, key: Hashable | None, channel_input: tuple[list[bytes], ChannelConfig]
+    ) -> Simulated:
+        flights = self.channels.flights
+        future = flights.get(key) if key is not None else None
+        try:
+            if future is None:
+                future = asyncio.get_running_loop().run_in_executor(self._planner(), simulate, *channel_input)
+                if key is not None:
+                    flights[key] = future
+                    future.add_done_callback(lambda f: self._landed(key, f))
+            # Shielded: one client going away does not cancel the simulation the others wait for.
+            return await asyncio.shield(future)
+        except BrokenProcessPool:
+            self._pool = None  # the next stream starts a new one
+            raise PlanFailed("the stream planner process stopped; try again") from None
+
+    def _landed(self, key: Hashable, future: asyncio.Future[Simulated]) -> None:
+        if self.channels.flights.get(key) is future:
+            del self.channels.flights[key]
+        if not future.cancelled() and future.exception() is None:
+            self.channels.put(key, future.result())
+
+    def _within_seconds(self, duration: float) -> None:
         if duration > self.max_seconds:
             raise SessionError(
                 f"this channel delivers the stream over {duration:.0f} s (its delay, jitter and bandwidth); "
                 f"this server streams for at most {self.max_seconds:g} s"
             )
-        return session
 
     def _check(self, session: StreamSession) -> int:
         session.check_work(self.max_datagrams)  # before the channel runs: bounded work

@@ -73,7 +73,11 @@ class SessionSummary:
         }
 
 
-def packet_bytes(packet: Packet | bytes | bytearray | memoryview) -> tuple[bytes, int | None]:
+PacketBytes = tuple[bytes, int | None]
+"""A packet's bytes and its unit index (None for the header packet)."""
+
+
+def packet_bytes(packet: Packet | bytes | bytearray | memoryview) -> PacketBytes:
     """(bytes, unit index or None for the header) of a packet object or of its bytes."""
     if isinstance(packet, Packet):
         return packet.to_bytes(), packet.unit
@@ -175,16 +179,19 @@ class StreamSession:
         bitstream: Bitstream,
         channel: ChannelConfig | dict[str, Any] | None = None,
         have: Iterable[int] = (),
+        packets: Sequence[PacketBytes] | None = None,
     ) -> None:
+        """``packets``: the bitstream's packets already serialised (:func:`packet_bytes` of each, in
+        its order), as a server keeps them for every stream of an image."""
         self.bitstream = bitstream
         self.channel = channel_config(channel)
         units = bitstream.header.num_units
         self.have = parse_have(sorted(have) if not isinstance(have, list) else have, units)
         self._plan: list[Message] | None = None
-        self._bytes: list[tuple[bytes, int | None]] | None = None
+        self._bytes: Sequence[PacketBytes] | None = packets
         self.summary = SessionSummary()
 
-    def _packets(self) -> list[tuple[bytes, int | None]]:
+    def _packets(self) -> Sequence[PacketBytes]:
         if self._bytes is None:  # serialising is work: once per session
             self._bytes = [packet_bytes(p) for p in self.bitstream.packets()]
         return self._bytes

@@ -132,7 +132,7 @@ def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, 
 
 
 def test_load_bench_streams_to_concurrent_clients_against_a_real_server(tmp_path: Path, capsys) -> None:
-    assert main(["bench", "load", "--clients", "5", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "load", "--clients", "5", "--reference", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
     report = json.loads((tmp_path / "load.json").read_text())
     assert report == json.loads((tmp_path / "bench.json").read_text())["load"]
@@ -145,6 +145,14 @@ def test_load_bench_streams_to_concurrent_clients_against_a_real_server(tmp_path
     rss = report["server_rss_mb"]
     assert 10 < rss["start"] <= rss["peak"] and rss["peak_over_start"] >= 1.0
     assert report["server_cpu_ms_per_stream"] > 0 and report["client_cpu_ms_per_stream"] > 0
+    assert report["load_average_start"] >= 0 and report["load_average"] >= 0
+    ref = report["reference"]  # the same clients against a bare app sending the same messages
+    assert ref["errors"] == 0 and ref["layers_per_stream"] == report["layers_per_stream"]
+    assert 0 < ref["first_layer_s"]["p50"] <= ref["first_layer_s"]["p99"] < 120
+    assert report["first_layer_s_p99_over_reference"] == round(
+        report["first_layer_s"]["p99"] / ref["first_layer_s"]["p99"], 2
+    )
+    assert report["server_cpu_over_reference"] > 0
 
 
 @pytest.mark.browser

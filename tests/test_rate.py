@@ -17,7 +17,7 @@ from codec.config import DEFAULT_BPP, EncodeConfig, ModelSpec, TrainConfig, pres
 from codec.encode import encode_image
 from codec.errors import ConfigError
 from codec.rate import WINDOW_LOW, plan_encode, target_bytes
-from codec.seqquant import laplace_bits
+from codec.seqquant import bisect_log, laplace_bits
 
 
 def test_size_model_grows_the_network_with_the_rate() -> None:
@@ -92,6 +92,28 @@ def test_laplace_estimate_tracks_the_real_coder() -> None:
         real = len(encode_arrays([codes]))
         assert 0.9 < laplace_bits(codes) / 8 / real < 1.1
     assert laplace_bits(np.zeros(0, np.int32)) == 0.0
+
+
+def test_bisect_log_finds_the_largest_size_within_the_budget_either_way_round() -> None:
+    """The bisection both byte searches share: the size is monotone in the multiplier (either way);
+    ``close`` stops it early; it never returns a size over the budget."""
+    calls: list[float] = []
+
+    def size(m: float) -> float:
+        calls.append(m)
+        return 1000.0 / m
+
+    lo, hi = np.log(1e-9), np.log(1e2)
+    m, n = bisect_log(size, 37.0, hi, lo, (1e2, 10.0), 60)
+    assert n <= 37.0 and n == pytest.approx(37.0, rel=1e-9) and m == pytest.approx(1000 / 37, rel=1e-9)
+    assert len(calls) == 60  # no early stop by default
+    calls.clear()
+    m2, n2 = bisect_log(size, 37.0, hi, lo, (1e2, 10.0), 60, close=0.5)
+    assert 36.5 <= n2 <= 37.0 and len(calls) < 60
+    assert bisect_log(size, 37.0, hi, lo, (1e2, 10.0), 0) == (1e2, 10.0)  # no tries: the best given
+    # growing with m, the fitting end is the low one
+    m3, n3 = bisect_log(lambda m: 10.0 * m, 37.0, lo, hi, (1e-9, 1e-8), 60)
+    assert n3 <= 37.0 and m3 == pytest.approx(3.7, rel=1e-9)
 
 
 @pytest.mark.parametrize(

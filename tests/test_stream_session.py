@@ -132,3 +132,14 @@ def test_pacing_waits_until_each_arrival_without_real_sleeps(bitstream):
     waits.clear()
     asyncio.run(collect(False))
     assert waits == []
+
+
+def test_packets_serialised_elsewhere_plan_the_same_stream(bitstream):
+    """A server hands every stream of an image the packets it serialised once: same plan, same bytes."""
+    packets = tuple(packet_bytes(p) for p in bitstream.packets())
+    for channel in (None, {"loss": 0.3, "duplicate": 0.2, "seed": 3}):
+        for have in ([], [1]):
+            mine = StreamSession(bitstream, channel, have, packets)
+            own = StreamSession(bitstream, channel, have)
+            assert mine.plan() == own.plan() and mine.summary == own.summary, (channel, have)
+            assert all(m.data is packets[m.unit + 1][0] for m in mine.plan()[1:] if channel is None)

@@ -54,6 +54,22 @@ def stream(server: Server, job_id: str, start: Any) -> tuple[list[bytes], list[d
     return asyncio.run(asyncio.wait_for(_stream(f"{server.ws}/ws/stream/{job_id}", start), 30))
 
 
+def test_the_server_declines_per_message_deflate(server, image):
+    """Packets are entropy-coded: the server turns down the compression a client (websockets, every
+    browser) offers, which cost a zlib state per connection and ~1 ms per stream for nothing."""
+
+    async def go() -> tuple[str | None, int]:
+        async with connect(f"{server.ws}/ws/stream/{image['id']}", max_size=None) as ws:
+            offered = ws.request.headers.get("Sec-WebSocket-Extensions") if ws.request else None
+            assert offered is not None and "permessage-deflate" in offered  # the client did offer it
+            await ws.send(json.dumps({"type": "start"}))
+            got = [m async for m in ws]
+            return (ws.response.headers.get("Sec-WebSocket-Extensions") if ws.response else "?"), len(got)
+
+    accepted, count = asyncio.run(asyncio.wait_for(go(), 30))
+    assert accepted is None and count == image["bitstream"].header.num_units + 2  # header, layers, done
+
+
 def decode_units(bs, units) -> np.ndarray:
     dec = ProgressiveDecoder(bs.header, bs.stream_id)
     for u in units:

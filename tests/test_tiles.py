@@ -201,3 +201,21 @@ def test_blas_runs_on_one_thread_while_decoding(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(dec.arch, "trunk_tile", spy)
     dec.decode()
     assert seen and all(s <= {1} for s in seen)
+
+
+def test_the_one_thread_limit_ends_with_each_decode_even_one_that_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        ProgressiveDecoder.from_bitstream(stream(*ARCHS[0])).decode()
+        assert blas() == {2}  # the caller's setting, back after the decode
+        dec = ProgressiveDecoder.from_bitstream(stream(*ARCHS[0]))
+        monkeypatch.setattr(dec.arch, "trunk_tile", lambda *_: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            dec.decode()
+        assert blas() == {2}

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -19,13 +19,21 @@ from starlette.concurrency import run_in_threadpool
 
 from codec.bitstream import Bitstream
 from server.access import token_subprotocol
-from server.services import ServicesDep
+from server.cache import StoredStream
+from server.services import Services, get_services
 from server.states import JobState
 from server.store import StoreError
 from server.streams import PlanFailed, StreamsBusy
 from streaming.abr_session import MAX_SEND_FACTOR, AbrSession, parse_goal
 from streaming.feedback import FeedbackError, parse_report
-from streaming.session import SessionError, StreamSession, channel_config, load_message, parse_have
+from streaming.session import (
+    PacketBytes,
+    SessionError,
+    StreamSession,
+    channel_config,
+    load_message,
+    parse_have,
+)
 
 log = logging.getLogger("spinr.server")
 router = APIRouter()
@@ -50,8 +58,11 @@ def ws_reason(text: str) -> str:
     return text if len(data) <= MAX_REASON_BYTES else data[:120].decode(errors="ignore") + "..."
 
 
-@router.websocket("/ws/stream/{job_id}")
-async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
+async def stream(ws: WebSocket) -> None:
+    """``/ws/stream/{job_id}``, a plain Starlette route: FastAPI's dependency solving cost each
+    connection more than its plan (it has nothing to validate here)."""
+    job_id: str = ws.path_params["job_id"]
+    svc = get_services(ws)
     await ws.accept(subprotocol=token_subprotocol(ws.scope))  # server.access checked the token
     client = ws.client.host if ws.client else "unknown"
     try:
@@ -61,16 +72,20 @@ async def stream(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
         await ws.close(WS_TRY_AGAIN_LATER, ws_reason(str(exc)))
 
 
-async def _serve(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
-    job = await run_in_threadpool(svc.store.get_job, job_id)
-    if job is None:
-        await ws.close(WS_UNKNOWN_ID, ws_reason(f"no image with id {job_id!r}"))
-        return
-    if job["state"] != JobState.DONE.value:
-        await ws.close(
-            WS_NOT_FINISHED, ws_reason(f"image {job_id} is not finished: its job is {job['state']}")
-        )
-        return
+router.add_websocket_route("/ws/stream/{job_id}", stream)
+
+
+async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
+    if not svc.cache.holds(job_id):  # a cached bitstream's job is done, a final state
+        job = await run_in_threadpool(svc.store.get_job, job_id)
+        if job is None:
+            await ws.close(WS_UNKNOWN_ID, ws_reason(f"no image with id {job_id!r}"))
+            return
+        if job["state"] != JobState.DONE.value:
+            await ws.close(
+                WS_NOT_FINISHED, ws_reason(f"image {job_id} is not finished: its job is {job['state']}")
+            )
+            return
     timeout = svc.settings.stream_start_timeout
     try:
         message = await asyncio.wait_for(ws.receive(), timeout)
@@ -80,13 +95,9 @@ async def _serve(ws: WebSocket, job_id: str, svc: ServicesDep) -> None:
     if message["type"] == "websocket.disconnect":
         return
     try:
-        bs = await run_in_threadpool(svc.cache.get, svc.store, job_id)
-        # Off the event loop: a start message may carry a long bandwidth trace to validate.
-        started = await run_in_threadpool(start_session, message, bs)
-        if isinstance(started, AbrSession):
-            await run_in_threadpool(_check_abr_work, started, bs, svc.streams.max_datagrams)
-        else:
-            session = await svc.streams.plan(started)
+        started, planned, key = await run_in_threadpool(_start, svc, job_id, message)
+        if not isinstance(started, AbrSession):
+            session = started if planned else await svc.streams.plan(started, key)
     except SessionError as exc:
         await ws.close(WS_POLICY_VIOLATION, ws_reason(str(exc)))
         return
@@ -133,10 +144,27 @@ async def _until_disconnect(ws: WebSocket) -> None:
         pass  # anything else a client sends is ignored (uvicorn bounds each message's size)
 
 
-def _check_abr_work(session: AbrSession, bs: Bitstream, max_datagrams: int) -> None:
+def _start(
+    svc: Services, job_id: str, message: Mapping[str, Any]
+) -> tuple[StreamSession | AbrSession, bool, Hashable | None]:
+    """All a stream needs before its first packet, in one trip to the thread pool (there were five;
+    each costs the event loop a wake-up and a hand-over of the GIL): the checked file, the start
+    message (it may carry a long bandwidth trace), the bounds and a small plan.
+    (session, whether it is planned, its channel's cache key); StoreError or SessionError."""
+    stored = svc.cache.get_stream(svc.store, job_id)
+    started = start_session(message, stored.bitstream, stored.packets)
+    if isinstance(started, AbrSession):
+        _check_abr_work(started, stored, svc.streams.max_datagrams)
+        return started, True, None
+    key = svc.streams.channels.key(stored.key, started)
+    return started, svc.streams.plan_small(started, key), key
+
+
+def _check_abr_work(session: AbrSession, stored: StoredStream, max_datagrams: int) -> None:
     """A version-2 stream sends each packet at most a few times over: bound its channel work as a
     version-1 plan's, allowing for every resend (SessionError names the bound)."""
-    StreamSession(bs, session.channel, session.have).check_work(max_datagrams // MAX_SEND_FACTOR)
+    plan = StreamSession(stored.bitstream, session.channel, session.have, stored.packets)
+    plan.check_work(max_datagrams // MAX_SEND_FACTOR)
 
 
 async def _stream_v2(ws: WebSocket, job_id: str, session: AbrSession, max_seconds: float) -> None:
@@ -204,8 +232,11 @@ async def _stream_v2(ws: WebSocket, job_id: str, session: AbrSession, max_second
     log.info("stream done", extra={"job": job_id, **{k: v for k, v in summary.items() if k != "sends"}})
 
 
-def start_session(message: Mapping[str, Any], bs: Bitstream) -> StreamSession | AbrSession:
-    """The API's start message -> a session; SessionError names what is malformed."""
+def start_session(
+    message: Mapping[str, Any], bs: Bitstream, packets: Sequence[PacketBytes] | None = None
+) -> StreamSession | AbrSession:
+    """The API's start message -> a session (``packets``: the bitstream's, serialised); SessionError
+    names what is malformed."""
     text = message.get("text")
     if text is None:
         raise SessionError("the first message must be a JSON text message of type 'start', not binary")
@@ -227,5 +258,5 @@ def start_session(message: Mapping[str, Any], bs: Bitstream) -> StreamSession | 
     if version == 1:
         if "abr" in start:
             raise SessionError("abr needs protocol version 2 (receiver reports); drop 'version': 1")
-        return StreamSession(bs, channel, have)
+        return StreamSession(bs, channel, have, packets)
     return AbrSession(bs, channel, parse_goal(start.get("abr")), have)

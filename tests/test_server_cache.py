@@ -1,0 +1,52 @@
+"""The server's bitstream cache in process: packets serialised once per image, the file checked on
+every read, and what it says about a job (its bitstream is cached only once the job is done)."""
+
+from __future__ import annotations
+
+import pytest
+from _bitstreams import make_stream
+
+from server.cache import BitstreamCache
+from server.states import JobState
+from server.store import Store, StoreError
+from streaming.session import packet_bytes
+
+
+def finished(store: Store, job_id: str, seed: int) -> bytes:
+    store.create_job(job_id, job_id, {}, 12, 9, b"png")
+    store.transition(job_id, JobState.RUNNING)
+    data = make_stream(seed).to_bytes()
+    store.finish(job_id, data, {})
+    return data
+
+
+def test_stream_packets_are_serialised_once_and_the_file_is_checked_on_every_get(tmp_path):
+    store = Store(tmp_path)
+    finished(store, "a1", 0)
+    cache = BitstreamCache(size=2)
+    assert not cache.holds("a1")
+    first = cache.get_stream(store, "a1")
+    assert cache.holds("a1") and cache.get_stream(store, "a1") is first  # parsed and serialised once
+    assert first.packets == tuple(packet_bytes(p) for p in first.bitstream.packets())
+    assert cache.get(store, "a1") is first.bitstream
+    path = store.file_path("a1", "bitstream")
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # damaged after it was cached
+    with pytest.raises(StoreError, match="a1 is damaged"):
+        cache.get_stream(store, "a1")
+    store.close()
+
+
+def test_holds_follows_the_least_recently_used_entries(tmp_path):
+    store = Store(tmp_path)
+    for i, job in enumerate(("a1", "b2", "c3")):
+        finished(store, job, i)
+    cache = BitstreamCache(size=2)
+    for job in ("a1", "b2", "c3"):
+        cache.get_stream(store, job)
+    assert [cache.holds(j) for j in ("a1", "b2", "c3", "zz")] == [False, True, True, False]
+    store.create_job("q1", "queued", {}, 12, 9, b"png")
+    with pytest.raises(StoreError, match="no bitstream is recorded for image q1"):
+        cache.get_stream(store, "q1")
+    assert not cache.holds("q1")
+    store.close()
