@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,22 @@ def test_lab_tiff_converts_through_the_colour_space() -> None:
     rgb = load_image(saved(lab, "TIFF"))
     assert np.abs(rgb.astype(int) - COLOURS).max() <= 25  # 8-bit Lab quantisation of saturated primaries
     assert np.abs(rgb.astype(int) - COLOURS)[0, 3:].max() <= 2  # greys and the mixed colour
+
+
+def test_large_pngs_are_written_fast_and_still_lossless(tmp_path: Path) -> None:
+    """Above FAST_PNG_PIXELS the PNG is written at zlib level 1: same pixels, no smaller a file."""
+    from codec.image import FAST_PNG_PIXELS, load_image, png_bytes, save_png
+
+    rng = np.random.default_rng(0)
+    side = int(FAST_PNG_PIXELS**0.5) + 1
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    big = (ramp[None, :, None] + rng.integers(0, 4, (side, side, 3))).clip(0, 255).astype(np.uint8)
+    save_png(tmp_path / "big.png", big)
+    assert np.array_equal(load_image(tmp_path / "big.png"), big)
+    small = big[:64, :64]
+    assert np.array_equal(load_image(png_bytes(small)), small)
+    fast = png_bytes(big)
+    slow = io.BytesIO()
+    Image.fromarray(big).save(slow, format="PNG")
+    assert len(fast) >= len(slow.getvalue())  # level 1 never beats level 6 on this ramp
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(fast))), big)
