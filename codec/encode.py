@@ -62,7 +62,7 @@ class EncodeResult:
             "params": self.params,
             "arch": self.bitstream.header.arch,
             "target_bytes": self.target_bytes,
-            "packets": 1 + len(self.bitstream.units),
+            "packets": len(self.bitstream.packets()),
             "header_bytes": len(self.bitstream.packets()[0].to_bytes()),
             "seconds": round(self.seconds, 2),
             "warnings": self.warnings,
@@ -230,6 +230,10 @@ def _finish(
     sizes = [len(p.to_bytes()) for p in bs.packets()[1:]]  # unit packets, in index order
     assert decoder.arch is not None
     header.extensions[EXT_LADDER] = measure(decoder.arch.plan, header.stage_psnr, sizes).to_bytes()
+    if cfg.quant.refinements:
+        from codec.refined import refine_stream
+
+        bs = refine_stream(bs, image, cfg.quant.refinements, cfg.quant.refinement_bits)
     return EncodeResult(
         bitstream=bs,
         psnr=q_stage[-1],

@@ -16,6 +16,15 @@ The rules, in order:
    bytes already in flight and the one-way delay), or within the byte budget counting the
    bytes already spent. A packet beyond the target is never sent: it could not improve the picture the
    receiver has at the deadline, so sending it would only spend bytes.
+Streams with precision refinements (:mod:`codec.refine`) are planned on the depth x precision grid
+their ladder describes: a grid point (d, L) is units 0..d-1 at level L, and its PSNR is the ladder's.
+The target is the best point that can arrive by the goal; the way there is walked greedily from the
+empty picture, at each point taking the move, a **new layer** (d + 1, L) or a **refinement** (d, L + 1),
+that buys the most dB per byte still to send; the next packet is the first one of that move that is
+neither delivered nor in flight (so a lost packet of the way is repaired first). **Nothing** is sent
+when the target is delivered or in flight. A stream without refinements is the grid's one row: the
+rules above, unchanged.
+
 3. **Pace.** A packet leaves only while fewer than a window of bytes are in flight (twice the
    bandwidth-delay product on the path's smallest round trip, at least :data:`MIN_WINDOW`), so a slowing link does not fill a queue the sender cannot take back and a
    lost packet is noticed, and repaired, while there is still time. Before the first estimate the
@@ -45,10 +54,13 @@ that arrived intact, so it already is the goodput; a packet planned a little lat
 @dataclass(frozen=True)
 class Rung:
     """One packet of the ladder: its size and the PSNR once it and all before it arrived (None: no
-    picture yet)."""
+    picture yet). A ladder lists packets by number (level 0 of every unit, then level 1, ...); for a
+    refinement level the PSNR is that of units 0..unit all at that level (a grid point)."""
 
     bytes: int
     psnr: float | None
+    level: int = 0
+    """Refinement level the packet carries (0: a unit packet)."""
 
 
 @dataclass(frozen=True)
@@ -96,27 +108,30 @@ class AbrState:
 class Decision:
     action: Literal["send", "wait", "stop"]
     unit: int | None = None
-    """The packet to send."""
+    """The packet to send, by number (``level * units + unit``; the unit itself without refinements)."""
     resend: bool = False
     """It was sent before and lost."""
+    level: int = 0
+    """Refinement level of the packet to send (0: a unit packet)."""
     wait_s: float | None = None
     """For ``wait``: when to decide again at the latest (a report may come sooner)."""
     target: int | None = None
-    """The deepest rung the controller aims for (None: none reachable)."""
+    """The packet whose grid point the controller aims for (the deepest rung without refinements;
+    None: none reachable)."""
     reason: str = ""
 
 
 def decide(s: AbrState) -> Decision:
     """The next step for the sender; see the module docstring for the rules."""
-    n = len(s.ladder)
-    missing = [u for u in range(n) if u not in s.delivered and u not in s.in_flight]
-    if not missing:
+    grid = _Grid(s)
+    if not grid.missing_any():
         if s.in_flight and s.feedback:
             return Decision("wait", wait_s=_ack_wait(s), reason="every packet is delivered or in flight")
         return Decision("stop", reason="every packet is delivered" if not s.in_flight else "all sent")
-    target = _target(s)
-    nxt = missing[0]
-    if target is None or nxt > target:
+    point = _target(s, grid)
+    target = None if point is None else grid.packet(point[0] - 1, point[1])
+    nxt, move = (None, "") if point is None else grid.next_packet(point)
+    if point is None or nxt is None:
         if s.in_flight and s.feedback and target is not None:
             return Decision("wait", wait_s=_ack_wait(s), target=target, reason="the target is in flight")
         why = "no picture beyond this one can arrive by the deadline" if s.goal.deadline_s is not None else ""
@@ -133,9 +148,65 @@ def decide(s: AbrState) -> Decision:
         return Decision(
             "wait", wait_s=_ack_wait(s), target=target, reason=f"window of {window:.0f} bytes is full"
         )
+    reason = "next packet of the target prefix" if grid.levels == 0 else f"next packet of the target ({move})"
     return Decision(
-        "send", nxt, resend=nxt in s.lost, target=target, reason="next packet of the target prefix"
+        "send", nxt, resend=nxt in s.lost, target=target, reason=reason, level=s.ladder[nxt].level
     )
+
+
+class _Grid:
+    """The ladder as a depth x precision grid: packet ``level * units + unit``."""
+
+    def __init__(self, s: AbrState) -> None:
+        self.s = s
+        self.levels = max((r.level for r in s.ladder), default=0)
+        self.units = len(s.ladder) // (self.levels + 1)
+        self.have = s.delivered | s.in_flight.keys()
+
+    def packet(self, unit: int, level: int) -> int:
+        return level * self.units + unit
+
+    def psnr(self, depth: int, level: int) -> float | None:
+        return None if depth == 0 else self.s.ladder[self.packet(depth - 1, level)].psnr
+
+    def missing_any(self) -> bool:
+        return any(p not in self.have for p in range(len(self.s.ladder)))
+
+    def _missing(self, packets: list[int]) -> tuple[int, int | None]:
+        """Bytes of ``packets`` still to send, and the first of them."""
+        cost, first = 0, None
+        for p in packets:
+            if p not in self.have:
+                cost += self.s.ladder[p].bytes
+                first = p if first is None else first
+        return cost, first
+
+    def next_packet(self, target: tuple[int, int]) -> tuple[int | None, str]:
+        """The first packet not yet delivered or in flight on the greedy way to ``target``."""
+        depth, level = 0, 0
+        while (depth, level) != target:
+            moves = []
+            if depth < target[0]:
+                packets = [self.packet(depth, k) for k in range(level + 1)]
+                moves.append(("new layer", (depth + 1, level), *self._missing(packets)))
+            if level < target[1] and depth > 0:
+                packets = [self.packet(u, level + 1) for u in range(depth)]
+                moves.append(("refinement", (depth, level + 1), *self._missing(packets)))
+            here = self.psnr(depth, level) or 0.0
+            best = None
+            for name, point, cost, first in moves:
+                if cost == 0:  # delivered or in flight already: take it
+                    best = (math.inf, name, point, first)
+                    break
+                gain = (self.psnr(*point) or 0.0) - here
+                if best is None or gain / cost > best[0]:
+                    best = (gain / cost, name, point, first)
+            assert best is not None
+            _, name, point, first = best
+            if first is not None:
+                return first, name
+            depth, level = point
+        return None, ""
 
 
 def _in_flight_bytes(s: AbrState) -> int:
@@ -159,30 +230,32 @@ def _ack_wait(s: AbrState) -> float:
     return min(max(rtt / 2, 0.01), 0.25)
 
 
-def _target(s: AbrState) -> int | None:
-    """The rung with the best picture that can still be delivered within the goal (None if none): the
-    deepest one unless a deeper one measured worse (quantization can cost a last stage a little, and
-    the receiver shows the deepest prefix it holds)."""
+def _target(s: AbrState, grid: _Grid) -> tuple[int, int] | None:
+    """The grid point (depth, level) with the best picture that can still be delivered within the
+    goal (None if none): along each level the deepest one unless a deeper one measured worse
+    (quantization can cost a last stage a little, and the receiver shows the deepest prefix it holds),
+    and on a tie the finer level."""
     best, best_psnr = None, -math.inf
     goodput = None
     if s.link.throughput is not None:
         goodput = SAFETY * s.link.throughput
     owd = (s.link.min_rtt or 0.0) / 2  # the queue is counted by the bytes in flight
     queued = _in_flight_bytes(s)
-    need = 0  # bytes still to send (missing packets up to the rung)
-    for r, rung in enumerate(s.ladder):
-        if r not in s.delivered and r not in s.in_flight:
-            need += rung.bytes
-        if rung.psnr is None:
-            continue
-        if s.goal.byte_budget is not None and s.bytes_sent + need > s.goal.byte_budget:
-            break
-        if s.goal.deadline_s is not None and goodput is not None:
-            arrive = s.now + (queued + need) / goodput + owd
-            if arrive > s.goal.deadline_s:
+    for level in range(grid.levels + 1):
+        need = 0  # bytes still to send (missing packets of units 0..d-1 at levels 0..level)
+        for d in range(1, grid.units + 1):
+            need += grid._missing([grid.packet(d - 1, k) for k in range(level + 1)])[0]
+            psnr = grid.psnr(d, level)
+            if psnr is None:
+                continue
+            if s.goal.byte_budget is not None and s.bytes_sent + need > s.goal.byte_budget:
                 break
-        if s.goal.deadline_s is not None and s.now >= s.goal.deadline_s:
-            break
-        if rung.psnr >= best_psnr:
-            best, best_psnr = r, rung.psnr
+            if s.goal.deadline_s is not None and goodput is not None:
+                arrive = s.now + (queued + need) / goodput + owd
+                if arrive > s.goal.deadline_s:
+                    break
+            if s.goal.deadline_s is not None and s.now >= s.goal.deadline_s:
+                break
+            if psnr >= best_psnr:
+                best, best_psnr = (d, level), psnr
     return best

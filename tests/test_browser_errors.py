@@ -86,7 +86,7 @@ def corruptions(packets: list[bytes]) -> dict[str, tuple[bytes, str]]:
         "bad ptype": (raw_packet(b"x", ptype=7, stream_id=SID), "unknown packet type 7"),
         "refinement": (
             raw_packet(b"\0\0", ptype=2, level=1, unit=0, seq=9, stream_id=SID),
-            "refinement packet (type 2, unit 0, level 1): this decoder does not support refinement packets",
+            "refinement 1 of unit 0 (input) has shift 0: allowed 1..8 bits",
         ),
         "zero step": (
             raw_packet(bytes(steps0), stream_id=SID),
