@@ -4,9 +4,13 @@ For each image a SPINR stream is encoded once (its rate-quality ladder comes fro
 on a virtual clock (:mod:`streaming.abr_sim`, the server's controller and estimator, a netsim
 channel), every policy streams it over every trace x loss rate x deadline x channel seed:
 
-- ``all``: every packet in order at time 0 (protocol version 1);
-- ``abr``: the controller, on receiver reports (protocol version 2);
-- ``fixed-K``: the first K packets at time 0.
+- ``all``: every packet of the one-shot stream in order at time 0 (protocol version 1);
+- ``abr``: the controller, on receiver reports (protocol version 2), on the same stream split into
+  base and refinement packets (``--refinements``, default 1 level of 2 bits; :mod:`codec.refine`),
+  choosing refinement vs new layer vs nothing;
+- ``abr-units``: the controller on the one-shot stream (new layer vs nothing only);
+- ``fixed-K``: the first K packets of the one-shot stream at time 0;
+- ``fixed-base``, ``fixed-base+L``: every unit of the refined stream at level 0 (up to L) at time 0.
 
 Traces are scaled to the stream: ``R`` is the rate that carries the whole stream exactly by the
 deadline. ``steady`` runs at 0.7 R (the deadline binds), ``drop-10x`` at 1.5 R falling tenfold at half
@@ -61,6 +65,8 @@ def trace_for(name: str, stream_bytes: int, deadline: float, seed: int) -> Any:
 @dataclass(kw_only=True)
 class AbrJob(FitJob):
     bits: int
+    refinements: int = 1
+    refinement_bits: int = 2
 
     def fit_overrides(self) -> dict[str, Any]:
         return {"model": "spinr", "bits": self.bits}
@@ -69,11 +75,13 @@ class AbrJob(FitJob):
 def _job(j: AbrJob) -> dict[str, Any]:
     from codec.classical import at_bytes, decode
     from codec.metrics import psnr
+    from codec.refined import refine_stream
     from streaming.feedback import stream_rungs
 
     f = j.fit()
     bs = f.bitstream
     size = len(bs.to_bytes())
+    refined = refine_stream(bs, j.image, j.refinements, j.refinement_bits) if j.refinements else None
     classical = {}
     for codec in CLASSICAL:  # what a classical codec reaches in the stream's bytes
         found = at_bytes(j.image, codec, size)
@@ -85,6 +93,9 @@ def _job(j: AbrJob) -> dict[str, Any]:
         "image_name": j.image_name,
         "seed": j.seed,
         "rungs": [(r.bytes, r.psnr) for r in stream_rungs(bs)],
+        "refined_rungs": [(r.bytes, r.psnr, r.level) for r in stream_rungs(refined)] if refined else None,
+        "refined_bytes": len(refined.to_bytes()) if refined else None,
+        "refined_header_bytes": len(refined.packets()[0].to_bytes()) if refined else None,
         "header_bytes": len(bs.packets()[0].to_bytes()),
         "psnr": f.psnr,
         "bytes": size,
@@ -105,18 +116,27 @@ def simulate_all(
     rows, decide_s, curves = [], [], {}
     for fit in fits:
         rungs = [Rung(b, p) for b, p in fit["rungs"]]
-        total = fit["header_bytes"] + sum(r.bytes for r in rungs)
+        refined = [Rung(b, p, lv) for b, p, lv in fit["refined_rungs"] or []]
+        levels = max((r.level for r in refined), default=0)
+        total = fit["header_bytes"] + sum(r.bytes for r in rungs)  # the traces scale to the one-shot stream
         for trace_name in traces:
             for deadline in deadlines:
                 for loss in losses:
                     for seed in range(seeds):
                         trace = trace_for(trace_name, total, deadline, seed)
                         channel = ChannelConfig(trace=trace, loss=loss, delay_ms=DELAY_MS, seed=seed)
-                        for policy in policy_names(len(rungs)):
+                        names = policy_names(len(rungs), levels) + (["abr-units"] if refined else [])
+                        for policy in names:
+                            # abr and fixed-base* stream the refined packets; the rest the one-shot ones
+                            on_refined = refined and (policy == "abr" or policy.startswith("fixed-base"))
                             res = simulate(
-                                rungs, channel, policy, Goal(deadline_s=deadline), fit["header_bytes"]
+                                refined if on_refined else rungs,
+                                channel,
+                                policy.removesuffix("-units"),
+                                Goal(deadline_s=deadline),
+                                fit["refined_header_bytes" if on_refined else "header_bytes"],
                             )
-                            decide_s += res.decide_seconds
+                            decide_s += res.decide_seconds if policy == "abr" else []
                             rows.append(
                                 {
                                     "image": fit["image_name"],
@@ -177,6 +197,8 @@ def run(
             hidden=hidden,
             seed=0,
             bits=args.bits,
+            refinements=getattr(args, "refinements", 1),
+            refinement_bits=getattr(args, "refinement_bits", 2),
         )  # fmt: skip
         for name, img in images
     ]
@@ -189,7 +211,9 @@ def run(
     rows, decide_s, plot = simulate_all(fits, traces, deadlines, losses, seeds)
     write_csv(out / "abr.csv", rows)
     table = summarize(rows)
-    policies = sorted({p for c in table.values() for p in c}, key=lambda p: (p != "all", p != "abr", p))
+    policies = sorted(
+        {p for c in table.values() for p in c}, key=lambda p: (p != "all", p != "abr", p != "abr-units", p)
+    )
     body = [
         [cond]
         + [
@@ -234,12 +258,30 @@ def run(
                 "bpp": f["bytes"] * 8 / f["pixels"],
                 "psnr": f["psnr"],
                 "packets": len(f["rungs"]),
+                "refined_bytes": f["refined_bytes"],
+                "refined_packets": len(f["refined_rungs"] or []),
+                "ladder": _ladder_summary(f),
                 "classical": f["classical"],
             }
             for f in fits
         ],
         "decide": timing,
     }
+
+
+def _ladder_summary(f: dict[str, Any]) -> dict[str, Any]:
+    """Bytes and PSNR of the full one-shot stream and of each uniform level of the refined one (the
+    splitting's cost: the same final PSNR for more bytes)."""
+    out: dict[str, Any] = {"one_shot": {"bytes": f["bytes"], "psnr": f["psnr"]}}
+    if f["refined_rungs"]:
+        levels = max(lv for _, _, lv in f["refined_rungs"])
+        total = f["refined_header_bytes"]
+        for level in range(levels + 1):
+            row = [(b, p) for b, p, lv in f["refined_rungs"] if lv == level]
+            total += sum(b for b, _ in row)
+            out[f"level_{level}"] = {"bytes": total, "bpp": total * 8 / f["pixels"], "psnr": row[-1][1]}
+        out["split_cost"] = total / f["bytes"] - 1
+    return out
 
 
 def _plots(

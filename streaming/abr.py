@@ -35,7 +35,7 @@ rules above, unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -207,6 +207,25 @@ class _Grid:
                 return first, name
             depth, level = point
         return None, ""
+
+
+def picture_psnr(ladder: Sequence[Rung], have: Set[int]) -> float | None:
+    """The PSNR a receiver holding packets ``have`` shows, as the ladder knows it: the best grid point
+    (units 0..d-1 all at level L) it holds whole, the deepest picture along each level (None: no
+    picture). A mixed state (some units refined further) is counted at that point: a lower bound."""
+    levels = max((r.level for r in ladder), default=0)
+    n = len(ladder) // (levels + 1)
+    best = None
+    for level in range(levels + 1):
+        at = None
+        for u in range(n):
+            if any(level_k * n + u not in have for level_k in range(level + 1)):
+                break
+            if ladder[level * n + u].psnr is not None:
+                at = ladder[level * n + u].psnr
+        if at is not None and (best is None or at > best):
+            best = at
+    return best
 
 
 def _in_flight_bytes(s: AbrState) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 from codec.bitstream import Bitstream
 from netsim.channel import Channel, ChannelConfig
-from streaming.abr import Decision, Goal, decide
+from streaming.abr import Decision, Goal, decide, picture_psnr
 from streaming.feedback import Report, SenderBook, stream_rungs
 from streaming.session import SessionError, damaged
 
@@ -220,12 +220,7 @@ class AbrSession:
         s, link = self.summary, self.book.estimator
         units = len(self.rungs)
         got = s.delivered_units | set(self.have)
-        reached = None
-        for r, rung in enumerate(self.rungs):
-            if r not in got:
-                break
-            if rung.psnr is not None:
-                reached = rung.psnr
+        reached = picture_psnr(self.rungs, got)
         return {
             "type": "done",
             "version": 2,

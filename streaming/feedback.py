@@ -177,7 +177,8 @@ class _Copy:
 
 @dataclass
 class SenderBook:
-    """The sender's ledger of one stream's unit packets (packet ``i`` = unit ``i``, seq ``i + 1``)."""
+    """The sender's ledger of one stream's packets by number (seq ``i + 1``; unit ``i`` without
+    refinements, ``level * units + unit`` with them: codec/refine.py)."""
 
     ladder: Sequence[Rung]
     goal: Goal = Goal()
@@ -265,8 +266,10 @@ def stream_rungs(bs: Any) -> list[Rung]:
     if bs.missing():
         raise ValueError(f"stream lacks units {bs.missing()}: a sender needs all of them")
     ladder = bs.header.ladder
-    if ladder is not None:
-        return [Rung(b, r.psnr) for b, r in zip(sizes, ladder.rungs, strict=True)]
+    if ladder is not None and len(ladder.rungs) == len(sizes):
+        return [Rung(b, r.psnr, r.level) for b, r in zip(sizes, ladder.rungs, strict=True)]
+    if bs.refinements:
+        raise ValueError("stream has refinement packets its ladder does not list: a sender cannot plan them")
     arch = decoder_for(bs.header.model, bs.header.arch)
     depths = arch.depths if arch.progressive else 1
     stage = list(bs.header.stage_psnr)
