@@ -19,6 +19,7 @@ from client.upload import read_image, send
 from codec.config import PRESETS
 from codec.errors import ConfigError, SpinrError
 from codec.outputs import output_folder
+from streaming.feedback import Reporter, receive_reporting
 
 FATAL_CLOSE = {
     1008: "the server refused the request",
@@ -170,54 +171,11 @@ def abr_start(args: argparse.Namespace) -> dict[str, Any] | None:
     return goal
 
 
-class Reporter:
-    """A version-2 receiver's reports: arrivals batched at most every ``interval`` s, with the sequence
-    numbers still missing below the highest one seen (streaming.feedback's format)."""
-
-    def __init__(self, interval: float = 0.025) -> None:
-        import time
-
-        self.clock = time.monotonic
-        self.start = self.clock()
-        self.interval = interval
-        self.pending: list[Any] = []
-        self.seen: set[int] = set()
-        self.last = -1.0
-
-    def arrived(self, data: bytes) -> None:
-        from codec.errors import BitstreamError
-        from codec.packets import Packet
-        from streaming.feedback import Arrival
-
-        try:
-            seq = Packet.peek(data).seq
-        except BitstreamError:
-            return  # a damaged packet header: nothing to report (the sender notices the gap)
-        self.seen.add(seq)
-        self.pending.append(Arrival(seq, len(data), self.clock() - self.start))
-
-    def due(self) -> float | None:
-        """Seconds until the next report should go (None: nothing to report)."""
-        if not self.pending:
-            return None
-        return max(0.0, self.last + self.interval - (self.clock() - self.start))
-
-    def report(self) -> str:
-        from streaming.feedback import MAX_ARRIVALS, MAX_LOST, Report
-
-        now = self.clock() - self.start
-        batch, self.pending = self.pending[:MAX_ARRIVALS], self.pending[MAX_ARRIVALS:]
-        top = max(self.seen, default=0)
-        lost = tuple(s for s in range(1, top) if s not in self.seen)[:MAX_LOST]
-        self.last = now
-        return Report(now, tuple(batch), lost).to_message()
-
-
 async def receive(
     args: argparse.Namespace, url: str, receiver: Any, progress: StreamProgress
 ) -> dict[str, Any]:
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
     from codec.image import save_png
     from streaming.session import load_message
@@ -250,28 +208,12 @@ async def receive(
             ) as ws:
                 connected = True
                 await ws.send(json.dumps(start))
-                reporter = Reporter() if abr is not None else None
-                while True:
-                    wait = reporter.due() if reporter is not None else None
-                    try:
-                        message = await (asyncio.wait_for(ws.recv(), wait) if wait is not None else ws.recv())
-                    except asyncio.TimeoutError:
-                        assert reporter is not None
-                        try:
-                            await ws.send(reporter.report())
-                        except ConnectionClosed:  # the server finished: read what it sent before closing
-                            reporter = None
-                        continue
-                    except ConnectionClosedOK:
-                        break
-                    if reporter is not None and isinstance(message, bytes):
-                        reporter.arrived(message)
+                async for message in receive_reporting(ws, Reporter() if abr is not None else None):
                     if isinstance(message, str):
                         msg = load_message(message, "server's text message")
                         if isinstance(msg, dict) and msg.get("type") == "done":
                             summaries.append(msg)
                             done = True
-                            reporter = None  # the server closes next: no more reports
                         continue
                     entry = receiver.feed(message)
                     progress.update(receiver, entry)

@@ -12,8 +12,8 @@ from _server import Server, png, run_cli
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from client.stream import Reporter
 from codec.bitstream import load_bitstream
+from streaming.feedback import Reporter, receive_reporting
 from streaming.receiver import Receiver
 
 
@@ -40,26 +40,12 @@ async def _session(url: str, start: dict, report: bool, extra: list[Any] | None 
         await ws.send(json.dumps(start))
         for m in extra or []:
             await ws.send(m)
-        reporter = Reporter() if report else None
         try:
-            while True:
-                wait = reporter.due() if reporter is not None else None
-                try:
-                    m = await (asyncio.wait_for(ws.recv(), wait) if wait is not None else ws.recv())
-                except asyncio.TimeoutError:
-                    assert reporter is not None
-                    try:
-                        await ws.send(reporter.report())
-                    except ConnectionClosed:  # the server finished: read what it sent before closing
-                        reporter = None
-                    continue
+            async for m in receive_reporting(ws, Reporter() if report else None):  # the CLI's own loop
                 if isinstance(m, str):
                     texts.append(json.loads(m))
-                    reporter = None
-                    continue
-                if reporter is not None:
-                    reporter.arrived(m)
-                rx.feed(m)
+                else:
+                    rx.feed(m)
         except ConnectionClosed:
             pass
     return {"rx": rx, "texts": texts, "code": ws.close_code, "reason": ws.close_reason}
