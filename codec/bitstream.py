@@ -72,8 +72,9 @@ def make_unit_packet(unit: AnyUnit, stream_id: int, version: int = 2) -> Packet:
 
 
 def make_refinement_packet(ref: Refinement, stream_id: int, units: int) -> Packet:
-    """Level ``ref.level`` of unit ``ref.index``: seq is its packet number plus one (codec/refine.py)."""
-    seq = packet_id(ref.index, ref.level, units) + 1
+    """Level ``ref.level`` of unit ``ref.index``: seq is its packet number plus one (codec/refine.py;
+    a direct packet at level R is numbered as if it were level R + 1)."""
+    seq = packet_id(ref.index, ref.level + (ref.direct is not None), units) + 1
     if seq > MAX_SEQ:
         raise BitstreamError(
             f"refinement {ref.level} of unit {ref.index} would be seq {seq}, beyond {MAX_SEQ}: too many levels"
@@ -134,6 +135,8 @@ class Bitstream:
     stream_id: int
     refinements: dict[tuple[int, int], Refinement] = field(default_factory=dict)
     """(unit, level) -> the refinement packet's content (docs/FORMAT.md, "Refinement packets")."""
+    direct: dict[int, Refinement] = field(default_factory=dict)
+    """unit -> a direct refinement packet that arrived (senders make them; encoders do not write them)."""
 
     @property
     def version(self) -> int:
@@ -151,6 +154,8 @@ class Bitstream:
         n = self.header.num_units
         for key in sorted(self.refinements, key=lambda k: (k[1], k[0])):
             out.append(make_refinement_packet(self.refinements[key], self.stream_id, n))
+        for index in sorted(self.direct):
+            out.append(make_refinement_packet(self.direct[index], self.stream_id, n))
         return out
 
     @property
@@ -190,6 +195,7 @@ def _assemble(
     sid = header_packet.stream_id
     units: dict[int, AnyUnit] = {}
     refinements: dict[tuple[int, int], Refinement] = {}
+    direct: dict[int, Refinement] = {}
     damaged: list[str] = []
     for p in packets:
         if p.stream_id != sid:
@@ -197,7 +203,7 @@ def _assemble(
         if p.ptype == PacketType.REFINEMENT:
             try:
                 ref = parse_refinement(p, header)
-                known_ref = refinements.get((ref.index, ref.level))
+                known_ref = direct.get(ref.index) if ref.direct else refinements.get((ref.index, ref.level))
                 if known_ref is not None and known_ref != ref:
                     raise BitstreamError(
                         f"two different packets for refinement {ref.level} of unit {ref.index}"
@@ -207,7 +213,10 @@ def _assemble(
                     raise
                 damaged.append(f"refinement {p.level} of unit {p.unit} (packet seq {p.seq}): {exc}")
                 continue
-            refinements[(ref.index, ref.level)] = ref
+            if ref.direct is not None:
+                direct[ref.index] = ref
+            else:
+                refinements[(ref.index, ref.level)] = ref
             continue
         known = units.get(p.unit) if p.unit is not None else None
         if known is not None and p.ptype == PacketType.UNIT:
@@ -222,7 +231,7 @@ def _assemble(
             damaged.append(f"unit {p.unit} (packet seq {p.seq}): {exc}")
             continue
         units[unit.index] = unit
-    return Bitstream(header, units, sid, refinements), damaged
+    return Bitstream(header, units, sid, refinements, direct), damaged
 
 
 def load_bitstream(

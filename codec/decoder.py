@@ -119,6 +119,8 @@ class ProgressiveDecoder:
             dec.add_unit(unit)
         for key in sorted(bs.refinements, key=lambda k: k[1]):
             dec.add_refinement(bs.refinements[key])
+        for ref in bs.direct.values():
+            dec.add_refinement(ref)
         return dec
 
     # -- input ----------------------------------------------------------------------------------
@@ -129,6 +131,8 @@ class ProgressiveDecoder:
         self.header, self.arch = header, arch
 
     def add_unit(self, unit: AnyUnit) -> None:
+        if self.levels.get(unit.index, 0) > 0:
+            return  # a base after a direct packet gave the unit a finer level
         params = {t.name: t.dequantize() for t in unit.tensors}
         self._set(unit.index, list(unit.tensors) if isinstance(unit, Unit) else None, params)
         self.levels[unit.index] = 0
@@ -149,6 +153,11 @@ class ProgressiveDecoder:
         have = self.levels.get(ref.index)
         if have is not None and ref.level <= have:
             return False
+        if ref.direct is not None:  # the unit itself at this level, whatever arrived before
+            self._set(ref.index, list(ref.direct), {t.name: t.dequantize() for t in ref.direct})
+            self.levels[ref.index] = ref.level
+            self._apply_held(ref.index)
+            return True
         if have is None or ref.level > have + 1:
             if (ref.index, ref.level) not in self._held and len(self._held) >= MAX_PENDING:
                 raise BitstreamError(f"more than {MAX_PENDING} refinements wait for their unit")

@@ -15,8 +15,15 @@ from zero): each level is the mid-tread quantizer of its own step, its deltas li
 2^(b-1) + 1``, and the last level gives back exactly the codes a one-shot encode sends, so the final
 picture is bit-identical and the splitting costs only bytes (measured in docs/ABR.md).
 
+A refinement packet whose shift byte is 0 is **direct**: the rest is a whole unit payload (steps and
+codes, as a unit packet's) at level ``l``'s precision, which a receiver takes whatever it holds of the
+unit below that level. A sender uses it to send a unit at full precision in one packet (the one-shot
+stream's bytes, plus one) when it would send the base and every refinement anyway; files do not
+carry them (a sender derives them, :func:`codec.refined.direct_packets`).
+
 Packet numbering (what senders and receivers use to name packets): unit ``u`` at level ``l`` of a
-stream of ``n`` units is packet ``l·n + u``, with sequence number one more; level 0 is the unit packet.
+stream of ``n`` units with ``R`` levels is packet ``l·n + u`` (level 0 is the unit packet), the direct
+packet of unit ``u`` (at level ``R``) is ``(R + 1)·n + u``; the sequence number is one more.
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ import numpy as np
 
 from codec.entropy import decode_arrays, encode_arrays
 from codec.errors import BitstreamError, ConfigError
-from codec.payload import CHECKSUM, Unit
+from codec.payload import CHECKSUM, Unit, decode_unit_payload
 from codec.quant import MAX_STEP_BITS, MIN_STEP_BITS, QuantizedTensor, step_bits, step_value
 from codec.units import UnitSpec
 
 MAX_SHIFT = 8
 """Bits one refinement level adds at most."""
+DIRECT = 0
+"""The shift byte of a direct refinement packet: a whole unit payload follows."""
 MAX_LEVELS = 15
 """Refinement levels an encoder writes at most (the packet's level field allows 255)."""
 MAX_REFINED_CODE = 2**31 - 1
@@ -55,11 +64,20 @@ class Refinement:
     level: int
     shift: int
     deltas: tuple[np.ndarray, ...]
-    """int32 per tensor, in the unit's tensor order."""
+    """int32 per tensor, in the unit's tensor order (empty for a direct packet)."""
     encoded: bytes | None = field(default=None, repr=False)
+    direct: tuple[QuantizedTensor, ...] | None = None
+    """A direct packet's tensors: the unit itself at this level."""
+
+    @classmethod
+    def of_unit(cls, tensors: Sequence[QuantizedTensor], index: int, level: int) -> Refinement:
+        """The direct packet carrying ``tensors`` (the unit at ``level``)."""
+        return cls(index, level, DIRECT, (), direct=tuple(tensors))
 
     @property
     def payload(self) -> bytes:
+        if self.encoded is None and self.direct is not None:
+            object.__setattr__(self, "encoded", bytes([DIRECT]) + Unit(self.index, self.direct).payload)
         if self.encoded is None:
             body = encode_arrays([np.asarray(d, dtype=np.int32) for d in self.deltas], checksum=CHECKSUM)
             object.__setattr__(self, "encoded", bytes([self.shift]) + body)
@@ -77,8 +95,11 @@ class Refinement:
         if not payload:
             raise BitstreamError(f"{what} has an empty payload: it needs a shift byte")
         shift = payload[0]
+        if shift == DIRECT:
+            tensors = decode_unit_payload(payload[1:], spec, index)
+            return cls(index, level, DIRECT, (), bytes(payload), tuple(tensors))
         if not 1 <= shift <= MAX_SHIFT:
-            raise BitstreamError(f"{what} has shift {shift}: allowed 1..{MAX_SHIFT} bits")
+            raise BitstreamError(f"{what} has shift {shift}: allowed 0 (direct) or 1..{MAX_SHIFT} bits")
         try:
             deltas = decode_arrays(payload[1:], spec.sizes, checksum=CHECKSUM)
         except BitstreamError as exc:
@@ -89,6 +110,8 @@ class Refinement:
         """The unit's tensors one level finer; BitstreamError when a step would leave the normal
         bfloat16 range or a code the int32 range (only a hostile stream gets there)."""
         what = what or f"refinement {self.level} of unit {self.index}"
+        if self.direct is not None:
+            return list(self.direct)
         out = []
         for t, d in zip(tensors, self.deltas, strict=True):
             bits = step_bits(t.step)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codec.bitstream import Bitstream, StreamHeader, make_refinement_packet, make_unit_packet
+from codec.bitstream import Bitstream, Packet, StreamHeader, make_refinement_packet, make_unit_packet
 from codec.decoder import ProgressiveDecoder
 from codec.errors import ConfigError
 from codec.header import EXT_LADDER, psnr_as_sent
@@ -59,3 +59,26 @@ def refine_stream(bs: Bitstream, reference: np.ndarray, levels: int, shift: int)
     assert decoder.arch is not None
     header.extensions[EXT_LADDER] = measure_grid(decoder.arch.plan, grid, sizes).to_bytes()
     return out
+
+
+def direct_refinements(bs: Bitstream) -> dict[int, Refinement]:
+    """Unit -> its direct packet at the stream's top level (the unit's final codes in one payload,
+    what the one-shot stream sends plus one byte), for a sender to choose instead of base and
+    refinements. Empty for a stream without refinements."""
+    levels = bs.levels
+    if not levels:
+        return {}
+    out = {}
+    for index, unit in sorted(bs.units.items()):
+        assert isinstance(unit, Unit)
+        tensors = list(unit.tensors)
+        for level in range(1, levels + 1):
+            tensors = bs.refinements[(index, level)].apply(tensors)
+        out[index] = Refinement.of_unit(tensors, index, levels)
+    return out
+
+
+def direct_packets(bs: Bitstream) -> list[Packet]:
+    """:func:`direct_refinements` as packets, numbered after every refinement (codec/refine.py)."""
+    n = bs.header.num_units
+    return [make_refinement_packet(r, bs.stream_id, n) for _, r in sorted(direct_refinements(bs).items())]

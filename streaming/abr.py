@@ -61,6 +61,8 @@ class Rung:
     psnr: float | None
     level: int = 0
     """Refinement level the packet carries (0: a unit packet)."""
+    direct: bool = False
+    """A direct packet: the unit whole at ``level`` (listed after every regular packet)."""
 
 
 @dataclass(frozen=True)
@@ -155,13 +157,17 @@ def decide(s: AbrState) -> Decision:
 
 
 class _Grid:
-    """The ladder as a depth x precision grid: packet ``level * units + unit``."""
+    """The ladder as a depth x precision grid: packet ``level * units + unit``, and after the last
+    level (when the sender has them) the direct packets ``(levels + 1) * units + unit``."""
 
     def __init__(self, s: AbrState) -> None:
         self.s = s
-        self.levels = max((r.level for r in s.ladder), default=0)
-        self.units = len(s.ladder) // (self.levels + 1)
+        self.levels = max((r.level for r in s.ladder if not r.direct), default=0)
+        regular = sum(1 for r in s.ladder if not r.direct)
+        self.units = regular // (self.levels + 1)
+        self.has_direct = len(s.ladder) > regular
         self.have = s.delivered | s.in_flight.keys()
+        self._cost: dict[tuple[int, int], tuple[int, int | None]] = {}
 
     def packet(self, unit: int, level: int) -> int:
         return level * self.units + unit
@@ -170,28 +176,58 @@ class _Grid:
         return None if depth == 0 else self.s.ladder[self.packet(depth - 1, level)].psnr
 
     def missing_any(self) -> bool:
-        return any(p not in self.have for p in range(len(self.s.ladder)))
+        """Whether some unit is not yet delivered or in flight at the top level."""
+        return any(self.unit_cost(u, self.levels)[0] for u in range(self.units))
 
-    def _missing(self, packets: list[int]) -> tuple[int, int | None]:
-        """Bytes of ``packets`` still to send, and the first of them."""
+    def unit_cost(self, unit: int, level: int) -> tuple[int, int | None]:
+        """Bytes still to send for ``unit`` to reach ``level`` and the first packet to send: its base
+        and refinements in order, or its direct packet when that is cheaper (0, None: it has it)."""
+        key = (unit, level)
+        if key not in self._cost:
+            cost, first = 0, None
+            for k in range(level + 1):
+                p = self.packet(unit, k)
+                if p not in self.have:
+                    cost += self.s.ladder[p].bytes
+                    first = p if first is None else first
+            if self.has_direct and cost:
+                d = (self.levels + 1) * self.units + unit
+                if d in self.have:
+                    cost, first = 0, None
+                elif self.s.ladder[d].bytes < cost:
+                    cost, first = self.s.ladder[d].bytes, d
+            self._cost[key] = (cost, first)
+        return self._cost[key]
+
+    def _move(self, units: range, level: int) -> tuple[int, int | None]:
         cost, first = 0, None
-        for p in packets:
-            if p not in self.have:
-                cost += self.s.ladder[p].bytes
-                first = p if first is None else first
+        for u in units:
+            c, f = self.unit_cost(u, level)
+            cost += c
+            first = f if first is None else first
         return cost, first
 
     def next_packet(self, target: tuple[int, int]) -> tuple[int | None, str]:
-        """The first packet not yet delivered or in flight on the greedy way to ``target``."""
+        """The first packet not yet delivered or in flight on the way to ``target``: unit by unit when
+        direct packets make that way cheaper, else the greedy walk over the grid."""
+        units = range(target[0])
+        cheapest = sum(self.unit_cost(u, target[1])[0] for u in units)
+        regular = sum(self.packet(u, k) not in self.have and self.s.ladder[self.packet(u, k)].bytes
+                      for u in units for k in range(target[1] + 1))  # fmt: skip
+        if cheapest < regular:
+            for u in units:
+                cost, first = self.unit_cost(u, target[1])
+                if cost:
+                    return first, "new layer, whole" if first is not None and self.s.ladder[
+                        first
+                    ].direct else "new layer"
         depth, level = 0, 0
         while (depth, level) != target:
             moves = []
             if depth < target[0]:
-                packets = [self.packet(depth, k) for k in range(level + 1)]
-                moves.append(("new layer", (depth + 1, level), *self._missing(packets)))
+                moves.append(("new layer", (depth + 1, level), *self._move(range(depth, depth + 1), level)))
             if level < target[1] and depth > 0:
-                packets = [self.packet(u, level + 1) for u in range(depth)]
-                moves.append(("refinement", (depth, level + 1), *self._missing(packets)))
+                moves.append(("refinement", (depth, level + 1), *self._move(range(depth), level + 1)))
             here = self.psnr(depth, level) or 0.0
             best = None
             for name, point, cost, first in moves:
@@ -211,15 +247,18 @@ class _Grid:
 
 def picture_psnr(ladder: Sequence[Rung], have: Set[int]) -> float | None:
     """The PSNR a receiver holding packets ``have`` shows, as the ladder knows it: the best grid point
-    (units 0..d-1 all at level L) it holds whole, the deepest picture along each level (None: no
-    picture). A mixed state (some units refined further) is counted at that point: a lower bound."""
-    levels = max((r.level for r in ladder), default=0)
-    n = len(ladder) // (levels + 1)
+    (units 0..d-1 all at level L or finer) it holds whole, the deepest picture along each level (None:
+    no picture). A mixed state (some units refined further) is counted at that point: a lower bound."""
+    regular = [r for r in ladder if not r.direct]
+    levels = max((r.level for r in regular), default=0)
+    n = len(regular) // (levels + 1)
+    direct = len(ladder) > len(regular)
     best = None
     for level in range(levels + 1):
         at = None
         for u in range(n):
-            if any(level_k * n + u not in have for level_k in range(level + 1)):
+            whole = all(k * n + u in have for k in range(level + 1))
+            if not whole and not (direct and (levels + 1) * n + u in have):
                 break
             if ladder[level * n + u].psnr is not None:
                 at = ladder[level * n + u].psnr
@@ -261,9 +300,9 @@ def _target(s: AbrState, grid: _Grid) -> tuple[int, int] | None:
     owd = (s.link.min_rtt or 0.0) / 2  # the queue is counted by the bytes in flight
     queued = _in_flight_bytes(s)
     for level in range(grid.levels + 1):
-        need = 0  # bytes still to send (missing packets of units 0..d-1 at levels 0..level)
+        need = 0  # bytes still to send for units 0..d-1 at this level
         for d in range(1, grid.units + 1):
-            need += grid._missing([grid.packet(d - 1, k) for k in range(level + 1)])[0]
+            need += grid.unit_cost(d - 1, level)[0]
             psnr = grid.psnr(d, level)
             if psnr is None:
                 continue

@@ -98,7 +98,12 @@ class AbrSession:
             self.rungs = stream_rungs(bitstream)
         except ValueError as exc:
             raise SessionError(str(exc)) from None
-        self.packets = [p.to_bytes() for p in bitstream.packets()]
+        packets = bitstream.packets()
+        if bitstream.levels:  # numbered after the refinements, as stream_rungs lists them
+            from codec.refined import direct_packets
+
+            packets += direct_packets(bitstream)
+        self.packets = [p.to_bytes() for p in packets]
         self.goal = goal
         self.have = sorted(set(have))
         self.book = SenderBook(self.rungs, self._budget_for_units(goal))

@@ -147,11 +147,11 @@ def simulate(
 def fixed_packets(rungs: Sequence[Rung], policy: str) -> list[int]:
     """The packets a fixed policy sends at time 0, in packet-number order."""
     if policy == "all":
-        return list(range(len(rungs)))
+        return [p for p, r in enumerate(rungs) if not r.direct]
     name = policy.removeprefix("fixed-")
     if name == "base" or name.startswith("base+"):
         top = 0 if name == "base" else int(name.removeprefix("base+"))
-        return [p for p, r in enumerate(rungs) if r.level <= top]
+        return [p for p, r in enumerate(rungs) if r.level <= top and not r.direct]
     count = int(name)
     return [p for p in range(len(rungs)) if rungs[p].level == 0][:count]
 

@@ -260,7 +260,8 @@ class SenderBook:
 
 
 def stream_rungs(bs: Any) -> list[Rung]:
-    """The controller's ladder for a whole bitstream: its packets' sizes as sent, the PSNRs of its
+    """The controller's ladder for a whole bitstream (with refinements: every packet by number, then
+    the direct packets, :func:`codec.refined.direct_packets`): its packets' sizes as sent, the PSNRs of its
     rate-quality ladder, or, for a stream without one (format 1, early format 2), the header's stage
     PSNRs placed where each depth becomes decodable (rank order when even those are missing)."""
     from codec.arch import decoder_for
@@ -271,7 +272,16 @@ def stream_rungs(bs: Any) -> list[Rung]:
         raise ValueError(f"stream lacks units {bs.missing()}: a sender needs all of them")
     ladder = bs.header.ladder
     if ladder is not None and len(ladder.rungs) == len(sizes):
-        return [Rung(b, r.psnr, r.level) for b, r in zip(sizes, ladder.rungs, strict=True)]
+        rungs = [Rung(b, r.psnr, r.level) for b, r in zip(sizes, ladder.rungs, strict=True)]
+        if bs.levels:  # the direct packets a sender may choose instead of base and refinements
+            from codec.refined import direct_packets
+
+            top = rungs[bs.levels * bs.header.num_units :]
+            rungs += [
+                Rung(len(p.to_bytes()), r.psnr, r.level, True)
+                for p, r in zip(direct_packets(bs), top, strict=True)
+            ]
+        return rungs
     if bs.refinements:
         raise ValueError("stream has refinement packets its ladder does not list: a sender cannot plan them")
     arch = decoder_for(bs.header.model, bs.header.arch)

@@ -143,3 +143,43 @@ def test_steady_link_abr_is_as_good_as_the_best_fixed_policy(deadline: float) ->
     abr = simulate(g, channel, "abr", goal).psnr_at(deadline) or 0.0
     fixed = [simulate(g, channel, p, goal).psnr_at(deadline) or 0.0 for p in policy_names(N, 1) if p != "abr"]
     assert abr >= max(fixed) - 0.3
+
+
+def with_direct(g: tuple[Rung, ...], saving: float = 0.1) -> tuple[Rung, ...]:
+    """``g`` and a direct packet per unit: the unit whole at level 1 for ``saving`` less than its two packets."""
+    return g + tuple(
+        Rung(int((g[u].bytes + g[N + u].bytes) * (1 - saving)), g[N + u].psnr, 1, True) for u in range(N)
+    )
+
+
+def test_direct_packets_replace_base_and_refinement_when_the_top_level_is_the_target() -> None:
+    g = with_direct(grid())
+    sent = run_to_end(g, Goal(byte_budget=10**6), Link(1e6, 0, 0.02, 0.02))
+    assert sent == [2 * N + u for u in range(N)]  # every unit whole in one packet
+    assert picture_psnr(g, set(sent)) == g[2 * N - 1].psnr
+    # a budget buys the best point, whole units or bases, whichever way is cheaper for it
+    for budget in (9 * 1500 + 500, 5 * 1500):
+        sent = run_to_end(g, Goal(byte_budget=budget), Link(1e6, 0, 0.02, 0.02))
+        options = [g[d - 1].psnr for d in range(1, N + 1) if 1500 * d <= budget]
+        options += [g[N + d - 1].psnr for d in range(1, N + 1) if g[2 * N].bytes * d <= budget]
+        assert picture_psnr(g, set(sent)) == max(options)  # type: ignore[type-var]
+        assert sum(g[p].bytes for p in sent) <= budget
+    # once a unit's base arrived its refinement is cheaper than the direct packet
+    d = decide(
+        AbrState(g, 0.0, delivered=frozenset(range(N)), bytes_sent=9 * 1500, goal=Goal(byte_budget=10**6))
+    )
+    assert (d.action, d.unit) == ("send", N)
+    assert fixed_packets(g, "all") == list(range(2 * N)) and fixed_packets(g, "fixed-base+1") == list(
+        range(2 * N)
+    )
+
+
+def test_direct_packets_let_abr_match_the_one_shot_stream_on_a_steady_link() -> None:
+    g = with_direct(grid())
+    one_shot = tuple(Rung(r.bytes, r.psnr) for r in g[2 * N :])
+    total = sum(r.bytes for r in one_shot)
+    channel = ChannelConfig(trace=f"constant:{0.7 * total * 8 / 1000:.1f}", delay_ms=20, seed=2)
+    goal = Goal(deadline_s=1.0)
+    abr = simulate(g, channel, "abr", goal)
+    every = simulate(one_shot, channel, "all", goal)
+    assert (abr.psnr_at(1.0) or 0.0) >= (every.psnr_at(1.0) or 0.0) - 0.3

@@ -103,11 +103,11 @@ def test_packet_type_and_version_mismatch() -> None:
 
 def test_bad_refinement_packets_are_refused_clearly() -> None:
     bs = make_stream()
-    ref = Packet(PacketType.REFINEMENT, 0x5EED, 9, 2, b"\0\0", level=1)
+    ref = Packet(PacketType.REFINEMENT, 0x5EED, 9, 2, b"\x09\0", level=1)
     with pytest.raises(BitstreamError, match="expected a unit packet, got a refinement packet"):
         parse_unit(ref, bs.header)
     name = bs.header.units[2].name
-    what = rf"refinement 1 of unit 2 \({name}\) has shift 0: allowed 1..8 bits"
+    what = rf"refinement 1 of unit 2 \({name}\) has shift 9: allowed 0 \(direct\) or 1..8 bits"
     back, damaged = load_bitstream(bs.to_bytes() + ref.to_bytes(), strict=False)
     assert back.missing() == [] and len(damaged) == 1 and re.search(what, damaged[0])
     assert back.refinements == {}

@@ -127,7 +127,9 @@ def test_hostile_refinements_are_refused_by_name() -> None:
     one = make_stream(hidden=1)
     rb = refined(one, 1, 2)
     spec = one.header.units[0]
-    with pytest.raises(BitstreamError, match=r"refinement 1 of unit 0 \(input\) has shift 9: allowed 1..8"):
+    with pytest.raises(
+        BitstreamError, match=r"refinement 1 of unit 0 \(input\) has shift 9: allowed 0 \(direct\) or 1..8"
+    ):
         Refinement.parse(bytes([9]), spec, 0, 1)
     with pytest.raises(BitstreamError, match="has an empty payload"):
         Refinement.parse(b"", spec, 0, 1)
@@ -220,7 +222,12 @@ def test_browser_decodes_refinements_bit_exactly(page: Any) -> None:
     )
     rb = refined(bs, 2, 2)
     packets = rb.packets()
-    order = [packets[0]] + sorted(packets[1:], key=lambda p: (-(p.level or 0), p.unit))  # finest first
+    from codec.refined import direct_packets
+
+    direct = direct_packets(rb)[1]  # unit 1 whole at the top level, before anything else of it
+    order = [packets[0], direct] + sorted(
+        packets[1:], key=lambda p: (-(p.level or 0), p.unit)
+    )  # finest first
     res = page.evaluate(
         """(pk) => {
           const L = window.spnrLib;
@@ -287,3 +294,33 @@ def test_browser_decodes_refinements_bit_exactly(page: Any) -> None:
         + [b64(packets[1 + rb.header.num_units + rb.header.num_units - 1].to_bytes())],
     )
     assert res2 == 1
+
+
+def test_direct_packets_give_a_unit_its_final_precision_in_one_packet() -> None:
+    from codec.refined import direct_packets, direct_refinements
+
+    one = make_stream(seed=5, width=10, hidden=2, rel_step=1 / 64)
+    rb = refined(one, 2, 1)
+    n = one.header.num_units
+    packets = direct_packets(rb)
+    assert [p.seq for p in packets] == [3 * n + u + 1 for u in range(n)]
+    for u, p in enumerate(packets):  # one byte more than the one-shot unit packet's payload
+        assert p.payload == b"\0" + one.units[u].payload and p.level == 2
+    # direct for unit 0, base + refinements for the others, a late base of unit 0 ignored
+    dec = ProgressiveDecoder(rb.header, rb.stream_id)
+    dec.add_packet(packets[0])
+    for p in rb.packets()[1:]:
+        dec.add_packet(p)
+    assert dec.levels == {u: 2 for u in range(n)}
+    assert np.array_equal(dec.decode().rgb, ProgressiveDecoder.from_bitstream(one).decode().rgb)
+    # a direct packet supersedes a lower level and is itself refined no further
+    dec = ProgressiveDecoder(rb.header, rb.stream_id)
+    dec.add_packet(rb.packets()[1])
+    assert dec.add_packet(packets[0]).accepted and dec.levels[0] == 2
+    np.testing.assert_array_equal(
+        dec.params[0]["weight"], ProgressiveDecoder.from_bitstream(one).params[0]["weight"]
+    )
+    # a received stream keeps them apart from the refinements; its file round-trips
+    got = Bitstream(rb.header, rb.units, rb.stream_id, rb.refinements, direct_refinements(rb))
+    back, _ = load_bitstream(got.to_bytes())
+    assert back.to_bytes() == got.to_bytes() and sorted(back.direct) == list(range(n))

@@ -168,6 +168,10 @@ export class ProgressiveDecoder {
       const changed = this._refinement(parseRefinement(packet, this.header));
       return { accepted: true, layer: packet.unit, error: null, kind: "refinement", duplicate: changed === null };
     }
+    if (packet.ptype === PTYPE_UNIT && (this.levels.get(packet.unit) || 0) > 0 && !this._payloads.has(packet.unit)) {
+      parseUnit(packet, this.header); // checked, then ignored: a direct packet gave the unit a finer level
+      return { accepted: true, layer: packet.unit, error: null, kind: "layer", duplicate: true };
+    }
     const known = packet.ptype === PTYPE_UNIT ? this._payloads.get(packet.unit) : undefined;
     if (known !== undefined) {
       if (!sameBytes(known, packet.payload)) throw new SpnrError(`two different packets for unit ${packet.unit}`);
@@ -192,6 +196,14 @@ export class ProgressiveDecoder {
   _refinement(ref) {
     const have = this.levels.get(ref.index);
     if (have !== undefined && ref.level <= have) return null;
+    if (ref.direct) {
+      const tensors = Object.create(null);
+      for (const t of ref.direct) tensors[t.name] = t;
+      this._setUnit(ref.index, tensors);
+      this.levels.set(ref.index, ref.level);
+      this._applyHeld(ref.index);
+      return true;
+    }
     if (have === undefined || ref.level > have + 1) {
       const key = `${ref.index}:${ref.level}`;
       if (!this._held.has(key) && this._held.size >= MAX_PENDING) {

@@ -5,15 +5,18 @@
 //
 // and moves the unit from level l - 1 (codes Q, step s) to level l: Q' = Q * 2^b + delta, s' = s / 2^b
 // (the bfloat16 exponent b lower, exact). The weights follow the format's one rule, fround(Q' * s'),
-// so they are bit for bit those numpy computes.
+// so they are bit for bit those numpy computes. A shift byte of 0 makes a direct packet: a whole unit
+// payload at level l follows, which replaces whatever the receiver holds of the unit below that level.
 
 import { decodeArrays } from "./entropy.js";
 import { SpnrError } from "./errors.js";
-import { CHECKSUM } from "./payload.js";
+import { CHECKSUM, decodeUnitPayload } from "./payload.js";
 import { MIN_STEP_BITS, dequantizeCodes, stepValue } from "./quant.js";
 import { prod } from "./values.js";
 
 export const MAX_SHIFT = 8;
+/** The shift byte of a direct refinement packet. */
+export const DIRECT = 0;
 export const MAX_REFINED_CODE = 2 ** 31 - 1;
 const F32 = new DataView(new ArrayBuffer(4));
 
@@ -27,7 +30,8 @@ export function packetId(unit, level, units) {
  * @property {number} index   the unit
  * @property {number} level
  * @property {number} shift   bits it adds
- * @property {Int32Array[]} deltas   per tensor, in the unit's tensor order
+ * @property {Int32Array[]} deltas   per tensor, in the unit's tensor order (empty when direct)
+ * @property {object[]|null} direct  a direct packet's tensors (the unit itself at this level)
  */
 
 /**
@@ -42,7 +46,13 @@ export function parseRefinementPayload(payload, spec, index, level) {
   const what = `refinement ${level} of unit ${index} (${spec.name})`;
   if (payload.length === 0) throw new SpnrError(`${what} has an empty payload: it needs a shift byte`);
   const shift = payload[0];
-  if (shift < 1 || shift > MAX_SHIFT) throw new SpnrError(`${what} has shift ${shift}: allowed 1..${MAX_SHIFT} bits`);
+  if (shift === DIRECT) {
+    const direct = decodeUnitPayload(payload.subarray(1), spec, index).map((t) => ({ ...t, values: dequantizeCodes(t.codes, t.step) }));
+    return { index, level, shift, deltas: [], direct };
+  }
+  if (shift < 1 || shift > MAX_SHIFT) {
+    throw new SpnrError(`${what} has shift ${shift}: allowed 0 (direct) or 1..${MAX_SHIFT} bits`);
+  }
   let deltas;
   try {
     deltas = decodeArrays(payload.subarray(1), spec.tensors.map((t) => prod(t.shape)), { checksum: CHECKSUM });
@@ -50,7 +60,7 @@ export function parseRefinementPayload(payload, spec, index, level) {
     if (e instanceof SpnrError) throw new SpnrError(`${what}: ${e.message}`);
     throw e;
   }
-  return { index, level, shift, deltas };
+  return { index, level, shift, deltas, direct: null };
 }
 
 /** The bfloat16 bits of a step (a bfloat16 value). */
@@ -66,6 +76,7 @@ function stepBits(step) {
  * @returns {{name: string, shape: number[], step: number, codes: Int32Array, values: Float32Array}[]}
  */
 export function applyRefinement(tensors, ref) {
+  if (ref.direct) return ref.direct;
   const what = `refinement ${ref.level} of unit ${ref.index}`;
   const scale = 2 ** ref.shift;
   return tensors.map((t, i) => {
