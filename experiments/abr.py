@@ -93,7 +93,9 @@ def _job(j: AbrJob) -> dict[str, Any]:
         "image_name": j.image_name,
         "seed": j.seed,
         "rungs": [(r.bytes, r.psnr) for r in stream_rungs(bs)],
-        "refined_rungs": [(r.bytes, r.psnr, r.level) for r in stream_rungs(refined)] if refined else None,
+        "refined_rungs": [(r.bytes, r.psnr, r.level, r.direct) for r in stream_rungs(refined)]
+        if refined
+        else None,
         "refined_bytes": len(refined.to_bytes()) if refined else None,
         "refined_header_bytes": len(refined.packets()[0].to_bytes()) if refined else None,
         "header_bytes": len(bs.packets()[0].to_bytes()),
@@ -116,7 +118,7 @@ def simulate_all(
     rows, decide_s, curves = [], [], {}
     for fit in fits:
         rungs = [Rung(b, p) for b, p in fit["rungs"]]
-        refined = [Rung(b, p, lv) for b, p, lv in fit["refined_rungs"] or []]
+        refined = [Rung(b, p, lv, d) for b, p, lv, d in fit["refined_rungs"] or []]
         levels = max((r.level for r in refined), default=0)
         total = fit["header_bytes"] + sum(r.bytes for r in rungs)  # the traces scale to the one-shot stream
         for trace_name in traces:
@@ -259,7 +261,7 @@ def run(
                 "psnr": f["psnr"],
                 "packets": len(f["rungs"]),
                 "refined_bytes": f["refined_bytes"],
-                "refined_packets": len(f["refined_rungs"] or []),
+                "refined_packets": sum(not d for *_, d in f["refined_rungs"] or []),
                 "ladder": _ladder_summary(f),
                 "classical": f["classical"],
             }
@@ -274,10 +276,10 @@ def _ladder_summary(f: dict[str, Any]) -> dict[str, Any]:
     splitting's cost: the same final PSNR for more bytes)."""
     out: dict[str, Any] = {"one_shot": {"bytes": f["bytes"], "psnr": f["psnr"]}}
     if f["refined_rungs"]:
-        levels = max(lv for _, _, lv in f["refined_rungs"])
+        levels = max(lv for _, _, lv, _ in f["refined_rungs"])
         total = f["refined_header_bytes"]
         for level in range(levels + 1):
-            row = [(b, p) for b, p, lv in f["refined_rungs"] if lv == level]
+            row = [(b, p) for b, p, lv, direct in f["refined_rungs"] if lv == level and not direct]
             total += sum(b for b, _ in row)
             out[f"level_{level}"] = {"bytes": total, "bpp": total * 8 / f["pixels"], "psnr": row[-1][1]}
         out["split_cost"] = total / f["bytes"] - 1
