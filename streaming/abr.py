@@ -168,6 +168,20 @@ class _Grid:
         self.has_direct = len(s.ladder) > regular
         self.have = s.delivered | s.in_flight.keys()
         self._cost: dict[tuple[int, int], tuple[int, int | None]] = {}
+        # Per unit and level: bytes of its base and refinements up to the level still to send, and the
+        # first of them (one pass over the packets; everything else is a lookup).
+        self._regular: list[list[tuple[int, int | None]]] = []
+        ladder, n, have = s.ladder, self.units, self.have
+        for u in range(n):
+            cost, first, row = 0, None, []
+            for k in range(self.levels + 1):
+                p = k * n + u
+                if p not in have:
+                    cost += ladder[p].bytes
+                    first = p if first is None else first
+                row.append((cost, first))
+            self._regular.append(row)
+        self._prefix: dict[int, tuple[list[int], list[int | None]]] = {}
 
     def packet(self, unit: int, level: int) -> int:
         return level * self.units + unit
@@ -183,37 +197,40 @@ class _Grid:
         """Bytes still to send for ``unit`` to reach ``level`` and the first packet to send: its base
         and refinements in order, or its direct packet when that is cheaper (0, None: it has it)."""
         key = (unit, level)
-        if key not in self._cost:
-            cost, first = 0, None
-            for k in range(level + 1):
-                p = self.packet(unit, k)
-                if p not in self.have:
-                    cost += self.s.ladder[p].bytes
-                    first = p if first is None else first
+        got = self._cost.get(key)
+        if got is None:
+            cost, first = self._regular[unit][level]
             if self.has_direct and cost:
                 d = (self.levels + 1) * self.units + unit
                 if d in self.have:
                     cost, first = 0, None
                 elif self.s.ladder[d].bytes < cost:
                     cost, first = self.s.ladder[d].bytes, d
-            self._cost[key] = (cost, first)
-        return self._cost[key]
+            got = self._cost[key] = (cost, first)
+        return got
 
     def _move(self, units: range, level: int) -> tuple[int, int | None]:
-        cost, first = 0, None
-        for u in units:
-            c, f = self.unit_cost(u, level)
-            cost += c
-            first = f if first is None else first
-        return cost, first
+        """Bytes for ``units`` (a prefix or one unit) to reach ``level``, and the first packet."""
+        if len(units) == 1:
+            return self.unit_cost(units[0], level)
+        if level not in self._prefix:  # running sums over the units, so each move costs O(1)
+            sums, firsts, total, first = [0], [None], 0, None
+            for u in range(self.units):
+                c, f = self.unit_cost(u, level)
+                total += c
+                first = f if first is None else first
+                sums.append(total)
+                firsts.append(first)
+            self._prefix[level] = (sums, firsts)
+        sums, firsts = self._prefix[level]
+        return sums[units.stop] - sums[units.start], firsts[units.stop] if units.start == 0 else None
 
     def next_packet(self, target: tuple[int, int]) -> tuple[int | None, str]:
         """The first packet not yet delivered or in flight on the way to ``target``: unit by unit when
         direct packets make that way cheaper, else the greedy walk over the grid."""
         units = range(target[0])
         cheapest = sum(self.unit_cost(u, target[1])[0] for u in units)
-        regular = sum(self.packet(u, k) not in self.have and self.s.ladder[self.packet(u, k)].bytes
-                      for u in units for k in range(target[1] + 1))  # fmt: skip
+        regular = sum(self._regular[u][target[1]][0] for u in units)
         if cheapest < regular:
             for u in units:
                 cost, first = self.unit_cost(u, target[1])
