@@ -73,14 +73,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     abr = p.add_argument_group("adaptive bitrate (protocol version 2: the client reports what arrived)")
     abr.add_argument("--abr", action="store_true", help="let the server's ABR controller choose what to send")
     abr.add_argument(
-        "--deadline", type=float, default=None, metavar="S", help="with --abr: the best picture by S seconds"
+        "--pull",
+        action="store_true",
+        help="client-driven: fetch the packet index and pull, over HTTP, the packets this client's own"
+        " controller chooses (refinement vs new layer vs nothing)",
+    )
+    abr.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --abr or --pull: the best picture by S seconds",
     )
     abr.add_argument(
         "--budget",
         type=int,
         default=None,
         metavar="BYTES",
-        help="with --abr: the best picture for BYTES bytes",
+        help="with --abr or --pull: the best picture for BYTES bytes",
     )
     add_token_argument(p)
     add_channel_arguments(p)
@@ -156,8 +166,8 @@ class StreamProgress:
 def abr_start(args: argparse.Namespace) -> dict[str, Any] | None:
     """The start message's ``abr`` object (None: protocol version 1)."""
     if not args.abr:
-        if args.deadline is not None or args.budget is not None:
-            raise ConfigError("--deadline and --budget need --abr")
+        if (args.deadline is not None or args.budget is not None) and not args.pull:
+            raise ConfigError("--deadline and --budget need --abr or --pull")
         return None
     goal: dict[str, Any] = {}
     if args.deadline is not None:
@@ -267,7 +277,9 @@ def run(args: argparse.Namespace) -> int:
     if args.via is not None and (args.target or "").startswith(("ws://", "wss://")):
         raise ConfigError("--via goes with an image id or --upload, not with a ws:// URL")
     base = args.via or args.server
-    if args.target is not None:
+    if args.pull and (args.abr or args.via or channel_dict(args)):
+        raise ConfigError("--pull talks plain HTTP to --server: not with --abr, --via or channel options")
+    if args.target is not None and not args.pull:
         url = stream_url(args.target, base)
     channel_dict(args)  # a bad channel option fails here, before connecting
     reference = load_image(args.ref) if args.ref else None
@@ -283,10 +295,17 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet and not args.json:
             print(f"uploaded {args.upload} as image {job['id']}", file=sys.stderr)
         url = stream_url(job["id"], base)
+        args.target = job["id"]
     receiver = Receiver(reference)
     progress = StreamProgress(args.quiet or args.json)
     try:
-        out = asyncio.run(receive(args, url, receiver, progress))
+        if args.pull:
+            from client.pull import pull
+
+            url = f"{args.server.rstrip('/')}/api/images/{args.target}/packets"
+            out = pull(args, args.target, receiver, progress)
+        else:
+            out = asyncio.run(receive(args, url, receiver, progress))
     finally:
         progress.close()
     pic = receiver.picture()
@@ -314,14 +333,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
-        if args.abr:
+        if args.abr or args.pull:
             for e in result["timeline"]:
                 shown = f"{e['psnr']:.2f} dB" if e["psnr"] is not None else ""
                 unit = "" if e["unit"] is None else f" {e['unit']}"
                 print(f"{e['arrival']:8.3f} s {e['size']:>7} B  {e['kind']}{unit:<4} {shown}")
             abr = (out["summaries"] or [{}])[-1].get("abr") or {}
             if abr:
-                print(f"abr: {abr.get('stopped')}; {out['summaries'][-1].get('bytes')} bytes sent")
+                verb = "pulled" if args.pull else "sent"
+                print(f"abr: {abr.get('stopped')}; {out['summaries'][-1].get('bytes')} bytes {verb}")
         psnr_text = f", PSNR {result['psnr']:.2f} dB" if result["psnr"] is not None else ""
         print(
             f"{result['final']}: {len(result['received'])}/{result['units']} units, {result['stages']} stage(s), "

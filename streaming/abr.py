@@ -214,7 +214,9 @@ class _Grid:
         if len(units) == 1:
             return self.unit_cost(units[0], level)
         if level not in self._prefix:  # running sums over the units, so each move costs O(1)
-            sums, firsts, total, first = [0], [None], 0, None
+            sums: list[int] = [0]
+            firsts: list[int | None] = [None]
+            total, first = 0, None
             for u in range(self.units):
                 c, f = self.unit_cost(u, level)
                 total += c
@@ -222,8 +224,8 @@ class _Grid:
                 sums.append(total)
                 firsts.append(first)
             self._prefix[level] = (sums, firsts)
-        sums, firsts = self._prefix[level]
-        return sums[units.stop] - sums[units.start], firsts[units.stop] if units.start == 0 else None
+        run, runs = self._prefix[level]
+        return run[units.stop] - run[units.start], runs[units.stop] if units.start == 0 else None
 
     def next_packet(self, target: tuple[int, int]) -> tuple[int | None, str]:
         """The first packet not yet delivered or in flight on the way to ``target``: unit by unit when
