@@ -158,7 +158,8 @@ def fixed_packets(rungs: Sequence[Rung], policy: str) -> list[int]:
 
 def policy_names(n_units: int, levels: int = 0) -> list[str]:
     """``all``, ``abr`` and a few fixed rungs (a quarter, half and three quarters of the packets);
-    for a stream with ``levels`` refinement levels also ``fixed-base`` .. ``fixed-base+(levels-1)``."""
+    for a stream with ``levels`` refinement levels also ``fixed-base`` .. ``fixed-base+levels`` (every
+    unit at level 0, up to every packet of the refined stream)."""
     fixed = sorted({max(1, round(n_units * f)) for f in (0.25, 0.5, 0.75)} - {n_units})
-    refined = [f"fixed-base+{k}" if k else "fixed-base" for k in range(levels)]
+    refined = [f"fixed-base+{k}" if k else "fixed-base" for k in range(levels + 1)] if levels else []
     return ["all", "abr"] + [f"fixed-{k}" for k in fixed] + refined
