@@ -39,6 +39,8 @@ class SimResult:
     """Each intact arrival of a new unit: time, unit, bytes, psnr (of the prefix held after it)."""
     bytes_sent: int = 0
     decide_seconds: list[float] = field(default_factory=list)
+    decide_cpu_seconds: list[float] = field(default_factory=list)
+    """CPU time of each controller call (this thread's): wall time without the machine's preemptions."""
     """Wall time of each controller call (``abr`` only)."""
 
     def psnr_at(self, t: float) -> float | None:
@@ -127,9 +129,10 @@ def simulate(
         elif kind == "decide" and wake_at is not None and now < wake_at:
             continue  # superseded by an earlier decision
         while True:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             decision = decide(book.state(now))
             res.decide_seconds.append(time.perf_counter() - t0)
+            res.decide_cpu_seconds.append(time.thread_time() - c0)
             if decision.action != "send":
                 break
             assert decision.unit is not None
