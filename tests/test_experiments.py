@@ -184,7 +184,11 @@ def test_abr_policies_at_the_deadline(dataset: Path, tmp_path: Path) -> None:
         traces["drop-10x/loss0.1/1s"]["abr"]["psnr_at_deadline"]
         >= traces["drop-10x/loss0.1/1s"]["all"]["psnr_at_deadline"]
     )
-    assert s["decide"]["decisions"] > 0 and s["decide"]["median_us"] < 1000 and s["decide"]["cpu_median_us"] < 1000
+    assert (
+        s["decide"]["decisions"] > 0
+        and s["decide"]["median_us"] < 1000
+        and s["decide"]["cpu_median_us"] < 1000
+    )
     assert stream["packets"] == 5 and stream["bytes"] > 0 and stream["refined_packets"] == 10
     ladder = stream["ladder"]  # the final level is the one-shot picture, in more bytes
     assert ladder["level_1"]["psnr"] == pytest.approx(ladder["one_shot"]["psnr"], abs=0.006)
