@@ -74,8 +74,9 @@ def refinement_cost(bs: Any, image: np.ndarray) -> list[dict[str, Any]]:
     for levels, shift in SPLITS:
         rb = refine_stream(bs, image, levels, shift)
         ladder = rb.header.ladder
+        assert ladder is not None
         n = rb.header.num_units
-        base = len(rb.packets()[0].to_bytes()) + sum(r.bytes for r in ladder.rungs[:n])
+        base = len(rb.packets()[0].to_bytes()) + sum(int(r.bytes) for r in ladder.rungs[:n])
         out.append(
             {
                 "levels": levels,
