@@ -286,3 +286,20 @@ class ProgressiveDecoder:
         """Drop the cached activations and the tile buffers."""
         if self._forward is not None:
             self._forward.clear()
+
+
+def stage_psnrs(decoder: ProgressiveDecoder, reference: np.ndarray) -> list[float]:
+    """PSNR of every decodable prefix depth, shallow to deep (each reuses the cached activations)."""
+    if decoder.arch is None or decoder.plan() is None:
+        return []
+    from codec.metrics import psnr
+
+    if not decoder.arch.progressive:
+        return [psnr(decoder.decode().rgb, reference)]
+    out = []
+    for depth in range(decoder.depths):
+        plan = decoder.plan(depth)
+        if plan is None or plan[0] != depth:
+            break
+        out.append(psnr(decoder.decode(depth=depth + 1).rgb, reference))
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from codec.bitstream import Bitstream, Packet, StreamHeader, make_refinement_packet, make_unit_packet
-from codec.decoder import ProgressiveDecoder
+from codec.decoder import ProgressiveDecoder, stage_psnrs
 from codec.errors import ConfigError
 from codec.header import EXT_LADDER, psnr_as_sent
 from codec.ladder import measure_grid
@@ -22,8 +22,6 @@ from codec.refine import Refinement, split_unit
 def refine_stream(bs: Bitstream, reference: np.ndarray, levels: int, shift: int) -> Bitstream:
     """``bs`` (format 2, every unit present, no refinements yet) with ``levels`` refinements of
     ``shift`` bits per unit and its ladder measured against ``reference``."""
-    from codec.encode import stage_psnrs
-
     if bs.version != 2 or bs.refinements:
         raise ConfigError("only a format 2 stream without refinements can be refined")
     if bs.missing():
