@@ -1,7 +1,7 @@
 """``/api/images/{id}/packets``: a finished image's packets one by one, for pull clients (docs/API.md
 "Pull mode"): the packet index (JSON) and ``.../packets/{seq}`` (the packet's bytes), direct packets
 of a stream with refinements included (they are derived, so the index and the packets are kept for
-the last few streams asked for)."""
+the last few streams asked for, within :data:`KEPT_BYTES`)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from server.services import FinishedJob, ServicesDep
 
 router = APIRouter(tags=["images"])
 KEPT_STREAMS = 8
+KEPT_BYTES = 64 * 2**20
+"""The packets kept for pull clients: at most this many streams and bytes (the newest is always kept)."""
 _kept: OrderedDict[tuple[str, str], tuple[dict[str, Any], list[bytes]]] = OrderedDict()
 _lock = threading.Lock()
 
@@ -36,7 +38,9 @@ def _packets(job_id: str, svc: Any) -> tuple[dict[str, Any], list[bytes]]:
     value = (packet_index(bs), [p.to_bytes() for p in packets])
     with _lock:
         _kept[key] = value
-        while len(_kept) > KEPT_STREAMS:
+        while len(_kept) > 1 and (
+            len(_kept) > KEPT_STREAMS or sum(sum(map(len, v[1])) for v in _kept.values()) > KEPT_BYTES
+        ):
             _kept.popitem(last=False)
     return value
 
