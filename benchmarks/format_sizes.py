@@ -5,7 +5,9 @@ once per ``--bits``; a rate preset (``quick``, ``standard``, ``thorough``: the s
 quantized to a byte target, where ``--bits`` does nothing) once, at its default rate (``bits`` null,
 ``target_bytes`` given). Each stream is taken apart: total bytes and bpp, PSNR, the header packet, the bytes every unit packet spends outside
 its payload, what the entropy coder's own checksum would add per packet (and how many single-bit flips
-behind a valid CRC it alone would catch), and what JPEG, WebP, JPEG 2000 and AVIF reach at the same bytes.
+behind a valid CRC it alone would catch), what splitting it into base and refinement packets costs
+(``refinements``: the same final picture for more bytes; docs/FORMAT.md "Refinement packets"), and what
+JPEG, WebP, JPEG 2000 and AVIF reach at the same bytes.
 """
 
 from __future__ import annotations
@@ -67,6 +69,38 @@ def checksum_cost(bs: Any, flips: int = 200, seed: int = 0) -> dict[str, float]:
     }
 
 
+SPLITS = ((1, 1), (1, 2), (1, 3), (2, 1))
+"""(levels, bits per level) of the refinement splits measured."""
+
+
+def refinement_cost(bs: Any, image: np.ndarray) -> list[dict[str, Any]]:
+    """Per split: the refined file's bytes against the one-shot file's (the same final picture), and
+    the base's bytes and PSNR (every unit at level 0), from the encoder's own grid measurement."""
+    from codec.refined import refine_stream
+
+    one = len(bs.to_bytes())
+    out = []
+    for levels, shift in SPLITS:
+        rb = refine_stream(bs, image, levels, shift)
+        ladder = rb.header.ladder
+        assert ladder is not None
+        n = rb.header.num_units
+        base = len(rb.packets()[0].to_bytes()) + sum(int(r.bytes) for r in ladder.rungs[:n])
+        out.append(
+            {
+                "levels": levels,
+                "bits": shift,
+                "bytes": len(rb.to_bytes()),
+                "one_shot_bytes": one,
+                "split_cost": round(len(rb.to_bytes()) / one - 1, 4),
+                "base_bytes": base,
+                "base_psnr": ladder.rungs[n - 1].psnr,
+                "final_psnr": ladder.rungs[-1].psnr,
+            }
+        )
+    return out
+
+
 def bench_format(bits: list[int], presets: tuple[str, ...], device: str) -> dict[str, Any]:
     from skimage import data
 
@@ -108,6 +142,7 @@ def bench_format(bits: list[int], presets: tuple[str, ...], device: str) -> dict
                     "ladder_bytes": ladder_bytes(r.bitstream.header),
                     "unit_packet_overhead": [p.overhead for p in packets[1:]],
                     "checksum": checksum_cost(r.bitstream),
+                    "refinements": refinement_cost(r.bitstream, image),
                     "classical": classical,
                     "seconds": round(time.perf_counter() - t, 1),
                 }

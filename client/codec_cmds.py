@@ -329,19 +329,21 @@ def _info(args: argparse.Namespace) -> int:
     if info["meta"]:
         print(f"meta {json.dumps(info['meta'])}")
     # With a rate-quality ladder: the bytes a receiver holds and the PSNR it sees once each packet is in.
-    rungs = {r["unit"]: r for r in info["ladder"] or []}
+    rungs = {i + 1: r for i, r in enumerate(info["ladder"] or [])}  # packet-number order: seq i + 1
     extra = f" {'total':>7} {'PSNR':>7}" if rungs else ""
     print(f"{'seq':>4} {'layer':>5} {'bytes':>7}{extra}  name")
     for p in info["packets"]:
         row = f"{p['seq']:>4} {'-' if p['layer'] is None else p['layer']:>5} {p['bytes']:>7}"
         if rungs:
-            r = rungs.get(p["layer"])
+            r = rungs.get(p["seq"])
             total = info["header_bytes"] + (r["cumulative_bytes"] if r else 0)
             shown = "-" if r is None or r["psnr"] is None else f"{float(r['psnr']):.2f}"
             row += f" {total:>7} {shown:>7}"
         print(f"{row}  {p['name']}")
     if rungs:
         print("(total: bytes received up to this packet; PSNR: ladder, what the picture reaches then)")
+        if bs.refinements:
+            print("(a refinement row's PSNR: the picture of layers 0..layer, all at that level)")
     for line in missing_report(bs, damaged):
         print(line)
     return 0

@@ -19,6 +19,7 @@ from client.upload import read_image, send
 from codec.config import PRESETS
 from codec.errors import ConfigError, SpinrError
 from codec.outputs import output_folder
+from streaming.feedback import Reporter, receive_reporting
 
 FATAL_CLOSE = {
     1008: "the server refused the request",
@@ -72,14 +73,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     abr = p.add_argument_group("adaptive bitrate (protocol version 2: the client reports what arrived)")
     abr.add_argument("--abr", action="store_true", help="let the server's ABR controller choose what to send")
     abr.add_argument(
-        "--deadline", type=float, default=None, metavar="S", help="with --abr: the best picture by S seconds"
+        "--pull",
+        action="store_true",
+        help="client-driven: fetch the packet index and pull, over HTTP, the packets this client's own"
+        " controller chooses (refinement vs new layer vs nothing)",
+    )
+    abr.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --abr or --pull: the best picture by S seconds",
     )
     abr.add_argument(
         "--budget",
         type=int,
         default=None,
         metavar="BYTES",
-        help="with --abr: the best picture for BYTES bytes",
+        help="with --abr or --pull: the best picture for BYTES bytes",
     )
     add_token_argument(p)
     add_channel_arguments(p)
@@ -155,8 +166,8 @@ class StreamProgress:
 def abr_start(args: argparse.Namespace) -> dict[str, Any] | None:
     """The start message's ``abr`` object (None: protocol version 1)."""
     if not args.abr:
-        if args.deadline is not None or args.budget is not None:
-            raise ConfigError("--deadline and --budget need --abr")
+        if (args.deadline is not None or args.budget is not None) and not args.pull:
+            raise ConfigError("--deadline and --budget need --abr or --pull")
         return None
     goal: dict[str, Any] = {}
     if args.deadline is not None:
@@ -170,54 +181,11 @@ def abr_start(args: argparse.Namespace) -> dict[str, Any] | None:
     return goal
 
 
-class Reporter:
-    """A version-2 receiver's reports: arrivals batched at most every ``interval`` s, with the sequence
-    numbers still missing below the highest one seen (streaming.feedback's format)."""
-
-    def __init__(self, interval: float = 0.025) -> None:
-        import time
-
-        self.clock = time.monotonic
-        self.start = self.clock()
-        self.interval = interval
-        self.pending: list[Any] = []
-        self.seen: set[int] = set()
-        self.last = -1.0
-
-    def arrived(self, data: bytes) -> None:
-        from codec.errors import BitstreamError
-        from codec.packets import Packet
-        from streaming.feedback import Arrival
-
-        try:
-            seq = Packet.peek(data).seq
-        except BitstreamError:
-            return  # a damaged packet header: nothing to report (the sender notices the gap)
-        self.seen.add(seq)
-        self.pending.append(Arrival(seq, len(data), self.clock() - self.start))
-
-    def due(self) -> float | None:
-        """Seconds until the next report should go (None: nothing to report)."""
-        if not self.pending:
-            return None
-        return max(0.0, self.last + self.interval - (self.clock() - self.start))
-
-    def report(self) -> str:
-        from streaming.feedback import MAX_ARRIVALS, MAX_LOST, Report
-
-        now = self.clock() - self.start
-        batch, self.pending = self.pending[:MAX_ARRIVALS], self.pending[MAX_ARRIVALS:]
-        top = max(self.seen, default=0)
-        lost = tuple(s for s in range(1, top) if s not in self.seen)[:MAX_LOST]
-        self.last = now
-        return Report(now, tuple(batch), lost).to_message()
-
-
 async def receive(
     args: argparse.Namespace, url: str, receiver: Any, progress: StreamProgress
 ) -> dict[str, Any]:
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
     from codec.image import save_png
     from streaming.session import load_message
@@ -250,28 +218,12 @@ async def receive(
             ) as ws:
                 connected = True
                 await ws.send(json.dumps(start))
-                reporter = Reporter() if abr is not None else None
-                while True:
-                    wait = reporter.due() if reporter is not None else None
-                    try:
-                        message = await (asyncio.wait_for(ws.recv(), wait) if wait is not None else ws.recv())
-                    except asyncio.TimeoutError:
-                        assert reporter is not None
-                        try:
-                            await ws.send(reporter.report())
-                        except ConnectionClosed:  # the server finished: read what it sent before closing
-                            reporter = None
-                        continue
-                    except ConnectionClosedOK:
-                        break
-                    if reporter is not None and isinstance(message, bytes):
-                        reporter.arrived(message)
+                async for message in receive_reporting(ws, Reporter() if abr is not None else None):
                     if isinstance(message, str):
                         msg = load_message(message, "server's text message")
                         if isinstance(msg, dict) and msg.get("type") == "done":
                             summaries.append(msg)
                             done = True
-                            reporter = None  # the server closes next: no more reports
                         continue
                     entry = receiver.feed(message)
                     progress.update(receiver, entry)
@@ -325,7 +277,9 @@ def run(args: argparse.Namespace) -> int:
     if args.via is not None and (args.target or "").startswith(("ws://", "wss://")):
         raise ConfigError("--via goes with an image id or --upload, not with a ws:// URL")
     base = args.via or args.server
-    if args.target is not None:
+    if args.pull and (args.abr or args.via or channel_dict(args)):
+        raise ConfigError("--pull talks plain HTTP to --server: not with --abr, --via or channel options")
+    if args.target is not None and not args.pull:
         url = stream_url(args.target, base)
     channel_dict(args)  # a bad channel option fails here, before connecting
     reference = load_image(args.ref) if args.ref else None
@@ -341,10 +295,17 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet and not args.json:
             print(f"uploaded {args.upload} as image {job['id']}", file=sys.stderr)
         url = stream_url(job["id"], base)
+        args.target = job["id"]
     receiver = Receiver(reference)
     progress = StreamProgress(args.quiet or args.json)
     try:
-        out = asyncio.run(receive(args, url, receiver, progress))
+        if args.pull:
+            from client.pull import pull
+
+            url = f"{args.server.rstrip('/')}/api/images/{args.target}/packets"
+            out = pull(args, args.target, receiver, progress)
+        else:
+            out = asyncio.run(receive(args, url, receiver, progress))
     finally:
         progress.close()
     pic = receiver.picture()
@@ -372,14 +333,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
-        if args.abr:
+        if args.abr or args.pull:
             for e in result["timeline"]:
                 shown = f"{e['psnr']:.2f} dB" if e["psnr"] is not None else ""
                 unit = "" if e["unit"] is None else f" {e['unit']}"
                 print(f"{e['arrival']:8.3f} s {e['size']:>7} B  {e['kind']}{unit:<4} {shown}")
             abr = (out["summaries"] or [{}])[-1].get("abr") or {}
             if abr:
-                print(f"abr: {abr.get('stopped')}; {out['summaries'][-1].get('bytes')} bytes sent")
+                verb = "pulled" if args.pull else "sent"
+                print(f"abr: {abr.get('stopped')}; {out['summaries'][-1].get('bytes')} bytes {verb}")
         psnr_text = f", PSNR {result['psnr']:.2f} dB" if result["psnr"] is not None else ""
         print(
             f"{result['final']}: {len(result['received'])}/{result['units']} units, {result['stages']} stage(s), "

@@ -12,7 +12,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from codec.budget import DEFAULT_BUDGET, DecodeBudget
@@ -21,6 +21,7 @@ from codec.files import FileReadResult, frame_packets, read_stream
 from codec.header import StreamHeader, parse_header_payload, parse_v1_header_payload
 from codec.packets import MAX_SEQ, MAX_STREAM_ID, Packet, PacketType
 from codec.payload import Unit
+from codec.refine import Refinement, packet_id
 from codec.units import UnitSpec
 from codec.v1.layer import V1Unit
 
@@ -41,6 +42,9 @@ __all__ = [
     "parse_unit",
     "read_file",
     "read_stream",
+    "Refinement",
+    "make_refinement_packet",
+    "parse_refinement",
     "units_bytes",
     "write_file",
 ]
@@ -67,6 +71,17 @@ def make_unit_packet(unit: AnyUnit, stream_id: int, version: int = 2) -> Packet:
     return Packet(PacketType.UNIT, stream_id, unit.index + 1, unit.index, unit.payload, version=version)
 
 
+def make_refinement_packet(ref: Refinement, stream_id: int, units: int) -> Packet:
+    """Level ``ref.level`` of unit ``ref.index``: seq is its packet number plus one (codec/refine.py;
+    a direct packet at level R is numbered as if it were level R + 1)."""
+    seq = packet_id(ref.index, ref.level + (ref.direct is not None), units) + 1
+    if seq > MAX_SEQ:
+        raise BitstreamError(
+            f"refinement {ref.level} of unit {ref.index} would be seq {seq}, beyond {MAX_SEQ}: too many levels"
+        )
+    return Packet(PacketType.REFINEMENT, stream_id, seq, ref.index, ref.payload, level=ref.level)
+
+
 def units_bytes(units: Iterable[AnyUnit], version: int = 2) -> int:
     """Bytes the units' packets take on the wire (payloads, packet headers and CRCs): with the header
     packet, the whole file."""
@@ -81,13 +96,21 @@ def parse_header(packet: Packet) -> StreamHeader:
     return parse_header_payload(packet.payload)
 
 
+def parse_refinement(packet: Packet, header: StreamHeader) -> Refinement:
+    """A refinement packet checked against the header (format 2, a unit it has)."""
+    if packet.ptype != PacketType.REFINEMENT or packet.unit is None or packet.level is None:
+        raise BitstreamError(f"expected a refinement packet, got a {packet.ptype.name.lower()} packet")
+    if header.version != 2:
+        raise BitstreamError(f"refinement packet seq {packet.seq} in a version {header.version} stream")
+    if packet.unit >= header.num_units:
+        raise BitstreamError(
+            f"refinement packet for unit {packet.unit}, but the header has {header.num_units} units"
+        )
+    return Refinement.parse(packet.payload, header.units[packet.unit], packet.unit, packet.level)
+
+
 def parse_unit(packet: Packet, header: StreamHeader) -> AnyUnit:
     """A unit packet checked against the header (its version, its unit's derived tensors)."""
-    if packet.ptype == PacketType.REFINEMENT:
-        raise BitstreamError(
-            f"refinement packet (type 2, unit {packet.unit}, level {packet.level}): "
-            "this decoder does not support refinement packets"
-        )
     if packet.ptype != PacketType.UNIT or packet.unit is None:
         raise BitstreamError(f"expected a unit packet, got a {packet.ptype.name.lower()} packet")
     if packet.version != header.version:
@@ -108,21 +131,41 @@ def parse_unit(packet: Packet, header: StreamHeader) -> AnyUnit:
 class Bitstream:
     header: StreamHeader
     units: dict[int, AnyUnit]
+    """Level 0 of every unit present (the base of a refined stream)."""
     stream_id: int
+    refinements: dict[tuple[int, int], Refinement] = field(default_factory=dict)
+    """(unit, level) -> the refinement packet's content (docs/FORMAT.md, "Refinement packets")."""
+    direct: dict[int, Refinement] = field(default_factory=dict)
+    """unit -> a direct refinement packet that arrived (senders make them; encoders do not write them)."""
 
     @property
     def version(self) -> int:
         return self.header.version
 
     def packets(self) -> list[Packet]:
-        """Header packet (seq 0), then one unit packet per unit present, in index order."""
+        """Header packet (seq 0), one unit packet per unit present in index order, then the
+        refinements level by level (each level in unit order): packet-number order."""
         out = [make_header_packet(self.header, self.stream_id)]
         for index in sorted(self.units):
             unit = self.units[index]
             if unit.index != index:
                 raise BitstreamError(f"unit stored under key {index} has index {unit.index}")
             out.append(make_unit_packet(unit, self.stream_id, self.version))
+        n = self.header.num_units
+        for key in sorted(self.refinements, key=lambda k: (k[1], k[0])):
+            out.append(make_refinement_packet(self.refinements[key], self.stream_id, n))
+        for index in sorted(self.direct):
+            out.append(make_refinement_packet(self.direct[index], self.stream_id, n))
         return out
+
+    @property
+    def levels(self) -> int:
+        """Refinement levels every unit has (0 for a stream without refinements)."""
+        n = self.header.num_units
+        level = 0
+        while n and all((u, level + 1) in self.refinements for u in range(n)):
+            level += 1
+        return level
 
     def to_bytes(self) -> bytes:
         return frame_packets(self.packets())
@@ -151,10 +194,30 @@ def _assemble(
     budget.check_params(sum(sum(u.sizes) for u in header.units), f"this {header.model} stream")
     sid = header_packet.stream_id
     units: dict[int, AnyUnit] = {}
+    refinements: dict[tuple[int, int], Refinement] = {}
+    direct: dict[int, Refinement] = {}
     damaged: list[str] = []
     for p in packets:
         if p.stream_id != sid:
             raise BitstreamError(f"packet seq {p.seq} is of stream {p.stream_id:#x}, not {sid:#x}")
+        if p.ptype == PacketType.REFINEMENT:
+            try:
+                ref = parse_refinement(p, header)
+                known_ref = direct.get(ref.index) if ref.direct else refinements.get((ref.index, ref.level))
+                if known_ref is not None and known_ref != ref:
+                    raise BitstreamError(
+                        f"two different packets for refinement {ref.level} of unit {ref.index}"
+                    )
+            except BitstreamError as exc:
+                if strict:
+                    raise
+                damaged.append(f"refinement {p.level} of unit {p.unit} (packet seq {p.seq}): {exc}")
+                continue
+            if ref.direct is not None:
+                direct[ref.index] = ref
+            else:
+                refinements[(ref.index, ref.level)] = ref
+            continue
         known = units.get(p.unit) if p.unit is not None else None
         if known is not None and p.ptype == PacketType.UNIT:
             if p.payload != known.payload:
@@ -168,7 +231,7 @@ def _assemble(
             damaged.append(f"unit {p.unit} (packet seq {p.seq}): {exc}")
             continue
         units[unit.index] = unit
-    return Bitstream(header, units, sid), damaged
+    return Bitstream(header, units, sid, refinements, direct), damaged
 
 
 def load_bitstream(

@@ -115,6 +115,11 @@ class QuantConfig:
     bits: int = 8
     """Precision, 2..16: each bit more halves every step (6 dB less quantization noise, about one bit
     more per weight). 8 keeps about the PSNR format v1's 8-bit quantizer reached, in fewer bytes."""
+    refinements: int = 0
+    """Precision refinement packets per unit (codec/refine.py): each unit travels as coarse codes plus
+    this many packets that each add ``refinement_bits`` of precision; 0: one packet per unit."""
+    refinement_bits: int = 2
+    """Bits of precision each refinement level adds (the base is this many bits coarser per level)."""
 
     def validate(self) -> None:
         _check_section(self, "quant")
@@ -234,6 +239,11 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
     _core("bits", "quant.bits", "int",
           "precision of a fixed network's weights without a rate target: each bit more halves every step",
           min=2, max=16),
+    _core("refinements", "quant.refinements", "int",
+          "precision refinement packets per unit (a coarse base packet plus this many finer ones); 0: none",
+          min=0, max=15),
+    _core("refinement_bits", "quant.refinement_bits", "int",
+          "bits of precision each refinement packet adds", min=1, max=8),
 )  # fmt: skip
 """The encode options a user may set, in display order: the CLI flags, the server's form,
 ``/api/config`` and the config's own checks all come from this table."""

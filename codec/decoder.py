@@ -13,15 +13,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codec.arch import ArchDecoder, decoder_for
-from codec.bitstream import AnyUnit, Bitstream, StreamHeader, parse_header, parse_unit
+from codec.bitstream import (
+    AnyUnit,
+    Bitstream,
+    Refinement,
+    StreamHeader,
+    parse_header,
+    parse_refinement,
+    parse_unit,
+)
 from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.errors import BitstreamError
 from codec.packets import Packet, PacketType
+from codec.payload import Unit
+from codec.quant import QuantizedTensor
 from codec.tiles import TiledForward
 
 CONCEAL_CHOICES = ("prefix", "skip")
 MAX_PENDING = 1024
-"""Unit packets held while the header has not arrived yet."""
+"""Unit packets held while the header has not arrived yet; also refinements held for their unit's
+base or previous level."""
 MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.max_pixels
 """Largest decode size the default budget accepts."""
 
@@ -45,6 +56,8 @@ class Decoded:
     units: list[int]
     """Unit indices whose tensors were used."""
     steps: list[int] = field(default_factory=list)
+    levels: list[int] = field(default_factory=list)
+    """The refinement level each of ``units`` was decoded at (0: the unit packet alone)."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -81,7 +94,13 @@ class ProgressiveDecoder:
         self.arch: ArchDecoder | None = None
         self.params: dict[int, dict[str, np.ndarray]] = {}
         self._versions: dict[int, int] = {}
-        """How many times each unit's weights were set: part of the activation cache's key."""
+        """How many times each unit's weights were set: part of the activation cache's key, so a
+        refinement recomputes its unit and what follows it and reuses what comes before."""
+        self.levels: dict[int, int] = {}
+        """Refinement level each unit has reached (0: its unit packet alone)."""
+        self._tensors: dict[int, list[QuantizedTensor]] = {}
+        self._held: dict[tuple[int, int], Refinement] = {}
+        """Refinements waiting for their unit or their previous level."""
         self._pending: list[Packet] = []
         self._forward: TiledForward | None = None
         if header is not None:
@@ -98,6 +117,10 @@ class ProgressiveDecoder:
         dec = cls(bs.header, bs.stream_id, conceal, budget, cache)
         for unit in bs.units.values():
             dec.add_unit(unit)
+        for key in sorted(bs.refinements, key=lambda k: k[1]):
+            dec.add_refinement(bs.refinements[key])
+        for ref in bs.direct.values():
+            dec.add_refinement(ref)
         return dec
 
     # -- input ----------------------------------------------------------------------------------
@@ -108,8 +131,55 @@ class ProgressiveDecoder:
         self.header, self.arch = header, arch
 
     def add_unit(self, unit: AnyUnit) -> None:
-        self.params[unit.index] = {t.name: t.dequantize() for t in unit.tensors}
-        self._versions[unit.index] = self._versions.get(unit.index, 0) + 1
+        if self.levels.get(unit.index, 0) > 0:
+            return  # a base after a direct packet gave the unit a finer level
+        params = {t.name: t.dequantize() for t in unit.tensors}
+        self._set(unit.index, list(unit.tensors) if isinstance(unit, Unit) else None, params)
+        self.levels[unit.index] = 0
+        self._apply_held(unit.index)
+
+    def _set(self, index: int, tensors: list[QuantizedTensor] | None, params: dict[str, np.ndarray]) -> None:
+        self.params[index] = params
+        self._versions[index] = self._versions.get(index, 0) + 1
+        if tensors is not None:
+            self._tensors[index] = tensors
+        else:
+            self._tensors.pop(index, None)
+
+    def add_refinement(self, ref: Refinement) -> bool:
+        """Take a refinement: applied now when its unit is at the level before, held when that has
+        not arrived yet, ignored when the unit already is at that level (a duplicate). Returns
+        whether the weights changed."""
+        have = self.levels.get(ref.index)
+        if have is not None and ref.level <= have:
+            return False
+        if ref.direct is not None:  # the unit itself at this level, whatever arrived before
+            self._set(ref.index, list(ref.direct), {t.name: t.dequantize() for t in ref.direct})
+            self.levels[ref.index] = ref.level
+            self._apply_held(ref.index)
+            return True
+        if have is None or ref.level > have + 1:
+            if (ref.index, ref.level) not in self._held and len(self._held) >= MAX_PENDING:
+                raise BitstreamError(f"more than {MAX_PENDING} refinements wait for their unit")
+            self._held[(ref.index, ref.level)] = ref
+            return False
+        self._refine(ref)
+        self._apply_held(ref.index)
+        return True
+
+    def _refine(self, ref: Refinement) -> None:
+        tensors = self._tensors.get(ref.index)
+        if tensors is None:
+            raise BitstreamError(
+                f"refinement {ref.level} of unit {ref.index}: the unit is not a format 2 unit"
+            )
+        finer = ref.apply(tensors)
+        self._set(ref.index, finer, {t.name: t.dequantize() for t in finer})
+        self.levels[ref.index] = ref.level
+
+    def _apply_held(self, index: int) -> None:
+        while (nxt := self._held.pop((index, self.levels[index] + 1), None)) is not None:
+            self._refine(nxt)
 
     def add_packet(self, data: bytes | Packet) -> PacketStatus:
         """Take one packet; a bad one is reported in the status, never raised, so a stream goes on."""
@@ -133,6 +203,9 @@ class ProgressiveDecoder:
                     raise BitstreamError(f"more than {MAX_PENDING} unit packets arrived before the header")
                 self._pending.append(packet)
                 return PacketStatus(True, packet.unit)
+            if packet.ptype == PacketType.REFINEMENT:
+                self.add_refinement(parse_refinement(packet, self.header))
+                return PacketStatus(True, packet.unit, kind="refinement")
             if packet.unit not in self.params or packet.ptype != PacketType.UNIT:
                 self.add_unit(parse_unit(packet, self.header))
             return PacketStatus(True, packet.unit)
@@ -201,7 +274,8 @@ class ProgressiveDecoder:
         # the 8-bit conversion paints a NaN as the browser does.
         with np.errstate(over="ignore", invalid="ignore"):
             rgb = self._forward.run((w, h), steps, key, d, self.params)
-        return Decoded(rgb, d + 1, self.used_units(d if depth is not None else None), steps)
+        used = self.used_units(d if depth is not None else None)
+        return Decoded(rgb, d + 1, used, steps, [self.levels.get(u, 0) for u in used])
 
     @property
     def computed_steps(self) -> int:
@@ -212,3 +286,20 @@ class ProgressiveDecoder:
         """Drop the cached activations and the tile buffers."""
         if self._forward is not None:
             self._forward.clear()
+
+
+def stage_psnrs(decoder: ProgressiveDecoder, reference: np.ndarray) -> list[float]:
+    """PSNR of every decodable prefix depth, shallow to deep (each reuses the cached activations)."""
+    if decoder.arch is None or decoder.plan() is None:
+        return []
+    from codec.metrics import psnr
+
+    if not decoder.arch.progressive:
+        return [psnr(decoder.decode().rgb, reference)]
+    out = []
+    for depth in range(decoder.depths):
+        plan = decoder.plan(depth)
+        if plan is None or plan[0] != depth:
+            break
+        out.append(psnr(decoder.decode(depth=depth + 1).rgb, reference))
+    return out

@@ -17,6 +17,17 @@ def _steps(bs: Bitstream, index: int) -> list[float] | None:
     return [float(t.step) for t in unit.tensors]  # type: ignore[union-attr]
 
 
+def _packet_name(p: Any, h: Any) -> str:
+    """``header``, the unit's name, or for a refinement packet ``NAME refinement L`` (``NAME whole at
+    level L`` for a direct one)."""
+    if p.ptype == PacketType.HEADER:
+        return "header"
+    name = h.units[p.unit or 0].name
+    if p.ptype != PacketType.REFINEMENT:
+        return str(name)
+    return f"{name} whole at level {p.level}" if p.payload[:1] == b"\0" else f"{name} refinement {p.level}"
+
+
 def describe_stream(bs: Bitstream) -> dict[str, Any]:
     """Header fields, units, and one row per packet; the packets are serialised once."""
     h = bs.header
@@ -44,7 +55,7 @@ def describe_stream(bs: Bitstream) -> dict[str, Any]:
             {
                 "seq": p.seq,
                 "layer": p.unit,
-                "name": "header" if p.ptype == PacketType.HEADER else h.units[p.unit or 0].name,
+                "name": _packet_name(p, h),
                 "bytes": len(p.to_bytes()),
                 "overhead": p.overhead,
             }

@@ -18,7 +18,7 @@ from codec import __version__
 from codec.bitstream import Bitstream, StreamHeader, make_header_packet, new_stream_id, units_bytes
 from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.config import EncodeConfig
-from codec.decoder import ProgressiveDecoder
+from codec.decoder import ProgressiveDecoder, stage_psnrs
 from codec.errors import ConfigError, ImageError, SpinrError
 from codec.header import EXT_LADDER, psnr_as_sent
 from codec.ladder import measure
@@ -62,7 +62,7 @@ class EncodeResult:
             "params": self.params,
             "arch": self.bitstream.header.arch,
             "target_bytes": self.target_bytes,
-            "packets": 1 + len(self.bitstream.units),
+            "packets": len(self.bitstream.packets()),
             "header_bytes": len(self.bitstream.packets()[0].to_bytes()),
             "seconds": round(self.seconds, 2),
             "warnings": self.warnings,
@@ -74,21 +74,6 @@ def check_image(image: np.ndarray) -> None:
         raise ImageError(f"expected a uint8 (height, width, 3) RGB array, got {image.dtype} {image.shape}")
     if min(image.shape[:2]) < 1 or max(image.shape[:2]) > 65535:
         raise ImageError(f"image sides must be 1..65535 pixels, got {image.shape[1]}x{image.shape[0]}")
-
-
-def stage_psnrs(decoder: ProgressiveDecoder, reference: np.ndarray) -> list[float]:
-    """PSNR of every decodable prefix depth, shallow to deep (each reuses the cached activations)."""
-    if decoder.arch is None or decoder.plan() is None:
-        return []
-    if not decoder.arch.progressive:
-        return [psnr(decoder.decode().rgb, reference)]
-    out = []
-    for depth in range(decoder.depths):
-        plan = decoder.plan(depth)
-        if plan is None or plan[0] != depth:
-            break
-        out.append(psnr(decoder.decode(depth=depth + 1).rgb, reference))
-    return out
 
 
 def encode_image(
@@ -230,6 +215,10 @@ def _finish(
     sizes = [len(p.to_bytes()) for p in bs.packets()[1:]]  # unit packets, in index order
     assert decoder.arch is not None
     header.extensions[EXT_LADDER] = measure(decoder.arch.plan, header.stage_psnr, sizes).to_bytes()
+    if cfg.quant.refinements:
+        from codec.refined import refine_stream
+
+        bs = refine_stream(bs, image, cfg.quant.refinements, cfg.quant.refinement_bits)
     return EncodeResult(
         bitstream=bs,
         psnr=q_stage[-1],

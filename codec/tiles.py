@@ -8,11 +8,11 @@ streams every layer's activations through memory instead and was 3x slower (docs
 "Decoding speed"). Each pixel sees exactly the same float32 operations in the same order as in
 :meth:`ArchDecoder.trunk`, so the output is identical bit for bit (tests/test_tiles.py).
 
-For progressive decoding the trunk activations of the deepest prefix decoded so far are kept per
-output size (:class:`ActivationCache`) while they fit the budget's activation memory: a new stage then
-costs one layer and a readout, computed tile by tile in place in the cached array. The cache is keyed
-by the trunk steps *and* the version of every unit they read, so a unit whose weights change
-(a refinement) invalidates exactly the prefixes that used it.
+For progressive decoding the trunk activations of every step of the deepest prefix decoded so far are
+kept per output size (:class:`ActivationCache`) while they fit the budget's activation memory (else
+those of the deepest step only): a new stage then costs one layer and a readout. The cache is keyed by
+the trunk steps *and* the version of every unit they read, so a unit whose weights change (a
+refinement) recomputes from its own step on and reuses the activations before it.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def rgb8_tile(y: np.ndarray, out: np.ndarray) -> None:
 @dataclass
 class _Entry:
     key: tuple[Hashable, ...]
-    act: np.ndarray
+    acts: dict[int, np.ndarray]
+    """Trunk activations after step i of ``key`` (every step, or the deepest only when they do not fit)."""
 
 
 class ActivationCache:
@@ -142,7 +143,7 @@ class ActivationCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(e.act.nbytes for e in self._entries.values())
+        return sum(a.nbytes for e in self._entries.values() for a in e.acts.values())
 
     def get(self, size: tuple[int, int]) -> _Entry | None:
         entry = self._entries.get(size)
@@ -160,8 +161,8 @@ class ActivationCache:
             self._entries.popitem(last=False)
         return True
 
-    def put(self, size: tuple[int, int], key: tuple[Hashable, ...], act: np.ndarray) -> None:
-        self._entries[size] = _Entry(key, act)
+    def put(self, size: tuple[int, int], key: tuple[Hashable, ...], acts: dict[int, np.ndarray]) -> None:
+        self._entries[size] = _Entry(key, acts)
         self._entries.move_to_end(size)
 
     def drop(self, size: tuple[int, int]) -> None:
@@ -204,50 +205,60 @@ class TiledForward:
         xs, ys = axis(w), axis(h)
         rgb = np.empty((n, 3), dtype=np.uint8)
         hit = self.cache.get(size)
-        resume = hit is not None and key[: len(hit.key)] == hit.key
-        # A shallower request leaves the deeper cached activations alone; others replace them.
-        store = not resume and not (hit is not None and hit.key[: len(key)] == key)
-        todo = list(steps[len(hit.key) :]) if resume and hit is not None else list(steps)
-        act = hit.act if resume and hit is not None else None
-        if resume and hit is not None and todo:
-            self.cache.drop(size)  # being updated in place: not valid until the last tile is done
+        done = 0  # leading steps whose activations come from the cache
+        if hit is not None:
+            for i in range(min(len(key), len(hit.key)), 0, -1):
+                if i - 1 in hit.acts and key[:i] == hit.key[:i]:
+                    done = i
+                    break
+        todo = list(steps[done:])
+        src = hit.acts[done - 1] if hit is not None and done else None
+        keep = {i: a for i, a in hit.acts.items() if i < done} if hit is not None else {}
+        # Every step's activations are kept when they fit (a refinement of the unit of step k then
+        # resumes after step k - 1), else the deepest only; a shallower request leaves a deeper entry.
+        deeper = hit is not None and len(hit.key) > len(key) and hit.key[: len(key)] == key
+        every = store = bool(todo) and not deeper
+        if store:
+            sizes = [n * b for b in self._step_bytes(todo, src, params)]
+            if not self.cache.reserve(size, sum(a.nbytes for a in keep.values()) + sum(sizes)):
+                every, keep = False, {}
+                store = self.cache.reserve(size, sizes[-1])
+        outs: dict[int, np.ndarray] = {}
         # Every tile of a frame has the same number of rows (the last one padded): BLAS picks its
         # kernel, and so its order of summation, by shape, so this makes a pixel's value independent
         # of where tiles fall. A frame of one tile is computed whole, exactly as a whole-frame pass.
         rows = min(n, self.tile_pixels)
-        view: np.ndarray | None = None
+        last = len(steps) - 1
         for start in range(0, n, self.tile_pixels):
             stop = min(n, start + self.tile_pixels)
             m = stop - start
-            if resume:
-                assert act is not None
-                view = cur = act[start:stop]
-                if m < rows:
-                    cur = ws.get("pad", rows, act.shape[1], act.dtype)
-                    cur[:m] = view
-                    cur[m:] = 0
+            if src is not None:  # a copy: a trunk step may overwrite its input
+                cur = ws.get("resume", rows, src.shape[1], src.dtype)
+                cur[:m] = src[start:stop]
+                cur[m:] = 0
             else:
                 cur = coords_tile(xs, ys, start, ws.get("coords", rows, 2))
-            for k in todo:
+            for i, k in enumerate(todo, start=done):
                 cur = arch.trunk_tile(k, cur, params, ws)
-            if store:
-                if act is None:
-                    act = self._new_cache(size, n, cur)
-                    store = act is not None
-                view = act[start:stop] if act is not None else None
-            if (resume or store) and view is not None and cur is not view:
-                view[...] = cur[:m]
+                if store and (every or i == last):
+                    out = outs.get(i)
+                    if out is None:
+                        out = outs[i] = np.empty((n, cur.shape[1]), dtype=cur.dtype)
+                    out[start:stop] = cur[:m]
             rgb8_tile(arch.readout_tile(depth, cur, params, ws)[:m], rgb[start:stop])
-        if act is not None and (resume or store):
-            self.cache.put(size, key, act)
+        if store:
+            self.cache.put(size, key, keep | outs)
         self.computed_steps = len(todo)
         return rgb.reshape(h, w, 3)
 
-    def _new_cache(self, size: tuple[int, int], n: int, first: np.ndarray) -> np.ndarray | None:
-        nbytes = n * first.shape[1] * first.dtype.itemsize
-        if not self.cache.reserve(size, nbytes):
-            return None
-        return np.empty((n, first.shape[1]), dtype=first.dtype)
+    def _step_bytes(self, todo: list[int], src: np.ndarray | None, params: Params) -> list[int]:
+        """Bytes per pixel of each step's activations, from a one-pixel dry run."""
+        cur = np.zeros((1, 2), np.float32) if src is None else src[:1].copy()
+        out = []
+        for k in todo:
+            cur = np.asarray(self.arch.trunk(k, cur, params))  # the plain path: no workspace, no tile count
+            out.append(cur.shape[1] * cur.dtype.itemsize)
+        return out
 
     def clear(self) -> None:
         self.cache.clear()

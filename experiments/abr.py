@@ -4,9 +4,13 @@ For each image a SPINR stream is encoded once (its rate-quality ladder comes fro
 on a virtual clock (:mod:`streaming.abr_sim`, the server's controller and estimator, a netsim
 channel), every policy streams it over every trace x loss rate x deadline x channel seed:
 
-- ``all``: every packet in order at time 0 (protocol version 1);
-- ``abr``: the controller, on receiver reports (protocol version 2);
-- ``fixed-K``: the first K packets at time 0.
+- ``all``: every packet of the one-shot stream in order at time 0 (protocol version 1);
+- ``abr``: the controller, on receiver reports (protocol version 2), on the same stream split into
+  base and refinement packets (``--refinements``, default 1 level of 2 bits; :mod:`codec.refine`),
+  choosing refinement vs new layer vs nothing;
+- ``abr-units``: the controller on the one-shot stream (new layer vs nothing only);
+- ``fixed-K``: the first K packets of the one-shot stream at time 0;
+- ``fixed-base``, ``fixed-base+L``: every unit of the refined stream at level 0 (up to L) at time 0.
 
 Traces are scaled to the stream: ``R`` is the rate that carries the whole stream exactly by the
 deadline. ``steady`` runs at 0.7 R (the deadline binds), ``drop-10x`` at 1.5 R falling tenfold at half
@@ -61,6 +65,8 @@ def trace_for(name: str, stream_bytes: int, deadline: float, seed: int) -> Any:
 @dataclass(kw_only=True)
 class AbrJob(FitJob):
     bits: int
+    refinements: int = 1
+    refinement_bits: int = 2
 
     def fit_overrides(self) -> dict[str, Any]:
         return {"model": "spinr", "bits": self.bits}
@@ -69,11 +75,13 @@ class AbrJob(FitJob):
 def _job(j: AbrJob) -> dict[str, Any]:
     from codec.classical import at_bytes, decode
     from codec.metrics import psnr
+    from codec.refined import refine_stream
     from streaming.feedback import stream_rungs
 
     f = j.fit()
     bs = f.bitstream
     size = len(bs.to_bytes())
+    refined = refine_stream(bs, j.image, j.refinements, j.refinement_bits) if j.refinements else None
     classical = {}
     for codec in CLASSICAL:  # what a classical codec reaches in the stream's bytes
         found = at_bytes(j.image, codec, size)
@@ -85,6 +93,11 @@ def _job(j: AbrJob) -> dict[str, Any]:
         "image_name": j.image_name,
         "seed": j.seed,
         "rungs": [(r.bytes, r.psnr) for r in stream_rungs(bs)],
+        "refined_rungs": [(r.bytes, r.psnr, r.level, r.direct) for r in stream_rungs(refined)]
+        if refined
+        else None,
+        "refined_bytes": len(refined.to_bytes()) if refined else None,
+        "refined_header_bytes": len(refined.packets()[0].to_bytes()) if refined else None,
         "header_bytes": len(bs.packets()[0].to_bytes()),
         "psnr": f.psnr,
         "bytes": size,
@@ -102,21 +115,32 @@ def simulate_all(
     from streaming.abr import Goal, Rung
     from streaming.abr_sim import policy_names, simulate
 
-    rows, decide_s, curves = [], [], {}
+    rows, decide_s, decide_cpu, curves = [], [], [], {}
     for fit in fits:
         rungs = [Rung(b, p) for b, p in fit["rungs"]]
-        total = fit["header_bytes"] + sum(r.bytes for r in rungs)
+        refined = [Rung(b, p, lv, d) for b, p, lv, d in fit["refined_rungs"] or []]
+        levels = max((r.level for r in refined), default=0)
+        total = fit["header_bytes"] + sum(r.bytes for r in rungs)  # the traces scale to the one-shot stream
         for trace_name in traces:
             for deadline in deadlines:
                 for loss in losses:
                     for seed in range(seeds):
                         trace = trace_for(trace_name, total, deadline, seed)
                         channel = ChannelConfig(trace=trace, loss=loss, delay_ms=DELAY_MS, seed=seed)
-                        for policy in policy_names(len(rungs)):
+                        names = policy_names(len(rungs), levels) + (["abr-units"] if refined else [])
+                        for policy in names:
+                            # abr and fixed-base* stream the refined packets; the rest the one-shot ones
+                            on_refined = refined and (policy == "abr" or policy.startswith("fixed-base"))
                             res = simulate(
-                                rungs, channel, policy, Goal(deadline_s=deadline), fit["header_bytes"]
+                                refined if on_refined else rungs,
+                                channel,
+                                policy.removesuffix("-units"),
+                                Goal(deadline_s=deadline),
+                                fit["refined_header_bytes" if on_refined else "header_bytes"],
                             )
-                            decide_s += res.decide_seconds
+                            if policy == "abr":
+                                decide_s += res.decide_seconds
+                                decide_cpu += res.decide_cpu_seconds
                             rows.append(
                                 {
                                     "image": fit["image_name"],
@@ -142,7 +166,8 @@ def simulate_all(
                                 curves[key] = [
                                     (a["time"], a["psnr"]) for a in res.arrivals if a["psnr"] is not None
                                 ]
-    return rows, decide_s, {"curves": curves, "deadline": deadlines[-1], "loss": losses[-1]}
+    plot = {"curves": curves, "deadline": deadlines[-1], "loss": losses[-1], "decide_cpu": decide_cpu}
+    return rows, decide_s, plot
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -177,6 +202,8 @@ def run(
             hidden=hidden,
             seed=0,
             bits=args.bits,
+            refinements=getattr(args, "refinements", 1),
+            refinement_bits=getattr(args, "refinement_bits", 2),
         )  # fmt: skip
         for name, img in images
     ]
@@ -189,7 +216,9 @@ def run(
     rows, decide_s, plot = simulate_all(fits, traces, deadlines, losses, seeds)
     write_csv(out / "abr.csv", rows)
     table = summarize(rows)
-    policies = sorted({p for c in table.values() for p in c}, key=lambda p: (p != "all", p != "abr", p))
+    policies = sorted(
+        {p for c in table.values() for p in c}, key=lambda p: (p != "all", p != "abr", p != "abr-units", p)
+    )
     body = [
         [cond]
         + [
@@ -201,16 +230,20 @@ def run(
         for cond in table
     ]
     decide_us = sorted(x * 1e6 for x in decide_s)
+    cpu_us = sorted(x * 1e6 for x in plot.pop("decide_cpu"))
     timing = {
         "decisions": len(decide_us),
         "median_us": decide_us[len(decide_us) // 2] if decide_us else None,
         "p99_us": decide_us[int(0.99 * (len(decide_us) - 1))] if decide_us else None,
+        "cpu_median_us": cpu_us[len(cpu_us) // 2] if cpu_us else None,
+        "cpu_p99_us": cpu_us[int(0.99 * (len(cpu_us) - 1))] if cpu_us else None,
     }
     write_md(
         out / "abr.md",
         "ABR: PSNR at the deadline / bytes sent",
         markdown_table(["trace/loss/deadline", *policies], body)
         + f"\n\nController decision time: median {timing['median_us']:.1f} us, p99 {timing['p99_us']:.1f} us"
+        f" wall (CPU time: median {timing['cpu_median_us']:.1f} us, p99 {timing['cpu_p99_us']:.1f} us)"
         f" over {timing['decisions']} decisions.\n\nThe streams, and classical codecs in as many bytes:\n\n"
         + markdown_table(
             ["image", "bytes", "bpp", "SPINR dB", *CLASSICAL],
@@ -234,12 +267,30 @@ def run(
                 "bpp": f["bytes"] * 8 / f["pixels"],
                 "psnr": f["psnr"],
                 "packets": len(f["rungs"]),
+                "refined_bytes": f["refined_bytes"],
+                "refined_packets": sum(not d for *_, d in f["refined_rungs"] or []),
+                "ladder": _ladder_summary(f),
                 "classical": f["classical"],
             }
             for f in fits
         ],
         "decide": timing,
     }
+
+
+def _ladder_summary(f: dict[str, Any]) -> dict[str, Any]:
+    """Bytes and PSNR of the full one-shot stream and of each uniform level of the refined one (the
+    splitting's cost: the same final PSNR for more bytes)."""
+    out: dict[str, Any] = {"one_shot": {"bytes": f["bytes"], "psnr": f["psnr"]}}
+    if f["refined_rungs"]:
+        levels = max(lv for _, _, lv, _ in f["refined_rungs"])
+        total = f["refined_header_bytes"]
+        for level in range(levels + 1):
+            row = [(b, p) for b, p, lv, direct in f["refined_rungs"] if lv == level and not direct]
+            total += sum(b for b, _ in row)
+            out[f"level_{level}"] = {"bytes": total, "bpp": total * 8 / f["pixels"], "psnr": row[-1][1]}
+        out["split_cost"] = total / f["bytes"] - 1
+    return out
 
 
 def _plots(

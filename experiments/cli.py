@@ -73,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--deadlines", type=float, nargs="+", help="abr: deadlines in seconds (default 1 2)")
     parser.add_argument(
+        "--refinements",
+        type=int,
+        default=1,
+        help="abr: precision refinement levels of the stream the controller plans (0: unit packets only)",
+    )
+    parser.add_argument("--refinement-bits", type=int, default=2, help="abr: bits each refinement level adds")
+    parser.add_argument(
         "--bits",
         type=int,
         default=8,

@@ -25,7 +25,7 @@ from typing import Any
 
 from codec.bitstream import Bitstream
 from netsim.channel import Channel, ChannelConfig
-from streaming.abr import Decision, Goal, decide
+from streaming.abr import Decision, Goal, decide, picture_psnr
 from streaming.feedback import Report, SenderBook, stream_rungs
 from streaming.session import SessionError, damaged
 
@@ -98,7 +98,12 @@ class AbrSession:
             self.rungs = stream_rungs(bitstream)
         except ValueError as exc:
             raise SessionError(str(exc)) from None
-        self.packets = [p.to_bytes() for p in bitstream.packets()]
+        packets = bitstream.packets()
+        if bitstream.levels:  # numbered after the refinements, as stream_rungs lists them
+            from codec.refined import direct_packets
+
+            packets += direct_packets(bitstream)
+        self.packets = [p.to_bytes() for p in packets]
         self.goal = goal
         self.have = sorted(set(have))
         self.book = SenderBook(self.rungs, self._budget_for_units(goal))
@@ -220,12 +225,7 @@ class AbrSession:
         s, link = self.summary, self.book.estimator
         units = len(self.rungs)
         got = s.delivered_units | set(self.have)
-        reached = None
-        for r, rung in enumerate(self.rungs):
-            if r not in got:
-                break
-            if rung.psnr is not None:
-                reached = rung.psnr
+        reached = picture_psnr(self.rungs, got)
         return {
             "type": "done",
             "version": 2,

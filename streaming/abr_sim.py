@@ -7,7 +7,8 @@ over a lossless return path of ``feedback_delay_s``. Policies:
 
 - ``abr``: :func:`streaming.abr.decide` on the :class:`~streaming.feedback.SenderBook` the reports fill;
 - ``all``: every packet in order at time 0, as protocol version 1 sends (today's behaviour);
-- ``fixed-K``: the first K packets at time 0 (a fixed rung of the ladder).
+- ``fixed-K``: the first K packets at time 0 (a fixed rung of the ladder);
+- ``fixed-base``, ``fixed-base+L`` (a stream with refinements): every unit at level 0 (up to L) at time 0.
 
 The quality the receiver sees at any time is the ladder's PSNR of the deepest prefix that arrived,
 which is what decoding those packets gives (tests/test_ladder.py checks the two agree).
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netsim import Channel, ChannelConfig
-from streaming.abr import Goal, Rung, decide
+from streaming.abr import Goal, Rung, decide, picture_psnr
 from streaming.feedback import Arrival, Report, SenderBook
 
 MAX_EVENTS = 1_000_000
@@ -38,6 +39,8 @@ class SimResult:
     """Each intact arrival of a new unit: time, unit, bytes, psnr (of the prefix held after it)."""
     bytes_sent: int = 0
     decide_seconds: list[float] = field(default_factory=list)
+    decide_cpu_seconds: list[float] = field(default_factory=list)
+    """CPU time of each controller call (this thread's): wall time without the machine's preemptions."""
     """Wall time of each controller call (``abr`` only)."""
 
     def psnr_at(self, t: float) -> float | None:
@@ -62,13 +65,8 @@ class SimResult:
 
 
 def prefix_psnr(rungs: Sequence[Rung], have: set[int]) -> float | None:
-    best = None
-    for r, rung in enumerate(rungs):
-        if r not in have:
-            break
-        if rung.psnr is not None:
-            best = rung.psnr
-    return best
+    """The receiver's picture (:func:`streaming.abr.picture_psnr`)."""
+    return picture_psnr(rungs, have)
 
 
 def simulate(
@@ -102,8 +100,7 @@ def simulate(
     if policy == "abr":
         heapq.heappush(events, (0.0, next(tick), "decide", None))
     else:
-        count = len(rungs) if policy == "all" else int(policy.split("-", 1)[1])
-        for u in range(min(count, len(rungs))):
+        for u in fixed_packets(rungs, policy):
             unit_of.append(u)
             send(u, 0.0)
     wake_at = None
@@ -132,9 +129,10 @@ def simulate(
         elif kind == "decide" and wake_at is not None and now < wake_at:
             continue  # superseded by an earlier decision
         while True:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             decision = decide(book.state(now))
             res.decide_seconds.append(time.perf_counter() - t0)
+            res.decide_cpu_seconds.append(time.thread_time() - c0)
             if decision.action != "send":
                 break
             assert decision.unit is not None
@@ -149,7 +147,22 @@ def simulate(
     return res
 
 
-def policy_names(n_units: int) -> list[str]:
-    """``all``, ``abr`` and a few fixed rungs (a quarter, half and three quarters of the packets)."""
+def fixed_packets(rungs: Sequence[Rung], policy: str) -> list[int]:
+    """The packets a fixed policy sends at time 0, in packet-number order."""
+    if policy == "all":
+        return [p for p, r in enumerate(rungs) if not r.direct]
+    name = policy.removeprefix("fixed-")
+    if name == "base" or name.startswith("base+"):
+        top = 0 if name == "base" else int(name.removeprefix("base+"))
+        return [p for p, r in enumerate(rungs) if r.level <= top and not r.direct]
+    count = int(name)
+    return [p for p in range(len(rungs)) if rungs[p].level == 0][:count]
+
+
+def policy_names(n_units: int, levels: int = 0) -> list[str]:
+    """``all``, ``abr`` and a few fixed rungs (a quarter, half and three quarters of the packets);
+    for a stream with ``levels`` refinement levels also ``fixed-base`` .. ``fixed-base+levels`` (every
+    unit at level 0, up to every packet of the refined stream)."""
     fixed = sorted({max(1, round(n_units * f)) for f in (0.25, 0.5, 0.75)} - {n_units})
-    return ["all", "abr"] + [f"fixed-{k}" for k in fixed]
+    refined = [f"fixed-base+{k}" if k else "fixed-base" for k in range(levels + 1)] if levels else []
+    return ["all", "abr"] + [f"fixed-{k}" for k in fixed] + refined

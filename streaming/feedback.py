@@ -4,6 +4,8 @@
   [[seq, bytes, ms], ...], "lost": [seq, ...]}``, parsed with bounds and errors that name the bad field.
 - :class:`LinkEstimator`: throughput (from the receiver's own arrival times, so no clock is shared),
   round-trip time (send time to report, minus how long the receiver held the news) and loss rate.
+- :class:`Reporter` and :func:`receive_reporting`: the receiver's side, batching arrivals into reports
+  and sending them when due while it reads the stream (the CLI, the pull client and the tests use it).
 - :class:`SenderBook`: which packet is delivered, in flight or lost, and the :class:`~streaming.abr.AbrState`
   the controller decides on. A packet counts as lost when the receiver reports it missing after a
   packet sent later arrived, or when it has been in flight far longer than a round trip.
@@ -11,9 +13,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +181,8 @@ class _Copy:
 
 @dataclass
 class SenderBook:
-    """The sender's ledger of one stream's unit packets (packet ``i`` = unit ``i``, seq ``i + 1``)."""
+    """The sender's ledger of one stream's packets by number (seq ``i + 1``; unit ``i`` without
+    refinements, ``level * units + unit`` with them: codec/refine.py)."""
 
     ladder: Sequence[Rung]
     goal: Goal = Goal()
@@ -255,7 +260,8 @@ class SenderBook:
 
 
 def stream_rungs(bs: Any) -> list[Rung]:
-    """The controller's ladder for a whole bitstream: its packets' sizes as sent, the PSNRs of its
+    """The controller's ladder for a whole bitstream (with refinements: every packet by number, then
+    the direct packets, :func:`codec.refined.direct_packets`): its packets' sizes as sent, the PSNRs of its
     rate-quality ladder, or, for a stream without one (format 1, early format 2), the header's stage
     PSNRs placed where each depth becomes decodable (rank order when even those are missing)."""
     from codec.arch import decoder_for
@@ -265,11 +271,96 @@ def stream_rungs(bs: Any) -> list[Rung]:
     if bs.missing():
         raise ValueError(f"stream lacks units {bs.missing()}: a sender needs all of them")
     ladder = bs.header.ladder
-    if ladder is not None:
-        return [Rung(b, r.psnr) for b, r in zip(sizes, ladder.rungs, strict=True)]
+    if ladder is not None and len(ladder.rungs) == len(sizes):
+        rungs = [Rung(b, r.psnr, r.level) for b, r in zip(sizes, ladder.rungs, strict=True)]
+        if bs.levels:  # the direct packets a sender may choose instead of base and refinements
+            from codec.refined import direct_packets
+
+            top = rungs[bs.levels * bs.header.num_units :]
+            rungs += [
+                Rung(len(p.to_bytes()), r.psnr, r.level, True)
+                for p, r in zip(direct_packets(bs), top, strict=True)
+            ]
+        return rungs
+    if bs.refinements:
+        raise ValueError("stream has refinement packets its ladder does not list: a sender cannot plan them")
     arch = decoder_for(bs.header.model, bs.header.arch)
     depths = arch.depths if arch.progressive else 1
     stage = list(bs.header.stage_psnr)
     if len(stage) != depths:
         stage = [float(d) for d in range(depths)]
     return [Rung(b, r.psnr) for b, r in zip(sizes, measure(arch.plan, stage, sizes).rungs, strict=True)]
+
+
+class Reporter:
+    """A version-2 receiver's reports: arrivals batched at most every ``interval`` s, with the sequence
+    numbers still missing below the highest one seen."""
+
+    def __init__(self, interval: float = 0.025) -> None:
+        self.clock = time.monotonic
+        self.start = self.clock()
+        self.interval = interval
+        self.pending: list[Arrival] = []
+        self.seen: set[int] = set()
+        self.last = -1.0
+
+    def arrived(self, data: bytes) -> None:
+        from codec.errors import BitstreamError
+        from codec.packets import Packet
+
+        try:
+            seq = Packet.peek(data).seq
+        except BitstreamError:
+            return  # a damaged packet header: nothing to report (the sender notices the gap)
+        self.seen.add(seq)
+        self.pending.append(Arrival(seq, len(data), self.clock() - self.start))
+
+    def due(self) -> float | None:
+        """Seconds until the next report should go (None: nothing to report)."""
+        if not self.pending:
+            return None
+        return max(0.0, self.last + self.interval - (self.clock() - self.start))
+
+    def report(self) -> str:
+        now = self.clock() - self.start
+        batch, self.pending = self.pending[:MAX_ARRIVALS], self.pending[MAX_ARRIVALS:]
+        top = max(self.seen, default=0)
+        lost = tuple(s for s in range(1, top) if s not in self.seen)[:MAX_LOST]
+        self.last = now
+        return Report(now, tuple(batch), lost).to_message()
+
+
+def _is_done(text: str) -> bool:
+    try:
+        msg = load_message(text, "server's text message")
+    except SessionError:
+        return False
+    return isinstance(msg, dict) and msg.get("type") == "done"
+
+
+async def receive_reporting(ws: Any, reporter: Reporter | None) -> AsyncIterator[bytes | str]:
+    """Every message of a WebSocket stream until the server closes it normally, sending ``reporter``'s
+    reports (None: a version-1 receiver, no reports) whenever they are due while waiting. The reporter
+    sees every binary message; the server's ``done`` message ends the reports (it closes next). A
+    close other than a normal one raises ``ConnectionClosed`` for the caller to judge."""
+    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
+
+    while True:
+        wait = reporter.due() if reporter is not None else None
+        try:
+            message = await (asyncio.wait_for(ws.recv(), wait) if wait is not None else ws.recv())
+        except asyncio.TimeoutError:
+            assert reporter is not None
+            try:
+                await ws.send(reporter.report())
+            except ConnectionClosed:  # the server finished: read what it sent before closing
+                reporter = None
+            continue
+        except ConnectionClosedOK:
+            return
+        if isinstance(message, bytes):
+            if reporter is not None:
+                reporter.arrived(message)
+        elif reporter is not None and _is_done(message):
+            reporter = None
+        yield message

@@ -42,7 +42,8 @@ class TimelineEntry:
     size: int = 0
     """Bytes of this message."""
     kind: str = ""
-    """``header``, ``unit`` (a new one), ``duplicate``, ``pending`` (before the header) or ``rejected``."""
+    """``header``, ``unit`` (a new one), ``refinement`` (a unit got finer), ``duplicate``, ``pending``
+    (before the header) or ``rejected``."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -105,16 +106,18 @@ class Receiver:
     def feed(self, data: bytes) -> TimelineEntry:
         self.bytes += len(data)
         before = set(self.decoder.available), self.decoder.header is not None
+        levels = dict(self.decoder.levels)
         status = self.decoder.add_packet(data)
+        refined = self.decoder.levels != levels and status.kind == "refinement"
         if not status.accepted:
             self.rejected += 1
         if status.kind == "header" and self.reference is not None and not before[1]:
             self._check_reference()
-        changed = status.accepted and (set(self.decoder.available) != before[0] or not before[1])
+        changed = status.accepted and (set(self.decoder.available) != before[0] or not before[1] or refined)
         new_picture = False
         if changed and self.decoder.header is not None and self.decoder.plan() is not None:
             used = self.decoder.used_units()
-            if self._picture is None or used != self._picture.units:
+            if self._picture is None or used != self._picture.units or refined:
                 self._picture = self.decoder.decode()
                 new_picture = True
         pic = self._picture
@@ -130,7 +133,9 @@ class Receiver:
             new_picture=new_picture,
             new_unit=bool(self.decoder.available - before[0]),
             size=len(data),
-            kind=_kind(status, bool(self.decoder.available - before[0]), self.decoder.header is None),
+            kind="refinement"
+            if refined
+            else _kind(status, bool(self.decoder.available - before[0]), self.decoder.header is None),
         )
         self.timeline.append(entry)
         return entry

@@ -124,6 +124,12 @@ def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, 
         assert set(r["classical"]) == {"jpeg", "jpeg-progressive", "webp", "jpeg2000", "avif"}
         assert all(c["bytes"] <= r["bytes"] or not c["fits"] for c in r["classical"].values())
         assert r["classical"]["jpeg2000"]["fits"]  # its ratio search reaches any size
+        # splitting into base and refinements: the same final picture for more bytes, a smaller base
+        splits = r["refinements"]
+        assert [(x["levels"], x["bits"]) for x in splits] == [(1, 1), (1, 2), (1, 3), (2, 1)]
+        for x in splits:
+            assert x["one_shot_bytes"] == r["bytes"] < x["bytes"] and x["base_bytes"] < r["bytes"]
+            assert x["final_psnr"] == pytest.approx(r["psnr"], abs=0.006) and x["split_cost"] > 0
         # The coder's checksum state costs 0-2 bytes a packet (a coder started from state 1 spends about
         # as much on its first codes, so a small packet may cost nothing more) and catches every flip.
         c = r["checksum"]

@@ -85,8 +85,8 @@ def corruptions(packets: list[bytes]) -> dict[str, tuple[bytes, str]]:
         "bad version": (raw_packet(b"x", version=3, stream_id=SID), "unsupported packet version 3"),
         "bad ptype": (raw_packet(b"x", ptype=7, stream_id=SID), "unknown packet type 7"),
         "refinement": (
-            raw_packet(b"\0\0", ptype=2, level=1, unit=0, seq=9, stream_id=SID),
-            "refinement packet (type 2, unit 0, level 1): this decoder does not support refinement packets",
+            raw_packet(b"\x09\0", ptype=2, level=1, unit=0, seq=9, stream_id=SID),
+            "refinement 1 of unit 0 (input) has shift 9: allowed 0 (direct) or 1..8 bits",
         ),
         "zero step": (
             raw_packet(bytes(steps0), stream_id=SID),

@@ -166,23 +166,36 @@ def test_abr_policies_at_the_deadline(dataset: Path, tmp_path: Path) -> None:
         "--deadlines", "1", "--loss-rates", "0", "0.1", "--channel-seeds", "2",
     )  # fmt: skip
     traces = s["traces"]
+    stream = s["stream"][0]
     assert set(traces) == {"steady/loss0/1s", "steady/loss0.1/1s", "drop-10x/loss0/1s", "drop-10x/loss0.1/1s"}
     for cond, policies in traces.items():
-        assert {"all", "abr"} <= set(policies) and any(p.startswith("fixed-") for p in policies)
+        assert {"all", "abr", "abr-units", "fixed-base"} <= set(policies)
         for p in policies.values():
             assert set(p) >= {"psnr_at_deadline", "bytes", "first_picture_s", "stalls"} and p["runs"] == 2
         # the controller never does worse than send-everything and never spends more on a lossless link
+        # than the stream it streams (abr: the refined one, whose splitting costs bytes)
         assert policies["abr"]["psnr_at_deadline"] >= policies["all"]["psnr_at_deadline"] - 1e-9, cond
+        assert policies["abr-units"]["psnr_at_deadline"] >= policies["all"]["psnr_at_deadline"] - 1e-9, cond
         if "loss0/" in cond:
-            assert policies["abr"]["bytes"] <= policies["all"]["bytes"]
+            assert policies["abr-units"]["bytes"] <= policies["all"]["bytes"]
+            assert policies["abr"]["bytes"] <= stream["refined_bytes"]
     # losses are repaired: with 10 % loss ABR's picture is better than send-everything's on average
     assert (
         traces["drop-10x/loss0.1/1s"]["abr"]["psnr_at_deadline"]
         >= traces["drop-10x/loss0.1/1s"]["all"]["psnr_at_deadline"]
     )
-    assert s["decide"]["decisions"] > 0 and s["decide"]["median_us"] < 1000
-    stream = s["stream"][0]
-    assert stream["packets"] == 5 and stream["bytes"] > 0
+    assert (
+        s["decide"]["decisions"] > 0
+        and s["decide"]["median_us"] < 1000
+        and s["decide"]["cpu_median_us"] < 1000
+    )
+    assert stream["packets"] == 5 and stream["bytes"] > 0 and stream["refined_packets"] == 10
+    ladder = stream["ladder"]  # the final level is the one-shot picture, in more bytes
+    assert ladder["level_1"]["psnr"] == pytest.approx(ladder["one_shot"]["psnr"], abs=0.006)
+    assert ladder["level_0"]["bytes"] < ladder["one_shot"]["bytes"] < ladder["level_1"]["bytes"]
+    assert ladder["split_cost"] == pytest.approx(
+        ladder["level_1"]["bytes"] / ladder["one_shot"]["bytes"] - 1, abs=1e-3
+    )
     assert stream["bpp"] == pytest.approx(stream["bytes"] * 8 / (32 * 32), rel=1e-3)
     for c in ("jpeg-progressive", "webp"):  # classical codecs in at most the stream's bytes
         assert stream["classical"][c]["psnr"] is None or stream["classical"][c]["bytes"] <= stream["bytes"]

@@ -36,7 +36,9 @@ def test_layout_byte_for_byte_and_round_trip():
     ("data", "match"),
     [
         (b"", "truncated: ladder version missing"),
-        (bytes([2, 0]), "has version 2; this decoder reads version 1"),
+        (bytes([3, 0]), "has version 3; this decoder reads versions 1 and 2"),
+        (bytes([2, 0, 2]), r"ladder refinement levels 0 is out of range|ladder refinement levels"),
+        (bytes([2, 1, 2, 5, 5, 5]), "lists 4 packets but holds only 3 more bytes"),
         (bytes([1, 2, 5]), "lists 2 packets but holds only 1 more bytes"),
         (bytes([1, 2, 7, 0]), "truncated: ladder packet 0 PSNR missing"),
         (bytes([1, 2, 1, 4]), r"ladder packet 0 bytes"),
@@ -50,7 +52,7 @@ def test_bad_ladders_are_refused_by_name(data, match):
 
 
 def test_writer_refuses_what_it_cannot_write():
-    with pytest.raises(ConfigError, match="lists units in order"):
+    with pytest.raises(ConfigError, match="packet-number order"):
         Ladder((Rung(1, 10, None),)).to_bytes()
     with pytest.raises(ConfigError, match="0 bytes is out of range"):
         Ladder.from_sizes([0], [None]).to_bytes()
@@ -164,7 +166,13 @@ def test_browser_reads_the_ladder_and_checks_it_against_the_units(page, spinr_sm
     want = h.ladder
     assert want is not None
     assert res["ladder"] == [
-        {"unit": r["unit"], "bytes": r["bytes"], "psnr": r["psnr"], "cumulativeBytes": r["cumulative_bytes"]}
+        {
+            "unit": r["unit"],
+            "level": 0,
+            "bytes": r["bytes"],
+            "psnr": r["psnr"],
+            "cumulativeBytes": r["cumulative_bytes"],
+        }
         for r in want.to_json()
     ]
     assert res["refused"]["accepted"] is False

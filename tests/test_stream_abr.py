@@ -7,13 +7,14 @@ import asyncio
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from _server import Server, png, run_cli
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from client.stream import Reporter
 from codec.bitstream import load_bitstream
+from streaming.feedback import Reporter, receive_reporting
 from streaming.receiver import Receiver
 
 
@@ -40,26 +41,12 @@ async def _session(url: str, start: dict, report: bool, extra: list[Any] | None 
         await ws.send(json.dumps(start))
         for m in extra or []:
             await ws.send(m)
-        reporter = Reporter() if report else None
         try:
-            while True:
-                wait = reporter.due() if reporter is not None else None
-                try:
-                    m = await (asyncio.wait_for(ws.recv(), wait) if wait is not None else ws.recv())
-                except asyncio.TimeoutError:
-                    assert reporter is not None
-                    try:
-                        await ws.send(reporter.report())
-                    except ConnectionClosed:  # the server finished: read what it sent before closing
-                        reporter = None
-                    continue
+            async for m in receive_reporting(ws, Reporter() if report else None):  # the CLI's own loop
                 if isinstance(m, str):
                     texts.append(json.loads(m))
-                    reporter = None
-                    continue
-                if reporter is not None:
-                    reporter.arrived(m)
-                rx.feed(m)
+                else:
+                    rx.feed(m)
         except ConnectionClosed:
             pass
     return {"rx": rx, "texts": texts, "code": ws.close_code, "reason": ws.close_reason}
@@ -180,3 +167,40 @@ def test_cli_abr_timeline_with_a_trace_file(server, image, tmp_path, photo_crop)
         "stream", image["id"], "--server", server.url, "--out", str(tmp_path / "o2"), "--deadline", "2"
     )
     assert bad.returncode != 0 and "--deadline and --budget need --abr" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def refined_image(server, photo_crop) -> dict[str, Any]:
+    job_id = server.upload(png(photo_crop), depth=3, width=16, steps=300, refinements=1).json()["id"]
+    assert server.wait_state(job_id, ("done", "failed"))["state"] == "done"
+    bs, _ = load_bitstream(server.http.get(f"/api/images/{job_id}/bitstream.spnr").content, strict=True)
+    assert bs.levels == 1
+    return {"id": job_id, "bitstream": bs}
+
+
+def test_refined_stream_over_a_real_server(server, refined_image):
+    """A stream with refinement packets: on a generous link the controller sends each unit whole in a
+    direct packet (the one-shot bytes plus one each); on a tight byte budget it sends coarse bases of
+    more units rather than fewer units at full precision when that is the better picture."""
+    from codec.decoder import ProgressiveDecoder
+
+    bs = refined_image["bitstream"]
+    n = bs.header.num_units
+    ladder = bs.header.ladder
+    assert ladder is not None and ladder.rungs[-1].psnr > ladder.rungs[n - 1].psnr + 0.3  # refining pays
+    out = session(server, refined_image["id"], {"type": "start", "version": 2, "channel": {"delay_ms": 5}})
+    done = out["texts"][-1]
+    assert out["code"] == 1000 and done["resent"] == 0
+    assert sorted(s[1] for s in done["sends"]) == [2 * n + u for u in range(n)]  # direct packets
+    dec = out["rx"].decoder
+    assert dec.levels == {u: 1 for u in range(n)}
+    assert np.array_equal(out["rx"].picture().rgb, ProgressiveDecoder.from_bitstream(bs).decode().rgb)
+    base_bytes = sum(r.bytes for r in ladder.rungs if r.level == 0)
+    budget = len(bs.packets()[0].to_bytes()) + base_bytes + 5
+    out = session(server, refined_image["id"], {"type": "start", "abr": {"byte_budget": budget}})
+    done = out["texts"][-1]
+    assert done["bytes"] <= budget
+    got = out["rx"].decoder.levels
+    best = max((r.psnr for r in ladder.rungs if r.psnr is not None and r.level == 0), default=None)
+    assert got and done["abr"]["ladder_psnr"] is not None and best is not None
+    assert done["abr"]["ladder_psnr"] >= best - 1e-9  # at least the all-base picture the budget allows

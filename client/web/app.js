@@ -48,6 +48,8 @@ function wire() {
   ui.libraryLoad.addEventListener("click", onLibraryLoad);
   for (const el of [ui.loss, ui.burst, ui.bw, ui.ber]) el.addEventListener("input", onSlider);
   ui.seed.addEventListener("change", onSlider);
+  ui.abr.addEventListener("change", onSlider);
+  ui.deadline.addEventListener("change", onSlider);
   ui.restream.addEventListener("click", () => startStream(false));
   ui.resume.addEventListener("click", () => startStream(true));
   ui.jpegBudget.addEventListener("change", updateJpeg);

@@ -5,6 +5,7 @@ import { SpnrError } from "./errors.js";
 import { MAX_PAYLOAD, PTYPE_HEADER, PTYPE_REFINEMENT, PTYPE_UNIT, parsePacket, peekPacket } from "./packets.js";
 import { decodeUnitPayload } from "./payload.js";
 import { dequantizeCodes } from "./quant.js";
+import { parseRefinementPayload } from "./refine.js";
 import { decodeV1Layer } from "./v1/layer.js";
 import { HEADER_LENGTH as V1_HEADER_LENGTH } from "./v1/packets.js";
 import { asBytes, show } from "./values.js";
@@ -31,11 +32,6 @@ import { asBytes, show } from "./values.js";
  */
 export function parseUnit(packet, header) {
   const p = packet instanceof Uint8Array || packet instanceof ArrayBuffer ? parsePacket(packet) : packet;
-  if (p && p.ptype === PTYPE_REFINEMENT) {
-    throw new SpnrError(
-      `refinement packet (type 2, unit ${p.unit}, level ${p.level}): this decoder does not support refinement packets`,
-    );
-  }
   if (!p || p.ptype !== PTYPE_UNIT) {
     throw new SpnrError(`expected a unit packet, got ${p && p.ptype === PTYPE_HEADER ? "a header packet" : show(p)}`);
   }
@@ -48,6 +44,22 @@ export function parseUnit(packet, header) {
   if (p.version === 1) return { index: p.unit, tensors: decodeV1Layer(p.payload, spec, p.unit, n) };
   const tensors = decodeUnitPayload(p.payload, spec, p.unit).map((t) => ({ ...t, values: dequantizeCodes(t.codes, t.step) }));
   return { index: p.unit, tensors };
+}
+
+/**
+ * Parse a refinement packet against its header (format 2, a unit it has).
+ * @param {Uint8Array|import("./packets.js").Packet} packet
+ * @param {import("./header.js").StreamHeader} header
+ * @returns {import("./refine.js").Refinement}
+ * @throws {SpnrError}
+ */
+export function parseRefinement(packet, header) {
+  const p = packet instanceof Uint8Array || packet instanceof ArrayBuffer ? parsePacket(packet) : packet;
+  if (!p || p.ptype !== PTYPE_REFINEMENT) throw new SpnrError(`expected a refinement packet, got ${show(p && p.ptype)}`);
+  if (header.format !== 2) throw new SpnrError(`refinement packet seq ${p.seq} in a version ${header.format} stream`);
+  const n = header.units.length;
+  if (p.unit >= n) throw new SpnrError(`refinement packet for unit ${p.unit}, but the header has ${n} units`);
+  return parseRefinementPayload(p.payload, header.units[p.unit], p.unit, p.level);
 }
 
 /**

@@ -2,14 +2,15 @@
 // (codec/decoder.py). addPacket never throws for a bad packet, it reports it, so a stream goes on.
 
 import { archFor } from "./arch/registry.js";
-import { parseUnit } from "./bitstream.js";
+import { parseRefinement, parseUnit } from "./bitstream.js";
 import { DEFAULT_BUDGET, checkDecode, checkParams, makeBudget } from "./budget.js";
 import { axisCoords, toRGBA } from "./coords.js";
 import { SpnrError, errorText } from "./errors.js";
 import { JsForward } from "./forward.js";
 import { MAX_IMAGE_SIDE, MAX_TOTAL_ELEMENTS, parseHeader } from "./header.js";
-import { checkLadder } from "./ladder.js";
-import { PTYPE_HEADER, PTYPE_UNIT, parsePacket } from "./packets.js";
+import { checkLadder, ladderLevels } from "./ladder.js";
+import { PTYPE_HEADER, PTYPE_REFINEMENT, PTYPE_UNIT, parsePacket } from "./packets.js";
+import { applyRefinement } from "./refine.js";
 import { MAX_TENSOR_ELEMENTS } from "./v1/quant.js";
 import { isInt, prod, sameBytes, show } from "./values.js";
 
@@ -24,7 +25,7 @@ export const MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.maxPixels;
  * @property {boolean} accepted
  * @property {number|null} layer   unit index of an accepted unit packet (v1 called them layers)
  * @property {string|null} error   why the packet was rejected
- * @property {"header"|"layer"|null} kind
+ * @property {"header"|"layer"|"refinement"|null} kind
  * @property {boolean} [duplicate]
  *
  * @typedef {object} DecodeInfo
@@ -33,6 +34,7 @@ export const MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.maxPixels;
  * @property {number} depth       stages used, 1..depths (1 for a non-progressive model), as decode's depth counts
  * @property {number[]} steps     trunk steps run
  * @property {number[]} units     unit indices whose tensors were used
+ * @property {number[]} levels    the refinement level each of `units` was decoded at
  * @property {string} backend     "js" or the accelerator's name (e.g. "webgl2")
  * @property {string|null} fallback  why the accelerator was not used, if it was asked for and failed
  * @property {number} ms          wall time of the decode
@@ -50,7 +52,8 @@ export const MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.maxPixels;
  * @property {Float32Array} xs   per column
  * @property {Float32Array} ys   per row
  * @property {import("./arch/base.js").LayerOp[]} trunk
- * @property {number[]} steps    trunk step ids, a cache key: equal prefixes mean equal activations
+ * @property {string[]} steps    one key per trunk step (its id and its units' weight versions): equal
+ *   prefixes mean equal activations
  * @property {import("./arch/base.js").LayerOp} readout
  * @property {object} owner      the decoder (cache namespace)
  */
@@ -87,6 +90,12 @@ export class ProgressiveDecoder {
     /** Why layer packets held before the header were rejected once it came. @type {string[]} */
     this.pendingErrors = [];
     this._payloads = new Map();
+    /** Refinement level each unit has reached (0: its unit packet alone). @type {Map<number, number>} */
+    this.levels = new Map();
+    /** How many times each unit's weights were set: part of the activation cache's key. */
+    this._versions = new Map();
+    /** Refinements waiting for their unit or their previous level: "unit:level" -> refinement. */
+    this._held = new Map();
     this._js = new JsForward();
     this.accelerator = accelerator;
     this._accelError = null;
@@ -132,7 +141,7 @@ export class ProgressiveDecoder {
         checkSizes(header.units);
         const params = header.units.reduce((n, u) => n + u.tensors.reduce((m, t) => m + prod(t.shape), 0), 0);
         checkParams(this.budget, params, `this ${header.model} stream`);
-        if (header.ladder) checkLadder(header.ladder.length, header.units.length);
+        if (header.ladder) checkLadder(header.ladder.length / (ladderLevels(header.ladder) + 1), header.units.length);
         this.arch = arch;
         this.header = header;
         const pending = this._pending;
@@ -155,6 +164,14 @@ export class ProgressiveDecoder {
       this._pending.push({ ...packet, payload: packet.payload.slice() });
       return { accepted: true, layer: packet.unit, error: null, kind: "layer" };
     }
+    if (packet.ptype === PTYPE_REFINEMENT) {
+      const changed = this._refinement(parseRefinement(packet, this.header));
+      return { accepted: true, layer: packet.unit, error: null, kind: "refinement", duplicate: changed === null };
+    }
+    if (packet.ptype === PTYPE_UNIT && (this.levels.get(packet.unit) || 0) > 0 && !this._payloads.has(packet.unit)) {
+      parseUnit(packet, this.header); // checked, then ignored: a direct packet gave the unit a finer level
+      return { accepted: true, layer: packet.unit, error: null, kind: "layer", duplicate: true };
+    }
     const known = packet.ptype === PTYPE_UNIT ? this._payloads.get(packet.unit) : undefined;
     if (known !== undefined) {
       if (!sameBytes(known, packet.payload)) throw new SpnrError(`two different packets for unit ${packet.unit}`);
@@ -163,9 +180,64 @@ export class ProgressiveDecoder {
     const unit = parseUnit(packet, this.header);
     const tensors = Object.create(null);
     for (const t of unit.tensors) tensors[t.name] = t;
-    this.params.set(unit.index, tensors);
+    this._setUnit(unit.index, tensors);
+    this.levels.set(unit.index, 0);
     this._payloads.set(unit.index, packet.payload.slice());
+    this._applyHeld(unit.index);
     return { accepted: true, layer: unit.index, error: null, kind: "layer" };
+  }
+
+  _setUnit(index, tensors) {
+    this.params.set(index, tensors);
+    this._versions.set(index, (this._versions.get(index) || 0) + 1);
+  }
+
+  /** Apply a refinement now, hold it for its unit or previous level, or (null) ignore a duplicate. */
+  _refinement(ref) {
+    const have = this.levels.get(ref.index);
+    if (have !== undefined && ref.level <= have) return null;
+    if (ref.direct) {
+      const tensors = Object.create(null);
+      for (const t of ref.direct) tensors[t.name] = t;
+      this._setUnit(ref.index, tensors);
+      this.levels.set(ref.index, ref.level);
+      this._applyHeld(ref.index);
+      return true;
+    }
+    if (have === undefined || ref.level > have + 1) {
+      const key = `${ref.index}:${ref.level}`;
+      if (!this._held.has(key) && this._held.size >= MAX_PENDING) {
+        throw new SpnrError(`more than ${MAX_PENDING} refinements wait for their unit`);
+      }
+      this._held.set(key, ref);
+      return false;
+    }
+    this._refine(ref);
+    this._applyHeld(ref.index);
+    return true;
+  }
+
+  _refine(ref) {
+    const current = this.params.get(ref.index);
+    const spec = this.header.units[ref.index];
+    const list = spec.tensors.map((t) => current[t.name]);
+    if (list.some((t) => t.codes === undefined)) {
+      throw new SpnrError(`refinement ${ref.level} of unit ${ref.index}: the unit is not a format 2 unit`);
+    }
+    const tensors = Object.create(null);
+    for (const t of applyRefinement(list, ref)) tensors[t.name] = t;
+    this._setUnit(ref.index, tensors);
+    this.levels.set(ref.index, ref.level);
+  }
+
+  _applyHeld(index) {
+    for (;;) {
+      const key = `${index}:${this.levels.get(index) + 1}`;
+      const next = this._held.get(key);
+      if (next === undefined) return;
+      this._held.delete(key);
+      this._refine(next);
+    }
   }
 
   /** Unit indices received and accepted, sorted. @returns {number[]} */
@@ -280,6 +352,9 @@ export class ProgressiveDecoder {
       );
     }
     const trunk = plan.steps.map((k) => this.arch.trunkOp(k, this.params));
+    // Cache keys: a step's id and the versions of its units' weights, so a refinement recomputes its
+    // layer and what follows it, and reuses the activations before it.
+    const keys = plan.steps.map((k) => `${k}.${this.arch.trunkUnits(k).map((u) => this._versions.get(u)).join(".")}`);
     const readout = this.arch.readoutOp(plan.depth, this.params);
     const work = [...trunk, readout].reduce((n, op) => n + op.inF * op.outF, 0);
     checkDecode(this.budget, w, h, work, `this ${this.header.model} stream at ${trunk.length} trunk step(s)`);
@@ -289,6 +364,7 @@ export class ProgressiveDecoder {
       depth: plan.depth + 1,
       steps: plan.steps,
       units: this.usedUnits(limited ? plan.depth : undefined),
+      levels: [],
       backend: "js",
       fallback: null,
       ms: 0,
@@ -300,7 +376,7 @@ export class ProgressiveDecoder {
         info.fallback = this._accelError;
       } else {
         try {
-          const job = { width: w, height: h, xs: axisCoords(w), ys: axisCoords(h), trunk, steps: plan.steps, readout, owner: this };
+          const job = { width: w, height: h, xs: axisCoords(w), ys: axisCoords(h), trunk, steps: keys, readout, owner: this };
           const y = this.accelerator.run(job);
           rgba = toRGBA(y, w * h, 4);
           info.backend = this.accelerator.name;
@@ -315,10 +391,11 @@ export class ProgressiveDecoder {
       throw new SpnrError("no accelerator is set on this decoder");
     }
     if (rgba === null) {
-      const [out, computed] = this._js.run(w, h, trunk, plan.steps, readout, this.budget.maxActivationBytes);
+      const [out, computed] = this._js.run(w, h, trunk, keys, readout, this.budget.maxActivationBytes);
       rgba = out;
       info.computedSteps = computed;
     }
+    info.levels = info.units.map((u) => this.levels.get(u) || 0);
     info.ms = now() - t0;
     this.lastInfo = info;
     return rgba;

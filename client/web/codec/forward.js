@@ -1,6 +1,7 @@
 // The forward pass in plain JS: float32 storage with numpy's operation order (fround after the
 // matmul, the bias, omega * z and the sine), so the output equals codec.decoder's to within one code
-// value. The deepest prefix's trunk activations are kept per output size, so a new stage costs one layer.
+// value. The trunk activations of every step of the deepest prefix are kept per output size (while they
+// fit), so a new stage costs one layer and a refined unit recomputes from its own step on.
 
 import { checkActivations } from "./budget.js";
 import { axisCoords, coordChunk, toRGBA } from "./coords.js";
@@ -50,7 +51,7 @@ export function applyLayer(op, x, n) {
 /** The plain-JS decode of one ProgressiveDecoder, with its activation cache. */
 export class JsForward {
   constructor() {
-    /** @type {Map<string, {steps: number[], act: Float32Array}>} "WxH" -> deepest trunk activations */
+    /** @type {Map<string, {steps: (number|string)[], acts: (Float32Array|null)[]}>} "WxH" -> trunk activations per step */
     this._cache = new Map();
   }
 
@@ -59,7 +60,7 @@ export class JsForward {
    * @param {number} w
    * @param {number} h
    * @param {import("./arch/base.js").LayerOp[]} trunk
-   * @param {number[]} steps   trunk step ids, the cache key
+   * @param {(number|string)[]} steps   one key per trunk step (the decoder's: id and weight versions)
    * @param {import("./arch/base.js").LayerOp} readout
    * @param {number} [maxBytes]  activation budget: two frames of the widest layer (a layer's input and
    *   output) when cached, else two chunks
@@ -71,7 +72,7 @@ export class JsForward {
     const ys = axisCoords(h);
     const perPixel = 8 * Math.max(2, ...trunk.map((op) => op.outF), readout.inF); // two float32 arrays
     if (n <= CACHE_PIXELS && n * perPixel <= maxBytes) {
-      const [act, computed] = this._trunkCached(w, h, xs, ys, trunk, steps);
+      const [act, computed] = this._trunkCached(w, h, xs, ys, trunk, steps, maxBytes);
       return [toRGBA(applyLayer(readout, act, n), n), computed];
     }
     this._cache.delete(`${w}x${h}`);
@@ -87,25 +88,37 @@ export class JsForward {
     return [out, trunk.length];
   }
 
-  /** Trunk activations for this size, reusing the cached deepest prefix. */
-  _trunkCached(w, h, xs, ys, trunk, steps) {
+  /** Trunk activations for this size, reusing the longest cached prefix: every step's activations
+   * are kept while they fit `maxBytes` (so a refined unit recomputes from its own step on), else the
+   * deepest step's only. */
+  _trunkCached(w, h, xs, ys, trunk, steps, maxBytes) {
     const sizeKey = `${w}x${h}`;
+    const n = w * h;
     const hit = this._cache.get(sizeKey);
+    const same = (a, b, len) => { for (let j = 0; j < len; j++) if (a[j] !== b[j]) return false; return true; };
     let done = 0;
-    let act = null;
-    if (hit && hit.steps.length <= steps.length && hit.steps.every((k, i) => k === steps[i])) {
-      done = hit.steps.length;
-      act = hit.act;
+    if (hit) {
+      for (let i = Math.min(steps.length, hit.steps.length); i > 0; i--) {
+        if (hit.acts[i - 1] && same(steps, hit.steps, i)) {
+          done = i;
+          break;
+        }
+      }
     }
-    if (act === null) act = coordChunk(xs, ys, w, 0, w * h);
-    for (let i = done; i < trunk.length; i++) act = applyLayer(trunk[i], act, w * h);
-    // Keep the deepest activations for this size; a shallower request must not evict them.
-    const shallower = hit && steps.length < hit.steps.length && steps.every((k, i) => k === hit.steps[i]);
-    if (!shallower) {
-      this._cache.delete(sizeKey);
-      this._cache.set(sizeKey, { steps: [...steps], act });
-    } else {
-      this._cache.delete(sizeKey);
+    let act = done ? hit.acts[done - 1] : coordChunk(xs, ys, w, 0, n);
+    const acts = done ? hit.acts.slice(0, done) : [];
+    for (let i = done; i < trunk.length; i++) {
+      act = applyLayer(trunk[i], act, n); // a new array: the cached input stays as it was
+      acts.push(act);
+    }
+    // A shallower request must not evict deeper activations.
+    const deeper = hit && hit.steps.length > steps.length && same(steps, hit.steps, steps.length);
+    this._cache.delete(sizeKey);
+    if (trunk.length > done && !deeper) {
+      const total = acts.reduce((s, a) => s + (a ? a.byteLength : 0), 0);
+      const kept = total <= maxBytes ? acts : acts.map((a, i) => (i === acts.length - 1 ? a : null));
+      this._cache.set(sizeKey, { steps: [...steps], acts: kept });
+    } else if (hit) {
       this._cache.set(sizeKey, hit);
     }
     while (this._cache.size > CACHED_SIZES) this._cache.delete(this._cache.keys().next().value);

@@ -2,7 +2,8 @@
 // start message with the channel, packets as they arrive, the server's done summary, resuming with
 // the units held.
 
-import { ProgressiveDecoder } from "../spnr.js";
+import { ProgressiveDecoder, peekPacket } from "../spnr.js";
+import { Reporter, abrFromControls, showAbr } from "./abr.js";
 import { channelFromSliders } from "./channel.js";
 import { ui } from "./dom.js";
 import { updateJpeg } from "./jpeg.js";
@@ -25,7 +26,9 @@ const CLOSE_REASONS = {
  * @property {number} t        ms since the connection opened
  * @property {number} bytes
  * @property {number|null} layer
- * @property {string} kind     header | layer | rejected | duplicate
+ * @property {string} kind     header | layer | refinement | rejected | duplicate
+ * @property {number} level    refinement level of the unit after it (0 for a unit packet)
+ * @property {boolean} direct  a direct refinement packet (the unit whole)
  * @property {string|null} error
  */
 
@@ -36,10 +39,16 @@ export class Stream {
    * @param {object} channel
    * @param {ProgressiveDecoder} decoder  a fresh one, or the previous stream's (resume)
    * @param {number[]} have
+   * @param {object|null} [abr]  the start message's abr object (protocol version 2), or null
    */
-  constructor(id, channel, decoder, have) {
+  constructor(id, channel, decoder, have, abr = null) {
     this.id = id;
     this.channel = channel;
+    this.abr = abr;
+    /** @type {Reporter|null} */
+    this.reporter = null;
+    /** kbit/s the page measured over the latest arrivals (ABR view). @type {number|null} */
+    this.throughput = null;
     this.decoder = decoder;
     this.have = have;
     /** @type {Arrival[]} */
@@ -66,6 +75,11 @@ export class Stream {
   _onOpen() {
     this.t0 = performance.now();
     const start = { type: "start", channel: this.channel, have: this.have };
+    if (this.abr) {
+      start.version = 2;
+      if (Object.keys(this.abr).length) start.abr = this.abr;
+      this.reporter = new Reporter(this.ws, this.t0);
+    }
     this.ws.send(JSON.stringify(start));
     setState("streaming");
     ui.statState.textContent = "streaming";
@@ -85,6 +99,8 @@ export class Stream {
       }
       if (msg && msg.type === "done") {
         this.summary = msg;
+        if (this.reporter) this.reporter.stop();
+        showAbr(this);
       } else {
         this.fail(`The server sent an unexpected message: ${ev.data.slice(0, 120)}`);
       }
@@ -92,6 +108,7 @@ export class Stream {
     }
     const bytes = new Uint8Array(ev.data);
     this.bytes += bytes.length;
+    if (this.reporter) this.reporter.arrived(bytes, t);
     const st = this.decoder.addPacket(bytes);
     let kind = st.kind || "rejected";
     if (!st.accepted) {
@@ -102,8 +119,11 @@ export class Stream {
     } else if (st.duplicate) {
       kind = "duplicate";
     }
-    this.arrivals.push({ t, bytes: bytes.length, layer: st.layer, kind, error: st.error });
+    const level = st.layer === null ? 0 : this.decoder.levels.get(st.layer) || 0;
+    const direct = kind === "refinement" && bytes.length > 0 && isDirect(bytes);
+    this.arrivals.push({ t, bytes: bytes.length, layer: st.layer, kind, error: st.error, level, direct });
     drawTimeline(this);
+    showAbr(this);
     this.requestRender();
   }
 
@@ -131,8 +151,10 @@ export class Stream {
     if (ev.code === 1000 && this.summary) {
       const s = this.summary;
       const parts = [`done: ${s.delivered} of ${s.sent} packets delivered`];
-      if (s.dropped.length) parts.push(`dropped unit(s) ${s.dropped.join(", ")}`);
-      if (s.corrupted.length) parts.push(`corrupted unit(s) ${s.corrupted.join(", ")}`);
+      if (s.dropped.length) parts.push(`dropped ${s.version === 2 ? "packet" : "unit"}(s) ${s.dropped.join(", ")}`);
+      if ((s.corrupted || []).length) parts.push(`corrupted unit(s) ${s.corrupted.join(", ")}`);
+      const unsent = this.missing().length;
+      if (s.version === 2 && unsent) parts.push(`${unsent} layer(s) not worth sending by the deadline`);
       ui.statState.textContent = parts.join("; ");
       if (this.decoder.usableDepth() === null) {
         const note = "The stream ended without the layers every decode needs; lower the loss or bit errors, or press “Fetch missing”.";
@@ -203,7 +225,17 @@ export function startStream(resume) {
   ui.statState.textContent = "connecting";
   ui.resume.disabled = true;
   if (!resume) resetView(false);
-  state.stream = new Stream(state.imageId, channelFromSliders(), decoder, have);
+  state.stream = new Stream(state.imageId, channelFromSliders(), decoder, have, abrFromControls());
   ui.app.dataset.streams = String(Number(ui.app.dataset.streams || 0) + 1);
   drawTimeline(state.stream);
+}
+
+/** Whether a refinement packet is direct (its payload's shift byte is 0). @param {Uint8Array} bytes */
+function isDirect(bytes) {
+  try {
+    const head = peekPacket(bytes);
+    return bytes[head.headLength] === 0;
+  } catch {
+    return false;
+  }
 }

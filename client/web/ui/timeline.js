@@ -45,7 +45,7 @@ export function drawTimeline(s) {
     d += ` V ${Y(cum).toFixed(1)}`;
     const dot = svg("circle", { cx: X(x.t).toFixed(1), cy: Y(cum).toFixed(1), r: 3.5, class: `dot ${x.kind}` });
     const title = svg("title", {});
-    title.textContent = `${x.kind === "header" ? "header" : `layer ${x.layer ?? "?"}`} · ${x.bytes} B at ${x.t.toFixed(0)} ms`;
+    title.textContent = `${what(x)} · ${x.bytes} B at ${x.t.toFixed(0)} ms`;
     dot.append(title);
     dots.push(dot);
   }
@@ -55,9 +55,15 @@ export function drawTimeline(s) {
   const items = a.map((x, i) => {
     const li = document.createElement("li");
     li.className = x.kind;
-    const what = x.kind === "header" ? "header" : x.kind === "rejected" ? "rejected" : `layer ${x.layer}`;
-    li.textContent = `#${i + 1} ${what} · ${x.bytes} B · ${x.t.toFixed(0)} ms${x.error ? ` — ${x.error}` : ""}`;
+    li.textContent = `#${i + 1} ${what(x)} · ${x.bytes} B · ${x.t.toFixed(0)} ms${x.error ? ` — ${x.error}` : ""}`;
     return li;
   });
   ui.packets.replaceChildren(...items);
+}
+
+/** A packet in words: header, layer U, refinement L of layer U, layer U whole (a direct packet). */
+function what(x) {
+  if (x.kind === "header" || x.kind === "rejected") return x.kind;
+  if (x.kind === "refinement") return x.direct ? `layer ${x.layer} whole (level ${x.level})` : `refinement ${x.level} of layer ${x.layer}`;
+  return `layer ${x.layer ?? "?"}`;
 }

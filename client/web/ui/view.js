@@ -64,7 +64,7 @@ export function render() {
   ui.canvas.dataset.depth = String(info.depth);
   ui.placeholder.hidden = true;
   ui.statDepth.textContent = `${info.depth} / ${dec.depths}`;
-  const psnr = dec.header.stagePsnr[info.depth - 1];
+  const psnr = ladderPsnr(dec, info) ?? dec.header.stagePsnr[info.depth - 1];
   ui.statPsnr.textContent = formatPsnr(psnr);
   ui.statDecode.textContent = `${info.ms.toFixed(1)} ms · ${w}×${h}`;
   ui.zoomNote.textContent =
@@ -157,4 +157,17 @@ export function showBackend(info) {
 /** @param {string} name  an accelerator's name */
 function engineName(name) {
   return name === "webgl2" ? "WebGL2" : name;
+}
+
+/**
+ * With refinements, the ladder's PSNR for what the decode used: units 0..u all at the coarsest level
+ * any of them has (a lower bound when some are finer); null without refinements (the stage PSNRs).
+ */
+function ladderPsnr(dec, info) {
+  const ladder = dec.header.ladder;
+  if (!ladder || !ladder.some((r) => r.level > 0) || !info.units.length) return null;
+  const n = dec.numUnits;
+  const level = Math.min(...info.levels);
+  const rung = ladder[level * n + Math.max(...info.units)];
+  return rung && rung.psnr !== null ? rung.psnr : null;
 }
