@@ -16,10 +16,14 @@ from codec.arch import ArchDecoder, decoder_for
 from codec.bitstream import AnyUnit, Bitstream, StreamHeader, parse_header, parse_unit
 from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.errors import BitstreamError
+from codec.meta import store
+from codec.meta.initfile import InitFile
 from codec.packets import Packet, PacketType
 from codec.tiles import TiledForward
 
-CONCEAL_CHOICES = ("prefix", "skip")
+CONCEAL_CHOICES = ("prefix", "skip", "theta0")
+"""How a missing unit is concealed: stop at the prefix before it, skip a missing hidden stage, or (a
+stream coded from a θ0) use θ0's own unit in its place (without a θ0: as ``prefix``)."""
 MAX_PENDING = 1024
 """Unit packets held while the header has not arrived yet."""
 MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.max_pixels
@@ -78,6 +82,8 @@ class ProgressiveDecoder:
         self.budget = budget
         self._use_cache = cache
         self.header: StreamHeader | None = None
+        self.init: InitFile | None = None
+        """The θ0 a residual stream's units are added to (header extension 0x83)."""
         self.arch: ArchDecoder | None = None
         self.params: dict[int, dict[str, np.ndarray]] = {}
         self._versions: dict[int, int] = {}
@@ -104,11 +110,19 @@ class ProgressiveDecoder:
     def _set_header(self, header: StreamHeader) -> None:
         arch = decoder_for(header.model, header.arch)
         self.budget.check_params(sum(sum(u.sizes) for u in arch.units()), f"this {arch.describe()} stream")
+        init = None
+        if header.init is not None:
+            init = store.find(header.init)  # InitError naming the θ0 this decoder lacks
+            init.check_matches(header.model, header.arch)
         self._forward = TiledForward(arch, self.budget, self._use_cache)
-        self.header, self.arch = header, arch
+        self.header, self.arch, self.init = header, arch, init
 
     def add_unit(self, unit: AnyUnit) -> None:
-        self.params[unit.index] = {t.name: t.dequantize() for t in unit.tensors}
+        if self.init is None:
+            self.params[unit.index] = {t.name: t.dequantize() for t in unit.tensors}
+        else:  # a residual: θ0 + Δθ, one float32 addition (the browser's Float32Array does the same)
+            base = self.init.weights[unit.index]
+            self.params[unit.index] = {t.name: base[t.name] + t.dequantize() for t in unit.tensors}
         self._versions[unit.index] = self._versions.get(unit.index, 0) + 1
 
     def add_packet(self, data: bytes | Packet) -> PacketStatus:
@@ -144,6 +158,17 @@ class ProgressiveDecoder:
     def available(self) -> set[int]:
         return set(self.params)
 
+    def _usable(self) -> set[int]:
+        """Units a decode may use: those that arrived, and every other one from θ0 when concealing so."""
+        if self.conceal == "theta0" and self.init is not None and self.arch is not None:
+            return set(range(len(self.arch.units())))
+        return self.available
+
+    def _decode_params(self) -> dict[int, dict[str, np.ndarray]]:
+        if self.conceal == "theta0" and self.init is not None:
+            return {**self.init.weights, **self.params}
+        return self.params
+
     @property
     def depths(self) -> int:
         return self.arch.depths if self.arch else 0
@@ -152,7 +177,7 @@ class ProgressiveDecoder:
         """Deepest usable (depth, trunk steps), or the plan for at most ``depth``."""
         if self.arch is None:
             return None
-        avail = self.available
+        avail = self._usable()
         if depth is not None:
             if not 0 <= depth < self.arch.depths:
                 raise BitstreamError(
@@ -160,7 +185,7 @@ class ProgressiveDecoder:
                 )
             # Pretend later stages are missing so the plan stops at ``depth``.
             avail = avail - {u for k in range(depth + 1, self.arch.depths) for u in self._stage_only_units(k)}
-        return self.arch.plan(avail, self.conceal)
+        return self.arch.plan(avail, "skip" if self.conceal == "skip" else "prefix")
 
     def _stage_only_units(self, k: int) -> set[int]:
         assert self.arch is not None
@@ -196,11 +221,11 @@ class ProgressiveDecoder:
         w, h = size or (self.header.width, self.header.height)
         what = f"this {self.arch.describe()} stream at {len(steps)} trunk step(s)"
         self.budget.check_decode(w, h, self.arch.work_per_pixel(steps, d), what)
-        key = tuple((k, tuple(self._versions[u] for u in self.arch.trunk_units(k))) for k in steps)
+        key = tuple((k, tuple(self._versions.get(u, 0) for u in self.arch.trunk_units(k))) for k in steps)
         # A hostile stream's weights may overflow float32 on the way (inf, then NaN): no warnings, and
         # the 8-bit conversion paints a NaN as the browser does.
         with np.errstate(over="ignore", invalid="ignore"):
-            rgb = self._forward.run((w, h), steps, key, d, self.params)
+            rgb = self._forward.run((w, h), steps, key, d, self._decode_params())
         return Decoded(rgb, d + 1, self.used_units(d if depth is not None else None), steps)
 
     @property
