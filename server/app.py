@@ -23,7 +23,7 @@ from server.cache import BitstreamCache
 from server.errors import install_error_handlers
 from server.jobs import JobManager
 from server.options import server_options
-from server.routes import images, jobs, service, stream
+from server.routes import images, inits, jobs, service, stream
 from server.routes.static import mount_web_client
 from server.services import Services
 from server.settings import Settings
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policy=AccessPolicy(settings.allowed_hosts, settings.allowed_origins, settings.token),
     )
     install_error_handlers(app)
-    for module in (service, jobs, images, stream):
+    for module in (service, jobs, images, stream, inits):
         app.include_router(module.router)
     mount_web_client(app, settings.web_dir)
     return app
