@@ -16,6 +16,9 @@
   (``benchmarks/format_sizes.py``; docs/FORMAT.md, "Sizes").
 - ``rate``: rate-controlled encodes at ``--bpp-list`` on ``--dataset`` photographs shrunk to
   ``--rate-size``, beside the classical codecs at the same bytes (``benchmarks/rate_sweep.py``).
+- ``meta``: ``--init meta`` (meta-learned θ0, residual coding) against ``--init random`` at ``--bpp-list``
+  on ``--dataset`` photographs shrunk to ``--rate-size``: BD-rate, classical codecs at the same bytes,
+  and the fewest ``--fast-steps`` reaching the random encode's PSNR (``benchmarks/meta_init.py``).
 - ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
   ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS
   (``benchmarks/load.py``); also written to ``load.json``.
@@ -32,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format", "rate", "load", "train")
+BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format", "rate", "load", "train", "meta")
 TRAIN_SECTIONS = ("loops", "options", "threads", "batched", "server")
 
 
@@ -171,6 +174,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bpp-list", default="0.5,1,2,4", help="rate: comma-separated targets in bpp")
     p.add_argument("--rate-size", default="96x64", help="rate: images shrunk to WxH")
     p.add_argument("--model", default="spinr", help="rate: siren or spinr")
+    p.add_argument(
+        "--fast-steps", default="100,200,350,500,1000", help="meta: fine-tuning steps tried for speed"
+    )
     p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
     p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
     p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
@@ -278,6 +284,17 @@ def run(args: argparse.Namespace) -> int:
         images = load_images(args.dataset, args.images, parse_size(args.rate_size))
         bpps = [float(x) for x in args.bpp_list.split(",")]
         report["rate"] = bench_rate(images, bpps, args.model, args.steps, args.device)
+    if "meta" in which:
+        from benchmarks.meta_init import bench_meta
+        from benchmarks.rate_sweep import load_images as load_rate_images
+        from codec.decoder import parse_size
+
+        images = load_rate_images(args.dataset, args.images, parse_size(args.rate_size))
+        fast = [int(x) for x in args.fast_steps.split(",")]
+        report["meta"] = bench_meta(
+            images, [float(x) for x in args.bpp_list.split(",")], args.steps, fast, args.device
+        )
+        (out / "meta.json").write_text(json.dumps(report["meta"], indent=2))
     if "load" in which:
         from benchmarks.load import bench_load
 
