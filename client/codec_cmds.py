@@ -292,7 +292,11 @@ def _add_decode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, help="decode with the first K stages only (SPINR)")
     _size_args(p)
     p.add_argument(
-        "--conceal", choices=["prefix", "skip"], default="prefix", help="missing middle layer handling"
+        "--conceal",
+        choices=["prefix", "skip", "theta0"],
+        default="prefix",
+        help="a missing middle layer: stop before it (prefix), leave it out (skip), or, in a stream coded from"
+        " a θ0, use θ0's layer (theta0)",
     )
     p.add_argument(
         "--lenient", action="store_true", help="treat damaged layer packets as missing instead of failing"
