@@ -177,6 +177,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fast-steps", default="100,200,350,500,1000", help="meta: fine-tuning steps tried for speed"
     )
+    p.add_argument(
+        "--meta-net",
+        default="16x3:10",
+        help="meta: WIDTHxDEPTH:L, one network for both inits at every rate (the default θ0's); 'plan': the size model's",
+    )
     p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
     p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
     p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
@@ -291,9 +296,13 @@ def run(args: argparse.Namespace) -> int:
 
         images = load_rate_images(args.dataset, args.images, parse_size(args.rate_size))
         fast = [int(x) for x in args.fast_steps.split(",")]
-        report["meta"] = bench_meta(
-            images, [float(x) for x in args.bpp_list.split(",")], args.steps, fast, args.device
-        )
+        net = None
+        if args.meta_net != "plan":
+            wd, _, pe = args.meta_net.partition(":")
+            w_, d_ = parse_size(wd)
+            net = (w_, d_, int(pe or 0))
+        bpps = [float(x) for x in args.bpp_list.split(",")]
+        report["meta"] = bench_meta(images, bpps, args.steps, fast, args.device, net)
         (out / "meta.json").write_text(json.dumps(report["meta"], indent=2))
     if "load" in which:
         from benchmarks.load import bench_load

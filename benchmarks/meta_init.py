@@ -22,16 +22,24 @@ import numpy as np
 from benchmarks.rate_sweep import CODECS
 
 
-def _encode(img: np.ndarray, bpp: float, steps: int, init: str, device: str) -> dict[str, Any]:
+def _encode(
+    img: np.ndarray, bpp: float, steps: int, init: str, device: str, net: tuple[int, int, int] | None
+) -> dict[str, Any]:
     from codec.config import EncodeConfig, ModelSpec, TrainConfig
     from codec.encode import encode_image
+    from codec.sizemodel import SPINR_JOINT
 
-    cfg = EncodeConfig(ModelSpec("spinr"), TrainConfig(steps=steps, device=device, init=init))
+    spec = ModelSpec("spinr")
+    if net is not None:  # one architecture for both (a shipped θ0's): the issue's "same architecture"
+        spec = ModelSpec("spinr", net[0], net[1], {"pe_frequencies": net[2], "joint": SPINR_JOINT})
+    cfg = EncodeConfig(spec, TrainConfig(steps=steps, device=device, init=init))
     cfg = cfg.replace(**{"rate.bpp": bpp})
     t = time.perf_counter()
     r = encode_image(img, cfg)
     arch = r.bitstream.header.arch
+    conceal = _conceal(r.bitstream, img) if init == "meta" else {}
     return {
+        **conceal,
         "bytes": r.bytes,
         "bpp": round(r.bpp, 4),
         "psnr": round(r.psnr, 3),
@@ -39,6 +47,21 @@ def _encode(img: np.ndarray, bpp: float, steps: int, init: str, device: str) -> 
         "net": f"{arch['width']}x{arch['hidden_layers']} L={arch['pe_frequencies']}",
         "seconds": round(time.perf_counter() - t, 2),
     }
+
+
+def _conceal(bs: Any, img: np.ndarray) -> dict[str, Any]:
+    """PSNR with each middle unit lost, concealed by stopping (prefix), leaving it out (skip) or θ0's unit."""
+    from codec.bitstream import Bitstream
+    from codec.decoder import ProgressiveDecoder
+    from codec.metrics import psnr
+
+    out: dict[str, list[float]] = {"lost_prefix": [], "lost_skip": [], "lost_theta0": []}
+    for lost in range(1, bs.header.num_units - 1):
+        part = Bitstream(bs.header, {u: v for u, v in bs.units.items() if u != lost}, bs.stream_id)
+        for how in ("prefix", "skip", "theta0"):
+            rgb = ProgressiveDecoder.from_bitstream(part, conceal=how).decode().rgb
+            out[f"lost_{how}"].append(round(psnr(rgb, img), 3))
+    return out
 
 
 def _classical(img: np.ndarray, size: int) -> dict[str, float | None]:
@@ -67,8 +90,15 @@ def _bd(rows: list[dict[str, Any]]) -> float:
 
 
 def bench_meta(
-    images: list[tuple[str, np.ndarray]], bpps: list[float], steps: int, fast_steps: list[int], device: str
+    images: list[tuple[str, np.ndarray]],
+    bpps: list[float],
+    steps: int,
+    fast_steps: list[int],
+    device: str,
+    net: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
+    """``net`` (width, hidden layers, L) fixes the architecture of both encodes at every rate; None:
+    the size model's network per rate (and ``--init meta`` snapped to the nearest shipped θ0)."""
     import torch
 
     torch.set_num_threads(1)
@@ -78,14 +108,14 @@ def bench_meta(
         for bpp in bpps:
             row: dict[str, Any] = {"target_bpp": bpp}
             for init in ("random", "meta"):
-                row[init] = _encode(img, bpp, steps, init, device)
+                row[init] = _encode(img, bpp, steps, init, device, net)
             row["classical_at_meta_bytes"] = _classical(img, row["meta"]["bytes"])
             rows.append(row)
             print(name, row, flush=True)
         speed = []
         goal = rows[0]["random"]["psnr"]
         for k in sorted(fast_steps):
-            r = _encode(img, bpps[0], k, "meta", device)
+            r = _encode(img, bpps[0], k, "meta", device, net)
             speed.append({"steps": k, **r})
             print(name, "fast", k, r, flush=True)
             if r["psnr"] >= goal:
@@ -113,6 +143,7 @@ def bench_meta(
         "images": len(images),
         "steps": steps,
         "bpps": bpps,
+        "net": None if net is None else {"width": net[0], "hidden_layers": net[1], "pe_frequencies": net[2]},
         "per_image": per_image,
         "summary": summarize(per_image, bpps),
     }
@@ -134,6 +165,12 @@ def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, A
             entry[codec] = round(float(np.mean(vals)), 3) if None not in vals else None
         table.append(entry)
     mean_rows = [{"random": t["random"], "meta": t["meta"]} for t in table]
+    conceal = {
+        how: round(
+            float(np.mean([v for p in per_image for r in p["rows"] for v in r["meta"][f"lost_{how}"]])), 3
+        )
+        for how in ("prefix", "skip", "theta0")
+    }
     bds = [p["bd_rate_percent"] for p in per_image if not math.isnan(p["bd_rate_percent"])]
     shares = [p["speed"]["steps_share"] for p in per_image]
     ratios = [p["speed"]["time_ratio"] for p in per_image]
@@ -145,4 +182,5 @@ def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, A
         "steps_share_worst": None if None in shares else max(shares),
         "time_ratio": None if None in ratios else round(float(np.mean(ratios)), 2),
         "time_ratio_worst": None if None in ratios else min(ratios),
+        "lost_middle_unit_mean_psnr": conceal,
     }

@@ -204,6 +204,7 @@ def write_init(path: str | os.PathLike[str], init: InitFile) -> None:
     data = init.to_bytes()
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.chmod(fd, 0o644)  # mkstemp makes 0600; a θ0 is package data, not a secret
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)
