@@ -23,7 +23,9 @@ from codec.tiles import TiledForward
 
 CONCEAL_CHOICES = ("prefix", "skip", "theta0")
 """How a missing unit is concealed: stop at the prefix before it, skip a missing hidden stage, or (a
-stream coded from a θ0) use θ0's own unit in its place (without a θ0: as ``prefix``)."""
+stream coded from a θ0) use θ0's own unit in its place (without a θ0: as ``prefix``). On a residual
+stream ``skip`` also takes θ0's unit: measured better than leaving the layer out (docs/SPINR.md,
+"Meta-learned initialisation", on mini Kodak)."""
 MAX_PENDING = 1024
 """Unit packets held while the header has not arrived yet."""
 MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.max_pixels
@@ -160,12 +162,15 @@ class ProgressiveDecoder:
 
     def _usable(self) -> set[int]:
         """Units a decode may use: those that arrived, and every other one from θ0 when concealing so."""
-        if self.conceal == "theta0" and self.init is not None and self.arch is not None:
+        if self._fill_from_init() and self.arch is not None:
             return set(range(len(self.arch.units())))
         return self.available
 
+    def _fill_from_init(self) -> bool:
+        return self.init is not None and self.conceal in ("skip", "theta0")
+
     def _decode_params(self) -> dict[int, dict[str, np.ndarray]]:
-        if self.conceal == "theta0" and self.init is not None:
+        if self._fill_from_init() and self.init is not None:
             return {**self.init.weights, **self.params}
         return self.params
 

@@ -92,6 +92,9 @@ def test_lost_unit_concealment_with_theta0(init_dir, photo_crop) -> None:
         d = dec.decode()
         out[conceal] = (d.depth, psnr(d.rgb, photo_crop))
     assert out["prefix"][0] == 1 and out["skip"][0] == 3 and out["theta0"][0] == 3
+    assert (
+        out["skip"][1] == out["theta0"][1]
+    )  # on a residual stream skip takes θ0's unit too (measured better)
     assert all(np.isfinite(p) for _, p in out.values())
 
 

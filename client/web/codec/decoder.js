@@ -62,8 +62,9 @@ export const MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.maxPixels;
 export class ProgressiveDecoder {
   /**
    * @param {object} [options]
-   * @param {"prefix"|"skip"|"theta0"} [options.conceal="prefix"]  skip: leave out a missing hidden layer;
-   *   theta0: a residual stream's missing unit is θ0's own (without a θ0: as prefix)
+   * @param {"prefix"|"skip"|"theta0"} [options.conceal="prefix"]  skip: leave out a missing hidden layer
+   *   (a residual stream's takes θ0's instead); theta0: a residual stream's missing unit is θ0's own
+   *   (without a θ0: as prefix)
    * @param {number} [options.streamId]   accept only this stream (default: the first packet's)
    * @param {Accelerator|null} [options.accelerator]  used by decode() unless backend "js" is asked for
    * @param {Partial<import("./budget.js").DecodeBudget>} [options.budget]  limits over the defaults
@@ -196,7 +197,7 @@ export class ProgressiveDecoder {
         const b = base[t.name].values;
         for (let i = 0; i < b.length; i++) t.values[i] = b[i] + t.values[i];
       }
-      if (this.conceal === "theta0") this.clearCache(); // θ0's unit stood in for it: cached activations are stale
+      if (this.conceal !== "prefix") this.clearCache(); // θ0's unit stood in for it: cached activations are stale
     }
     this.params.set(unit.index, tensors);
     this._payloads.set(unit.index, packet.payload.slice());
@@ -362,7 +363,8 @@ export class ProgressiveDecoder {
 
   /** The units a decode may use: those received, and θ0's for the others when concealing with θ0. */
   _decodeParams() {
-    if (this.conceal !== "theta0" || !this.init) return this.params;
+    // On a residual stream skip takes θ0's unit too (measured better than leaving it out; codec/decoder.py).
+    if (this.conceal === "prefix" || !this.init) return this.params;
     const all = new Map(this.init.weights);
     for (const [u, t] of this.params) all.set(u, t);
     return all;
