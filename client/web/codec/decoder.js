@@ -150,7 +150,7 @@ export class ProgressiveDecoder {
         const params = header.units.reduce((n, u) => n + u.tensors.reduce((m, t) => m + prod(t.shape), 0), 0);
         checkParams(this.budget, params, `this ${header.model} stream`);
         if (header.ladder) checkLadder(header.ladder.length, header.units.length);
-        if (header.init !== null) {
+        if (header.init) { // v2 extension 0x83 (a v1 header has no such field)
           const init = this._inits.get(header.init);
           if (!init) {
             throw new SpnrError(
