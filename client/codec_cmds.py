@@ -98,7 +98,9 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
 
 def add_option_flag(group: Any, opt: EncodeOption, text: str) -> None:
     """The flag of one option of the table, defaulting to None (not given): ``--no-NAME`` too for
-    a bool, the choices as its metavar for a choice."""
+    a bool, the choices as its metavar for a choice. A ``%`` in the help is escaped (argparse
+    %-formats help strings: "at least 90 %)" crashed ``spinr encode --help``)."""
+    text = text.replace("%", "%%")
     if opt.kind == "bool":
         group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
     else:
