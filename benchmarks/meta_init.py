@@ -21,6 +21,10 @@ import numpy as np
 
 from benchmarks.rate_sweep import CODECS
 
+MIN_GAIN_DB = 0.1
+"""BD-rate needs curves that rise with the rate: each higher rate at least this much better (else NaN,
+and ``delta_psnr`` per rate, meta minus random at equal bytes, is the measure)."""
+
 
 def _encode(
     img: np.ndarray, bpp: float, steps: int, init: str, device: str, net: tuple[int, int, int] | None
@@ -78,9 +82,13 @@ def _classical(img: np.ndarray, size: int) -> dict[str, float | None]:
 def _bd(rows: list[dict[str, Any]]) -> float:
     from experiments.rd import bd_rate
 
-    ok = [r for r in rows if r["random"] and r["meta"]]
+    ok = sorted((r for r in rows if r["random"] and r["meta"]), key=lambda r: r["target_bpp"])
     if len(ok) < 4:
         return math.nan
+    for init in ("random", "meta"):
+        gains = np.diff([r[init]["psnr"] for r in ok])
+        if np.any(gains < MIN_GAIN_DB):
+            return math.nan  # a curve that saturates (a network too small for the rate): no cubic fits it
     return bd_rate(
         [r["random"]["bytes"] for r in ok],
         [r["random"]["psnr"] for r in ok],
@@ -160,11 +168,12 @@ def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, A
                 k: round(float(np.mean([r[init][k] for r in rows])), 4)
                 for k in ("bytes", "bpp", "psnr", "seconds")
             }
+        entry["delta_psnr"] = round(entry["meta"]["psnr"] - entry["random"]["psnr"], 3)
         for codec in CODECS:
             vals = [r["classical_at_meta_bytes"][codec] for r in rows]
             entry[codec] = round(float(np.mean(vals)), 3) if None not in vals else None
         table.append(entry)
-    mean_rows = [{"random": t["random"], "meta": t["meta"]} for t in table]
+    mean_rows = [{"target_bpp": t["target_bpp"], "random": t["random"], "meta": t["meta"]} for t in table]
     conceal = {
         how: round(
             float(np.mean([v for p in per_image for r in p["rows"] for v in r["meta"][f"lost_{how}"]])), 3
