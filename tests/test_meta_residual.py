@@ -128,3 +128,20 @@ def test_fixed_network_without_a_theta0_is_refused(init_dir, photo_crop) -> None
         from codec.config import apply_overrides
 
         apply_overrides(preset("tiny"), {"model": "mfn", "init": "meta"})
+
+
+def test_batched_encodes_from_theta0(init_dir, photo_crop) -> None:
+    from codec.encode import encode_images
+
+    _, init = init_dir
+    cfgs = []
+    for seed in (0, 1):
+        cfg = preset("tiny")
+        cfg.train.init, cfg.train.seed, cfg.train.steps = "meta", seed, 30
+        cfgs.append(cfg)
+    results = encode_images([photo_crop, photo_crop], cfgs)
+    for r in results:
+        assert not isinstance(r, Exception)
+        assert r.bitstream.header.init == init.hash
+        dec = ProgressiveDecoder.from_bitstream(load_bitstream(r.bitstream.to_bytes())[0])
+        assert psnr(dec.decode().rgb, photo_crop) == pytest.approx(r.psnr, abs=1e-6)
