@@ -19,6 +19,9 @@
   ``--dataset`` photographs shrunk to each ``--rate-size``, beside the classical codecs at the same
   bytes, and whether every file met its target's window and every default one stayed under raw RGB
   (``benchmarks/rate_sweep.py``).
+- ``meta``: ``--init meta`` (meta-learned θ0, residual coding) against ``--init random`` at ``--bpp-list``
+  on ``--dataset`` photographs shrunk to ``--rate-size``: BD-rate, classical codecs at the same bytes,
+  and the fewest ``--fast-steps`` reaching the random encode's PSNR (``benchmarks/meta_init.py``).
 - ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
   ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS, the CPU of the
   server and of the clients per stream (``benchmarks/load.py``); with ``--reference`` the same clients
@@ -37,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format", "rate", "load", "train")
+BENCHES = ("decode", "browser", "spinr-variants", "spinr-recipes", "format", "rate", "load", "train", "meta")
 TRAIN_SECTIONS = ("loops", "options", "threads", "batched", "server")
 
 
@@ -189,6 +192,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="rate: also encode every image with no target (the default rate): is it under raw RGB?",
     )
     p.add_argument("--model", default="spinr", help="rate: siren or spinr")
+    p.add_argument(
+        "--fast-steps", default="100,200,350,500,1000", help="meta: fine-tuning steps tried for speed"
+    )
+    p.add_argument(
+        "--meta-net",
+        default="16x3:10",
+        help="meta: WIDTHxDEPTH:L, one network for both inits at every rate (the default θ0's); 'plan': the size model's",
+    )
     p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
     p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
     p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
@@ -317,6 +328,21 @@ def run(args: argparse.Namespace) -> int:
         images = [im for size in sizes for im in load_images(args.dataset, args.images, size)]
         bpps = [float(x) for x in args.bpp_list.split(",")]
         report["rate"] = bench_rate(images, bpps, args.model, args.steps, args.device, args.default)
+    if "meta" in which:
+        from benchmarks.meta_init import bench_meta
+        from benchmarks.rate_sweep import load_images as load_rate_images
+        from codec.decoder import parse_size
+
+        images = load_rate_images(args.dataset, args.images, parse_size(args.rate_size.split(",")[0]))
+        fast = [int(x) for x in args.fast_steps.split(",")]
+        net = None
+        if args.meta_net != "plan":
+            wd, _, pe = args.meta_net.partition(":")
+            w_, d_ = parse_size(wd)
+            net = (w_, d_, int(pe or 0))
+        bpps = [float(x) for x in args.bpp_list.split(",")]
+        report["meta"] = bench_meta(images, bpps, args.steps, fast, args.device, net)
+        (out / "meta.json").write_text(json.dumps(report["meta"], indent=2))
     if "load" in which:
         from benchmarks.load import bench_load
 

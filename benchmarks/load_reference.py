@@ -7,7 +7,8 @@ moment (uvicorn, websockets, the kernel and the benchmark client, which shares t
 under the real server's numbers on this machine; the report gives both and their ratios, which mean
 more than seconds on a machine that others share.
 
-``python -m benchmarks.load_reference MESSAGES.json PORT`` serves the app (the benchmark starts it).
+``python -m server.reference_app MESSAGES.json PORT`` serves the app (the benchmark starts it in a
+process of its own: benchmarks import nothing of the server).
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from starlette.types import Receive, Scope, Send
 
 Recorded = list[bytes | str]
 
@@ -41,22 +39,6 @@ def record(ws_url: str, start: dict[str, Any], timeout: float) -> Recorded:
     return asyncio.run(asyncio.wait_for(go(), timeout))
 
 
-def bare_app(messages: Recorded) -> Any:
-    """An ASGI app that accepts a WebSocket, reads one message, sends ``messages`` and closes (1000)."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket" or (await receive())["type"] != "websocket.connect":
-            return
-        await send({"type": "websocket.accept"})
-        if (await receive())["type"] != "websocket.receive":
-            return
-        for m in messages:
-            await send({"type": "websocket.send", "bytes" if isinstance(m, bytes) else "text": m})
-        await send({"type": "websocket.close", "code": 1000})
-
-    return app
-
-
 def against_reference(
     report: dict[str, Any], ws_url: str, start: dict[str, Any], clients: int, timeout: float
 ) -> dict[str, Any]:
@@ -71,7 +53,7 @@ def against_reference(
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.load_reference", str(path), str(port)],
+            [sys.executable, "-m", "server.reference_app", str(path), str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -110,28 +92,3 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float)
                 return
         time.sleep(0.05)
     raise RuntimeError(f"the reference app did not listen within {timeout:g} s")
-
-
-def main(argv: Sequence[str]) -> int:
-    import uvicorn
-
-    from server.cli import WS_MAX_MESSAGE
-    from server.ws_protocol import WebSocketProtocol
-
-    items = json.loads(Path(argv[0]).read_text())
-    messages: Recorded = [base64.b64decode(i["bytes"]) if "bytes" in i else i["text"] for i in items]
-    uvicorn.run(
-        bare_app(messages),
-        host="127.0.0.1",
-        port=int(argv[1]),
-        log_level="warning",
-        lifespan="off",
-        ws=WebSocketProtocol,
-        ws_max_size=WS_MAX_MESSAGE,
-        ws_per_message_deflate=False,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -35,6 +35,7 @@ COMMANDS: list[tuple[str, str, str, str]] = [
     ("decode", "client.codec_cmds:decode", "", "decode a .spnr bitstream to PNG (any prefix, any size)"),
     ("info", "client.codec_cmds:info", "", "show a bitstream's header fields and packets"),
     ("eval", "client.codec_cmds:evaluate", "", "PSNR per prefix depth, SSIM, bytes and bpp against a reference"),
+    ("meta-train", "client.meta_train", "train", "meta-learn a shared initialisation θ0 (Reptile) and write a .spnri file"),
     ("demo", "client.demo", "train", "encode a real photograph and write every progressive stage as PNG"),
     ("serve", "server.cli", "server", "run the streaming server (FastAPI + uvicorn)"),
     ("upload", "client.upload", "client", "upload an image to a server and wait for its bitstream"),

@@ -98,8 +98,9 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
 
 def add_option_flag(group: Any, opt: EncodeOption, text: str) -> None:
     """The flag of one option of the table, defaulting to None (not given): ``--no-NAME`` too for
-    a bool, the choices as its metavar for a choice."""
-    text = text.replace("%", "%%")  # argparse formats help with %: "at least 90 %" must stay text
+    a bool, the choices as its metavar for a choice. A ``%`` in the help is escaped (argparse
+    %-formats help strings: "at least 90 %)" crashed ``spinr encode --help``)."""
+    text = text.replace("%", "%%")
     if opt.kind == "bool":
         group.add_argument(flag(opt.name), action=argparse.BooleanOptionalAction, default=None, help=text)
     else:
@@ -296,7 +297,11 @@ def _add_decode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, help="decode with the first K stages only (SPINR)")
     _size_args(p)
     p.add_argument(
-        "--conceal", choices=["prefix", "skip"], default="prefix", help="missing middle layer handling"
+        "--conceal",
+        choices=["prefix", "skip", "theta0"],
+        default="prefix",
+        help="a missing middle layer: stop before it (prefix), leave it out (skip), or, in a stream coded from"
+        " a θ0, use θ0's layer (theta0)",
     )
     p.add_argument(
         "--lenient", action="store_true", help="treat damaged layer packets as missing instead of failing"

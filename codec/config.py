@@ -35,6 +35,8 @@ class ModelSpec:
         _check_section(self, "model")
 
 
+INITS = ("random", "meta")
+"""Training starts: the model's random initialisation, or a shipped meta-learned θ0 (codec/meta)."""
 LOOPS = ("plain", "fast")
 """Training loops: ``codec.train``'s reference loop and ``codec.batched``'s fast one."""
 KERNELS = ("fused", "plain")
@@ -91,6 +93,9 @@ class TrainConfig:
     """Fast loop: ``torch.compile`` the loss (compiled once per stage)."""
     tf32: bool = True
     """Fast loop on CUDA: TF32 matmuls."""
+    init: str = "random"
+    """Where training starts: ``random`` (the model's own initialisation, weights sent as they are) or
+    ``meta`` (a shipped meta-learned θ0, fine-tuned, and the residual θ − θ0 sent; codec/meta)."""
 
     def validate(self) -> None:
         _check_section(self, "train")
@@ -229,6 +234,9 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
     _core("max_memory", "train.max_memory", "float",
           "memory the encode may use, in GiB: over it training samples pixel batches, or the encode is"
           " refused; 0: half this machine's memory", min=0.0, max=1e6),
+    _core("init", "train.init", "choice",
+          "start from a random initialisation, or fine-tune a shipped meta-learned one and send the residual",
+          choices=INITS, models=("spinr", "siren")),
     _core("seed", "train.seed", "int", "random seed of initialisation and pixel sampling", min=0, max=2**31 - 1),
     _core("device", "train.device", "str", "training device: auto (CUDA when present), cpu, cuda or cuda:N"),
     _core("seq_steps", "train.seq_steps", "int",

@@ -24,12 +24,18 @@ from codec.bitstream import (
 )
 from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.errors import BitstreamError
+from codec.meta import store
+from codec.meta.initfile import InitFile
 from codec.packets import Packet, PacketType
 from codec.payload import Unit
 from codec.quant import QuantizedTensor
 from codec.tiles import TiledForward
 
-CONCEAL_CHOICES = ("prefix", "skip")
+CONCEAL_CHOICES = ("prefix", "skip", "theta0")
+"""How a missing unit is concealed: stop at the prefix before it, skip a missing hidden stage, or (a
+stream coded from a θ0) use θ0's own unit in its place (without a θ0: as ``prefix``). On a residual
+stream ``skip`` also takes θ0's unit: measured better than leaving the layer out (docs/SPINR.md,
+"Meta-learned initialisation", on mini Kodak)."""
 MAX_PENDING = 1024
 """Unit packets held while the header has not arrived yet; also refinements held for their unit's
 base or previous level."""
@@ -91,6 +97,8 @@ class ProgressiveDecoder:
         self.budget = budget
         self._use_cache = cache
         self.header: StreamHeader | None = None
+        self.init: InitFile | None = None
+        """The θ0 a residual stream's units are added to (header extension 0x83)."""
         self.arch: ArchDecoder | None = None
         self.params: dict[int, dict[str, np.ndarray]] = {}
         self._versions: dict[int, int] = {}
@@ -127,8 +135,12 @@ class ProgressiveDecoder:
     def _set_header(self, header: StreamHeader) -> None:
         arch = decoder_for(header.model, header.arch)
         self.budget.check_params(sum(sum(u.sizes) for u in arch.units()), f"this {arch.describe()} stream")
+        init = None
+        if header.init is not None:
+            init = store.find(header.init)  # InitError naming the θ0 this decoder lacks
+            init.check_matches(header.model, header.arch)
         self._forward = TiledForward(arch, self.budget, self._use_cache)
-        self.header, self.arch = header, arch
+        self.header, self.arch, self.init = header, arch, init
 
     def add_unit(self, unit: AnyUnit) -> None:
         if self.levels.get(unit.index, 0) > 0:
@@ -139,6 +151,9 @@ class ProgressiveDecoder:
         self._apply_held(unit.index)
 
     def _set(self, index: int, tensors: list[QuantizedTensor] | None, params: dict[str, np.ndarray]) -> None:
+        if self.init is not None:  # a residual: θ0 + Δθ, one float32 addition (as the browser's Float32Array)
+            base = self.init.weights[index]
+            params = {name: base[name] + value for name, value in params.items()}
         self.params[index] = params
         self._versions[index] = self._versions.get(index, 0) + 1
         if tensors is not None:
@@ -217,6 +232,20 @@ class ProgressiveDecoder:
     def available(self) -> set[int]:
         return set(self.params)
 
+    def _usable(self) -> set[int]:
+        """Units a decode may use: those that arrived, and every other one from θ0 when concealing so."""
+        if self._fill_from_init() and self.arch is not None:
+            return set(range(len(self.arch.units())))
+        return self.available
+
+    def _fill_from_init(self) -> bool:
+        return self.init is not None and self.conceal in ("skip", "theta0")
+
+    def _decode_params(self) -> dict[int, dict[str, np.ndarray]]:
+        if self._fill_from_init() and self.init is not None:
+            return {**self.init.weights, **self.params}
+        return self.params
+
     @property
     def depths(self) -> int:
         return self.arch.depths if self.arch else 0
@@ -225,7 +254,7 @@ class ProgressiveDecoder:
         """Deepest usable (depth, trunk steps), or the plan for at most ``depth``."""
         if self.arch is None:
             return None
-        avail = self.available
+        avail = self._usable()
         if depth is not None:
             if not 0 <= depth < self.arch.depths:
                 raise BitstreamError(
@@ -233,7 +262,7 @@ class ProgressiveDecoder:
                 )
             # Pretend later stages are missing so the plan stops at ``depth``.
             avail = avail - {u for k in range(depth + 1, self.arch.depths) for u in self._stage_only_units(k)}
-        return self.arch.plan(avail, self.conceal)
+        return self.arch.plan(avail, "skip" if self.conceal == "skip" else "prefix")
 
     def _stage_only_units(self, k: int) -> set[int]:
         assert self.arch is not None
@@ -269,11 +298,11 @@ class ProgressiveDecoder:
         w, h = size or (self.header.width, self.header.height)
         what = f"this {self.arch.describe()} stream at {len(steps)} trunk step(s)"
         self.budget.check_decode(w, h, self.arch.work_per_pixel(steps, d), what)
-        key = tuple((k, tuple(self._versions[u] for u in self.arch.trunk_units(k))) for k in steps)
+        key = tuple((k, tuple(self._versions.get(u, 0) for u in self.arch.trunk_units(k))) for k in steps)
         # A hostile stream's weights may overflow float32 on the way (inf, then NaN): no warnings, and
         # the 8-bit conversion paints a NaN as the browser does.
         with np.errstate(over="ignore", invalid="ignore"):
-            rgb = self._forward.run((w, h), steps, key, d, self.params)
+            rgb = self._forward.run((w, h), steps, key, d, self._decode_params())
         used = self.used_units(d if depth is not None else None)
         return Decoded(rgb, d + 1, used, steps, [self.levels.get(u, 0) for u in used])
 

@@ -70,4 +70,6 @@ def describe_stream(bs: Bitstream) -> dict[str, Any]:
     out["ladder"] = None if ladder is None else ladder.to_json()
     if h.quant is not None:
         out["quant"] = h.quant
+    if h.init is not None:  # a residual stream: the θ0 it adds to (GET /api/inits/{hash}.spnri)
+        out["init"] = h.init.hex()
     return out

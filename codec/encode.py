@@ -90,12 +90,13 @@ def encode_image(
     from codec.train import fit
 
     start = time.perf_counter()
-    cfg, target = _plan(image, cfg)
-    model = _build(image, cfg)
+    cfg, target, init, notes = _plan(image, cfg)
+    model = _build(image, cfg, init)
     seq = seq_steps(cfg, len(model.units())) if target is not None else 0
     result = fit(model, image, _train_config(cfg, model, seq), progress=progress, cancel=cancel,
                  quant=cfg.quant if target is None else None)  # fmt: skip
-    return _finish(model, image, cfg, result, time.perf_counter() - start, meta, target, seq, cancel)
+    result.warnings += notes
+    return _finish(model, image, cfg, result, time.perf_counter() - start, meta, target, seq, cancel, init)
 
 
 def encode_images(
@@ -116,36 +117,46 @@ def encode_images(
         if cfg.quant != cfgs[0].quant:
             raise ConfigError("a batch of encodes must share its quantization settings")
     plans = [_plan(image, cfg) for image, cfg in zip(images, cfgs, strict=True)]
-    targets = {target is None for _, target in plans}
+    targets = {target is None for _, target, _, _ in plans}
     if len(targets) > 1:
         raise ConfigError("a batch of encodes must all have a rate target or all have none")
-    models = [_build(image, cfg) for image, (cfg, _) in zip(images, plans, strict=True)]
+    models = [_build(image, cfg, init) for image, (cfg, _, init, _) in zip(images, plans, strict=True)]
     seqs = [
         seq_steps(cfg, len(m.units())) if t is not None else 0
-        for m, (cfg, t) in zip(models, plans, strict=True)
+        for m, (cfg, t, _, _) in zip(models, plans, strict=True)
     ]
-    train = [_train_config(cfg, m, s) for m, (cfg, _), s in zip(models, plans, seqs, strict=True)]
+    train = [_train_config(cfg, m, s) for m, (cfg, _, _, _), s in zip(models, plans, seqs, strict=True)]
     quant = plans[0][0].quant if plans[0][1] is None else None
     results = fit_many(models, images, train, progress=progress, cancel=cancel, quant=quant)
     share = (time.perf_counter() - start) / max(1, len(models))
     out: list[EncodeResult | SpinrError] = []
-    for model, image, (cfg, target), seq, result in zip(models, images, plans, seqs, results, strict=True):
+    for model, image, (cfg, target, init, notes), seq, result in zip(
+        models, images, plans, seqs, results, strict=True
+    ):
         if isinstance(result, SpinrError):
             out.append(result)
         else:
-            out.append(_finish(model, image, cfg, result, share, False, target, seq))
+            result.warnings += notes
+            out.append(_finish(model, image, cfg, result, share, False, target, seq, init=init))
     return out
 
 
-def _plan(image: np.ndarray, cfg: EncodeConfig) -> tuple[EncodeConfig, int | None]:
-    """The config with the network the size model picked (when a rate target leaves it open) and the
-    target in bytes (None: quantize by ``--bits``)."""
+def _plan(image: np.ndarray, cfg: EncodeConfig) -> tuple[EncodeConfig, int | None, Any, list[str]]:
+    """The config with the network the size model picked (when a rate target leaves it open), the
+    target in bytes (None: quantize by ``--bits``), and with ``--init meta`` the θ0 it starts from
+    (the network snapped to it, codec/meta/residual.py) and notes about the snap."""
     from codec.rate import plan_encode
 
     check_image(image)
     rate = plan_encode(cfg, int(image.shape[1]), int(image.shape[0]))
     rate.cfg.validate()
-    return rate.cfg, rate.target_bytes
+    if rate.cfg.train.init != "meta":
+        return rate.cfg, rate.target_bytes, None, []
+    from codec.meta.residual import choose
+
+    planned = rate.sized.params if rate.sized is not None else 0
+    snapped, init, notes = choose(rate.cfg, rate.sized is not None, planned)
+    return snapped, rate.target_bytes, init, notes
 
 
 def _train_config(cfg: EncodeConfig, model: Any, seq: int) -> Any:
@@ -155,8 +166,8 @@ def _train_config(cfg: EncodeConfig, model: Any, seq: int) -> Any:
     return dataclasses.replace(cfg.train, steps=max(1, cfg.train.steps - seq * (len(model.units()) - 1)))
 
 
-def _build(image: np.ndarray, cfg: EncodeConfig) -> Any:
-    """The configured model, initialised from the config's seed and sized for the image."""
+def _build(image: np.ndarray, cfg: EncodeConfig, init: Any = None) -> Any:
+    """The configured model, initialised from the config's seed (or set to θ0) and sized for the image."""
     import torch
 
     from codec.models import build_model  # torch is imported only when encoding
@@ -166,6 +177,10 @@ def _build(image: np.ndarray, cfg: EncodeConfig) -> Any:
     assert spec.width is not None and spec.hidden_layers is not None
     model = build_model(spec.name, spec.width, spec.hidden_layers, spec.options)
     model.set_image_size(image.shape[1], image.shape[0])  # e.g. DINER's per-pixel table
+    if init is not None:
+        from codec.meta.residual import start_from
+
+        start_from(model, init)
     return model
 
 
@@ -179,27 +194,33 @@ def _finish(
     target: int | None = None,
     seq: int = 0,
     cancel: Any = None,
+    init: Any = None,
 ) -> EncodeResult:
     """Quantize a fitted model (by ``--bits``, keeping the steps its training fixed, or to ``target``
-    bytes), build its bitstream with the rate-quality ladder and measure what a receiver decodes."""
+    bytes), build its bitstream with the rate-quality ladder and measure what a receiver decodes.
+    With a θ0 (``init``) the units carry θ − θ0 and the header names θ0 (extension 0x83)."""
     from codec.ladder import Ladder
+    from codec.meta.residual import base_tensors
     from codec.rate import WINDOW_LOW
 
     start = time.perf_counter()
     depths = model.depths if model.progressive else 1
     header = StreamHeader(model.kind, model.arch(), int(image.shape[1]), int(image.shape[0]), [0.0] * depths)
+    base = base_tensors(model, init)
+    if init is not None:
+        header.init = init.hash
     if meta:
         header.meta = _meta(model, cfg, result)
     warnings: list[str] = []
     if target is None:
-        units, steps = _quantize_at_bits(model, image, cfg, result.steps)
+        units, steps = _quantize_at_bits(model, image, cfg, result.steps, base)
     else:
         # The ladder is written after quantization; reserve its largest size (every packet as big as
         # the whole target, every rung with a PSNR) so the file stays within the target.
         n = len(model.units())
         header.extensions[EXT_LADDER] = Ladder.from_sizes([target] * n, [0.0] * n).to_bytes()
         header_bytes = len(make_header_packet(header, 1).to_bytes())
-        units, steps = _quantize_to_target(model, image, cfg, target - header_bytes, seq, cancel)
+        units, steps = _quantize_to_target(model, image, cfg, target - header_bytes, seq, cancel, base)
         size = header_bytes + units_bytes(units)
         if size < WINDOW_LOW * target:
             warnings.append(
@@ -243,26 +264,27 @@ def seq_steps(cfg: EncodeConfig, units: int) -> int:
 
 
 def _quantize_at_bits(
-    model: Any, image: np.ndarray, cfg: EncodeConfig, fixed: dict[int, float]
+    model: Any, image: np.ndarray, cfg: EncodeConfig, fixed: dict[int, float], base: Any = None
 ) -> tuple[list, list[float]]:
     from codec.stepalloc import multiplier_for_bits
     from codec.stepquant import model_steps, model_tensors, quantize_model
 
     weights = sum(t.numel() for t in model_tensors(model))
     multiplier = multiplier_for_bits(cfg.quant.bits, weights)
-    steps = model_steps(model, image, multiplier, fixed=fixed, seed=cfg.train.seed)
-    return quantize_model(model, steps), steps
+    steps = model_steps(model, image, multiplier, fixed=fixed, seed=cfg.train.seed, base=base)
+    return quantize_model(model, steps, base), steps
 
 
 def _quantize_to_target(
-    model: Any, image: np.ndarray, cfg: EncodeConfig, budget: int, seq: int, cancel: Any
+    model: Any, image: np.ndarray, cfg: EncodeConfig, budget: int, seq: int, cancel: Any, base: Any = None
 ) -> tuple[list, list[float]]:
     from codec.device import resolve_device
     from codec.seqquant import quantize_to_bytes
 
     done = quantize_to_bytes(
-        model, image, budget, seq, seed=cfg.train.seed, device=resolve_device(cfg.train.device), cancel=cancel
-    )
+        model, image, budget, seq, seed=cfg.train.seed, device=resolve_device(cfg.train.device), cancel=cancel,
+        base=base,
+    )  # fmt: skip
     return done.units, done.steps
 
 

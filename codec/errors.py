@@ -40,3 +40,7 @@ class TrainingDiverged(SpinrError, RuntimeError):
 
 class Cancelled(SpinrError):
     """Work was cancelled through its cancel event."""
+
+
+class InitError(BitstreamError):
+    """A θ0 file (a shared initialisation, ``.spnri``) is damaged, mismatched or missing."""

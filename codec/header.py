@@ -41,7 +41,10 @@ EXT_META = 0x01
 EXT_LADDER = 0x02
 """Optional: the rate-quality ladder (:mod:`codec.ladder`): bytes and PSNR reached per packet."""
 EXT_INIT = CRITICAL | 0x03
-"""Critical, reserved for the hash of a shared initialisation θ0 (issue #13)."""
+"""Critical: the content hash of the shared initialisation θ0 the units are residuals from
+(:mod:`codec.meta.initfile`); a decoder adds θ0's weights to every unit's dequantized codes."""
+INIT_HASH_BYTES = 8
+"""Length of extension 0x83 (``codec.meta.initfile.HASH_BYTES``)."""
 EXTENSION_NAMES = {
     EXT_META: "encoder meta",
     EXT_LADDER: "rate-quality ladder",
@@ -67,6 +70,8 @@ class StreamHeader:
     """v1 only: the header's ``quant`` map (nominal bits, per-channel flag)."""
     source: bytes | None = field(default=None, compare=False, repr=False)
     """v1 only: the payload as received, which is what a v1 stream sends again."""
+    init: bytes | None = None
+    """The content hash of the θ0 the units are residuals from (extension 0x83); None: plain weights."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.width <= MAX_IMAGE_SIDE or not 1 <= self.height <= MAX_IMAGE_SIDE:
@@ -75,6 +80,8 @@ class StreamHeader:
             )
         given = self.units if self.version == 1 else None
         self.units = decoder_for(self.model, self.arch, given).units()
+        if self.init is not None and len(self.init) != INIT_HASH_BYTES:
+            raise ConfigError(f"a θ0 hash has {INIT_HASH_BYTES} bytes, not {len(self.init)}")
         if EXT_LADDER in self.extensions:
             self.ladder  # noqa: B018 -- parse it now: a bad ladder refuses the header, not a later reader
 
@@ -102,7 +109,10 @@ class StreamHeader:
             out += _psnr_u16(p).to_bytes(2, "big")
         if self.meta:
             out += _extension(EXT_META, pack(self.meta))
-        for tag, data in sorted(self.extensions.items()):
+        extensions = dict(self.extensions)
+        if self.init is not None:
+            extensions[EXT_INIT] = self.init
+        for tag, data in sorted(extensions.items()):
             out += _extension(tag, data)
         return bytes(out)
 
@@ -144,6 +154,12 @@ def _parse_extensions(r: Reader, header: dict[str, Any]) -> None:
             meta = unpack_map(data, "header extension 0x01 (encoder meta)")
             check_plain(meta, "header meta")
             header["meta"] = meta
+        elif tag == EXT_INIT:
+            if length != INIT_HASH_BYTES:
+                raise BitstreamError(
+                    f"header extension 0x83 (shared initialisation θ0) has {length} bytes; a θ0 hash has {INIT_HASH_BYTES}"
+                )
+            header["init"] = data
         elif tag & CRITICAL:
             raise BitstreamError(
                 f"header extension {tag:#04x} ({name}) is critical and this decoder does not support it"
@@ -161,7 +177,7 @@ def parse_header_payload(payload: bytes) -> StreamHeader:
     arch = read_arch(model, r)
     count = r.uvarint_in(0, MAX_STAGES, "stage PSNR count")
     psnr = [r.u16(f"stage PSNR {i}") for i in range(count)]
-    fields: dict[str, Any] = {"meta": {}, "extensions": {}}
+    fields: dict[str, Any] = {"meta": {}, "extensions": {}, "init": None}
     _parse_extensions(r, fields)
     return StreamHeader(
         model,
@@ -171,6 +187,7 @@ def parse_header_payload(payload: bytes) -> StreamHeader:
         [math.inf if p == PSNR_INF else p / PSNR_SCALE for p in psnr],
         fields["meta"],
         extensions=fields["extensions"],
+        init=fields["init"],
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,19 +126,23 @@ def _loss(model: INR, x: torch.Tensor, y: torch.Tensor, depths: list[int | None]
 class _Units:
     """The model's units, their tensors' sensitivities, and quantizing one unit at a multiplier."""
 
-    def __init__(self, model: INR, sens: list[float]) -> None:
+    def __init__(self, model: INR, sens: list[float], base: Sequence[np.ndarray] | None = None) -> None:
         units = model.units()
         self.count = len(units)
         self.tensors = [t for _, ts in units for _, t in ts]
         self.names = [n for _, ts in units for n, _ in ts]
         self.owner = [u for u, (_, ts) in enumerate(units) for _ in ts]
         self.sens = sens
+        self.base = None if base is None else [np.asarray(b, dtype=np.float32) for b in base]
+        """θ0's tensors: the units code θ − θ0 (residual coding, codec/meta)."""
         self.values: list[np.ndarray] = []
         self.refresh()
 
     def refresh(self) -> None:
-        """Read the tensors' current float values (after fine-tuning)."""
+        """Read the tensors' current float values (after fine-tuning), as residuals from θ0 if any."""
         self.values = [t.detach().cpu().numpy().astype(np.float32) for t in self.tensors]
+        if self.base is not None:
+            self.values = [v - b for v, b in zip(self.values, self.base, strict=True)]
 
     def members(self, u: int) -> list[int]:
         return [i for i, o in enumerate(self.owner) if o == u]
@@ -154,10 +158,11 @@ class _Units:
         return calib * sum(estimate_bytes(self.unit(u, m)[0]) for u in range(first, self.count))
 
     def set_codes(self, unit: Unit) -> None:
-        """The unit's tensors become their dequantized codes (what a decoder computes)."""
+        """The unit's tensors become their dequantized codes, plus θ0 (what a decoder computes)."""
         with torch.no_grad():
             for i, q in zip(self.members(unit.index), unit.tensors, strict=True):
-                self.tensors[i].copy_(torch.from_numpy(q.dequantize()).to(self.tensors[i].device))
+                w = q.dequantize() if self.base is None else self.base[i] + q.dequantize()
+                self.tensors[i].copy_(torch.from_numpy(w).to(self.tensors[i].device))
 
 
 def quantize_to_bytes(
@@ -169,17 +174,19 @@ def quantize_to_bytes(
     seed: int = 0,
     device: torch.device | str = "cpu",
     cancel: object = None,
+    base: Sequence[np.ndarray] | None = None,
 ) -> Quantized:
     """Quantize ``model`` (trained on ``image``) in place so its units' packets take at most ``budget``
     bytes, as many of them as fit; ConfigError when even the coarsest steps do not fit.
 
     The plan runs on :func:`estimate_bytes`, calibrated by the exact size of every unit fixed so far;
-    the last unit is searched on exact bytes, so the total never exceeds the budget."""
+    the last unit is searched on exact bytes, so the total never exceeds the budget. With ``base``
+    (θ0's tensors, ``model.units()`` order) the units code the residuals θ − θ0."""
     sens = model_sensitivity(model, image, seed=seed)
     model.to(device).eval()
     x, y = probe_data(image, torch.device(device), seed=seed)
     depths = all_depths(model)
-    us = _Units(model, sens)
+    us = _Units(model, sens, base)
     done: list[Unit] = []
     steps: list[float] = []
     exact = estimated = 0.0

@@ -133,10 +133,12 @@ def model_steps(
     fixed: Mapping[int, float] | None = None,
     sensitivity: Sequence[float] | None = None,
     seed: int = 0,
+    base: Sequence[np.ndarray] | None = None,
 ) -> list[float]:
     """Steps for every tensor of ``model`` (``model.units()`` order) at ``multiplier``. ``fixed`` maps
     ``id(tensor)`` to a step already decided (a stage frozen at its codes while training keeps it);
-    ``sensitivity`` gives every tensor's sensitivity when already measured."""
+    ``sensitivity`` gives every tensor's sensitivity when already measured; with ``base`` (θ0's
+    tensors) the steps are for the residuals θ − θ0."""
     tensors = model_tensors(model)
     fixed = fixed or {}
     free = [t for t in tensors if id(t) not in fixed]
@@ -146,17 +148,32 @@ def model_steps(
         sens = measure_sensitivity(model, free, coords, target, all_depths(model), seed) if free else []
     else:
         sens = [s for s, t in zip(sensitivity, tensors, strict=True) if id(t) not in fixed]
-    chosen = iter(steps_for([t.detach().cpu().numpy() for t in free], sens, multiplier))
+    values = _residuals(tensors, base)
+    chosen = iter(
+        steps_for([v for v, t in zip(values, tensors, strict=True) if id(t) not in fixed], sens, multiplier)
+    )
     return [fixed[id(t)] if id(t) in fixed else next(chosen) for t in tensors]
 
 
-def quantize_model(model: INR, steps: Sequence[float]) -> list[Unit]:
-    """The model's units quantized with ``steps`` (one per tensor, ``model.units()`` order)."""
+def _residuals(tensors: Sequence[torch.Tensor], base: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+    """The tensors' float32 values, minus θ0's when ``base`` is given (what the units code)."""
+    values = [t.detach().cpu().numpy().astype(np.float32) for t in tensors]
+    if base is None:
+        return values
+    return [v - np.asarray(b, dtype=np.float32) for v, b in zip(values, base, strict=True)]
+
+
+def quantize_model(
+    model: INR, steps: Sequence[float], base: Sequence[np.ndarray] | None = None
+) -> list[Unit]:
+    """The model's units quantized with ``steps`` (one per tensor, ``model.units()`` order); with
+    ``base`` (θ0's tensors, same order) the units code the residuals θ − θ0."""
     count = len(model_tensors(model))
     if len(steps) != count:
         raise ConfigError(f"{len(steps)} steps for a model of {count} tensors")
+    values = iter(_residuals(model_tensors(model), base))
     it: Iterator[float] = iter(steps)
     return [
-        Unit(index, tuple(quantize(name, t.detach().cpu().numpy(), next(it)) for name, t in tensors))
+        Unit(index, tuple(quantize(name, next(values), next(it)) for name, _ in tensors))
         for index, (_, tensors) in enumerate(model.units())
     ]

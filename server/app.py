@@ -23,7 +23,7 @@ from server.cache import BitstreamCache
 from server.errors import install_error_handlers
 from server.jobs import JobManager
 from server.options import server_options
-from server.routes import images, jobs, packets, service, stream
+from server.routes import images, inits, jobs, packets, service, stream
 from server.routes.static import mount_web_client
 from server.services import Services
 from server.settings import Settings
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     # The stream route first: 400 clients at once each match it, before any of the HTTP routes.
-    for module in (stream, service, jobs, images, packets):
+    for module in (stream, service, jobs, images, packets, inits):
         app.include_router(module.router)
     mount_web_client(app, settings.web_dir)
     return app

@@ -212,8 +212,12 @@ def test_header_validation_messages(page: Any) -> None:
             "header arch field 'width' is 0; expected int in 1..4096",
         ),
         "critical": (
+            hp(good + bytes([0xC5, 1, 0])),
+            "header extension 0xc5 (unknown) is critical and this decoder does not support it",
+        ),
+        "θ0 hash length": (
             hp(good + bytes([EXT_INIT, 1, 0])),
-            "header extension 0x83 (shared initialisation θ0) is critical",
+            "header extension 0x83 (shared initialisation θ0) has 1 bytes; a θ0 hash has 8",
         ),
         "ext length": (
             hp(good + bytes([EXT_LADDER, 9])),

@@ -180,3 +180,14 @@ def test_every_command_in_the_table_is_reachable() -> None:
             sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
             p = sub.choices[word]
         assert callable(p.get_default("_run")), path
+
+
+def test_encode_help_lists_every_option(capsys) -> None:
+    # argparse %-formats help strings: an option's "90 %" once crashed --help with a ValueError.
+    from client.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["encode", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "[--init {random,meta}]" in out and "90 %" in out

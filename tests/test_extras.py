@@ -115,6 +115,7 @@ ARGV = {
     "netsim proxy": ["netsim", "proxy", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:9"],
     "experiment": ["experiment", "models", "--dataset", "{dir}", "--out", "{dir}/e"],
     "bench": ["bench", "decode", "--out", "{dir}/b"],
+    "meta-train": ["meta-train", "--dataset", "{dir}", "--out", "{dir}/t.spnri"],
 }
 
 

@@ -187,10 +187,16 @@ def test_extensions() -> None:
     # The rate-quality ladder (0x02) is read and checked against the units (tests/test_ladder.py).
     with pytest.raises(BitstreamError, match=r"0x02 \(rate-quality ladder\) has version 97"):
         parse_header_payload(_base() + bytes([EXT_LADDER, 3]) + b"abc")
-    # A critical one is refused by name, known or not.
+    # The θ0 hash (0x83) is read (8 bytes exactly) and written back; any other critical one is refused.
+    digest = bytes(range(1, 9))
+    back = parse_header_payload(_base() + bytes([EXT_INIT, 8]) + digest)
+    assert (
+        back.init == digest
+        and back.extensions == {}
+        and back.to_payload() == _base() + bytes([EXT_INIT, 8]) + digest
+    )
     with pytest.raises(
-        BitstreamError,
-        match=r"header extension 0x83 \(shared initialisation θ0\) is critical and this decoder does not support it",
+        BitstreamError, match=r"0x83 \(shared initialisation θ0\) has 2 bytes; a θ0 hash has 8"
     ):
         parse_header_payload(_base() + bytes([EXT_INIT, 2]) + b"\0\0")
     with pytest.raises(BitstreamError, match=r"header extension 0xc5 \(unknown\) is critical"):

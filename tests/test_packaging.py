@@ -58,6 +58,9 @@ def test_the_wheel_holds_the_web_client_and_no_phantom_package_data(tmp_path: Pa
         if p.is_file() and "__pycache__" not in p.parts
     }
     assert "client/web/index.html" in web and web <= names
+    # The shipped θ0 files (codec/meta/store.py) travel as package data too.
+    inits = {p.relative_to(ROOT).as_posix() for p in (ROOT / "codec" / "meta" / "data").glob("*.spnri")}
+    assert inits and inits <= names
     assert not any(n.startswith("server/static") for n in names)
 
 

@@ -33,5 +33,7 @@ export { dequantize, unpackBits } from "./codec/v1/quant.js";
 export { SUPPORTED_MODELS } from "./codec/arch/registry.js";
 export { axisCoords, toRGBA } from "./codec/coords.js";
 export { CACHE_PIXELS, applyLayer } from "./codec/forward.js";
-export { MAX_OUTPUT_PIXELS, MAX_PENDING, ProgressiveDecoder } from "./codec/decoder.js";
+export { CONCEAL_CHOICES, MAX_OUTPUT_PIXELS, MAX_PENDING, ProgressiveDecoder } from "./codec/decoder.js";
+export { INIT_HASH_BYTES, checkInitMatches, hashHex, parseInit } from "./codec/theta0.js";
+export { sha256 } from "./codec/sha256.js";
 export { BudgetError, DEFAULT_BUDGET, makeBudget } from "./codec/budget.js";

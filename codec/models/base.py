@@ -92,6 +92,9 @@ class INR(nn.Module):
         self.width = width
         self.hidden_layers = hidden_layers
         self.options = options
+        self.from_init = False
+        """Set when the weights are a meta-learned θ0 (codec/meta): training then fine-tunes every
+        layer at once (one stage) instead of growing the network stage by stage."""
 
     # -- what a subclass provides ---------------------------------------------------------------
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
@@ -136,6 +139,11 @@ class INR(nn.Module):
         units = self.units()
         if len(units) != h.num_units:
             raise BitstreamError(f"bitstream has {h.num_units} units, the {self.kind!r} model {len(units)}")
+        base = None
+        if h.init is not None:  # a residual stream: the units hold θ − θ0 (codec/meta)
+            from codec.meta import store
+
+            base = store.find(h.init).weights
         with torch.no_grad():
             for index, (name, tensors) in enumerate(units):
                 received = {t.name: t for t in bs.units[index].tensors}
@@ -147,7 +155,8 @@ class INR(nn.Module):
                             f"unit {index} ({name}) tensor {tname!r}: the model needs shape"
                             f" {list(t.shape)}, the bitstream has {got}"
                         )
-                    t.copy_(torch.from_numpy(q.dequantize()))
+                    w = q.dequantize() if base is None else base[index][tname] + q.dequantize()
+                    t.copy_(torch.from_numpy(w))
         return self
 
     @classmethod

@@ -11,9 +11,12 @@ import { MAX_IMAGE_SIDE, MAX_TOTAL_ELEMENTS, parseHeader } from "./header.js";
 import { checkLadder, ladderLevels } from "./ladder.js";
 import { PTYPE_HEADER, PTYPE_REFINEMENT, PTYPE_UNIT, parsePacket } from "./packets.js";
 import { applyRefinement } from "./refine.js";
+import { checkInitMatches } from "./theta0.js";
 import { MAX_TENSOR_ELEMENTS } from "./v1/quant.js";
 import { isInt, prod, sameBytes, show } from "./values.js";
 
+/** How a missing unit is concealed (codec/decoder.py CONCEAL_CHOICES). */
+export const CONCEAL_CHOICES = Object.freeze(["prefix", "skip", "theta0"]);
 /** Unit packets held while the header has not arrived yet. */
 export const MAX_PENDING = 1024;
 /** Largest decode size the default budget accepts (codec/budget.js). */
@@ -62,7 +65,9 @@ export const MAX_OUTPUT_PIXELS = DEFAULT_BUDGET.maxPixels;
 export class ProgressiveDecoder {
   /**
    * @param {object} [options]
-   * @param {"prefix"|"skip"} [options.conceal="prefix"]  skip: leave out a missing hidden layer
+   * @param {"prefix"|"skip"|"theta0"} [options.conceal="prefix"]  skip: leave out a missing hidden layer
+   *   (a residual stream's takes θ0's instead); theta0: a residual stream's missing unit is θ0's own
+   *   (without a θ0: as prefix)
    * @param {number} [options.streamId]   accept only this stream (default: the first packet's)
    * @param {Accelerator|null} [options.accelerator]  used by decode() unless backend "js" is asked for
    * @param {Partial<import("./budget.js").DecodeBudget>} [options.budget]  limits over the defaults
@@ -70,8 +75,8 @@ export class ProgressiveDecoder {
    *   throws a BudgetError before anything is computed
    */
   constructor({ conceal = "prefix", streamId = undefined, accelerator = null, budget = undefined } = {}) {
-    if (conceal !== "prefix" && conceal !== "skip") {
-      throw new SpnrError(`concealment ${show(conceal)} is not one of prefix, skip`);
+    if (!CONCEAL_CHOICES.includes(conceal)) {
+      throw new SpnrError(`concealment ${show(conceal)} is not one of ${CONCEAL_CHOICES.join(", ")}`);
     }
     if (streamId !== undefined && !(isInt(streamId) && streamId >= 0 && streamId <= 0xffffffff)) {
       throw new SpnrError(`stream id ${show(streamId)} is not a u32`);
@@ -101,6 +106,18 @@ export class ProgressiveDecoder {
     this._accelError = null;
     /** @type {DecodeInfo|null} */
     this.lastInfo = null;
+    /** θ0 files given to addInit, by hash. @type {Map<string, import("./theta0.js").InitFile>} */
+    this._inits = new Map();
+    /** The θ0 this stream's units are residuals from (header extension 0x83), once the header came. */
+    this.init = null;
+  }
+
+  /**
+   * Give the decoder a θ0 (parseInit's result) before the header of a stream coded from it arrives.
+   * @param {import("./theta0.js").InitFile} init
+   */
+  addInit(init) {
+    this._inits.set(init.hash, init);
   }
 
   /**
@@ -142,6 +159,16 @@ export class ProgressiveDecoder {
         const params = header.units.reduce((n, u) => n + u.tensors.reduce((m, t) => m + prod(t.shape), 0), 0);
         checkParams(this.budget, params, `this ${header.model} stream`);
         if (header.ladder) checkLadder(header.ladder.length / (ladderLevels(header.ladder) + 1), header.units.length);
+        if (header.init) { // v2 extension 0x83 (a v1 header has no such field)
+          const init = this._inits.get(header.init);
+          if (!init) {
+            throw new SpnrError(
+              `this stream was coded from θ0 ${header.init}, which this decoder does not have (fetch /api/inits/${header.init}.spnri and pass it to addInit)`,
+            );
+          }
+          checkInitMatches(init, header);
+          this.init = init;
+        }
         this.arch = arch;
         this.header = header;
         const pending = this._pending;
@@ -188,6 +215,16 @@ export class ProgressiveDecoder {
   }
 
   _setUnit(index, tensors) {
+    if (this.init) {
+      // A residual: θ0 + Δθ, one float32 rounding of the exact sum (numpy's float32 addition). The
+      // values are fresh arrays (parsed or refined), so adding in place is safe.
+      const base = this.init.weights.get(index);
+      for (const name of Object.keys(tensors)) {
+        const b = base[name].values;
+        const v = tensors[name].values;
+        for (let i = 0; i < b.length; i++) v[i] = b[i] + v[i];
+      }
+    }
     this.params.set(index, tensors);
     this._versions.set(index, (this._versions.get(index) || 0) + 1);
   }
@@ -264,7 +301,7 @@ export class ProgressiveDecoder {
   plan(depth) {
     const arch = this.arch;
     if (!arch) return null;
-    const avail = new Set(this.params.keys());
+    const avail = new Set(this._decodeParams().keys());
     if (depth !== undefined && depth !== null) {
       if (!isInt(depth) || depth < 0 || depth >= arch.depths) {
         throw new SpnrError(`depth ${show(depth)} is out of range: this stream has depths 0..${arch.depths - 1}`);
@@ -351,11 +388,12 @@ export class ProgressiveDecoder {
         `cannot decode: indispensable unit(s) ${missing.length ? JSON.stringify(missing) : "for the readout"} missing`,
       );
     }
-    const trunk = plan.steps.map((k) => this.arch.trunkOp(k, this.params));
+    const params = this._decodeParams();
+    const trunk = plan.steps.map((k) => this.arch.trunkOp(k, params));
     // Cache keys: a step's id and the versions of its units' weights, so a refinement recomputes its
     // layer and what follows it, and reuses the activations before it.
     const keys = plan.steps.map((k) => `${k}.${this.arch.trunkUnits(k).map((u) => this._versions.get(u)).join(".")}`);
-    const readout = this.arch.readoutOp(plan.depth, this.params);
+    const readout = this.arch.readoutOp(plan.depth, params);
     const work = [...trunk, readout].reduce((n, op) => n + op.inF * op.outF, 0);
     checkDecode(this.budget, w, h, work, `this ${this.header.model} stream at ${trunk.length} trunk step(s)`);
     const info = {
@@ -399,6 +437,15 @@ export class ProgressiveDecoder {
     info.ms = now() - t0;
     this.lastInfo = info;
     return rgba;
+  }
+
+  /** The units a decode may use: those received, and θ0's for the others when concealing with θ0. */
+  _decodeParams() {
+    // On a residual stream skip takes θ0's unit too (measured better than leaving it out; codec/decoder.py).
+    if (this.conceal === "prefix" || !this.init) return this.params;
+    const all = new Map(this.init.weights);
+    for (const [u, t] of this.params) all.set(u, t);
+    return all;
   }
 
   /** Drop cached activations (here and in the accelerator, if it keeps any). */

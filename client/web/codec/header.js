@@ -11,6 +11,7 @@ import { decodeMsgpack, MsgpackError } from "../vendor/msgpack.js";
 import { SpnrError } from "./errors.js";
 import { parseLadder } from "./ladder.js";
 import { PTYPE_HEADER, parsePacket } from "./packets.js";
+import { INIT_HASH_BYTES, hashHex } from "./theta0.js";
 import { modelName, readRecord } from "./records.js";
 import { MAX_IMAGE_SIDE, parseV1HeaderPayload } from "./v1/header.js";
 import { BOXED, hex, isMap, typeName } from "./values.js";
@@ -89,7 +90,7 @@ export function parseHeaderPayload(payload) {
     const v = r.u16(`stage PSNR ${i}`);
     stagePsnr.push(v === PSNR_INF ? Infinity : v / PSNR_SCALE);
   }
-  const header = { format: 2, model, arch, width, height, units: null, stagePsnr, meta: Object.create(null), ladder: null, extensions: new Map() };
+  const header = { format: 2, model, arch, width, height, units: null, stagePsnr, meta: Object.create(null), ladder: null, extensions: new Map(), init: null };
   parseExtensions(r, header);
   return header;
 }
@@ -110,6 +111,12 @@ function parseExtensions(r, header) {
     seen.add(tag);
     if (tag === EXT_META) header.meta = parseMeta(data);
     else if (tag === EXT_LADDER) ladder = data;
+    else if (tag === EXT_INIT) {
+      if (length !== INIT_HASH_BYTES) {
+        throw new SpnrError(`header extension 0x83 (shared initialisation θ0) has ${length} bytes; a θ0 hash has ${INIT_HASH_BYTES}`);
+      }
+      header.init = hashHex(data); // the θ0 the units are residuals from (theta0.js)
+    }
     else if (tag & CRITICAL) {
       throw new SpnrError(`header extension ${hex(tag, 2)} (${name}) is critical and this decoder does not support it`);
     } else header.extensions.set(tag, data.slice());

@@ -7,6 +7,7 @@ import { fetchJSON } from "./remote.js";
 import { state } from "./state.js";
 import { clearError, showError } from "./status.js";
 import { startStream, stopStream } from "./stream.js";
+import { loadInit } from "./theta0.js";
 import { waitForTraining } from "./training.js";
 import { resetView } from "./view.js";
 
@@ -56,6 +57,8 @@ export async function openImage(id, gen, job = undefined) {
   job = await waitForTraining(job, gen);
   if (!job || gen !== state.generation) return;
   const { data: header } = await fetchJSON(`/api/images/${id}/header`);
+  if (gen !== state.generation) return;
+  state.init = header.init ? await loadInit(header.init) : null; // a residual stream adds to θ0
   if (gen !== state.generation) return;
   state.header = header;
   ui.app.dataset.viewing = "true"; // a phone shows the picture first from now on (style.css)

@@ -11,6 +11,8 @@ export const state = {
   imageId: null,
   /** @type {object|null} GET /api/images/{id}/header */
   header: null,
+  /** @type {import("../codec/theta0.js").InitFile|null} the θ0 of a residual stream (ui/theta0.js) */
+  init: null,
   /** @type {import("./stream.js").Stream|null} */
   stream: null,
   /** bumped for every new image/upload so stale async work drops its result */

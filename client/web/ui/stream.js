@@ -219,6 +219,7 @@ export function startStream(resume) {
     have = decoder.available();
   } else {
     decoder = new ProgressiveDecoder({ accelerator: state.accelerator });
+    if (state.init) decoder.addInit(state.init);
   }
   stopStream("reconnecting");
   setState("connecting");

@@ -1,0 +1,195 @@
+"""``spinr bench meta``: meta-learned initialisation + residual coding against random initialisation
+on the same images, rates and architecture (issue #13's targets; docs/SPINR.md, "Meta-learned
+initialisation").
+
+For every image and every ``--bpp-list`` rate, two real rate-controlled encodes of ``--steps`` steps:
+``--init random`` and ``--init meta`` (the size model's network, which is the shipped θ0's at the
+rates θ0 ships for). Reported per rate: bytes, bpp, PSNR of both, JPEG/WebP/JPEG 2000/AVIF at the meta
+file's bytes; the BD-rate of meta against random per image and on the mean curves. Speed, at the
+first rate: meta encodes of ``--fast-steps`` steps; the fewest that reach the random encode's PSNR
+(steps and wall time as shares of the random encode's). Run niced, one torch thread; test sets only
+measured, never trained on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.rate_sweep import CODECS
+
+MIN_GAIN_DB = 0.1
+"""BD-rate needs curves that rise with the rate: each higher rate at least this much better (else NaN,
+and ``delta_psnr`` per rate, meta minus random at equal bytes, is the measure)."""
+
+
+def _encode(
+    img: np.ndarray, bpp: float, steps: int, init: str, device: str, net: tuple[int, int, int] | None
+) -> dict[str, Any]:
+    from codec.config import EncodeConfig, ModelSpec, TrainConfig
+    from codec.encode import encode_image
+    from codec.sizemodel import SPINR_JOINT
+
+    spec = ModelSpec("spinr")
+    if net is not None:  # one architecture for both (a shipped θ0's): the issue's "same architecture"
+        spec = ModelSpec("spinr", net[0], net[1], {"pe_frequencies": net[2], "joint": SPINR_JOINT})
+    cfg = EncodeConfig(spec, TrainConfig(steps=steps, device=device, init=init))
+    cfg = cfg.replace(**{"rate.bpp": bpp})
+    t = time.perf_counter()
+    r = encode_image(img, cfg)
+    arch = r.bitstream.header.arch
+    conceal = _conceal(r.bitstream, img) if init == "meta" else {}
+    return {
+        **conceal,
+        "bytes": r.bytes,
+        "bpp": round(r.bpp, 4),
+        "psnr": round(r.psnr, 3),
+        "stage_psnr": [round(p, 3) for p in r.stage_psnr],
+        "net": f"{arch['width']}x{arch['hidden_layers']} L={arch['pe_frequencies']}",
+        "seconds": round(time.perf_counter() - t, 2),
+    }
+
+
+def _conceal(bs: Any, img: np.ndarray) -> dict[str, Any]:
+    """PSNR with each middle unit lost, concealed by stopping (prefix), leaving it out (skip) or θ0's unit."""
+    from codec.bitstream import Bitstream
+    from codec.decoder import ProgressiveDecoder
+    from codec.metrics import psnr
+
+    out: dict[str, list[float]] = {"lost_prefix": [], "lost_skip": [], "lost_theta0": []}
+    for lost in range(1, bs.header.num_units - 1):
+        part = Bitstream(bs.header, {u: v for u, v in bs.units.items() if u != lost}, bs.stream_id)
+        for how in ("prefix", "skip", "theta0"):
+            rgb = ProgressiveDecoder.from_bitstream(part, conceal=how).decode().rgb
+            out[f"lost_{how}"].append(round(psnr(rgb, img), 3))
+    return out
+
+
+def _classical(img: np.ndarray, size: int) -> dict[str, float | None]:
+    from codec.classical import at_bytes, decode
+    from codec.metrics import psnr
+
+    out: dict[str, float | None] = {}
+    for codec in CODECS:
+        found = at_bytes(img, codec, size)
+        out[codec] = round(psnr(decode(found.data), img), 3) if found.fits else None
+    return out
+
+
+def _bd(rows: list[dict[str, Any]]) -> float:
+    from experiments.rd import bd_rate
+
+    ok = sorted((r for r in rows if r["random"] and r["meta"]), key=lambda r: r["target_bpp"])
+    if len(ok) < 4:
+        return math.nan
+    for init in ("random", "meta"):
+        gains = np.diff([r[init]["psnr"] for r in ok])
+        if np.any(gains < MIN_GAIN_DB):
+            return math.nan  # a curve that saturates (a network too small for the rate): no cubic fits it
+    return bd_rate(
+        [r["random"]["bytes"] for r in ok],
+        [r["random"]["psnr"] for r in ok],
+        [r["meta"]["bytes"] for r in ok],
+        [r["meta"]["psnr"] for r in ok],
+    )
+
+
+def bench_meta(
+    images: list[tuple[str, np.ndarray]],
+    bpps: list[float],
+    steps: int,
+    fast_steps: list[int],
+    device: str,
+    net: tuple[int, int, int] | None = None,
+) -> dict[str, Any]:
+    """``net`` (width, hidden layers, L) fixes the architecture of both encodes at every rate; None:
+    the size model's network per rate (and ``--init meta`` snapped to the nearest shipped θ0)."""
+    import torch
+
+    torch.set_num_threads(1)
+    per_image = []
+    for name, img in images:
+        rows = []
+        for bpp in bpps:
+            row: dict[str, Any] = {"target_bpp": bpp}
+            for init in ("random", "meta"):
+                row[init] = _encode(img, bpp, steps, init, device, net)
+            row["classical_at_meta_bytes"] = _classical(img, row["meta"]["bytes"])
+            rows.append(row)
+            print(name, row, flush=True)
+        speed = []
+        goal = rows[0]["random"]["psnr"]
+        for k in sorted(fast_steps):
+            r = _encode(img, bpps[0], k, "meta", device, net)
+            speed.append({"steps": k, **r})
+            print(name, "fast", k, r, flush=True)
+            if r["psnr"] >= goal:
+                break
+        reached = next((s for s in speed if s["psnr"] >= goal), None)
+        per_image.append(
+            {
+                "image": name,
+                "rows": rows,
+                "bd_rate_percent": round(_bd(rows), 2),
+                "speed": {
+                    "bpp": bpps[0],
+                    "random_steps": steps,
+                    "random_psnr": goal,
+                    "random_seconds": rows[0]["random"]["seconds"],
+                    "meta_runs": speed,
+                    "steps_share": None if reached is None else round(reached["steps"] / steps, 4),
+                    "time_ratio": None
+                    if reached is None
+                    else round(rows[0]["random"]["seconds"] / reached["seconds"], 2),
+                },
+            }
+        )
+    return {
+        "images": len(images),
+        "steps": steps,
+        "bpps": bpps,
+        "net": None if net is None else {"width": net[0], "hidden_layers": net[1], "pe_frequencies": net[2]},
+        "per_image": per_image,
+        "summary": summarize(per_image, bpps),
+    }
+
+
+def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, Any]:
+    """Mean curves, the BD-rate on them and the mean of the per-image BD-rates, and the speed shares."""
+    table = []
+    for i, bpp in enumerate(bpps):
+        rows = [p["rows"][i] for p in per_image]
+        entry: dict[str, Any] = {"target_bpp": bpp}
+        for init in ("random", "meta"):
+            entry[init] = {
+                k: round(float(np.mean([r[init][k] for r in rows])), 4)
+                for k in ("bytes", "bpp", "psnr", "seconds")
+            }
+        entry["delta_psnr"] = round(entry["meta"]["psnr"] - entry["random"]["psnr"], 3)
+        for codec in CODECS:
+            vals = [r["classical_at_meta_bytes"][codec] for r in rows]
+            entry[codec] = round(float(np.mean(vals)), 3) if None not in vals else None
+        table.append(entry)
+    mean_rows = [{"target_bpp": t["target_bpp"], "random": t["random"], "meta": t["meta"]} for t in table]
+    conceal = {
+        how: round(
+            float(np.mean([v for p in per_image for r in p["rows"] for v in r["meta"][f"lost_{how}"]])), 3
+        )
+        for how in ("prefix", "skip", "theta0")
+    }
+    bds = [p["bd_rate_percent"] for p in per_image if not math.isnan(p["bd_rate_percent"])]
+    shares = [p["speed"]["steps_share"] for p in per_image]
+    ratios = [p["speed"]["time_ratio"] for p in per_image]
+    return {
+        "table": table,
+        "bd_rate_mean_curves_percent": round(_bd(mean_rows), 2),
+        "bd_rate_per_image_mean_percent": round(float(np.mean(bds)), 2) if bds else None,
+        "steps_share": None if None in shares else round(float(np.mean(shares)), 4),
+        "steps_share_worst": None if None in shares else max(shares),
+        "time_ratio": None if None in ratios else round(float(np.mean(ratios)), 2),
+        "time_ratio_worst": None if None in ratios else min(ratios),
+        "lost_middle_unit_mean_psnr": conceal,
+    }

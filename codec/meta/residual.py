@@ -1,0 +1,80 @@
+"""Residual coding from a shared θ0, the encoder's side: which θ0 an encode starts from (the size
+model's network snapped to the nearest shipped one), starting a model there, and θ0's tensors in
+``model.units()`` order (the quantizers code θ − θ0 against them; a decoder adds them back)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from codec.config import EncodeConfig
+from codec.errors import ConfigError
+from codec.meta import store
+from codec.meta.initfile import InitFile
+
+META_MODELS = ("spinr", "siren")
+SNAP_WARN_RATIO = 1.5
+"""A snapped network with more than this ratio of parameters from the planned one earns a warning."""
+
+
+def _matches(init: InitFile, cfg: EncodeConfig) -> bool:
+    m = cfg.model
+    return (
+        init.model == m.name
+        and init.arch["width"] == m.width
+        and init.arch["hidden_layers"] == m.hidden_layers
+        and init.arch.get("pe_frequencies", 0) == m.options.get("pe_frequencies", 0)
+    )
+
+
+def choose(cfg: EncodeConfig, sized: bool, planned_params: int) -> tuple[EncodeConfig, InitFile, list[str]]:
+    """The θ0 of a ``--init meta`` encode and the config snapped to its network. ``sized``: the size
+    model chose the network (it is snapped to the shipped θ0 with the nearest parameter count); a
+    network the user fixed must be one a θ0 ships for."""
+    m = cfg.model
+    if m.name not in META_MODELS:
+        raise ConfigError(f"--init meta applies to {', '.join(META_MODELS)}, not {m.name!r}")
+    notes: list[str] = []
+    if sized:
+        init = store.nearest(m.name, planned_params, m.hidden_layers)
+        have = store.param_count(init)
+        if max(have, planned_params) / max(1, min(have, planned_params)) > SNAP_WARN_RATIO:
+            notes.append(
+                f"--init meta: the nearest shipped θ0 has {have} parameters where the size model planned"
+                f" {planned_params}; the rate target is still met"
+            )
+    else:
+        found = [i for i in store.shipped() if _matches(i, cfg)]
+        if not found:
+            ships = "; ".join(
+                f"{i.model} {i.arch['width']}x{i.arch['hidden_layers']} L={i.arch.get('pe_frequencies', 0)}"
+                for i in store.shipped()
+            )
+            raise ConfigError(
+                f"--init meta: no θ0 ships for {m.name} {m.width} wide x {m.hidden_layers} hidden, L="
+                f"{m.options.get('pe_frequencies', 0)} (shipped: {ships or 'none'}); leave --width/--depth unset"
+            )
+        init = found[0]
+    cfg = cfg.replace()
+    cfg.model.width, cfg.model.hidden_layers = init.arch["width"], init.arch["hidden_layers"]
+    for key in ("pe_frequencies", "pe_scale", "first_omega_0", "hidden_omega_0", "head", "residual"):
+        if key in init.arch:
+            cfg.model.options[key] = init.arch[key]
+    store.register(init)
+    return cfg.validate(), init, notes
+
+
+def start_from(model: Any, init: InitFile) -> None:
+    """Set ``model`` (torch) to θ0 and to fine-tuning (one stage training every layer)."""
+    from codec.meta.reptile import load_weights
+
+    load_weights(model, init)
+    model.from_init = True
+
+
+def base_tensors(model: Any, init: InitFile | None) -> list[np.ndarray] | None:
+    """θ0's tensors in ``model.units()`` order (None without a θ0)."""
+    if init is None:
+        return None
+    return [init.weights[u][n] for u, (_, tensors) in enumerate(model.units()) for n, _ in tensors]

@@ -1,0 +1,131 @@
+"""Residual streams (θ0 + Δθ, header extension 0x83) in the browser decoder against numpy: the same
+float32 weights bit for bit, the same pictures at every prefix and with a lost unit concealed by θ0's;
+the θ0 file checked (sha256, hash, units) before use; a stream whose θ0 is missing named
+(client/web/codec/theta0.js, decoder.js)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _browser import b64, compare, rgb_of
+
+from codec.bitstream import Bitstream
+from codec.config import preset
+from codec.decoder import ProgressiveDecoder
+from codec.encode import encode_image
+from codec.meta import store
+from codec.meta.initfile import InitFile, write_init
+from codec.meta.reptile import snapshot
+from codec.models.base import build_model
+
+pytestmark = pytest.mark.browser
+
+RUN = """([init, hash, packets, conceal, skip]) => {
+  const L = window.spnrLib;
+  const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  const dec = new L.ProgressiveDecoder({ conceal });
+  if (init) dec.addInit(L.parseInit(bytes(init), hash));
+  const status = packets.map((p, i) => (skip.includes(i) ? null : dec.addPacket(bytes(p))));
+  const b64 = (a) => { const u = new Uint8Array(a.buffer, a.byteOffset, a.byteLength); let s = "";
+    for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000));
+    return btoa(s); };
+  if (!dec.header) return { status };
+  const params = {};
+  for (const [i, t] of dec.params) params[i] = Object.fromEntries(Object.entries(t).map(([n, v]) => [n, b64(v.values)]));
+  const pictures = [];
+  const top = dec.usableDepth();
+  for (let d = 1; d <= top; d++) {
+    const rgba = dec.decode(undefined, undefined, { depth: d, backend: "js" });
+    pictures.push(b64(rgba));
+  }
+  return { status, params, pictures, depth: top };
+}"""
+
+
+@pytest.fixture(scope="module")
+def residual(
+    tmp_path_factory: pytest.TempPathFactory, photo_crop: np.ndarray
+) -> tuple[Bitstream, InitFile, Path]:
+    import torch
+
+    folder = tmp_path_factory.mktemp("inits")
+    torch.manual_seed(11)
+    init = snapshot(build_model("spinr", 16, 2, {}))
+    write_init(folder / "t.spnri", init)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(store.ENV_PATH, str(folder))
+        cfg = preset("tiny")
+        cfg.train.init = "meta"
+        bs = encode_image(photo_crop, cfg).bitstream
+    return bs, init, folder
+
+
+def _run(
+    page: Any, init: bytes | None, hash_hex: str, bs: Bitstream, conceal: str = "prefix", skip=()
+) -> Any:
+    packets = [b64(p.to_bytes()) for p in bs.packets()]
+    return page.evaluate(RUN, [b64(init) if init else None, hash_hex, packets, conceal, list(skip)])
+
+
+def test_residual_stream_decodes_alike(page: Any, residual, photo_crop, monkeypatch) -> None:
+    bs, init, folder = residual
+    monkeypatch.setenv(store.ENV_PATH, str(folder))
+    got = _run(page, init.to_bytes(), init.hash_hex, bs)
+    assert all(s["accepted"] for s in got["status"]), got["status"]
+    numpy = ProgressiveDecoder.from_bitstream(bs)
+    for u, tensors in numpy.params.items():
+        for name, values in tensors.items():
+            js = np.frombuffer(__import__("base64").b64decode(got["params"][str(u)][name]), "<f4")
+            assert js.view(np.uint32).tolist() == values.ravel().view(np.uint32).tolist(), (u, name)
+    h, w = photo_crop.shape[:2]
+    assert got["depth"] == numpy.depths == 3
+    for d, text in enumerate(got["pictures"], start=1):
+        compare(rgb_of(text, w, h), numpy.decode(depth=d).rgb, f"theta0 depth {d}")
+
+
+def test_lost_unit_concealed_with_theta0_alike(page: Any, residual, photo_crop, monkeypatch) -> None:
+    bs, init, folder = residual
+    monkeypatch.setenv(store.ENV_PATH, str(folder))
+    got = _run(page, init.to_bytes(), init.hash_hex, bs, "theta0", skip=[2])  # packet 2 = unit 1
+    lost = Bitstream(bs.header, {u: v for u, v in bs.units.items() if u != 1}, bs.stream_id)
+    numpy = ProgressiveDecoder.from_bitstream(lost, conceal="theta0")
+    h, w = photo_crop.shape[:2]
+    assert got["depth"] == 3
+    compare(rgb_of(got["pictures"][-1], w, h), numpy.decode().rgb, "theta0 concealed")
+
+
+def test_missing_or_damaged_theta0_is_named(page: Any, residual) -> None:
+    bs, init, _ = residual
+    got = _run(page, None, init.hash_hex, bs)
+    assert not got["status"][0]["accepted"]
+    assert f"coded from θ0 {init.hash_hex}, which this decoder does not have" in got["status"][0]["error"]
+    bad = bytearray(init.to_bytes())
+    bad[40] ^= 1
+    err = page.evaluate(
+        """([b, h]) => { try { window.spnrLib.parseInit(Uint8Array.from(atob(b), (c) => c.charCodeAt(0)), h); return null; }
+                         catch (e) { return e.message; } }""",
+        [b64(bytes(bad)), init.hash_hex],
+    )
+    assert err == f"θ0 file {init.hash_hex} is damaged: its sha256 does not match its contents"
+    other = "0" * 16
+    err = page.evaluate(
+        """([b, h]) => { try { window.spnrLib.parseInit(Uint8Array.from(atob(b), (c) => c.charCodeAt(0)), h); return null; }
+                         catch (e) { return e.message; } }""",
+        [b64(init.to_bytes()), other],
+    )
+    assert err == f'θ0 file {other} holds θ0 "{init.hash_hex}", not the one asked for'
+
+
+def test_sha256_matches_hashlib(page: Any) -> None:
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 55, 56, 63, 64, 65, 1000):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        got = page.evaluate(
+            "(b) => Array.from(window.spnrLib.sha256(Uint8Array.from(atob(b), (c) => c.charCodeAt(0))))",
+            b64(data),
+        )
+        assert bytes(got) == hashlib.sha256(data).digest(), n

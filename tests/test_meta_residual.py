@@ -1,0 +1,147 @@
+"""Residual coding from a θ0: the header names it, the units carry θ − θ0, a decoder adds θ0 back
+(numpy decoder and torch model agree), every prefix decodes, a lost unit is concealed with θ0's, and a
+decoder without the θ0 says which one it lacks (codec/meta/residual.py, codec/decoder.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client.cli import main
+from codec.bitstream import Bitstream, load_bitstream, write_file
+from codec.config import preset
+from codec.decoder import ProgressiveDecoder
+from codec.encode import encode_image
+from codec.errors import ConfigError, InitError
+from codec.meta import store
+from codec.meta.initfile import InitFile, write_init
+from codec.meta.reptile import snapshot
+from codec.metrics import psnr
+from codec.models.base import build_model, received_model
+
+
+def theta0(width: int = 16, hidden: int = 2, seed: int = 7) -> InitFile:
+    import torch
+
+    torch.manual_seed(seed)
+    return snapshot(build_model("spinr", width, hidden, {}))
+
+
+@pytest.fixture
+def init_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, InitFile]:
+    folder = tmp_path / "inits"
+    folder.mkdir()
+    init = theta0()
+    write_init(folder / "t.spnri", init)
+    monkeypatch.setenv(store.ENV_PATH, str(folder))
+    monkeypatch.setattr(store, "_registered", {})
+    return folder, init
+
+
+def encode_meta(image: np.ndarray, target: int | None = None):
+    cfg = preset("tiny")
+    cfg.train.init = "meta"
+    cfg.rate.bytes = target
+    return encode_image(image, cfg)
+
+
+@pytest.mark.parametrize("target", [None, 900])
+def test_residual_stream_decodes_theta0_plus_delta(init_dir, photo_crop, target) -> None:
+    _, init = init_dir
+    r = encode_meta(photo_crop, target)
+    bs = r.bitstream
+    assert bs.header.init == init.hash
+    if target is not None:
+        assert 0.9 * target <= r.bytes <= target
+    back, _ = load_bitstream(bs.to_bytes())
+    assert back.header.init == init.hash
+    dec = ProgressiveDecoder.from_bitstream(back)
+    # The decoder holds θ0 + dequantized residual, exactly, in float32.
+    for u, unit in back.units.items():
+        for t in unit.tensors:
+            want = init.weights[u][t.name] + t.dequantize()
+            assert dec.params[u][t.name].dtype == np.float32 and np.array_equal(dec.params[u][t.name], want)
+    # Every prefix decodes, each to the PSNR the header announces.
+    for depth in range(1, dec.depths + 1):
+        got = psnr(dec.decode(depth=depth).rgb, photo_crop)
+        assert got == pytest.approx(r.stage_psnr[depth - 1], abs=1e-6)
+    assert r.psnr > 15
+    # The torch model a receiver rebuilds holds the same weights.
+    model = received_model(back)
+    for u, (_, tensors) in enumerate(model.units()):
+        for name, t in tensors:
+            assert np.array_equal(t.detach().numpy(), dec.params[u][name])
+
+
+def test_residuals_are_smaller_than_weights(init_dir, photo_crop) -> None:
+    _, init = init_dir
+    r = encode_meta(photo_crop)
+    codes = np.concatenate([np.abs(t.codes).ravel() for u in r.bitstream.units.values() for t in u.tensors])
+    assert codes.size > 0 and np.mean(codes) < 64
+
+
+def test_lost_unit_concealment_with_theta0(init_dir, photo_crop) -> None:
+    r = encode_meta(photo_crop)
+    bs = r.bitstream
+    lost = Bitstream(bs.header, {u: v for u, v in bs.units.items() if u != 1}, bs.stream_id)
+    out = {}
+    for conceal in ("prefix", "skip", "theta0"):
+        dec = ProgressiveDecoder.from_bitstream(lost, conceal=conceal)
+        d = dec.decode()
+        out[conceal] = (d.depth, psnr(d.rgb, photo_crop))
+    assert out["prefix"][0] == 1 and out["skip"][0] == 3 and out["theta0"][0] == 3
+    assert (
+        out["skip"][1] == out["theta0"][1]
+    )  # on a residual stream skip takes θ0's unit too (measured better)
+    assert all(np.isfinite(p) for _, p in out.values())
+
+
+def test_unknown_theta0_is_named(init_dir, photo_crop, tmp_path, monkeypatch, capsys) -> None:
+    folder, init = init_dir
+    r = encode_meta(photo_crop)
+    path = tmp_path / "x.spnr"
+    write_file(path, r.bitstream)
+    monkeypatch.setenv(store.ENV_PATH, str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(store, "_registered", {})
+    bs, _ = load_bitstream(path.read_bytes())  # parsing needs no θ0
+    with pytest.raises(
+        InitError, match=rf"coded from θ0 {init.hash.hex()}, which this decoder does not have"
+    ):
+        ProgressiveDecoder.from_bitstream(bs)
+    assert main(["decode", str(path), "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert init.hash.hex() in err and "Traceback" not in err
+
+
+def test_fixed_network_without_a_theta0_is_refused(init_dir, photo_crop) -> None:
+    cfg = preset("tiny")
+    cfg.train.init = "meta"
+    cfg.model.width = 12
+    with pytest.raises(ConfigError, match=r"--init meta: no θ0 ships for spinr 12 wide x 2 hidden"):
+        encode_image(photo_crop, cfg)
+    cfg.model.name, cfg.model.options = "mfn", {}
+    with pytest.raises(
+        ConfigError, match=r"init applies to the spinr and siren model only|--init meta applies"
+    ):
+        from codec.config import apply_overrides
+
+        apply_overrides(preset("tiny"), {"model": "mfn", "init": "meta"})
+
+
+def test_batched_encodes_from_theta0(init_dir, photo_crop) -> None:
+    from codec.encode import encode_images
+
+    _, init = init_dir
+    cfgs = []
+    for seed in (0, 1):
+        cfg = preset("tiny")
+        cfg.train.init, cfg.train.seed, cfg.train.steps = "meta", seed, 30
+        cfgs.append(cfg)
+    results = encode_images([photo_crop, photo_crop], cfgs)
+    for r in results:
+        assert not isinstance(r, Exception)
+        assert r.bitstream.header.init == init.hash
+        dec = ProgressiveDecoder.from_bitstream(load_bitstream(r.bitstream.to_bytes())[0])
+        assert psnr(dec.decode().rgb, photo_crop) == pytest.approx(r.psnr, abs=1e-6)
