@@ -318,5 +318,5 @@ def bench_load(
         if reference:
             from benchmarks.load_reference import against_reference
 
-            report.update(against_reference(report, ws_url, start, clients, timeout))
+            report.update(against_reference(report, ws_url, start, clients, timeout, measure))
     return report

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,15 @@ def record(ws_url: str, start: dict[str, Any], timeout: float) -> Recorded:
 
 
 def against_reference(
-    report: dict[str, Any], ws_url: str, start: dict[str, Any], clients: int, timeout: float
+    report: dict[str, Any],
+    ws_url: str,
+    start: dict[str, Any],
+    clients: int,
+    timeout: float,
+    measure: Callable[..., dict[str, Any]],
 ) -> dict[str, Any]:
-    """The reference's numbers for ``report`` (the real server's, just measured) and the ratios."""
-    from benchmarks.load import measure
-
+    """The reference's numbers for ``report`` (the real server's, just measured by ``measure``, which
+    measures the reference the same way) and the ratios."""
     messages = record(ws_url, start, timeout)
     with tempfile.TemporaryDirectory(prefix="spinr-load-ref-") as tmp:
         path = Path(tmp) / "messages.json"

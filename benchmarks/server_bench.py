@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.train_bench import Timed, _row
+from benchmarks.timed import Timed, result_row
 
 SERVER_ENGINES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("process pool, --batch 1", ("--batch", "1")),
@@ -135,7 +135,7 @@ def bench_server(
         seconds, cpu, ready, psnr = best[label]
         label = label.replace("K", str(k))
         label, reference = (f"{label} (reference)", None) if first is None else (label, first)
-        row = _row(label, seconds, cpu or None, k * steps, psnr, reference)
+        row = result_row(label, seconds, cpu or None, k * steps, psnr, reference)
         first = first or (label, seconds, cpu, psnr)
         row = {**row, "speedup": row.get("speedup", 1.0)}
         if cpu:

@@ -16,7 +16,6 @@ the same run (docs/SPINR.md, "Speed").
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -24,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from benchmarks.timed import Timed, result_row, result_rows, best_of
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "plain loop (reference)": {"loop": "plain", "prefix_cache": False},
@@ -62,48 +63,6 @@ def _fit(
     if isinstance(result, Exception):
         raise result
     return time.perf_counter() - start, result
-
-
-Timed = tuple[str, float, float, float]
-"""(label, best wall-clock seconds, best CPU seconds of this process, PSNR)."""
-
-
-def best_of(variants: list[tuple[str, Callable[[], float]]], repeats: int) -> list[Timed]:
-    """Each variant (a callable returning its PSNR) run round-robin ``repeats`` times, its best times
-    kept: on a shared machine the load drifts, and each variant meets it alike. The CPU time of this
-    process is kept too: with one torch thread it is the work itself, which other processes' load
-    barely changes (wall-clock time under a load of 9 on 2 cores varied 2x from run to run here)."""
-    best = {label: (math.inf, math.inf, 0.0) for label, _ in variants}
-    for _ in range(repeats):
-        for label, run in variants:
-            wall, cpu = time.perf_counter(), time.process_time()
-            psnr = run()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            best[label] = (min(best[label][0], wall), min(best[label][1], cpu), psnr)
-    return [(label, *best[label]) for label, _ in variants]
-
-
-def _row(
-    label: str, seconds: float, cpu: float | None, steps: int, psnr: float, reference: Timed | None
-) -> dict[str, Any]:
-    """A result row; speedups are the reference's time over this one's (wall clock and CPU)."""
-    note = f"{cpu:7.2f} s CPU" if cpu is not None else ""
-    rate = steps / seconds
-    print(f"  {label:42s} {seconds:7.2f} s {note} {rate:7.1f} steps/s {psnr:6.2f} dB", file=sys.stderr)
-    row: dict[str, Any] = {"variant": label, "seconds": round(seconds, 3), "steps_per_s": round(rate, 2)}
-    if cpu is not None:
-        row["cpu_seconds"] = round(cpu, 3)
-    row["psnr"] = round(psnr, 3)
-    if reference is not None:
-        row["speedup"] = round(reference[1] / seconds, 3)
-        if cpu is not None:
-            row["cpu_speedup"] = round(reference[2] / cpu, 3)
-    return row
-
-
-def _rows(timed: list[Timed], steps: int) -> list[dict[str, Any]]:
-    """Rows of ``best_of``'s results against the first (the reference)."""
-    return [_row(label, wall, cpu, steps, psnr, timed[0]) for label, wall, cpu, psnr in timed]
 
 
 def _spinr_fit(
@@ -149,7 +108,7 @@ def bench_loops(
         ],
         repeats,
     )
-    rows = _rows(timed, steps)
+    rows = result_rows(timed, steps)
     return {"model": f"siren {width} x {depth}", "image": list(image.shape[:2]), "steps": steps, "rows": rows}
 
 
@@ -168,7 +127,7 @@ def bench_options(
         first_compile, _ = _fit("spinr", width, depth, image, 0, steps, device, compile=True)
     timed = best_of(variants, repeats)
     base = timed[0][3]
-    rows = _rows(timed, steps)
+    rows = result_rows(timed, steps)
     for row in rows:
         row["psnr_change_db"] = round(row["psnr"] - base, 3)
     out = {"model": f"spinr {width} x {depth}", "image": list(image.shape[:2]), "steps": steps, "rows": rows}
@@ -195,7 +154,7 @@ def bench_threads(
             load = os.getloadavg()[0]
             ((label, wall, cpu, psnr),) = best_of([(f"{n} thread(s)", fit_once)], repeats)
             first = first or (label, wall, cpu, psnr)
-            rows.append(_row(label, wall, cpu, steps, psnr, first))
+            rows.append(result_row(label, wall, cpu, steps, psnr, first))
             rows[-1].update(threads=n, load_average=round(load, 2))
     finally:
         torch.set_num_threads(before)
@@ -243,7 +202,7 @@ def bench_batched(
         ],
         repeats,
     )
-    rows = _rows(timed, k * steps)
+    rows = result_rows(timed, k * steps)
     rows[-1]["speedup_vs_fast_sequential"] = round(timed[1][1] / timed[2][1], 3)
     rows[-1]["cpu_speedup_vs_fast_sequential"] = round(timed[1][2] / timed[2][2], 3)
     worst = max(abs(a - b) for a, b in zip(psnrs["batch"], psnrs["fast"], strict=True))

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def _run_group(fn: Callable[[Any], Any], jobs: list[Any], threads: int) -> list[Any]:
     """The body of one Ray task: torch at ``threads`` threads, then the group's fits."""
     from codec.threads import size_torch_threads
-    from experiments.pool import run_group
+    from experiments.fit_groups import run_group
 
     size_torch_threads(1, threads)
     return run_group(fn, jobs)
@@ -38,7 +38,7 @@ def map_ray(
     label: str,
     budget: float,
 ) -> list[Any]:
-    from experiments.pool import JobProgress
+    from experiments.fit_groups import JobProgress
 
     ray = connect(pool.ray_address)
     threads = max(1, pool.threads)

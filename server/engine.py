@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from server.settings import ENGINES, Settings
 from server.worker import Task, worker_main
 
-__all__ = ["ENGINES", "Engine", "Event", "ProcessEngine", "WorkerHandle", "make_engine"]
+__all__ = ["ENGINES", "Engine", "Event", "ProcessEngine", "WorkerHandle"]
 
 Event = tuple[str, int, "str | None", Any]
 """A worker's report: ``(kind, worker index or -1, job id or None, payload)`` (server.worker)."""
@@ -65,15 +65,6 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release what the engine holds (after its workers are stopped)."""
-
-
-def make_engine(settings: Settings) -> Engine:
-    """The engine ``settings.engine`` names; Ray is imported only when it is asked for."""
-    if settings.engine == "ray":
-        from server.ray_engine import RayEngine
-
-        return RayEngine(settings)
-    return ProcessEngine(settings)
 
 
 # -- the embedded pool -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.engine import Engine, WorkerHandle, make_engine
+from server.engine import Engine, ProcessEngine, WorkerHandle
 from server.settings import Settings
 from server.states import IllegalTransition, JobState
 from server.store import STOP_REASON, QueueFull, Store
@@ -59,6 +59,15 @@ class Worker:
         self.handle.cancel(self.jobs.index(job_id))
         self.cancel_sent = time.monotonic()
         return True
+
+
+def make_engine(settings: Settings) -> Engine:
+    """The engine ``settings.engine`` names; Ray is imported only when it is asked for."""
+    if settings.engine == "ray":
+        from server.ray_engine import RayEngine
+
+        return RayEngine(settings)
+    return ProcessEngine(settings)
 
 
 @dataclass
