@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.timed import Timed, result_row, result_rows, best_of
+from benchmarks.timed import Timed, best_of, result_row, result_rows
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "plain loop (reference)": {"loop": "plain", "prefix_cache": False},
