@@ -116,6 +116,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder for .md, .csv and .png")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="rd: keep the results an earlier run cut short left in --out (*.partial.jsonl) and run only"
+        " the jobs they lack (same images, rates, effort and steps)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the summary as JSON (and no progress lines)"
     )
 
@@ -144,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
     images = load_dataset(args.dataset, profile)
     out = output_folder(args.out, "--out", quiet=args.json)
-    for old in out.glob("*.partial.jsonl"):
-        old.unlink()
+    if not args.resume:
+        for old in out.glob("*.partial.jsonl"):
+            old.unlink()
     # Every finished job's result is spilled into --out at once: a run cut short keeps its raw numbers.
     pool = JobPool.from_args(args, spill=out)
     mod = importlib.import_module(f"experiments.{MODULES.get(args.name, args.name)}")

@@ -14,7 +14,9 @@ SIREN file ("what they reach at the same bytes"). The report is in :mod:`experim
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +126,9 @@ def _points(name: str, image: np.ndarray, job: EncodeGroup, res: Any) -> list[di
         "image": name,
         "model": job.model,
         "target_bpp": job.bpp,
+        "effort": job.effort,
+        "steps": job.steps,
+        "seed": job.seed,
         "target_bytes": res.target_bytes,
         "params": res.params,
         "width": arch.get("width"),
@@ -220,6 +225,51 @@ def rd_settings(profile: Profile, args: Any) -> tuple[tuple[float, ...], str, in
     return rates, effort, int(steps)
 
 
+def earlier_rows(out: Path, label: str) -> list[dict[str, Any]]:
+    """The rows an earlier run spilled into ``out`` (``--resume``); a line cut by a kill is skipped."""
+    path = out / f"{label}.partial.jsonl"
+    rows: list[dict[str, Any]] = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rows += [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+    return rows
+
+
+def _done_grid(rows: list[dict[str, Any]], job: CodecGrid) -> list[dict[str, Any]] | None:
+    mine = {(r["curve"], r["target_bpp"]): r for r in rows if r.get("image") == job.image_name}
+    wanted = [(c, r) for c in CLASSICAL for r in job.rates]
+    return [mine[k] for k in wanted] if all(k in mine for k in wanted) else None
+
+
+def _done_group(rows: list[dict[str, Any]], job: EncodeGroup) -> list[dict[str, Any]] | None:
+    def same(r: dict[str, Any]) -> bool:
+        return (r.get("model"), r.get("target_bpp"), r.get("effort"), r.get("steps"), r.get("seed")) == (
+            job.model, job.bpp, job.effort, job.steps, job.seed)  # fmt: skip
+
+    mine = [r for r in rows if r.get("image") in job.names and same(r) and "error" not in r]
+    finals = {r["image"] for r in mine if r["curve"] == job.model}
+    if finals != set(job.names):
+        return None
+    return list({(r["image"], r["curve"]): r for r in mine}.values())
+
+
+def _run_resumed(
+    pool: JobPool, fn: Any, jobs: list[Any], label: str, done: Any, earlier: list[Any], **kw: Any
+) -> list[Any]:
+    """``pool.map(fn, jobs)`` but the jobs whose rows ``done`` finds among ``earlier`` are not run again."""
+    kept = [done(earlier, j) for j in jobs]
+    todo = [j for j, k in zip(jobs, kept, strict=True) if k is None]
+    if len(todo) < len(jobs):
+        print(
+            f"[{label}] resumed: {len(jobs) - len(todo)} of {len(jobs)} job(s) from the earlier run",
+            file=sys.stderr,
+        )
+    return [k for k in kept if k is not None] + pool.map(fn, todo, label, **kw)
+
+
 def run(
     images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
 ) -> dict[str, Any]:
@@ -232,8 +282,10 @@ def run(
             raise ConfigError(f"--models {m!r}: the rd experiment encodes {' and '.join(INR_MODELS)}")
     pool = pool or JobPool.from_args(args)
     start = time.perf_counter()
-    codec_rows = pool.map(grid_job, [CodecGrid(image=i, image_name=n, rates=grid(rates)) for n, i in images],
-                          "rd-classical", budget=0.0)  # fmt: skip
+    resume = bool(getattr(args, "resume", False))
+    grids = [CodecGrid(image=i, image_name=n, rates=grid(rates)) for n, i in images]
+    codec_rows = _run_resumed(pool, grid_job, grids, "rd-classical", _done_grid,
+                              earlier_rows(out, "rd-classical") if resume else [], budget=0.0)  # fmt: skip
     classical_s = time.perf_counter() - start
     seeds = int(getattr(args, "seeds", None) or 1)
     batch = max(1, int(getattr(pool, "batch", 1)))
@@ -251,7 +303,10 @@ def run(
             device=getattr(args, "device", "cpu"),
         )  # fmt: skip
     ]
-    inr_rows = [r for rs in pool.map(encode_job, jobs, "rd-encode") for r in (rs or [])]
+    earlier = earlier_rows(out, "rd-encode") if resume else []
+    inr_rows = [
+        r for rs in _run_resumed(pool, encode_job, jobs, "rd-encode", _done_group, earlier) for r in rs or []
+    ]
     settings = {"rates": list(rates), "effort": effort, "steps": steps, "seeds": seeds, "batch": batch,
                 "models": models, "classical_seconds": round(classical_s, 1)}  # fmt: skip
     return report(inr_rows, [r for rs in codec_rows for r in rs], settings, profile, len(images), out)
