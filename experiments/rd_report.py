@@ -24,23 +24,23 @@ def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
-def complete_images(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Images with every (curve, rate) point of the run and no failed encode: the means are over these
-    only, so every point of a curve averages the same images."""
-    cells = {(r["curve"], r["target_bpp"]) for r in rows if "error" not in r}
+def complete_images(
+    rows: Sequence[dict[str, Any]], models: Sequence[str], rates: Sequence[float]
+) -> list[str]:
+    """Images with a file for every model and rate of the run and no failed encode: the means are over
+    these only, so every point of a curve averages the same images."""
+    wanted = {(m, float(r)) for m in models for r in rates}
     have: dict[str, set[tuple[str, float]]] = {}
     for r in rows:
-        have.setdefault(r["image"], set())
-        if "error" not in r:
-            have[r["image"]].add((r["curve"], r["target_bpp"]))
+        if "error" not in r and r["curve"] == r["model"]:
+            have.setdefault(r["image"], set()).add((r["model"], float(r["target_bpp"])))
     failed = {r["image"] for r in rows if "error" in r}
-    return sorted(i for i, c in have.items() if c == cells and i not in failed)
+    return sorted(i for i, c in have.items() if wanted <= c and i not in failed)
 
 
-def inr_curves(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Curve name -> one point per rate target: mean bytes, bpp and PSNR over the complete images."""
-    keep = set(complete_images(rows))
-    ok = [r for r in rows if "error" not in r and r["image"] in keep]
+def inr_curves(rows: Sequence[dict[str, Any]], keep: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Curve name -> one point per rate target: mean bytes, bpp and PSNR over the images ``keep``."""
+    ok = [r for r in rows if "error" not in r and r["image"] in set(keep)]
     names = sorted({r["curve"] for r in ok}, key=lambda c: (c.split("-")[0], c))
     out: dict[str, list[dict[str, Any]]] = {}
     for c in names:
@@ -158,8 +158,8 @@ def report(
     out: Path,
 ) -> dict[str, Any]:
     write_csv(out / "rd.csv", inr_rows + codec_rows)
-    used = complete_images(inr_rows)
-    curves = inr_curves(inr_rows)
+    used = complete_images(inr_rows, settings["models"], settings["rates"])
+    curves = inr_curves(inr_rows, used)
     classical = classical_curves([r for r in codec_rows if r["image"] in used])
     points = {c: [(p["bpp"], p["psnr"]) for p in pts] for c, pts in curves.items()}
     bd = {
