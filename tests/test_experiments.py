@@ -267,3 +267,35 @@ def test_abr_policies_at_the_deadline(dataset: Path, tmp_path: Path) -> None:
     for c in ("jpeg-progressive", "webp"):  # classical codecs in at most the stream's bytes
         assert stream["classical"][c]["psnr"] is None or stream["classical"][c]["bytes"] <= stream["bytes"]
     assert (tmp_path / "abr_at_deadline.png").exists() and (tmp_path / "abr_over_time.png").exists()
+
+
+def test_rd_resume_reuses_only_equal_finished_jobs(tmp_path: Path) -> None:
+    """--resume: rows an earlier run spilled are reused for jobs with the same image, model, rate,
+    effort, steps and seed (a half-written last line is skipped); anything else runs again."""
+    from experiments.rd import CLASSICAL, CodecGrid, EncodeGroup, _done_grid, _done_group, earlier_rows
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    key = {"model": "spinr", "target_bpp": 0.5, "effort": "quick", "steps": 100, "seed": 0}
+    rows = [{"image": n, "curve": c, **key} for n in ("a", "b") for c in ("spinr-p1", "spinr")]
+    grid_rows = [{"image": "a", "curve": c, "target_bpp": r} for c in CLASSICAL for r in (0.25, 0.5)]
+    with open(tmp_path / "rd-encode.partial.jsonl", "w") as f:
+        f.write(json.dumps(rows) + "\n" + '[{"image": "c", "cur')  # the kill cut the last line
+    with open(tmp_path / "rd-classical.partial.jsonl", "w") as f:
+        f.write(json.dumps(grid_rows) + "\n")
+    earlier = earlier_rows(tmp_path, "rd-encode")
+    assert len(earlier) == 4
+
+    def group(names: list[str], **kw: object) -> EncodeGroup:
+        fields = {"model": "spinr", "bpp": 0.5, "effort": "quick", "steps": 100, "seed": 0, **kw}
+        return EncodeGroup(images=[img] * len(names), names=names, **fields)  # type: ignore[arg-type]
+
+    kept = _done_group(earlier, group(["a", "b"]))
+    assert kept is not None and sorted((r["image"], r["curve"]) for r in kept) == [
+        ("a", "spinr"), ("a", "spinr-p1"), ("b", "spinr"), ("b", "spinr-p1")]  # fmt: skip
+    assert _done_group(earlier, group(["a", "c"])) is None  # c never finished
+    assert _done_group(earlier, group(["a"], steps=120)) is None  # other settings run again
+    assert _done_group(earlier, group(["a"], bpp=1.0)) is None
+    grids = earlier_rows(tmp_path, "rd-classical")
+    assert _done_grid(grids, CodecGrid(image=img, image_name="a", rates=[0.25, 0.5])) is not None
+    assert _done_grid(grids, CodecGrid(image=img, image_name="a", rates=[0.25, 1.0])) is None
+    assert earlier_rows(tmp_path / "nothing", "rd-encode") == []
