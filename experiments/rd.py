@@ -30,9 +30,8 @@ from codec.metrics import psnr
 from experiments.bdrate import bd_rate  # noqa: F401 - the study's BD-rate, re-exported
 from experiments.pool import JobPool
 from experiments.profiles import Profile
+from experiments.rd_report import CLASSICAL, report
 
-CLASSICAL = ("jpeg", "webp", "jpeg2000", "avif")
-"""The classical codecs of the comparison (``codec.classical`` settings, /work/shared/BASELINES.md)."""
 INR_MODELS = ("spinr", "siren")
 RATES: dict[str, tuple[float, ...]] = {
     "tiny": (3.0, 4.0, 6.0, 8.0),
@@ -273,8 +272,6 @@ def _run_resumed(
 def run(
     images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
 ) -> dict[str, Any]:
-    from experiments.rd_report import report
-
     rates, effort, steps = rd_settings(profile, args)
     models = list(getattr(args, "models", None) or INR_MODELS)
     for m in models:

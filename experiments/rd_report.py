@@ -13,9 +13,10 @@ import numpy as np
 from codec.rate import WINDOW_LOW
 from experiments.bdrate import bd_rate_curves
 from experiments.profiles import Profile
-from experiments.rd import CLASSICAL
 from experiments.reports import markdown_table, plt, write_csv, write_md
 
+CLASSICAL = ("jpeg", "webp", "jpeg2000", "avif")
+"""The classical codecs of the comparison (``codec.classical`` settings, /work/shared/BASELINES.md)."""
 LABELS = {"jpeg": "JPEG", "webp": "WebP", "jpeg2000": "JPEG 2000", "avif": "AVIF"}
 
 
