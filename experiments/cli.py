@@ -22,7 +22,7 @@ from experiments.profiles import PROFILES, profile_from_args
 
 EXPERIMENTS = {
     "models": "Table 1: params, PSNR, SSIM, compression factor per model at the study's sizes",
-    "rd": "Fig 4: bpp vs PSNR for INRs and classical codecs at matched bpp, BD-rate vs JPEG",
+    "rd": "Fig 4: rate-controlled SPINR (every prefix) and SIREN encodes vs JPEG, WebP, JPEG 2000, AVIF; BD-rates",
     "sensitivity": "Fig 5: PSNR vs learning rate, width, depth with confidence bands",
     "noise": "Fig 6: Gaussian noise on the weights vs on the pixels",
     "neurons": "Tables 2/3: PSNR after losing 1, 5, 10 random hidden neurons",
@@ -56,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width-scale", type=float, help="multiply every model width (paper profile: 1)")
     parser.add_argument("--models", nargs="+", help="restrict to these models / variants")
     parser.add_argument("--depth", type=int, help="progressive: hidden layers of SPINR (default: study size)")
+    parser.add_argument(
+        "--rates", type=float, nargs="+", help="rd: rate targets in bpp, at least 4 (default: the profile's)"
+    )
+    parser.add_argument(
+        "--effort",
+        help="rd: encode preset whose training settings the encodes use (quick, standard, thorough;"
+        " default: the profile's; --steps overrides its steps)",
+    )
     parser.add_argument("--loss-rates", type=float, nargs="+", help="loss: packet loss rates, 0..0.95")
     parser.add_argument(
         "--bursts", type=float, nargs="+", help="loss: mean burst lengths (>= 1) at 10 %% loss"
@@ -138,6 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder for .md, .csv and .png")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="rd: keep the results an earlier run cut short left in --out (*.partial.jsonl) and run only"
+        " the jobs they lack (same images, rates, effort and steps)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the summary as JSON (and no progress lines)"
     )
 
@@ -169,8 +183,9 @@ def run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
     images = load_dataset(args.dataset, profile)
     out = output_folder(args.out, "--out", quiet=args.json)
-    for old in out.glob("*.partial.jsonl"):
-        old.unlink()
+    if not args.resume:
+        for old in out.glob("*.partial.jsonl"):
+            old.unlink()
     # Every finished job's result is spilled into --out at once: a run cut short keeps its raw numbers.
     pool = JobPool.from_args(args, spill=out)
     mod = importlib.import_module(f"experiments.{MODULES.get(args.name, args.name)}")

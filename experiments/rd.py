@@ -1,238 +1,309 @@
-"""Fig 4: rate-distortion (bpp vs PSNR) of INRs at several widths and bit depths next to classical codecs
-at matched bpp, and the BD-rate of the best INR curve against JPEG.
+"""Fig 4, the gate of issue #10: rate-distortion of spinr's own rate-controlled encodes against JPEG,
+WebP, JPEG 2000 and AVIF, measured in the same run on the same images.
 
-Each INR is fitted once (16-bit quantization, effectively float) and re-quantized at every bit depth
-through the codec's quantizer and bitstream (``requantize``); its bpp counts the whole .spnr stream.
-The classical codecs are searched for the INR points' bpp on the same image (``codec.classical.at_bpp``).
+Every INR point is what ``spinr encode --bpp B`` makes: the size model picks the network for the image
+size and the target, training and sequential quantization meet it (``codec.encode``), and the numpy
+decoder measures what a receiver sees. SPINR gives one curve per prefix (its first k packets: bytes =
+header + those packets, PSNR of that prefix's decode) beside its final one; SIREN gives one curve.
+Same-size images of one model and rate train as one batch (``encode_images``, ``--batch``).
+
+The classical codecs are measured twice per image through the one search of ``codec.classical``:
+on a dense grid of rates (their curves, for the BD-rates), and at the exact bytes of every SPINR and
+SIREN file ("what they reach at the same bytes"). The report is in :mod:`experiments.rd_report`.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import warnings
-from dataclasses import dataclass
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from codec.classical import CODECS, at_bpp
-from experiments.fitting import Fit, FitJob, run_fields
+from codec.classical import at_bpp, at_bytes, decode
+from codec.errors import ConfigError, SpinrError
+from codec.metrics import psnr
+from experiments.bdrate import bd_rate  # noqa: F401 - the study's BD-rate, re-exported
 from experiments.pool import JobPool
 from experiments.profiles import Profile
-from experiments.reports import markdown_table, plt, write_csv, write_md
+from experiments.rd_report import CLASSICAL, report
 
-BITS = (6, 8)
-RD_WIDTHS = {"tiny": (4, 6, 8), "quick": (8, 12, 16, 24), "paper": (16, 24, 32, 48), "mini": (16, 24, 32, 48)}
-RD_HIDDEN = {"tiny": 1, "quick": 2, "paper": 4, "mini": 4}
-"""The mini profile keeps the paper's widths: its images are 1/16 the pixels, so the same nets span a
-bpp range that suits them (about 0.4 to 3 bpp on a 192 x 128 Kodak image at 8 bits)."""
+INR_MODELS = ("spinr", "siren")
+RATES: dict[str, tuple[float, ...]] = {
+    "tiny": (3.0, 4.0, 6.0, 8.0),
+    "quick": (1.0, 2.0, 3.0, 4.0),
+    "mini": (0.25, 0.5, 1.0, 2.0),
+    "paper": (0.15, 0.3, 0.6, 1.2),
+}
+"""Rate targets (bpp) per profile, all above the smallest stream of the profile's image size (a 32 x 32
+crop for tiny, 64 x 64 for quick, 192 x 128 for mini, 768 x 512 for paper)."""
+EFFORT = {"tiny": "quick", "quick": "quick", "mini": "standard", "paper": "standard"}
+"""The encode preset (codec/config.py) whose training settings a profile uses by default."""
+GRID_STEP = 2.0
+"""The classical codecs' grid: rates spaced by this factor from a quarter of the lowest target (where
+SPINR's first prefixes land) up to the highest, and 1.5 x the highest (AVIF's search, the slowest,
+costs about a second per rate on a 192 x 128 image: a denser grid would cost more than the encodes)."""
 
 
-def requantize(fit: Fit, bits: int, image: np.ndarray) -> tuple[int, float]:
-    """(bytes, PSNR) of the fit's model re-quantized at ``bits`` through the codec's own path."""
-    from codec.bitstream import Bitstream, StreamHeader, new_stream_id
-    from codec.decoder import ProgressiveDecoder
-    from codec.metrics import psnr
-    from codec.models import received_model
-    from codec.stepalloc import multiplier_for_bits
-    from codec.stepquant import model_steps, model_tensors, quantize_model
-
-    model = received_model(fit.bitstream, device="cpu")
-    old = fit.bitstream.header
-    multiplier = multiplier_for_bits(bits, sum(t.numel() for t in model_tensors(model)))
-    units = quantize_model(model, model_steps(model, image, multiplier))
-    header = StreamHeader(old.model, old.arch, old.width, old.height)
-    bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
-    rgb = ProgressiveDecoder.from_bitstream(bs).decode().rgb
-    return len(bs.to_bytes()), psnr(rgb, image)
+def grid(rates: tuple[float, ...]) -> list[float]:
+    lo, hi = min(rates) / 4, max(rates)
+    n = int(math.floor(math.log(hi / lo) / math.log(GRID_STEP) + 1e-9)) + 1
+    return sorted({round(lo * GRID_STEP**k, 5) for k in range(n)} | {round(hi * 1.5, 5)})
 
 
 @dataclass(kw_only=True)
-class RdJob(FitJob):
-    bits: tuple[int, ...]
-    """Bit depths the fit is re-quantized at."""
+class EncodeGroup:
+    """Same-size images of one model at one rate target, encoded as one batch."""
 
-    def fit_overrides(self) -> dict[str, Any]:
-        return {"bits": 16}  # float-like: the fit is re-quantized at each of ``bits`` afterwards
+    images: list[np.ndarray] = field(repr=False)
+    names: list[str]
+    model: str
+    bpp: float
+    effort: str
+    steps: int
+    seed: int = 0
+    device: str = "cpu"
+
+    @property
+    def image_name(self) -> str:  # the progress line's label (experiments.pool.job_note)
+        more = f"+{len(self.names) - 1}" if len(self.names) > 1 else ""
+        return f"{self.names[0]}{more} at {self.bpp:g} bpp"
 
 
 @dataclass(kw_only=True)
-class CodecJob:
-    """The classical codecs on one image at the INR points' bit rates."""
+class CodecGrid:
+    """The classical codecs on one image at every rate of the grid."""
 
-    image: np.ndarray
+    image: np.ndarray = field(repr=False)
     image_name: str
-    targets: list[float]
+    rates: list[float]
 
 
-def job(j: RdJob) -> list[dict[str, Any]]:
-    img = j.image
-    f = j.fit()
-    rows = []
-    for bits in j.bits:
-        size, p = requantize(f, bits, img)
-        rows.append(
-            {
-                "image": j.image_name,
-                "codec": f"{j.model}-{bits}bit",
-                "model": j.model,
-                "width": j.width,
-                "bits": bits,
-                "seed": j.seed,
-                "params": f.params,
-                "bpp": size * 8 / (img.shape[0] * img.shape[1]),
-                "psnr": p,
-            }
-        )
-    return rows
+def encode_config(job: EncodeGroup) -> Any:
+    """The config ``spinr encode --preset EFFORT --model M --bpp B --steps N`` builds."""
+    from codec.config import preset
+
+    return preset(job.effort).replace(
+        **{
+            "model.name": job.model,
+            "rate.bpp": job.bpp,
+            "train.steps": job.steps,
+            "train.seed": job.seed,
+            "train.device": job.device,
+        }
+    )
 
 
-def codec_job(j: CodecJob) -> list[dict[str, Any]]:
-    out = []
-    for codec in CODECS:
-        for t in j.targets:
-            r = at_bpp(j.image, codec, t)
-            out.append({"image": j.image_name, "codec": codec, "target_bpp": t, **r})
+def _at_same_bytes(image: np.ndarray, size: int) -> dict[str, Any]:
+    """Each classical codec's best file of at most ``size`` bytes (the smallest one, ``fits`` False,
+    when it cannot make a file that small)."""
+    out: dict[str, Any] = {}
+    for codec in CLASSICAL:
+        found = at_bytes(image, codec, size)
+        out[f"{codec}_bytes"] = len(found.data)
+        out[f"{codec}_psnr"] = psnr(decode(found.data), image)
+        out[f"{codec}_fits"] = found.fits
     return out
 
 
-def bd_rate(rate_a: list[float], psnr_a: list[float], rate_b: list[float], psnr_b: list[float]) -> float:
-    """Bjontegaard delta rate (%) of curve B against reference A: cubic fit of log-rate over PSNR,
-    integrated over the overlapping PSNR interval. Negative = B needs fewer bits. NaN without overlap,
-    or when a curve has too few distinct PSNRs for a cubic (its fit would be meaningless).
+def _points(name: str, image: np.ndarray, job: EncodeGroup, res: Any) -> list[dict[str, Any]]:
+    """The rows of one encode: the final file, and for SPINR every shorter prefix."""
+    from codec.decoder import ProgressiveDecoder
 
-    The fits run on PSNR centred and scaled (an affine change of variable: the interval average is the
-    same), which keeps the cubic's Vandermonde matrix well conditioned at any PSNR level."""
-    if min(len(rate_a), len(rate_b)) < 4:
-        raise ValueError("BD-rate needs at least 4 points per curve")
-    la, lb = np.log(np.asarray(rate_a, float)), np.log(np.asarray(rate_b, float))
-    pa, pb = np.asarray(psnr_a, float), np.asarray(psnr_b, float)
-    lo, hi = max(pa.min(), pb.min()), min(pa.max(), pb.max())
-    if not hi > lo:
-        return math.nan
-    both = np.concatenate([pa, pb])
-    centre, scale = float(both.mean()), float(both.std()) or 1.0
-    pa, pb = (pa - centre) / scale, (pb - centre) / scale
-    lo, hi = (lo - centre) / scale, (hi - centre) / scale
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", np.exceptions.RankWarning)
+    bs = res.bitstream
+    packets = bs.packets()
+    header = len(packets[0].to_bytes())
+    unit_bytes = {p.unit: len(p.to_bytes()) for p in packets[1:]}
+    if header + sum(unit_bytes.values()) != res.bytes:
+        raise ConfigError(f"internal: {name}'s packets do not add up to its {res.bytes} bytes")
+    arch = bs.header.arch
+    common = {
+        "image": name,
+        "model": job.model,
+        "target_bpp": job.bpp,
+        "effort": job.effort,
+        "steps": job.steps,
+        "seed": job.seed,
+        "target_bytes": res.target_bytes,
+        "params": res.params,
+        "width": arch.get("width"),
+        "hidden": arch.get("hidden_layers"),
+        "pe": arch.get("pe_frequencies", 0),
+        "seconds": round(res.seconds, 2),
+    }
+    pixels = image.shape[0] * image.shape[1]
+    rows = []
+    if job.model == "spinr":
+        decoder = ProgressiveDecoder.from_bitstream(bs)
+        depths = len(res.stage_psnr)
+        for d in range(depths - 1):
+            size = header + sum(unit_bytes[u] for u in decoder.used_units(d))
+            rows.append({**common, "curve": f"spinr-p{d + 1}", "packets": d + 1, "bytes": size,
+                         "bpp": size * 8 / pixels, "psnr": res.stage_psnr[d]})  # fmt: skip
+    final = {**common, "curve": job.model, "packets": len(unit_bytes), "bytes": res.bytes, "bpp": res.bpp,
+             "psnr": res.psnr, "psnr_float": res.float_psnr, "warnings": "; ".join(res.warnings)}  # fmt: skip
+    final.update(_at_same_bytes(image, res.bytes))
+    return [*rows, final]
+
+
+def encode_job(job: EncodeGroup) -> list[dict[str, Any]]:
+    """Encode the group (one batch when it holds several images) and measure every point."""
+    from codec.encode import encode_image, encode_images
+
+    cfg = encode_config(job)
+    if len(job.images) == 1:
+        results: list[Any] = []
         try:
-            fa, fb = np.polyfit(pa, la, 3), np.polyfit(pb, lb, 3)
-        except np.exceptions.RankWarning:
-            return math.nan
-    ia, ib = np.polyint(fa), np.polyint(fb)
-    avg_a = (np.polyval(ia, hi) - np.polyval(ia, lo)) / (hi - lo)
-    avg_b = (np.polyval(ib, hi) - np.polyval(ib, lo)) / (hi - lo)
-    return float((math.exp(avg_b - avg_a) - 1) * 100)
+            results.append(encode_image(job.images[0], cfg))
+        except SpinrError as exc:
+            results.append(exc)
+    else:
+        results = encode_images(job.images, [cfg.replace() for _ in job.images])
+    rows: list[dict[str, Any]] = []
+    for name, image, res in zip(job.names, job.images, results, strict=True):
+        if isinstance(res, SpinrError):
+            rows.append({"image": name, "model": job.model, "curve": job.model, "target_bpp": job.bpp,
+                         "error": str(res)})  # fmt: skip
+        else:
+            rows += _points(name, image, job, res)
+    return rows
 
 
-def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    front, best = [], -np.inf
-    for b, p in sorted(points):
-        if p > best:
-            front.append((b, p))
-            best = p
-    return front
+def grid_job(job: CodecGrid) -> list[dict[str, Any]]:
+    rows = []
+    for codec in CLASSICAL:
+        for rate in job.rates:
+            r = at_bpp(job.image, codec, rate)
+            pixels = job.image.shape[0] * job.image.shape[1]
+            rows.append({"image": job.image_name, "curve": codec, "target_bpp": rate,
+                         "bytes": round(r["bpp"] * pixels / 8), **r})  # fmt: skip
+    return rows
+
+
+def _groups(
+    images: list[tuple[str, np.ndarray]], models: list[str], rates: tuple[float, ...], batch: int, **kw: Any
+) -> list[EncodeGroup]:
+    """Same-size images in batches, each batch through every rate and model before the next: a run
+    cut short by ``--time-budget`` keeps whole images (the report uses only images with every point)."""
+    by_shape: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
+    for name, img in images:
+        by_shape.setdefault(img.shape, []).append((name, img))
+    out = []
+    for same in by_shape.values():
+        for k in range(0, len(same), batch):
+            chunk = same[k : k + batch]
+            for bpp in rates:
+                for model in models:
+                    out.append(EncodeGroup(images=[i for _, i in chunk], names=[n for n, _ in chunk],
+                                           model=model, bpp=bpp, **kw))  # fmt: skip
+    return out
+
+
+def rd_settings(profile: Profile, args: Any) -> tuple[tuple[float, ...], str, int]:
+    """The run's rate targets, encode preset and training steps (``--rates``, ``--effort``, ``--steps``)."""
+    from codec.config import MAX_BPP, PRESETS
+
+    rates = tuple(sorted(getattr(args, "rates", None) or RATES.get(profile.name, RATES["quick"])))
+    if len(rates) < 4:
+        raise ConfigError(f"--rates needs at least 4 rates for a BD-rate, got {len(rates)}")
+    for r in rates:
+        if not 0 < r <= MAX_BPP:
+            raise ConfigError(f"--rates {r} is out of range: allowed 0 < bpp <= {MAX_BPP:g}")
+    chosen = getattr(args, "effort", None)
+    effort = chosen or EFFORT.get(profile.name, "standard")
+    if effort not in PRESETS or PRESETS[effort].model.width is not None:
+        allowed = ", ".join(k for k, v in PRESETS.items() if v.model.width is None)
+        raise ConfigError(f"--effort {effort!r} is not a rate preset: allowed {allowed}")
+    steps = getattr(args, "steps", None)
+    if steps is None:
+        steps = PRESETS[effort].train.steps if chosen else profile.steps
+    return rates, effort, int(steps)
+
+
+def earlier_rows(out: Path, label: str) -> list[dict[str, Any]]:
+    """The rows an earlier run spilled into ``out`` (``--resume``); a line cut by a kill is skipped."""
+    path = out / f"{label}.partial.jsonl"
+    rows: list[dict[str, Any]] = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rows += [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+    return rows
+
+
+def _done_grid(rows: list[dict[str, Any]], job: CodecGrid) -> list[dict[str, Any]] | None:
+    mine = {(r["curve"], r["target_bpp"]): r for r in rows if r.get("image") == job.image_name}
+    wanted = [(c, r) for c in CLASSICAL for r in job.rates]
+    return [mine[k] for k in wanted] if all(k in mine for k in wanted) else None
+
+
+def _done_group(rows: list[dict[str, Any]], job: EncodeGroup) -> list[dict[str, Any]] | None:
+    def same(r: dict[str, Any]) -> bool:
+        return (r.get("model"), r.get("target_bpp"), r.get("effort"), r.get("steps"), r.get("seed")) == (
+            job.model, job.bpp, job.effort, job.steps, job.seed)  # fmt: skip
+
+    mine = [r for r in rows if r.get("image") in job.names and same(r) and "error" not in r]
+    finals = {r["image"] for r in mine if r["curve"] == job.model}
+    if finals != set(job.names):
+        return None
+    return list({(r["image"], r["curve"]): r for r in mine}.values())
+
+
+def _run_resumed(
+    pool: JobPool, fn: Any, jobs: list[Any], label: str, done: Any, earlier: list[Any], **kw: Any
+) -> list[Any]:
+    """``pool.map(fn, jobs)`` but the jobs whose rows ``done`` finds among ``earlier`` are not run again."""
+    kept = [done(earlier, j) for j in jobs]
+    todo = [j for j, k in zip(jobs, kept, strict=True) if k is None]
+    if len(todo) < len(jobs):
+        print(
+            f"[{label}] resumed: {len(jobs) - len(todo)} of {len(jobs)} job(s) from the earlier run",
+            file=sys.stderr,
+        )
+    return [k for k in kept if k is not None] + pool.map(fn, todo, label, **kw)
 
 
 def run(
     images: list[tuple[str, np.ndarray]], profile: Profile, args: Any, out: Path, pool: JobPool | None = None
 ) -> dict[str, Any]:
-    models = args.models or ["siren", "spinr", "fourier"]
-    widths = RD_WIDTHS.get(profile.name, RD_WIDTHS["quick"])
-    hidden = RD_HIDDEN.get(profile.name, 2)
-    jobs = [
-        RdJob(**run_fields(profile, args, name, img), model=m, width=w, hidden=hidden, seed=seed, bits=BITS)
-        for m in models
-        for w in widths
-        for name, img in images
-        for seed in range(profile.seeds)
-    ]
+    rates, effort, steps = rd_settings(profile, args)
+    models = list(getattr(args, "models", None) or INR_MODELS)
+    for m in models:
+        if m not in INR_MODELS:
+            raise ConfigError(f"--models {m!r}: the rd experiment encodes {' and '.join(INR_MODELS)}")
     pool = pool or JobPool.from_args(args)
-    inr = [r for rs in pool.map(job, jobs, "rd-inr") for r in (rs or [])]
-    # Classical codecs at the INR points' mean bpp per image.
-    cjobs = []
-    for name, img in images:
-        targets = sorted(
-            {
-                round(
-                    float(
-                        np.mean(
-                            [
-                                r["bpp"]
-                                for r in inr
-                                if r["image"] == name and r["codec"] == c and r["width"] == w
-                            ]
-                        )
-                    ),
-                    4,
-                )
-                for c in {r["codec"] for r in inr}
-                for w in widths
-            }
-        )
-        cjobs.append(CodecJob(image=img, image_name=name, targets=targets))
-    classic = [r for rs in pool.map(codec_job, cjobs, "rd-codecs", budget=0.0) for r in rs]
-    write_csv(out / "rd.csv", inr + classic)
-    # Mean curves over images (and seeds): INR per (codec, width); classical per target index.
-    curves: dict[str, list[tuple[float, float]]] = {}
-    for c in sorted({r["codec"] for r in inr}):
-        pts = []
-        for w in widths:
-            rs = [r for r in inr if r["codec"] == c and r["width"] == w]
-            pts.append((float(np.mean([r["bpp"] for r in rs])), float(np.mean([r["psnr"] for r in rs]))))
-        curves[c] = sorted(pts)
-    n_t = len(cjobs[0].targets)
-    for c in CODECS:
-        pts = []
-        for k in range(n_t):
-            rs = [
-                r
-                for cj in cjobs
-                for r in classic
-                if r["image"] == cj.image_name and r["codec"] == c and r["target_bpp"] == cj.targets[k]
-            ]
-            pts.append((float(np.mean([r["bpp"] for r in rs])), float(np.mean([r["psnr"] for r in rs]))))
-        curves[c] = sorted(pts)
-    best_inr = _pareto([p for c, pts in curves.items() if c not in CODECS for p in pts])
-    bd = {}
-    for c in [*sorted(k for k in curves if k not in CODECS), "best-inr"]:
-        pts = best_inr if c == "best-inr" else curves[c]
-        ref = curves["jpeg"]
-        try:
-            bd[c] = bd_rate(
-                [b for b, _ in ref], [p for _, p in ref], [b for b, _ in pts], [p for _, p in pts]
-            )
-        except (ValueError, np.linalg.LinAlgError):
-            bd[c] = float("nan")
-    rows = [[c, " ".join(f"{b:.3f}/{p:.2f}" for b, p in pts)] for c, pts in curves.items()]
-    md = markdown_table(["curve", "points (bpp/PSNR dB), mean over images"], rows)
-    md += "\n" + markdown_table(
-        ["INR curve", "BD-rate vs JPEG (%)"], [[c, f"{v:.1f}"] for c, v in bd.items()]
-    )
-    md += (
-        f"\nProfile {profile.name}: {len(images)} image(s), {profile.seeds} seed(s), {profile.steps} steps, "
-        f"widths {list(widths)} x {hidden} hidden layers, bits {list(BITS)}. Negative BD-rate = fewer bits than "
-        "JPEG for the same PSNR; nan = the PSNR ranges do not overlap.\n"
-    )
-    write_md(out / "rd.md", "Fig 4: rate-distortion", md)
-    pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(6, 4))
-    for c, pts in curves.items():
-        style = "--" if c in CODECS else "-"
-        ax.plot(
-            [b for b, _ in pts],
-            [p for _, p in pts],
-            style,
-            marker="o" if c not in CODECS else "s",
-            ms=4,
-            label=c,
-        )
-    ax.set_xlabel("bits per pixel")
-    ax.set_ylabel("PSNR (dB)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "rd.png", dpi=110)
-    pyplot.close(fig)
-    return {"bd_rate_vs_jpeg": bd, "curves": curves}
+    start = time.perf_counter()
+    resume = bool(getattr(args, "resume", False))
+    grids = [CodecGrid(image=i, image_name=n, rates=grid(rates)) for n, i in images]
+    codec_rows = _run_resumed(pool, grid_job, grids, "rd-classical", _done_grid,
+                              earlier_rows(out, "rd-classical") if resume else [], budget=0.0)  # fmt: skip
+    classical_s = time.perf_counter() - start
+    seeds = int(getattr(args, "seeds", None) or 1)
+    batch = max(1, int(getattr(pool, "batch", 1)))
+    jobs = [
+        g
+        for seed in range(seeds)
+        for g in _groups(
+            images,
+            models,
+            rates,
+            batch,
+            effort=effort,
+            steps=steps,
+            seed=seed,
+            device=getattr(args, "device", "cpu"),
+        )  # fmt: skip
+    ]
+    earlier = earlier_rows(out, "rd-encode") if resume else []
+    inr_rows = [
+        r for rs in _run_resumed(pool, encode_job, jobs, "rd-encode", _done_group, earlier) for r in rs or []
+    ]
+    settings = {"rates": list(rates), "effort": effort, "steps": steps, "seeds": seeds, "batch": batch,
+                "models": models, "classical_seconds": round(classical_s, 1)}  # fmt: skip
+    return report(inr_rows, [r for rs in codec_rows for r in rs], settings, profile, len(images), out)

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from codec.errors import ConfigError
 from experiments import cli
+from experiments.bdrate import bd_rate, bd_rate_curves, window
 from experiments.neurons import draw_count
-from experiments.rd import bd_rate
+from experiments.rd import grid
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,8 @@ def run(name: str, dataset: Path, out: Path, *extra: str) -> dict:
     )
     assert rc == 0
     summary = json.loads((out / f"{name}.json").read_text())
-    assert summary["experiment"] == name and summary["profile"]["steps"] == 30
+    steps = int(extra[extra.index("--steps") + 1]) if "--steps" in extra else 30
+    assert summary["experiment"] == name and summary["profile"]["steps"] == steps
     md = (out / f"{name}.md").read_text()
     assert md.startswith("# ") and "|---|" in md
     with open(out / f"{name}.csv", newline="") as f:
@@ -142,13 +145,90 @@ def test_sensitivity_bands(dataset: Path, tmp_path: Path) -> None:
     assert len(s["summary"]["siren:lr"]) == 5
 
 
-def test_rd_curves_and_bd_rate(dataset: Path, tmp_path: Path) -> None:
-    s = run("rd", dataset, tmp_path, "--models", "siren", "--images", "1", "--seeds", "1")
-    curves = s["curves"]
-    assert {"jpeg", "jpeg-progressive", "webp", "jpeg2000", "avif", "siren-6bit", "siren-8bit"} <= set(curves)
-    six = sorted(curves["siren-6bit"])
-    eight = sorted(curves["siren-8bit"])
-    assert all(a[0] < b[0] for a, b in zip(six, eight, strict=True))  # fewer bits per weight, fewer bits
+def test_rd_rate_controlled_encodes_against_the_classical_codecs(dataset: Path, tmp_path: Path) -> None:
+    """Real rate-controlled encodes on one 32x32 crop: every file in its window, SPINR's prefixes
+    nested inside its final file, PSNR growing with the rate (loosely: nets of 4-9 neurons trained 100
+    steps are noisy), the classical codecs measured at the same bytes, and finite BD-rates."""
+    s = run("rd", dataset, tmp_path, "--images", "1", "--steps", "100", "--rates", "3", "4", "6", "8")
+    rates = [3.0, 4.0, 6.0, 8.0]
+    assert s["settings"]["rates"] == rates and s["settings"]["effort"] == "quick" and s["errors"] == 0
+    pts = s["points"]
+    assert set(pts) == {"spinr", "spinr-p1", "spinr-p2", "spinr-p3", "siren"}
+    for model in ("spinr", "siren"):
+        assert [p["target_bpp"] for p in pts[model]] == rates
+        for p in pts[model]:
+            target = p["target_bpp"] * 32 * 32 / 8
+            assert 0.9 * target <= p["bytes"] <= target and p["in_window"] == 1  # the rate window
+            for codec in ("jpeg", "webp", "jpeg2000", "avif"):
+                # the codec's file is at most the INR's bytes unless it cannot make one that small
+                assert p[f"{codec}_over"] == 1 or p[f"{codec}_bytes"] <= p["bytes"]
+                assert 5 < p[codec] < 80
+        psnrs = [p["psnr"] for p in pts[model]]
+        assert psnrs[-1] > psnrs[0] + 1.0, psnrs  # 8 bpp clearly beats 3 bpp
+        assert psnrs[2] + psnrs[3] > psnrs[0] + psnrs[1], psnrs  # monotone enough: the upper half wins
+    for k, t in enumerate(rates):  # prefixes: nested bytes, the final decode above the first prefix's
+        chain = [pts[f"spinr-p{i}"][k] for i in (1, 2, 3)] + [pts["spinr"][k]]
+        assert all(a["bytes"] < b["bytes"] for a, b in zip(chain, chain[1:], strict=False)), t
+        assert chain[-1]["psnr"] > chain[0]["psnr"], t
+    rows = s["_rows"]
+    assert {r["curve"] for r in rows} >= {"jpeg", "webp", "jpeg2000", "avif", "spinr", "spinr-p1", "siren"}
+    assert {float(r["target_bpp"]) for r in rows if r["curve"] == "avif"} == set(grid(tuple(rates)))
+    bd = s["bd_rate"]
+    assert set(bd["spinr"]) == {"jpeg", "webp", "jpeg2000", "avif"}
+    # JPEG cannot make a 32x32 file under ~5 bpp (its headers): its BD-rates may be undefined (None)
+    finite = [v for c in ("spinr", "siren") for v in bd[c].values() if v is not None]
+    assert len(finite) >= 2 and all(v > -100 for v in finite)
+    assert s["bd_rate_vs_jpeg"]["spinr"] == bd["spinr"]["jpeg"]
+    md = (tmp_path / "rd.md").read_text()
+    assert "BD-rate" in md and "prefix 1" in md and "JPEG 2000" in md
+
+
+def test_rd_refuses_too_few_rates_and_other_models(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="at least 4 rates"):
+        cli.main(
+            [
+                "rd",
+                "--dataset",
+                str(dataset),
+                "--profile",
+                "tiny",
+                "--rates",
+                "1",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+    with pytest.raises(ConfigError, match="rd experiment encodes spinr and siren"):
+        cli.main(
+            ["rd", "--dataset", str(dataset), "--profile", "tiny", "--models", "wire", "--out", str(tmp_path)]
+        )
+    with pytest.raises(ConfigError, match="not a rate preset"):
+        cli.main(
+            [
+                "rd",
+                "--dataset",
+                str(dataset),
+                "--profile",
+                "tiny",
+                "--effort",
+                "paper",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+
+
+def test_bd_window_spans_the_test_curve() -> None:
+    ref = [(0.1 * 2**k, 20.0 + 2 * k) for k in range(10)]  # PSNR 20, 22, ... 38
+    assert window(ref, 25.0, 29.0) == ref[2:6]  # 24 (last <= 25) .. 30 (first >= 29)
+    assert window(ref, 27.0, 27.5) == ref[2:6]  # widened to 4 points
+    assert window(ref, 10.0, 50.0) == ref
+    assert window(ref, 37.5, 60.0) == ref[6:]
+    # a reference twice as dense in rate: BD-rate -50 % for a curve at half its rates, from the window
+    test = [(b / 2, p) for b, p in ref[3:7]]
+    assert bd_rate_curves(ref, test) == pytest.approx(-50.0, abs=1e-6)
+    assert np.isnan(bd_rate_curves(ref, test[:3]))
 
 
 def test_bd_rate_of_a_curve_against_itself_is_zero() -> None:
@@ -200,3 +280,35 @@ def test_abr_policies_at_the_deadline(dataset: Path, tmp_path: Path) -> None:
     for c in ("jpeg-progressive", "webp"):  # classical codecs in at most the stream's bytes
         assert stream["classical"][c]["psnr"] is None or stream["classical"][c]["bytes"] <= stream["bytes"]
     assert (tmp_path / "abr_at_deadline.png").exists() and (tmp_path / "abr_over_time.png").exists()
+
+
+def test_rd_resume_reuses_only_equal_finished_jobs(tmp_path: Path) -> None:
+    """--resume: rows an earlier run spilled are reused for jobs with the same image, model, rate,
+    effort, steps and seed (a half-written last line is skipped); anything else runs again."""
+    from experiments.rd import CLASSICAL, CodecGrid, EncodeGroup, _done_grid, _done_group, earlier_rows
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    key = {"model": "spinr", "target_bpp": 0.5, "effort": "quick", "steps": 100, "seed": 0}
+    rows = [{"image": n, "curve": c, **key} for n in ("a", "b") for c in ("spinr-p1", "spinr")]
+    grid_rows = [{"image": "a", "curve": c, "target_bpp": r} for c in CLASSICAL for r in (0.25, 0.5)]
+    with open(tmp_path / "rd-encode.partial.jsonl", "w") as f:
+        f.write(json.dumps(rows) + "\n" + '[{"image": "c", "cur')  # the kill cut the last line
+    with open(tmp_path / "rd-classical.partial.jsonl", "w") as f:
+        f.write(json.dumps(grid_rows) + "\n")
+    earlier = earlier_rows(tmp_path, "rd-encode")
+    assert len(earlier) == 4
+
+    def group(names: list[str], **kw: object) -> EncodeGroup:
+        fields = {"model": "spinr", "bpp": 0.5, "effort": "quick", "steps": 100, "seed": 0, **kw}
+        return EncodeGroup(images=[img] * len(names), names=names, **fields)  # type: ignore[arg-type]
+
+    kept = _done_group(earlier, group(["a", "b"]))
+    assert kept is not None and sorted((r["image"], r["curve"]) for r in kept) == [
+        ("a", "spinr"), ("a", "spinr-p1"), ("b", "spinr"), ("b", "spinr-p1")]  # fmt: skip
+    assert _done_group(earlier, group(["a", "c"])) is None  # c never finished
+    assert _done_group(earlier, group(["a"], steps=120)) is None  # other settings run again
+    assert _done_group(earlier, group(["a"], bpp=1.0)) is None
+    grids = earlier_rows(tmp_path, "rd-classical")
+    assert _done_grid(grids, CodecGrid(image=img, image_name="a", rates=[0.25, 0.5])) is not None
+    assert _done_grid(grids, CodecGrid(image=img, image_name="a", rates=[0.25, 1.0])) is None
+    assert earlier_rows(tmp_path / "nothing", "rd-encode") == []
