@@ -55,7 +55,7 @@ def map_ray(
         left = budget - (time.perf_counter() - start) if budget else None
         if left is not None and left <= 0:
             for ref in pending:
-                ray.cancel(ref)
+                ray.cancel(ref, force=True)  # a running fit is killed with its worker: its CPUs come back now
             skipped = sum(len(g) for g in pending.values())
             print(f"[{label}] time budget spent: {skipped} job(s) cancelled", file=sys.stderr)
             break

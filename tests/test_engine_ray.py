@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _server import poll
 from PIL import Image
 
 from client.cli import main
@@ -127,3 +128,11 @@ def test_an_experiment_pool_on_ray_cancels_what_its_time_budget_leaves(
     out = pool.map(time.sleep, [600.0, 600.0], "budget")
     assert time.perf_counter() - start < 120  # cancelled (ray.cancel), not waited for
     assert out == [None, None] and not (tmp_path / "budget.partial.jsonl").exists()  # none finished
+    # The cancelled fits give their CPUs back (force-cancelled with their workers): a later server on
+    # this cluster gets a worker (a plain ray.cancel left time.sleep running for 600 s).
+    ray = import_ray()
+    poll(
+        lambda: ray.available_resources().get("CPU", 0) >= ray.cluster_resources()["CPU"],
+        60,
+        "the cluster's CPUs back after the cancel",
+    )
