@@ -150,7 +150,8 @@ def test_load_bench_streams_to_concurrent_clients_against_a_real_server(tmp_path
     assert report["first_layer_s"]["p50"] <= report["complete_s"]["p50"]
     rss = report["server_rss_mb"]
     assert 10 < rss["start"] <= rss["peak"] and rss["peak_over_start"] >= 1.0
-    assert report["server_cpu_ms_per_stream"] > 0 and report["client_cpu_ms_per_stream"] > 0
+    # CPU is counted in 10 ms ticks (/proc, getrusage): 5 streams may cost less than one on a fast run.
+    assert report["server_cpu_ms_per_stream"] >= 0 and report["client_cpu_ms_per_stream"] >= 0
     assert report["load_average_start"] >= 0 and report["load_average"] >= 0
     ref = report["reference"]  # the same clients against a bare app sending the same messages
     assert ref["errors"] == 0 and ref["layers_per_stream"] == report["layers_per_stream"]
