@@ -5,12 +5,43 @@ experiments alike."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
 from codec.errors import ConfigError
 
 RAY_EXTRA = "pip install 'spinr[ray]' (in a checkout: pip install -c constraints.txt '.[ray]')"
+ENGINES = ("process", "ray")
+"""Where training runs: ``process`` (processes on this machine) or ``ray`` (a Ray cluster)."""
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, *, unit: str, process: str) -> None:
+    """``--engine``, ``--ray-address`` and ``--ray-gpus``, one definition for ``spinr serve`` and
+    ``spinr experiment``; ``unit`` names what runs on the engine (``worker``, ``fit``) and ``process``
+    says what the process engine is for that command."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="process",
+        help=f"where {unit}s run: process ({process}, the default) or ray ({unit}s on a Ray cluster; "
+        "needs spinr[ray])",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("SPINR_RAY_ADDRESS") or None,
+        metavar="ADDR",
+        help="with --engine ray: the cluster's head, host:port, or auto (this machine's cluster; this "
+        "command runs on a node of it); default $SPINR_RAY_ADDRESS, else a private local cluster",
+    )
+    parser.add_argument(
+        "--ray-gpus",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help=f"with --engine ray: GPUs Ray reserves for each {unit}, a share 0..1 (0.25: four share one "
+        f"GPU; default: the cluster's GPUs shared by the {unit}s, none on --device cpu)",
+    )
 
 
 def import_ray() -> Any:

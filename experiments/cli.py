@@ -9,11 +9,11 @@ import argparse
 import importlib
 import json
 import math
-import os
 import sys
 import time
 from typing import Any
 
+from codec.distributed import add_engine_arguments
 from codec.errors import ConfigError
 from codec.outputs import output_folder
 from experiments.datasets import load_dataset
@@ -111,28 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch threads per worker (default: OMP_NUM_THREADS when set, else the cores shared among"
         " the workers; never more than that share)",
     )
-    parser.add_argument(
-        "--engine",
-        choices=("process", "ray"),
-        default="process",
-        help="where fits run: process (this process, or --workers processes) or ray (tasks of a Ray "
-        "cluster, each --threads CPUs and a GPU share; needs spinr[ray])",
-    )
-    parser.add_argument(
-        "--ray-address",
-        default=os.environ.get("SPINR_RAY_ADDRESS") or None,
-        metavar="ADDR",
-        help="with --engine ray: the cluster's head host:port (default $SPINR_RAY_ADDRESS, else a private "
-        "local cluster)",
-    )
-    parser.add_argument(
-        "--ray-gpus",
-        type=float,
-        default=None,
-        metavar="SHARE",
-        help="with --engine ray: GPUs each fit reserves (default: the cluster's GPUs shared by --workers "
-        "fits; none on --device cpu)",
-    )
+    add_engine_arguments(parser, unit="fit", process="this process, or --workers processes")
     parser.add_argument(
         "--compile",
         action="store_true",

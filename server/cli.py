@@ -8,9 +8,10 @@ from pathlib import Path
 
 from codec.budget import parse_limit
 from codec.config import PRESETS
+from codec.distributed import add_engine_arguments
 from codec.errors import ConfigError
 from server.access import LOOPBACK_HOSTS
-from server.settings import ENGINES, Settings
+from server.settings import Settings
 
 WS_MAX_MESSAGE = 64 * 1024
 """Largest WebSocket message a client may send (a start message is a few hundred bytes)."""
@@ -87,28 +88,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="queued jobs of one shape (image size, options but the seed) a worker trains together"
         f" as one batch (default {d.batch}: one at a time)",
     )
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=d.engine,
-        help="where training workers run: process (worker processes here, the default) or ray (actors "
-        "on a Ray cluster; needs spinr[ray])",
-    )
-    p.add_argument(
-        "--ray-address",
-        default=os.environ.get("SPINR_RAY_ADDRESS") or None,
-        metavar="ADDR",
-        help="with --engine ray: the cluster's head, host:port, or auto (this machine's cluster; the "
-        "server runs on a node of it); default $SPINR_RAY_ADDRESS, else a private local cluster",
-    )
-    p.add_argument(
-        "--ray-gpus",
-        type=float,
-        default=None,
-        metavar="SHARE",
-        help="with --engine ray: GPUs Ray reserves for each worker (0.25: four share one GPU; default: "
-        "the cluster's GPUs shared by the workers, none on --device cpu)",
-    )
+    add_engine_arguments(p, unit="worker", process="worker processes here")
     p.add_argument(
         "--ray-cpus",
         type=int,

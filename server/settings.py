@@ -8,14 +8,12 @@ from pathlib import Path
 from codec.budget import DEFAULT_BUDGET
 from codec.config import PRESETS
 from codec.device import DEVICE_CHOICES
+from codec.distributed import ENGINES
 from codec.errors import ConfigError
 from codec.memory import default_limit
 from codec.model_options import MODEL_OPTIONS
 from server.access import LOOPBACK_HOSTS, check_token
 from server.options import job_options, server_options
-
-ENGINES = ("process", "ray")
-"""Where training workers run (``Settings.engine``, ``spinr serve --engine``; server.engine)."""
 
 DEFAULT_CAPS: dict[str, float] = {"width": 1024, "depth": 64, "steps": 1_000_000}
 """The default ``Settings.option_caps``: a 1024-wide, 64-deep SIREN has 67 M parameters (1 GB with
