@@ -15,7 +15,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.concurrency import run_in_threadpool
 
 from codec.bitstream import Bitstream
 from server.access import token_subprotocol
@@ -77,14 +76,12 @@ router.add_websocket_route("/ws/stream/{job_id}", stream)
 
 async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if not svc.cache.holds(job_id):  # a cached bitstream's job is done, a final state
-        job = await run_in_threadpool(svc.store.get_job, job_id)
-        if job is None:
+        state = await svc.streams.job_state(job_id, svc.store.get_job)
+        if state is None:
             await ws.close(WS_UNKNOWN_ID, ws_reason(f"no image with id {job_id!r}"))
             return
-        if job["state"] != JobState.DONE.value:
-            await ws.close(
-                WS_NOT_FINISHED, ws_reason(f"image {job_id} is not finished: its job is {job['state']}")
-            )
+        if state != JobState.DONE.value:
+            await ws.close(WS_NOT_FINISHED, ws_reason(f"image {job_id} is not finished: its job is {state}"))
             return
     timeout = svc.settings.stream_start_timeout
     try:
@@ -95,7 +92,7 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if message["type"] == "websocket.disconnect":
         return
     try:
-        started, planned, key = await run_in_threadpool(_start, svc, job_id, message)
+        started, planned, key = await svc.streams.off_loop(_start, svc, job_id, message)
         if not isinstance(started, AbrSession):
             session = started if planned else await svc.streams.plan(started, key)
     except SessionError as exc:
