@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 
 from codec.bitstream import Bitstream, load_bitstream
 from codec.budget import DEFAULT_BUDGET
 from codec.units import MAX_TOTAL_ELEMENTS
 from server.store import Store, StoreError
+from streaming.abr_session import AbrStream
 from streaming.session import PacketBytes, packet_bytes
 
 STORED = DEFAULT_BUDGET.with_limits({"max_params": MAX_TOTAL_ELEMENTS})
@@ -24,6 +26,12 @@ class StoredStream:
     bitstream: Bitstream
     packets: tuple[PacketBytes, ...]
     """(bytes, unit or None for the header) of each packet, in the bitstream's order."""
+
+    @cached_property
+    def abr(self) -> AbrStream:
+        """The ladder and packets of its version-2 streams, made on the first one's start (two threads
+        may both make it: the same value). SessionError when it cannot be sent that way."""
+        return AbrStream.of(self.bitstream, [data for data, _ in self.packets])
 
 
 class BitstreamCache:

@@ -96,3 +96,19 @@ def test_clients_of_a_new_image_wait_for_one_parse(tmp_path, monkeypatch):
     assert all(r is results[0] for r in results)
     assert not cache._parsing  # nothing left behind
     store.close()
+
+
+def test_version_2_streams_share_the_packets_and_ladder_of_the_cached_image(tmp_path):
+    from streaming.abr import Goal
+    from streaming.abr_session import AbrSession, AbrStream
+
+    store = Store(tmp_path)
+    finished(store, "a1", 0)
+    stored = BitstreamCache().get_stream(store, "a1")
+    assert stored.abr is stored.abr  # made once per image
+    assert stored.abr == AbrStream.of(stored.bitstream)  # as a session makes it for itself
+    assert stored.abr.packets[: len(stored.packets)] == tuple(data for data, _ in stored.packets)
+    one, two = (AbrSession(stored.bitstream, None, Goal(), (), stored.abr) for _ in range(2))
+    assert one.packets is two.packets is stored.abr.packets and one.rungs == list(stored.abr.rungs)
+    assert one.rungs is not two.rungs  # each session's own list
+    store.close()

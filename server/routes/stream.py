@@ -11,12 +11,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
-from codec.bitstream import Bitstream
 from server.access import token_subprotocol
 from server.cache import StoredStream
 from server.services import Services, get_services
@@ -26,7 +25,6 @@ from server.streams import PlanFailed, StreamsBusy
 from streaming.abr_session import MAX_SEND_FACTOR, AbrSession, parse_goal
 from streaming.feedback import FeedbackError, parse_report
 from streaming.session import (
-    PacketBytes,
     SessionError,
     StreamSession,
     channel_config,
@@ -149,7 +147,7 @@ def _start(
     message (it may carry a long bandwidth trace), the bounds and a small plan.
     (session, whether it is planned, its channel's cache key); StoreError or SessionError."""
     stored = svc.cache.get_stream(svc.store, job_id)
-    started = start_session(message, stored.bitstream, stored.packets)
+    started = start_session(message, stored)
     if isinstance(started, AbrSession):
         _check_abr_work(started, stored, svc.streams.max_datagrams)
         return started, True, None
@@ -229,11 +227,10 @@ async def _stream_v2(ws: WebSocket, job_id: str, session: AbrSession, max_second
     log.info("stream done", extra={"job": job_id, **{k: v for k, v in summary.items() if k != "sends"}})
 
 
-def start_session(
-    message: Mapping[str, Any], bs: Bitstream, packets: Sequence[PacketBytes] | None = None
-) -> StreamSession | AbrSession:
-    """The API's start message -> a session (``packets``: the bitstream's, serialised); SessionError
-    names what is malformed."""
+def start_session(message: Mapping[str, Any], stored: StoredStream) -> StreamSession | AbrSession:
+    """The API's start message -> a session of the image ``stored`` (its packets serialised once for
+    every stream); SessionError names what is malformed."""
+    bs = stored.bitstream
     text = message.get("text")
     if text is None:
         raise SessionError("the first message must be a JSON text message of type 'start', not binary")
@@ -255,5 +252,5 @@ def start_session(
     if version == 1:
         if "abr" in start:
             raise SessionError("abr needs protocol version 2 (receiver reports); drop 'version': 1")
-        return StreamSession(bs, channel, have, packets)
-    return AbrSession(bs, channel, parse_goal(start.get("abr")), have)
+        return StreamSession(bs, channel, have, stored.packets)
+    return AbrSession(bs, channel, parse_goal(start.get("abr")), have, stored.abr)
