@@ -102,6 +102,39 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if isinstance(started, AbrSession):
         await _stream_v2(ws, job_id, started, svc.streams.max_seconds)
         return
+    late = await (_send_now(ws, session) if session.duration == 0 else _send_on_schedule(ws, session))
+    if late is None:
+        with contextlib.suppress(Exception):  # the client may leave right after the last message
+            await ws.close(1000)
+        log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
+    elif late:
+        log.info("stream ended early", extra={"job": job_id, "reason": late})
+    else:
+        log.info("stream stopped: the client did not read it in time", extra={"job": job_id})
+        with contextlib.suppress(Exception):
+            await ws.close(
+                WS_POLICY_VIOLATION,
+                ws_reason(f"the stream was not read within {SEND_GRACE:g} s of its schedule"),
+            )
+
+
+async def _send_now(ws: WebSocket, session: StreamSession) -> str | None:
+    """Send a stream whose messages are all due at once (no channel delay): the sends wait for the
+    socket only, so a timeout bounds them and a client going away fails a send; no reader task
+    (the two tasks and the wait of each stream were a tenth of the route's event-loop time). What
+    :func:`_send_on_schedule` returns."""
+    try:
+        await asyncio.wait_for(_send(ws, session), SEND_GRACE)
+    except asyncio.TimeoutError:
+        return ""
+    except Exception as exc:  # the client went away (or the server is stopping)
+        return repr(exc)
+    return None
+
+
+async def _send_on_schedule(ws: WebSocket, session: StreamSession) -> str | None:
+    """Send each message when the channel delivers it. None: all sent; "": the client did not read
+    them within SEND_GRACE s of the schedule; otherwise why the stream ended early."""
     # The client sends nothing after its start message; reading on is how its going away (or the
     # server's shutdown) is noticed while the sender waits for a message's arrival time.
     sender = asyncio.create_task(_send(ws, session))
@@ -113,19 +146,10 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
         task.cancel()
     await asyncio.gather(sender, gone, return_exceptions=True)
     if sender in done and sender.exception() is None:
-        with contextlib.suppress(Exception):  # the client may leave right after the last message
-            await ws.close(1000)
-        log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
-    elif gone in done or sender in done:
-        reason = "client went away" if gone in done else repr(sender.exception())
-        log.info("stream ended early", extra={"job": job_id, "reason": reason})
-    else:
-        log.info("stream stopped: the client did not read it in time", extra={"job": job_id})
-        with contextlib.suppress(Exception):
-            await ws.close(
-                WS_POLICY_VIOLATION,
-                ws_reason(f"the stream was not read within {SEND_GRACE:g} s of its schedule"),
-            )
+        return None
+    if gone in done or sender in done:
+        return "client went away" if gone in done else repr(sender.exception())
+    return ""
 
 
 async def _send(ws: WebSocket, session: StreamSession) -> None:
