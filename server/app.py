@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from codec import __version__
 from server.access import AccessControl, AccessPolicy
@@ -57,11 +59,42 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     svc.store.close()
 
 
+STREAM_PREFIX = "/ws/stream/"
+
+
+class SpinrApp(FastAPI):
+    """FastAPI with a short way in for ``/ws/stream/{id}``: the access checks, then the stream route.
+
+    A stream's connection otherwise passes nine layers of middleware and two routers, and every
+    message it sends goes back out through their wrappers: 0.4 ms of the event loop per stream, a
+    third of what it cost (400 streams at once wait for one another's). None of those layers applies
+    to a WebSocket (bodies, HTTP exception handlers; an exception still reaches uvicorn, which logs
+    it and closes the connection), while the access checks do and stay. Any other path, and one that
+    is not ``/ws/stream/`` and one segment, is routed as before (the route is registered too)."""
+
+    stream_entry: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.stream_entry is not None:
+            path: str = scope["path"]
+            job_id = path[len(STREAM_PREFIX) :]
+            if path.startswith(STREAM_PREFIX) and job_id and "/" not in job_id:
+                scope["app"] = self
+                scope["path_params"] = {"job_id": job_id}
+                await self.stream_entry(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def _stream_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await stream.stream(WebSocket(scope, receive, send))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = (settings or Settings()).validate()
     # Pillow's own bomb guard, in step with ours (it warns above the limit and refuses above twice it).
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
-    app = FastAPI(
+    app = SpinrApp(
         title="spinr",
         version=__version__,
         description="Streaming codec for neural images: upload an image, train its INR in the background, "
@@ -77,10 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
     # Added last, so it runs first: a refused request reaches nothing else.
-    app.add_middleware(
-        AccessControl,
-        policy=AccessPolicy(settings.allowed_hosts, settings.allowed_origins, settings.token),
-    )
+    policy = AccessPolicy(settings.allowed_hosts, settings.allowed_origins, settings.token)
+    app.add_middleware(AccessControl, policy=policy)
+    app.stream_entry = AccessControl(_stream_app, policy)
     install_error_handlers(app)
     # The stream route first: 400 clients at once each match it, before any of the HTTP routes.
     for module in (stream, service, jobs, images, packets, inits):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 
 from codec.bitstream import Bitstream, load_bitstream
 from codec.budget import DEFAULT_BUDGET
 from codec.units import MAX_TOTAL_ELEMENTS
 from server.store import Store, StoreError
+from streaming.abr_session import AbrStream
 from streaming.session import PacketBytes, packet_bytes
 
 STORED = DEFAULT_BUDGET.with_limits({"max_params": MAX_TOTAL_ELEMENTS})
@@ -25,6 +27,12 @@ class StoredStream:
     packets: tuple[PacketBytes, ...]
     """(bytes, unit or None for the header) of each packet, in the bitstream's order."""
 
+    @cached_property
+    def abr(self) -> AbrStream:
+        """The ladder and packets of its version-2 streams, made on the first one's start (two threads
+        may both make it: the same value). SessionError when it cannot be sent that way."""
+        return AbrStream.of(self.bitstream, [data for data, _ in self.packets])
+
 
 class BitstreamCache:
     """Parsed bitstreams of finished images (immutable, so keyed by id and checksum), least recently
@@ -39,6 +47,8 @@ class BitstreamCache:
         self._ids: Counter[str] = Counter()
         """Cached entries per image id."""
         self._lock = threading.Lock()
+        self._parsing: dict[tuple[str, str], threading.Lock] = {}
+        """One lock per file being parsed: the clients of a new image wait for one parse."""
         self.size = size
 
     def holds(self, job_id: str) -> bool:
@@ -57,12 +67,28 @@ class BitstreamCache:
         info = store.file_info(job_id, "bitstream")
         if info is None:
             raise StoreError(f"no bitstream is recorded for image {job_id}")
-        data = store.read_file(job_id, "bitstream")  # checked against info's SHA-256
+        data = store.read_file(job_id, "bitstream", info)  # checked against info's SHA-256
         key = (job_id, info["sha256"])
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
+            parsing = self._parsing.setdefault(key, threading.Lock())
+        # 400 clients of a new image arrive before the first parse ends: without this every thread
+        # of the pool parsed the same file.
+        with parsing:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            try:
+                return self._parse(key, data)
+            finally:
+                with self._lock:
+                    if self._parsing.get(key) is parsing:
+                        del self._parsing[key]
+
+    def _parse(self, key: tuple[str, str], data: bytes) -> StoredStream:
+        job_id = key[0]
         # The server's own files: any size its option caps allow (a preview holds them to the decode
         # budget; the format's limits still apply).
         bs, _ = load_bitstream(data, True, STORED)

@@ -193,9 +193,10 @@ class Store:
             ).fetchone()
         return dict(row) if row else None
 
-    def read_file(self, job_id: str, kind: str) -> bytes:
-        """The file's bytes after checking them against the stored SHA-256 (StoreError if they differ)."""
-        info = self.file_info(job_id, kind)
+    def read_file(self, job_id: str, kind: str, info: dict[str, Any] | None = None) -> bytes:
+        """The file's bytes after checking them against the stored SHA-256 (StoreError if they differ).
+        ``info``: what :meth:`file_info` just returned, when the caller has it (one query, not two)."""
+        info = info or self.file_info(job_id, kind)
         if info is None:
             raise StoreError(f"no {kind} file is recorded for image {job_id}")
         path = self.file_path(job_id, kind)

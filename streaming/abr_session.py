@@ -19,13 +19,13 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from codec.bitstream import Bitstream
 from netsim.channel import Channel, ChannelConfig
-from streaming.abr import Decision, Goal, decide, picture_psnr
+from streaming.abr import Decision, Goal, Rung, decide, picture_psnr
 from streaming.feedback import Report, SenderBook, stream_rungs
 from streaming.session import SessionError, damaged
 
@@ -84,6 +84,31 @@ class AbrSummary:
     last: Decision | None = None
 
 
+@dataclass(frozen=True)
+class AbrStream:
+    """What every version-2 stream of one bitstream plans with and sends: the controller's ladder and
+    each packet's bytes (every packet by number, then the direct packets, as :func:`stream_rungs`
+    lists them). The same for every client, so a server makes it once per image."""
+
+    rungs: tuple[Rung, ...]
+    packets: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, bitstream: Bitstream, packets: Sequence[bytes] | None = None) -> AbrStream:
+        """``packets``: the bytes of ``bitstream.packets()``, if serialised already. SessionError when
+        the stream cannot be sent (units missing, refinements its ladder does not list)."""
+        try:
+            rungs = stream_rungs(bitstream)
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
+        out = list(packets) if packets is not None else [p.to_bytes() for p in bitstream.packets()]
+        if bitstream.levels:  # numbered after the refinements, as stream_rungs lists them
+            from codec.refined import direct_packets
+
+            out += [p.to_bytes() for p in direct_packets(bitstream)]
+        return cls(tuple(rungs), tuple(out))
+
+
 class AbrSession:
     """One version-2 stream of ``bitstream`` to a client holding ``have``."""
 
@@ -93,17 +118,13 @@ class AbrSession:
         channel: ChannelConfig | None,
         goal: Goal,
         have: Iterable[int] = (),
+        prepared: AbrStream | None = None,
     ) -> None:
-        try:
-            self.rungs = stream_rungs(bitstream)
-        except ValueError as exc:
-            raise SessionError(str(exc)) from None
-        packets = bitstream.packets()
-        if bitstream.levels:  # numbered after the refinements, as stream_rungs lists them
-            from codec.refined import direct_packets
-
-            packets += direct_packets(bitstream)
-        self.packets = [p.to_bytes() for p in packets]
+        """``prepared``: :meth:`AbrStream.of` the bitstream, as a server keeps it for every stream of
+        an image (made here otherwise)."""
+        prepared = prepared or AbrStream.of(bitstream)
+        self.rungs = list(prepared.rungs)
+        self.packets = prepared.packets
         self.goal = goal
         self.have = sorted(set(have))
         self.book = SenderBook(self.rungs, self._budget_for_units(goal))

@@ -1,5 +1,6 @@
 """Shared machinery of the browser tests (its fixtures are registered in conftest.py): client/web served on 127.0.0.1 (the test's files at /data/),
-Playwright's headless Chromium with SwiftShader (WebGL2 without a GPU), and pixel comparisons."""
+Playwright's headless Chromium with SwiftShader (WebGL2 without a GPU), pixel comparisons, and for the
+pages of a real server (test_browser_e2e.py, test_browser_abr.py) a page that records its errors."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _server import Server
 
 from benchmarks.browser_decode import CHROMIUM, CHROMIUM_ARGS, serve_web
+from codec.bitstream import load_bitstream
+from codec.decoder import ProgressiveDecoder
 
+DONE = '#app[data-state="done"]'
+"""The page's state once a stream has ended."""
+WAIT_MS = 45_000
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "client" / "web"
 STATS: dict[str, dict[str, Any]] = {}
@@ -134,3 +141,62 @@ def assert_same_params(page: Any, packets: list[bytes], bs: Any) -> None:
             values = np.frombuffer(base64.b64decode(js["values"]), "<f4")
             want = numpy[i][t.name].ravel().view(np.uint32).tolist()
             assert values.view(np.uint32).tolist() == want, (i, t.name)
+
+
+def crop() -> np.ndarray:
+    """A 64x48 (w x h) thumbnail of skimage's astronaut's face (every 4th pixel of a 256x192 crop)."""
+    data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(data.astronaut()[40:232:4, 130:386:4])
+
+
+class Page:
+    """A page plus the console errors and uncaught exceptions it produced."""
+
+    def __init__(self, browser: Any, width: int, height: int) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(WAIT_MS)
+        self.errors: list[str] = []
+        self.page.on(
+            "console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None
+        )
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def close(self) -> None:
+        self.context.close()
+
+    def canvas_rgb(self) -> np.ndarray:
+        w, h, data = self.page.evaluate(
+            """() => {
+                const c = document.getElementById('view');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                return [c.width, c.height, Array.from(d)];
+            }"""
+        )
+        return np.asarray(data, dtype=np.uint8).reshape(h, w, 4)
+
+    def text(self, selector: str) -> str:
+        return self.page.inner_text(selector).strip()
+
+    def restream(self, **sliders: float) -> None:
+        """Move sliders (id suffix -> value) the way a user does, then wait for the new stream to end."""
+        before = int(self.page.get_attribute("#app", "data-streams") or 0)
+        for name, value in sliders.items():
+            self.page.eval_on_selector(
+                f"#ch-{name}",
+                "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }",
+                value,
+            )
+        self.page.wait_for_function(
+            "n => Number(document.getElementById('app').dataset.streams) > n"
+            " && document.getElementById('app').dataset.state === 'done'",
+            arg=before,
+        )
+
+
+def reference_rgb(server: Server, image_id: str) -> tuple[np.ndarray, Any]:
+    r = server.http.get(f"/api/images/{image_id}/bitstream.spnr")
+    assert r.status_code == 200, r.text
+    bs, damaged = load_bitstream(r.content)
+    assert damaged == []
+    return ProgressiveDecoder.from_bitstream(bs).decode().rgb, bs

@@ -10,13 +10,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 from PIL import Image
+
+from codec.bitstream import load_bitstream
 
 ROOT = Path(__file__).resolve().parent.parent
 SPINR = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main(sys.argv[1:]))"]
@@ -181,3 +183,29 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [*SPINR, *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def serve(tmp_path_factory: Any, name: str, *extra: str) -> Iterator[Server]:
+    """A module's ``spinr serve`` (flags ``extra``) on a fresh data folder, closed after the module's
+    tests: ``yield from`` it in a module-scoped fixture."""
+    srv = Server(tmp_path_factory.mktemp(name) / "data", *extra)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def finished(server: Server, image: bytes, name: str = "crop.png", **options: Any) -> str:
+    """Upload ``image`` with the encode ``options`` and wait for its job to be done; its id."""
+    r = server.upload(image, name=name, **options)
+    assert r.status_code == 202, r.text
+    job = server.wait_state(r.json()["id"], ("done", "failed"))
+    assert job["state"] == "done", job
+    return str(job["id"])
+
+
+def streamed_image(server: Server, image: bytes, **options: Any) -> dict[str, Any]:
+    """A finished image and its bitstream as the server sends it: ``{"id", "bitstream"}``."""
+    job_id = finished(server, image, **options)
+    bs, _ = load_bitstream(server.http.get(f"/api/images/{job_id}/bitstream.spnr").content, strict=True)
+    return {"id": job_id, "bitstream": bs}

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _server import Server, png
-from test_browser_e2e import CHROMIUM, CHROMIUM_ARGS, DONE, Page, crop, reference_rgb
+from _browser import DONE, Page, crop, reference_rgb
+from _server import Server, finished, png, serve
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -19,30 +19,14 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("abr-web") / "data")
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from serve(tmp_path_factory, "abr-web")
 
 
 @pytest.fixture(scope="module")
 def refined(server: Server) -> str:
-    r = server.upload(png(crop()), name="abr.png", preset="tiny", width=48, depth=4, steps=150, refinements=1)
-    assert r.status_code == 202, r.text
-    job = server.wait_state(r.json()["id"], ("done", "failed"))
-    assert job["state"] == "done", job
-    return str(job["id"])
+    return finished(
+        server, png(crop()), "abr.png", preset="tiny", width=48, depth=4, steps=150, refinements=1
+    )
 
 
 def abr_stream(p: Page, deadline: float, bandwidth_step: int = 0) -> None:

@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _server import Server, png
+from _browser import CHROMIUM, DONE, Page, crop, reference_rgb
+from _server import Server, finished, png, serve
 
-from codec.bitstream import load_bitstream
-from codec.decoder import ProgressiveDecoder
 from streaming.session import StreamSession
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -32,114 +31,28 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_IMG = ROOT / "docs" / "img"
-CHROMIUM = "/usr/bin/chromium"
-# SwiftShader gives headless Chromium a WebGL2 context without a GPU (as in test_browser_decoder.py).
-CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 ENCODE = {"preset": "tiny", "width": 32, "depth": 3, "steps": 80}
-DONE = '#app[data-state="done"]'
-WAIT_MS = 45_000
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
     pytest.skip(f"{CHROMIUM} is not installed (make browser-deps)", allow_module_level=True)
 
 
-def crop() -> np.ndarray:
-    """A 64x48 (w x h) thumbnail of skimage's astronaut's face (every 4th pixel of a 256x192 crop)."""
-    data = pytest.importorskip("skimage.data")
-    return np.ascontiguousarray(data.astronaut()[40:232:4, 130:386:4])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("e2e") / "data")
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _encode(server: Server, name: str, **options: Any) -> str:
-    r = server.upload(png(crop()), name=name, **options)
-    assert r.status_code == 202, r.text
-    job = server.wait_state(r.json()["id"], ("done", "failed"))
-    assert job["state"] == "done", job
-    return str(job["id"])
+    yield from serve(tmp_path_factory, "e2e")
 
 
 @pytest.fixture(scope="module")
 def encoded(server: Server) -> str:
     """An image encoded through the API (for the tests that do not exercise the upload form)."""
-    return _encode(server, "api-crop.png", **ENCODE)
+    return finished(server, png(crop()), "api-crop.png", **ENCODE)
 
 
 @pytest.fixture(scope="module")
 def long_stream(server: Server) -> str:
     """A stream of ~10 KB (64 x 4): ten seconds at the page's slowest link (8 kbit/s), so a test can act
     while it is still streaming on a loaded machine (the small v2 streams end within 2-3 s)."""
-    return _encode(server, "long-crop.png", **{**ENCODE, "width": 64, "depth": 4, "steps": 20})
-
-
-class Page:
-    """A page plus the console errors and uncaught exceptions it produced."""
-
-    def __init__(self, browser: Any, width: int, height: int) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": height})
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(WAIT_MS)
-        self.errors: list[str] = []
-        self.page.on(
-            "console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None
-        )
-        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-
-    def close(self) -> None:
-        self.context.close()
-
-    def canvas_rgb(self) -> np.ndarray:
-        w, h, data = self.page.evaluate(
-            """() => {
-                const c = document.getElementById('view');
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                return [c.width, c.height, Array.from(d)];
-            }"""
-        )
-        return np.asarray(data, dtype=np.uint8).reshape(h, w, 4)
-
-    def text(self, selector: str) -> str:
-        return self.page.inner_text(selector).strip()
-
-    def restream(self, **sliders: float) -> None:
-        """Move sliders (id suffix -> value) the way a user does, then wait for the new stream to end."""
-        before = int(self.page.get_attribute("#app", "data-streams") or 0)
-        for name, value in sliders.items():
-            self.page.eval_on_selector(
-                f"#ch-{name}",
-                "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }",
-                value,
-            )
-        self.page.wait_for_function(
-            "n => Number(document.getElementById('app').dataset.streams) > n"
-            " && document.getElementById('app').dataset.state === 'done'",
-            arg=before,
-        )
-
-
-def reference_rgb(server: Server, image_id: str) -> tuple[np.ndarray, Any]:
-    r = server.http.get(f"/api/images/{image_id}/bitstream.spnr")
-    assert r.status_code == 200, r.text
-    bs, damaged = load_bitstream(r.content)
-    assert damaged == []
-    return ProgressiveDecoder.from_bitstream(bs).decode().rgb, bs
+    return finished(server, png(crop()), "long-crop.png", **{**ENCODE, "width": 64, "depth": 4, "steps": 20})
 
 
 def save_shot(page: Any, tmp_path: Path, name: str, clip: str | None = None) -> Path:
@@ -630,11 +543,7 @@ TOKEN = "browser-token-0123456789"
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("e2e-token") / "data", "--token", TOKEN)
-    try:
-        yield srv
-    finally:
-        srv.close()
+    yield from serve(tmp_path_factory, "e2e-token", "--token", TOKEN)
 
 
 def test_the_token_in_the_page_address_goes_with_uploads_and_streams(

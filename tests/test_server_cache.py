@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from _bitstreams import make_stream
+from _server import poll
 
 from server.cache import BitstreamCache
 from server.states import JobState
@@ -49,4 +50,65 @@ def test_holds_follows_the_least_recently_used_entries(tmp_path):
     with pytest.raises(StoreError, match="no bitstream is recorded for image q1"):
         cache.get_stream(store, "q1")
     assert not cache.holds("q1")
+    store.close()
+
+
+def test_clients_of_a_new_image_wait_for_one_parse(tmp_path, monkeypatch):
+    """400 clients of a new image arrive before its first parse ends: one thread parses, the others
+    wait for it (each still reads and checks the file)."""
+    import threading
+
+    import server.cache as cache_module
+
+    store = Store(tmp_path)
+    finished(store, "a1", 0)
+    cache = BitstreamCache()
+    parses, reads = [], []
+    started, release = threading.Event(), threading.Event()
+    real_load, real_read = cache_module.load_bitstream, store.read_file
+
+    def slow_load(*args, **kwargs):
+        parses.append(1)
+        started.set()
+        assert release.wait(10)
+        return real_load(*args, **kwargs)
+
+    def counted_read(*args, **kwargs):
+        reads.append(1)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "load_bitstream", slow_load)
+    monkeypatch.setattr(store, "read_file", counted_read)
+    results: list[object] = []
+    first = threading.Thread(target=lambda: results.append(cache.get_stream(store, "a1")))
+    first.start()
+    assert started.wait(10)
+    others = [
+        threading.Thread(target=lambda: results.append(cache.get_stream(store, "a1"))) for _ in range(8)
+    ]
+    for t in others:
+        t.start()
+    poll(lambda: len(reads) == 9, 10, "every client to read the file")  # all past the cache lookup
+    release.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert len(parses) == 1 and len(reads) == 9 and len(results) == 9
+    assert all(r is results[0] for r in results)
+    assert not cache._parsing  # nothing left behind
+    store.close()
+
+
+def test_version_2_streams_share_the_packets_and_ladder_of_the_cached_image(tmp_path):
+    from streaming.abr import Goal
+    from streaming.abr_session import AbrSession, AbrStream
+
+    store = Store(tmp_path)
+    finished(store, "a1", 0)
+    stored = BitstreamCache().get_stream(store, "a1")
+    assert stored.abr is stored.abr  # made once per image
+    assert stored.abr == AbrStream.of(stored.bitstream)  # as a session makes it for itself
+    assert stored.abr.packets[: len(stored.packets)] == tuple(data for data, _ in stored.packets)
+    one, two = (AbrSession(stored.bitstream, None, Goal(), (), stored.abr) for _ in range(2))
+    assert one.packets is two.packets is stored.abr.packets and one.rungs == list(stored.abr.rungs)
+    assert one.rungs is not two.rungs  # each session's own list
     store.close()

@@ -98,3 +98,33 @@ def test_the_cache_is_bounded_by_entries_and_bytes(bitstream) -> None:
     assert len(small) == 0 and small.nbytes == 0
     cache.put(None, sim)  # a perfect link has no key
     assert len(cache) == 2
+
+
+def test_streams_asking_for_one_job_at_once_share_one_read() -> None:
+    """400 clients of a new image asked the database 400 times; now one read answers the clients
+    that ask meanwhile, and a done job is remembered (done is final), any other state is not."""
+    import threading
+
+    limits = StreamLimits(10, 10, 10_000, 60.0)
+    states = {"d1": "done", "r1": "running"}
+    reads: list[str] = []
+    gate = threading.Event()
+
+    def read(job_id: str) -> dict[str, str] | None:
+        reads.append(job_id)
+        assert gate.wait(10)  # every asker is waiting before the first read ends
+        return {"state": states[job_id]} if job_id in states else None
+
+    async def go(ids: list[str]) -> list[str | None]:
+        tasks = [asyncio.ensure_future(limits.job_state(j, read)) for j in ids]
+        await asyncio.sleep(0)  # each task runs to its first await: all are waiting on a read
+        gate.set()
+        return list(await asyncio.gather(*tasks))
+
+    assert (
+        asyncio.run(go(["d1"] * 5 + ["r1"] * 3 + ["zz"] * 2)) == ["done"] * 5 + ["running"] * 3 + [None] * 2
+    )
+    assert sorted(reads) == ["d1", "r1", "zz"] and not limits._lookups
+    assert asyncio.run(go(["d1", "r1", "zz"])) == ["done", "running", None]
+    assert sorted(reads) == ["d1", "r1", "r1", "zz", "zz"]  # done remembered; the others read again
+    limits.close()

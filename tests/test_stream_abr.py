@@ -9,28 +9,22 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _server import Server, png, run_cli
+from _server import Server, png, run_cli, serve, streamed_image
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from codec.bitstream import load_bitstream
 from streaming.feedback import Reporter, receive_reporting
 from streaming.receiver import Receiver
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("abr") / "data")
-    yield s
-    s.close()
+    yield from serve(tmp_path_factory, "abr")
 
 
 @pytest.fixture(scope="module")
 def image(server, photo_crop) -> dict[str, Any]:
-    job_id = server.upload(png(photo_crop), depth=6, width=32, steps=30).json()["id"]
-    assert server.wait_state(job_id, ("done", "failed"))["state"] == "done"
-    bs, _ = load_bitstream(server.http.get(f"/api/images/{job_id}/bitstream.spnr").content, strict=True)
-    return {"id": job_id, "bitstream": bs}
+    return streamed_image(server, png(photo_crop), depth=6, width=32, steps=30)
 
 
 async def _session(url: str, start: dict, report: bool, extra: list[Any] | None = None) -> dict[str, Any]:
@@ -171,11 +165,9 @@ def test_cli_abr_timeline_with_a_trace_file(server, image, tmp_path, photo_crop)
 
 @pytest.fixture(scope="module")
 def refined_image(server, photo_crop) -> dict[str, Any]:
-    job_id = server.upload(png(photo_crop), depth=3, width=16, steps=300, refinements=1).json()["id"]
-    assert server.wait_state(job_id, ("done", "failed"))["state"] == "done"
-    bs, _ = load_bitstream(server.http.get(f"/api/images/{job_id}/bitstream.spnr").content, strict=True)
-    assert bs.levels == 1
-    return {"id": job_id, "bitstream": bs}
+    image = streamed_image(server, png(photo_crop), depth=3, width=16, steps=300, refinements=1)
+    assert image["bitstream"].levels == 1
+    return image
 
 
 def test_refined_stream_over_a_real_server(server, refined_image):

@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _server import Server, png
+from _server import Server, png, serve, streamed_image
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from codec.bitstream import load_bitstream
 from codec.decoder import ProgressiveDecoder
 from streaming.receiver import Receiver
 from streaming.session import StreamSession
@@ -21,19 +20,13 @@ from streaming.session import StreamSession
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("ws") / "data")
-    yield s
-    s.close()
+    yield from serve(tmp_path_factory, "ws")
 
 
 @pytest.fixture(scope="module")
 def image(server, photo_crop) -> dict[str, Any]:
     # width 32: a stream well over the channel's 1500-byte burst, so bandwidth shows in the timing
-    job_id = server.upload(png(photo_crop), depth=4, width=32, steps=30).json()["id"]
-    assert server.wait_state(job_id, ("done", "failed"))["state"] == "done"
-    data = server.http.get(f"/api/images/{job_id}/bitstream.spnr").content
-    bs, _ = load_bitstream(data, strict=True)
-    return {"id": job_id, "bitstream": bs}
+    return streamed_image(server, png(photo_crop), depth=4, width=32, steps=30)
 
 
 async def _stream(url: str, start: Any) -> tuple[list[bytes], list[dict], int, str]:

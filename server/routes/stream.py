@@ -11,13 +11,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.concurrency import run_in_threadpool
 
-from codec.bitstream import Bitstream
 from server.access import token_subprotocol
 from server.cache import StoredStream
 from server.services import Services, get_services
@@ -27,7 +25,6 @@ from server.streams import PlanFailed, StreamsBusy
 from streaming.abr_session import MAX_SEND_FACTOR, AbrSession, parse_goal
 from streaming.feedback import FeedbackError, parse_report
 from streaming.session import (
-    PacketBytes,
     SessionError,
     StreamSession,
     channel_config,
@@ -77,14 +74,12 @@ router.add_websocket_route("/ws/stream/{job_id}", stream)
 
 async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if not svc.cache.holds(job_id):  # a cached bitstream's job is done, a final state
-        job = await run_in_threadpool(svc.store.get_job, job_id)
-        if job is None:
+        state = await svc.streams.job_state(job_id, svc.store.get_job)
+        if state is None:
             await ws.close(WS_UNKNOWN_ID, ws_reason(f"no image with id {job_id!r}"))
             return
-        if job["state"] != JobState.DONE.value:
-            await ws.close(
-                WS_NOT_FINISHED, ws_reason(f"image {job_id} is not finished: its job is {job['state']}")
-            )
+        if state != JobState.DONE.value:
+            await ws.close(WS_NOT_FINISHED, ws_reason(f"image {job_id} is not finished: its job is {state}"))
             return
     timeout = svc.settings.stream_start_timeout
     try:
@@ -95,7 +90,7 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if message["type"] == "websocket.disconnect":
         return
     try:
-        started, planned, key = await run_in_threadpool(_start, svc, job_id, message)
+        started, planned, key = await svc.streams.off_loop(_start, svc, job_id, message)
         if not isinstance(started, AbrSession):
             session = started if planned else await svc.streams.plan(started, key)
     except SessionError as exc:
@@ -107,6 +102,39 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if isinstance(started, AbrSession):
         await _stream_v2(ws, job_id, started, svc.streams.max_seconds)
         return
+    late = await (_send_now(ws, session) if session.duration == 0 else _send_on_schedule(ws, session))
+    if late is None:
+        with contextlib.suppress(Exception):  # the client may leave right after the last message
+            await ws.close(1000)
+        log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
+    elif late:
+        log.info("stream ended early", extra={"job": job_id, "reason": late})
+    else:
+        log.info("stream stopped: the client did not read it in time", extra={"job": job_id})
+        with contextlib.suppress(Exception):
+            await ws.close(
+                WS_POLICY_VIOLATION,
+                ws_reason(f"the stream was not read within {SEND_GRACE:g} s of its schedule"),
+            )
+
+
+async def _send_now(ws: WebSocket, session: StreamSession) -> str | None:
+    """Send a stream whose messages are all due at once (no channel delay): the sends wait for the
+    socket only, so a timeout bounds them and a client going away fails a send; no reader task
+    (the two tasks and the wait of each stream were a tenth of the route's event-loop time). What
+    :func:`_send_on_schedule` returns."""
+    try:
+        await asyncio.wait_for(_send(ws, session), SEND_GRACE)
+    except asyncio.TimeoutError:
+        return ""
+    except Exception as exc:  # the client went away (or the server is stopping)
+        return repr(exc)
+    return None
+
+
+async def _send_on_schedule(ws: WebSocket, session: StreamSession) -> str | None:
+    """Send each message when the channel delivers it. None: all sent; "": the client did not read
+    them within SEND_GRACE s of the schedule; otherwise why the stream ended early."""
     # The client sends nothing after its start message; reading on is how its going away (or the
     # server's shutdown) is noticed while the sender waits for a message's arrival time.
     sender = asyncio.create_task(_send(ws, session))
@@ -118,19 +146,10 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
         task.cancel()
     await asyncio.gather(sender, gone, return_exceptions=True)
     if sender in done and sender.exception() is None:
-        with contextlib.suppress(Exception):  # the client may leave right after the last message
-            await ws.close(1000)
-        log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
-    elif gone in done or sender in done:
-        reason = "client went away" if gone in done else repr(sender.exception())
-        log.info("stream ended early", extra={"job": job_id, "reason": reason})
-    else:
-        log.info("stream stopped: the client did not read it in time", extra={"job": job_id})
-        with contextlib.suppress(Exception):
-            await ws.close(
-                WS_POLICY_VIOLATION,
-                ws_reason(f"the stream was not read within {SEND_GRACE:g} s of its schedule"),
-            )
+        return None
+    if gone in done or sender in done:
+        return "client went away" if gone in done else repr(sender.exception())
+    return ""
 
 
 async def _send(ws: WebSocket, session: StreamSession) -> None:
@@ -152,7 +171,7 @@ def _start(
     message (it may carry a long bandwidth trace), the bounds and a small plan.
     (session, whether it is planned, its channel's cache key); StoreError or SessionError."""
     stored = svc.cache.get_stream(svc.store, job_id)
-    started = start_session(message, stored.bitstream, stored.packets)
+    started = start_session(message, stored)
     if isinstance(started, AbrSession):
         _check_abr_work(started, stored, svc.streams.max_datagrams)
         return started, True, None
@@ -232,11 +251,10 @@ async def _stream_v2(ws: WebSocket, job_id: str, session: AbrSession, max_second
     log.info("stream done", extra={"job": job_id, **{k: v for k, v in summary.items() if k != "sends"}})
 
 
-def start_session(
-    message: Mapping[str, Any], bs: Bitstream, packets: Sequence[PacketBytes] | None = None
-) -> StreamSession | AbrSession:
-    """The API's start message -> a session (``packets``: the bitstream's, serialised); SessionError
-    names what is malformed."""
+def start_session(message: Mapping[str, Any], stored: StoredStream) -> StreamSession | AbrSession:
+    """The API's start message -> a session of the image ``stored`` (its packets serialised once for
+    every stream); SessionError names what is malformed."""
+    bs = stored.bitstream
     text = message.get("text")
     if text is None:
         raise SessionError("the first message must be a JSON text message of type 'start', not binary")
@@ -258,5 +276,5 @@ def start_session(
     if version == 1:
         if "abr" in start:
             raise SessionError("abr needs protocol version 2 (receiver reports); drop 'version': 1")
-        return StreamSession(bs, channel, have, packets)
-    return AbrSession(bs, channel, parse_goal(start.get("abr")), have)
+        return StreamSession(bs, channel, have, stored.packets)
+    return AbrSession(bs, channel, parse_goal(start.get("abr")), have, stored.abr)
