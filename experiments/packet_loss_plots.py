@@ -22,7 +22,7 @@ def _style(name: str, protections: list[str]) -> tuple[str, str]:
     if base == "spinr/skip":
         return "C5", ":"
     if base == "jpeg/mtu":
-        return "C0", "-."
+        return "C9", "-."
     return f"C{k}", "--" if base.startswith("jpeg") else "-"
 
 

@@ -1,6 +1,6 @@
-"""The packet-loss experiment's numbers as a summary, a CSV, a Markdown report and PNG plots.
+"""The packet-loss experiment's numbers as a summary, a CSV and a Markdown report (plots: packet_loss_plots).
 
-Cells are PSNR means over every channel draw with the std over channel seeds pooled within fits (the
+Cells are PSNR means over every channel draw with the std over channel seeds pooled within images (the
 spread the channel causes, not the spread between images); see :mod:`experiments.packet_loss`.
 """
 
@@ -28,7 +28,7 @@ EXPECTED_AT = (0.05, 0.1)
 
 
 def stats(values: list[tuple[float, int]], seeds: int) -> Stats:
-    """Mean over all draws; std over channel seeds within a fit, pooled over fits (the spread the
+    """Mean over all draws; std over channel seeds within an image, pooled over images (the spread the
     channel causes, not the spread between images)."""
     p = np.array([v for v, _ in values], dtype=np.float64)
     per_fit = p.reshape(-1, seeds)
@@ -262,7 +262,7 @@ def _expected(summary: dict[str, Any], table: dict[Key, Stats], subjects: list[s
     md = "\n## Expected PSNR, protection overhead\n\n" + markdown_table([*headers, "overhead"], body)
     return md + (
         "\nIn brackets: share of draws where nothing decoded. Overhead: extra bytes on the wire (envelopes, "
-        "copies, parity) per stream, mean over fits, and ratio to the stream's bytes.\n"
+        "copies, parity) per stream, mean over images, and ratio to the stream's bytes.\n"
     )
 
 
