@@ -67,7 +67,7 @@ def encode_jobs(images: list[tuple[str, np.ndarray]], profile: Profile, args: An
         1,
         effort=effort,
         steps=steps,
-        seed=int(getattr(args, "seeds", None) or 1) - 1,
+        seed=0,
         device=getattr(args, "device", "cpu"),
     )
 

@@ -166,9 +166,10 @@ def _intro(summary: dict[str, Any], profile: Profile, facts: list[dict[str, Any]
         f"{st['mtu']} bytes, protection {', '.join(st['protection']) or 'none'}. Cells: PSNR (dB), mean over all "
         f"draws ± std over channel seeds (pooled within images); nothing decodable = mid-grey picture. "
         f"First stream's SPINR packets: {f0['spinr_packets']} bytes; protected packets (index, 0 = header): "
-        f"{f0['critical']}. `jpeg+P` is the progressive JPEG whose bytes *with protection P* are at most "
-        f"SPINR's with P, cut at the SPINR packets' sizes, the same packets protected alike; `jpeg/mtu` "
-        f"the unprotected `jpeg` file sent in MTU-sized packets.\n\n"
+        f"{f0['critical']}. `jpeg` is the best progressive JPEG of at most SPINR's bytes, zero-padded to exactly "
+        f"them and cut at the SPINR packets' sizes; `jpeg+P` the same file under the same protection P (the "
+        f"same packets protected alike: exactly SPINR's bytes on the wire, the same packets lost); `jpeg/mtu` "
+f"the unprotected `jpeg` file sent in MTU-sized packets.\n\n"
     )
 
 
