@@ -169,7 +169,7 @@ def _intro(summary: dict[str, Any], profile: Profile, facts: list[dict[str, Any]
         f"{f0['critical']}. `jpeg` is the best progressive JPEG of at most SPINR's bytes, zero-padded to exactly "
         f"them and cut at the SPINR packets' sizes; `jpeg+P` the same file under the same protection P (the "
         f"same packets protected alike: exactly SPINR's bytes on the wire, the same packets lost); `jpeg/mtu` "
-f"the unprotected `jpeg` file sent in MTU-sized packets.\n\n"
+        f"the unprotected `jpeg` file sent in MTU-sized packets.\n\n"
     )
 
 
