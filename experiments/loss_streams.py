@@ -13,7 +13,10 @@ jobs (:func:`experiments.rd.encode_group`). For every SPINR stream the lanes are
   so its bytes *including* protection are exactly the protected SPINR stream's, and every channel seed
   drops the same packets of both;
 - ``jpeg/mtu``: the ``jpeg`` file sent as MTU-sized packets (one datagram each: a loss truncates the
-  file at that datagram instead of at the start of a SPINR-sized packet, the JPEG's best case).
+  file at that datagram instead of at the start of a SPINR-sized packet, the JPEG's best case);
+- ``jpeg/mtu+SPEC``: a JPEG in MTU-sized packets under ``SPEC``, its packets holding the bytes of SPINR's
+  critical packets getting CRIT, the best quality whose bytes on the wire are at most the protected
+  SPINR stream's (:func:`streaming.matched.jpeg_in_packets`: same bytes, not the same datagrams).
 
 Subjects are named ``"{bpp} bpp {lane subject}"`` (e.g. ``0.5 bpp jpeg+repeat:3``).
 """
@@ -129,7 +132,7 @@ def rate_lanes(
 ) -> tuple[list[Lane], dict[str, float], dict[str, Any]]:
     """The lanes of one image at one rate, the no-loss PSNR of every subject, and the facts (bytes on
     the wire of every SPINR/JPEG pair, JPEG qualities)."""
-    from streaming.matched import matched_jpeg, wire_bytes
+    from streaming.matched import jpeg_in_packets, matched_jpeg, wire_bytes
     from streaming.subjects import InrSubject, JpegSubject, critical_packets
 
     bpp = spinr["bpp_target"]
@@ -164,6 +167,15 @@ def rate_lanes(
         clean[n(f"jpeg{tag}")] = subj.full_psnr
         pairs[spec or "none"] = {"spinr_wire": target, "jpeg_wire": jpeg.wire_bytes, "jpeg_bytes": jpeg.file_bytes,
                                  "jpeg_quality": jpeg.quality, "jpeg_fits": jpeg.fits, "jpeg_psnr": subj.full_psnr}  # fmt: skip
+        if spec and mtu:  # the JPEG in MTU packets, its first bytes protected as SPINR's critical ones are
+            first = -(-sum(sizes[i] for i in critical) // mtu)
+            own = jpeg_in_packets(image, mtu, plan_for(list(range(first)), spec), target)
+            subj = JpegSubject(own.data, [len(p) for p in own.packets], image)
+            lanes.append(Lane(own.packets, own.plan, {n(f"jpeg/mtu{tag}"): subj}, spec))
+            clean[n(f"jpeg/mtu{tag}")] = subj.full_psnr
+            pairs[f"{spec} (JPEG in MTU packets)"] = {"spinr_wire": target, "jpeg_wire": own.wire_bytes,
+                                                      "jpeg_bytes": own.file_bytes, "jpeg_quality": own.quality,
+                                                      "jpeg_fits": own.fits, "jpeg_psnr": subj.full_psnr}  # fmt: skip
         if not spec and mtu:
             file = jpeg.data[: jpeg.file_bytes]  # no padding: every datagram is a packet of the file
             by_mtu = JpegSubject(file, [mtu] * (len(file) // mtu + 1), image)

@@ -14,7 +14,8 @@ from experiments.reports import plt
 
 
 def _style(name: str, protections: list[str]) -> tuple[str, str]:
-    """(colour, line style): SPINR's subjects solid, their matched JPEGs dashed in the same colour."""
+    """(colour, line style): SPINR's subjects solid, their matched JPEGs dashed in the same colour, the
+    JPEGs in MTU packets dash-dotted (with protection: in its colour)."""
     base, _, spec = name.partition("+")
     k = protections.index(spec) + 1 if spec in protections else 0
     if base == "siren":
@@ -22,7 +23,7 @@ def _style(name: str, protections: list[str]) -> tuple[str, str]:
     if base == "spinr/skip":
         return "C5", ":"
     if base == "jpeg/mtu":
-        return "C9", "-."
+        return ("C9" if not spec else f"C{k}"), "-."
     return f"C{k}", "--" if base.startswith("jpeg") else "-"
 
 

@@ -11,6 +11,10 @@ classical comparison).
   first packets hold its headers and first scans: they play the part of the spinr header and stage 0
   and the plan protects them alike. The padding (less than one quality step of the file) is bytes the
   JPEG could not use; decoders ignore data after the end-of-image marker.
+- :func:`jpeg_in_packets`: the JPEG packetised its own way instead (packets of one size, e.g. the MTU,
+  each useful up to the first loss), the highest quality whose bytes on the wire under a plan for that
+  many packets stay at most a target (the protected spinr stream's): the same bytes and the same kind of
+  protection, though not the same datagrams.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec.classical import at_bytes
+from codec.classical import at_bytes, search
 from netsim import ProtectionPlan, encode
 from streaming.subjects import cut
 
@@ -70,3 +74,25 @@ def matched_jpeg(image: np.ndarray, sizes: Sequence[int], plan_for: PlanFor) -> 
         wire_bytes([len(p) for p in packets], plan),
         found.fits,
     )
+
+
+def jpeg_in_packets(
+    image: np.ndarray, packet_bytes: int, plan_for: PlanFor, target_wire_bytes: int
+) -> Matched:
+    """The best progressive JPEG cut into packets of ``packet_bytes`` (the last one shorter) whose
+    bytes on the wire under ``plan_for(packets)`` are at most ``target_wire_bytes`` (not padded: the
+    packets' count depends on the file). Wire bytes grow with the file, so the quality search of
+    :func:`codec.classical.search` applies."""
+
+    def sizes(n: int) -> list[int]:
+        return [packet_bytes] * (n // packet_bytes) + ([n % packet_bytes] if n % packet_bytes else [])
+
+    def cost(n: int) -> int:
+        s = sizes(n)
+        return wire_bytes(s, plan_for(len(s)))
+
+    found = search(image, "jpeg-progressive", lambda n: cost(n) <= target_wire_bytes)
+    packets = cut(found.data, sizes(len(found.data)))
+    plan = plan_for(len(packets))
+    wire = wire_bytes([len(p) for p in packets], plan)
+    return Matched(found.data, len(found.data), float(found.quality), packets, plan, wire, found.fits)

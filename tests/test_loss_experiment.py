@@ -27,7 +27,7 @@ from experiments import packet_loss as loss_exp
 from experiments.datasets import load_dataset
 from experiments.profiles import profile_from_args
 from netsim import Channel, ChannelConfig, ProtectionPlan, encode
-from streaming.matched import matched_jpeg, wire_bytes
+from streaming.matched import jpeg_in_packets, matched_jpeg, wire_bytes
 from streaming.subjects import (
     GREY,
     InrSubject,
@@ -47,6 +47,9 @@ TOL_DB = 0.3
 MATCH_TOL = 0.05
 """The matched JPEG file (before its padding) is within this fraction under the SPINR stream's bytes:
 one JPEG quality step is a few percent of a file."""
+OWN_TOL = 0.15
+"""A JPEG in packets of its own size gets within this fraction of the target wire bytes: one quality
+step, or one more packet (with its envelope and parity), may overshoot."""
 RATE = 8.0
 """The tiny profile's rate target (bpp): a 32x32 progressive JPEG cannot be much smaller."""
 PROTECTED = ("repeat:3", "repeat:3+xor:4")
@@ -108,7 +111,7 @@ def test_registered_and_files_written(run: tuple[dict[str, Any], Path]) -> None:
     assert summary["settings"]["rates"] == [RATE] and summary["settings"]["effort"] == "quick"
     assert all(np.isfinite(summary["conceal"][c]) for c in ("prefix", "skip"))
     names = ["siren", "spinr/prefix", "spinr/skip", "jpeg", "jpeg/mtu"]
-    names += [f"{k}+{p}" for p in PROTECTED for k in ("spinr/prefix", "jpeg")]
+    names += [f"{k}+{p}" for p in PROTECTED for k in ("spinr/prefix", "jpeg", "jpeg/mtu")]
     assert set(summary["clean"]) == {_s(n) for n in names}
 
 
@@ -134,10 +137,15 @@ def test_jpeg_gets_the_same_bytes_and_protection(run: tuple[dict[str, Any], Path
     every image; its file (before the padding) within MATCH_TOL under SPINR's."""
     summary, _ = run
     pairs = summary["equal_bytes"][f"{RATE:g}"]["pairs"]
-    assert set(pairs) == {"none", *PROTECTED}
+    own = {f"{p} (JPEG in MTU packets)" for p in PROTECTED}
+    assert set(pairs) == {"none", *PROTECTED, *own}
     spinr_bytes = summary["equal_bytes"][f"{RATE:g}"]["models"]["spinr"]["bytes"]
     assert pairs["none"]["spinr_wire"] == pytest.approx(spinr_bytes)
-    for spec, p in pairs.items():
+    for spec in own:  # packetised its own way: at most the protected SPINR stream's bytes on the wire
+        p = pairs[spec]
+        assert p["jpeg_over"] == 0 and 1 - OWN_TOL <= p["ratio_min"] <= p["ratio_max"] <= 1.0, (spec, p)
+        assert p["spinr_wire"] == pairs[spec.split()[0]]["spinr_wire"]
+    for spec, p in ((s, p) for s, p in pairs.items() if s not in own):
         assert p["jpeg_over"] == 0, spec
         assert p["ratio_min"] == p["ratio_max"] == 1.0, (spec, p)  # exactly the same bytes on the wire
         assert (1 - MATCH_TOL) * spinr_bytes <= p["jpeg_bytes"] <= spinr_bytes, (spec, p)  # the file itself
@@ -310,6 +318,23 @@ def test_matched_jpeg_has_the_same_bytes_packets_and_draws(photo: np.ndarray, sp
     assert lost > 10  # the draws did hit packets
     padded = JpegSubject(m.data, sizes, photo)
     assert padded.full_psnr == JpegSubject(m.data[: m.file_bytes], sizes, photo).full_psnr  # padding unread
+
+
+@pytest.mark.parametrize("spec", ["", "repeat:3", "repeat:3+xor:4"])
+def test_jpeg_in_its_own_packets_fits_the_wire_bytes(photo: np.ndarray, spec: str) -> None:
+    """The JPEG in MTU-sized packets: at most the target bytes on the wire incl. its protection (and
+    within OWN_TOL of it), packets of the MTU but the last, the first ones protected."""
+    plan_for = loss_streams.plan_for([0, 1, 2], spec) if spec else (lambda n: None)
+    target = 2000
+    m = jpeg_in_packets(photo, 100, plan_for, target)
+    assert m.fits and (1 - OWN_TOL) * target <= m.wire_bytes <= target
+    assert b"".join(m.packets) == m.data and len(m.data) == m.file_bytes
+    assert all(len(p) == 100 for p in m.packets[:-1]) and 0 < len(m.packets[-1]) <= 100
+    assert m.wire_bytes == transmit(m.packets, ChannelConfig(mtu=100), m.plan).wire_bytes
+    if spec:
+        assert m.plan is not None and m.plan.overrides.keys() == {0, 1, 2}
+        assert m.wire_bytes > m.file_bytes + 28 * len(m.packets)  # envelopes and copies counted
+        assert m.file_bytes < matched_jpeg(photo, [100, 1900], lambda n: None).file_bytes
 
 
 def test_matched_jpeg_too_small_a_target_is_flagged(photo: np.ndarray) -> None:
