@@ -98,11 +98,11 @@ def encode_config(job: EncodeGroup) -> Any:
     )
 
 
-def at_same_bytes(image: np.ndarray, size: int, codecs: tuple[str, ...] = CLASSICAL) -> dict[str, Any]:
+def at_same_bytes(image: np.ndarray, size: int) -> dict[str, Any]:
     """Each classical codec's best file of at most ``size`` bytes (the smallest one, ``fits`` False,
     when it cannot make a file that small)."""
     out: dict[str, Any] = {}
-    for codec in codecs:
+    for codec in CLASSICAL:
         found = at_bytes(image, codec, size)
         out[f"{codec}_bytes"] = len(found.data)
         out[f"{codec}_psnr"] = psnr(decode(found.data), image)
