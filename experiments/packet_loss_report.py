@@ -169,7 +169,9 @@ def _intro(summary: dict[str, Any], profile: Profile, facts: list[dict[str, Any]
         f"{f0['critical']}. `jpeg` is the best progressive JPEG of at most SPINR's bytes, zero-padded to exactly "
         f"them and cut at the SPINR packets' sizes; `jpeg+P` the same file under the same protection P (the "
         f"same packets protected alike: exactly SPINR's bytes on the wire, the same packets lost); `jpeg/mtu` "
-        f"the unprotected `jpeg` file sent in MTU-sized packets.\n\n"
+        f"the unprotected `jpeg` file sent in MTU-sized packets; `jpeg/mtu+P` a JPEG in MTU-sized packets "
+        f"under P (its first packets, covering SPINR's critical bytes, get CRIT), the best whose bytes on "
+        f"the wire are at most the protected SPINR stream's.\n\n"
     )
 
 
