@@ -27,7 +27,8 @@ EXPERIMENTS = {
     "noise": "Fig 6: Gaussian noise on the weights vs on the pixels",
     "neurons": "Tables 2/3: PSNR after losing 1, 5, 10 random hidden neurons",
     "progressive": "Fig 7: SPINR after each stage, PSNR under each",
-    "loss": "PSNR vs packet loss, burst length, bit errors: SIREN, SPINR, protected SPINR, progressive JPEG",
+    "loss": "PSNR vs packet loss, burst length, bit errors: rate-controlled SIREN, SPINR, protected SPINR"
+    " vs progressive JPEG at the same bytes and protection",
     "abr": "PSNR at a deadline on time-varying lossy links: ABR controller vs send-everything vs fixed rungs",
 }
 MODULES = {"loss": "packet_loss"}
@@ -57,11 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", help="restrict to these models / variants")
     parser.add_argument("--depth", type=int, help="progressive: hidden layers of SPINR (default: study size)")
     parser.add_argument(
-        "--rates", type=float, nargs="+", help="rd: rate targets in bpp, at least 4 (default: the profile's)"
+        "--rates",
+        type=float,
+        nargs="+",
+        help="rd: rate targets in bpp, at least 4; loss: 1 to 4 (default: the profile's)",
     )
     parser.add_argument(
         "--effort",
-        help="rd: encode preset whose training settings the encodes use (quick, standard, thorough;"
+        help="rd, loss: encode preset whose training settings the encodes use (quick, standard, thorough;"
         " default: the profile's; --steps overrides its steps)",
     )
     parser.add_argument("--loss-rates", type=float, nargs="+", help="loss: packet loss rates, 0..0.95")

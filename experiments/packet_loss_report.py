@@ -1,6 +1,6 @@
-"""The packet-loss experiment's numbers as a summary, a CSV, a Markdown report and PNG plots.
+"""The packet-loss experiment's numbers as a summary, a CSV and a Markdown report (plots: packet_loss_plots).
 
-Cells are PSNR means over every channel draw with the std over channel seeds pooled within fits (the
+Cells are PSNR means over every channel draw with the std over channel seeds pooled within images (the
 spread the channel causes, not the spread between images); see :mod:`experiments.packet_loss`.
 """
 
@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from experiments.reports import markdown_table, plt, write_csv, write_md
+from experiments.rd_report import CLASSICAL, LABELS
+from experiments.reports import markdown_table, write_csv, write_md
 
 if TYPE_CHECKING:
     from experiments.profiles import Profile
@@ -27,7 +28,7 @@ EXPECTED_AT = (0.05, 0.1)
 
 
 def stats(values: list[tuple[float, int]], seeds: int) -> Stats:
-    """Mean over all draws; std over channel seeds within a fit, pooled over fits (the spread the
+    """Mean over all draws; std over channel seeds within an image, pooled over images (the spread the
     channel causes, not the spread between images)."""
     p = np.array([v for v, _ in values], dtype=np.float64)
     per_fit = p.reshape(-1, seeds)
@@ -79,6 +80,36 @@ def curve(table: dict[Key, Stats], sweep: str, header: str, mode: str, subject: 
     )
 
 
+def equal_bytes(facts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per rate target: the streams' mean bytes, bpp and PSNR with the classical codecs at the same
+    bytes, and per protection the SPINR and matched JPEG bytes on the wire (payload + protection)."""
+    out: dict[str, Any] = {}
+    for r in sorted({f["bpp_target"] for f in facts}):
+        mine = [f for f in facts if f["bpp_target"] == r]
+        models = {}
+        for m in ("spinr", "siren"):
+            rows = [f["streams"][m] for f in mine]
+            models[m] = {
+                k: float(np.mean([x[k] for x in rows]))
+                for k in rows[0]
+                if k.endswith(("bytes", "psnr")) or k == "bpp"
+            }
+            models[m] |= {f"{c}_over": sum(not x[f"{c}_fits"] for x in rows) for c in CLASSICAL}
+        pairs = {}
+        for spec in mine[0]["pairs"]:
+            ps = [f["pairs"][spec] for f in mine]
+            ratio = [p["jpeg_wire"] / p["spinr_wire"] for p in ps]
+            pairs[spec] = {"spinr_wire": float(np.mean([p["spinr_wire"] for p in ps])),
+                           "jpeg_wire": float(np.mean([p["jpeg_wire"] for p in ps])),
+                           "jpeg_bytes": float(np.mean([p["jpeg_bytes"] for p in ps])),
+                           "jpeg_psnr": float(np.mean([p["jpeg_psnr"] for p in ps])),
+                           "ratio_min": min(ratio), "ratio_max": max(ratio),
+                           "jpeg_quality": [p["jpeg_quality"] for p in ps],
+                           "jpeg_over": sum(not p["jpeg_fits"] for p in ps)}  # fmt: skip
+        out[f"{r:g}"] = {"images": len(mine), "models": models, "pairs": pairs}
+    return out
+
+
 def summarize(
     table: dict[Key, Stats],
     clean: dict[str, float],
@@ -87,7 +118,7 @@ def summarize(
     conceal_rows: list[dict[str, Any]],
     facts: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The curves, overheads, concealment means and JPEG facts the CLI prints as JSON."""
+    """The curves, overheads, concealment means and equal-bytes facts the CLI prints as JSON."""
     return {
         "clean": clean,
         "loss": {hd: {s: curve(table, "loss", hd, "crc", s) for s in subjects} for hd in HEADERS},
@@ -105,9 +136,7 @@ def summarize(
             c: float(np.mean([r[c] for r in conceal_rows])) if conceal_rows else float("nan")
             for c in ("prefix", "skip")
         },
-        "jpeg": {
-            k: [f[k] for f in facts] for k in ("jpeg_quality", "jpeg_bytes", "spinr_bytes", "siren_bytes")
-        },
+        "equal_bytes": equal_bytes(facts),
     }
 
 
@@ -127,16 +156,54 @@ def expected(table: dict[Key, Stats], subjects: list[str]) -> dict[str, dict[str
 # -- Markdown -----------------------------------------------------------------------------------------
 
 
-def _intro(summary: dict[str, Any], mtu: int, profile: Profile, facts: list[dict[str, Any]]) -> str:
-    f0, jpeg, seeds = facts[0], summary["jpeg"], summary["channel_seeds"]
-    n_draws = summary["groups"] * seeds
+def _intro(summary: dict[str, Any], profile: Profile, facts: list[dict[str, Any]]) -> str:
+    st, seeds = summary["settings"], summary["channel_seeds"]
+    f0 = facts[0]
     return (
-        f"Profile {profile.name}: {summary['groups']} (image, seed) fit(s) x {seeds} channel seeds "
-        f"= {n_draws} draws per cell, {profile.steps} steps, MTU {mtu} bytes. Cells: PSNR (dB), mean over all "
-        f"draws ± std over channel seeds (pooled within fits); nothing decodable = mid-grey picture. SPINR stream {np.mean(jpeg['spinr_bytes']):.0f} B "
-        f"in {len(f0['spinr_packets'])} packets (first fit: {f0['spinr_packets']}), SIREN {np.mean(jpeg['siren_bytes']):.0f} B, "
-        f"JPEG {np.mean(jpeg['jpeg_bytes']):.0f} B (quality {jpeg['jpeg_quality']}). "
-        f"Protected packets (index, 0 = header): {f0['critical']}.\n\n"
+        f"Profile {profile.name}: {summary['groups']} image(s) x {seeds} channel seeds = "
+        f"{summary['groups'] * seeds} draws per cell. Streams: `spinr encode --bpp B` at "
+        f"{', '.join(f'{r:g}' for r in st['rates'])} bpp (preset {st['effort']}, {st['steps']} steps), MTU "
+        f"{st['mtu']} bytes, protection {', '.join(st['protection']) or 'none'}. Cells: PSNR (dB), mean over all "
+        f"draws ± std over channel seeds (pooled within images); nothing decodable = mid-grey picture. "
+        f"First stream's SPINR packets: {f0['spinr_packets']} bytes; protected packets (index, 0 = header): "
+        f"{f0['critical']}. `jpeg` is the best progressive JPEG of at most SPINR's bytes, zero-padded to exactly "
+        f"them and cut at the SPINR packets' sizes; `jpeg+P` the same file under the same protection P (the "
+        f"same packets protected alike: exactly SPINR's bytes on the wire, the same packets lost); `jpeg/mtu` "
+        f"the unprotected `jpeg` file sent in MTU-sized packets; `jpeg/mtu+P` a JPEG in MTU-sized packets "
+        f"under P (its first packets, covering SPINR's critical bytes, get CRIT), the best whose bytes on "
+        f"the wire are at most the protected SPINR stream's.\n\n"
+    )
+
+
+def _equal_bytes(summary: dict[str, Any]) -> str:
+    md = "## The streams at equal bytes\n\n"
+    body = []
+    for r, e in summary["equal_bytes"].items():
+        for m in ("spinr", "siren"):
+            x = e["models"][m]
+            body.append([r, m, f"{x['bytes']:.0f}", f"{x['bpp']:.3f}", f"{x['psnr']:.2f}"]
+                        + [f"{x[f'{c}_psnr']:.2f}" + (f" ({x[f'{c}_over']} over)" if x[f"{c}_over"] else "")
+                           for c in CLASSICAL])  # fmt: skip
+    md += markdown_table(
+        ["target bpp", "model", "bytes", "bpp", "PSNR", *(LABELS[c] for c in CLASSICAL)], body
+    )
+    md += (
+        "\nClassical columns: each codec's best file of at most the stream's bytes, no loss (mean over "
+        'images; "k over": it cannot make a file that small on k images, its smallest is counted).\n\n'
+    )
+    body = []
+    for r, e in summary["equal_bytes"].items():
+        for spec, p in e["pairs"].items():
+            over = f" ({p['jpeg_over']} over)" if p["jpeg_over"] else ""
+            body.append([r, spec, f"{p['spinr_wire']:.0f}", f"{p['jpeg_wire']:.0f}{over}",
+                         f"{p['ratio_min']:.3f}..{p['ratio_max']:.3f}", f"{p['jpeg_bytes']:.0f}",
+                         f"{p['jpeg_psnr']:.2f}", " ".join(f"{q:g}" for q in p["jpeg_quality"])])  # fmt: skip
+    md += markdown_table(
+        ["target bpp", "protection", "SPINR on the wire", "JPEG on the wire", "JPEG / SPINR",
+         "JPEG file", "JPEG PSNR", "JPEG quality"], body)  # fmt: skip
+    return md + (
+        "\nOn the wire: bytes handed to the channel (packets, and with protection netsim's envelopes, "
+        "copies and parity), mean over images; JPEG / SPINR: the range over images.\n\n"
     )
 
 
@@ -198,7 +265,7 @@ def _expected(summary: dict[str, Any], table: dict[Key, Stats], subjects: list[s
     md = "\n## Expected PSNR, protection overhead\n\n" + markdown_table([*headers, "overhead"], body)
     return md + (
         "\nIn brackets: share of draws where nothing decoded. Overhead: extra bytes on the wire (envelopes, "
-        "copies, parity) per stream, mean over fits, and ratio to the stream's bytes.\n"
+        "copies, parity) per stream, mean over images, and ratio to the stream's bytes.\n"
     )
 
 
@@ -206,19 +273,19 @@ def _concealment(summary: dict[str, Any], conceal_rows: list[dict[str, Any]]) ->
     md = "\n## Concealment: one middle SPINR layer missing, all else intact\n\n"
     if not conceal_rows:
         return md + "No middle layer (fewer than 2 hidden layers).\n"
-    ks = sorted({r["missing_stage"] for r in conceal_rows})
+    keys = sorted({(r["bpp"], r["missing_stage"]) for r in conceal_rows})
     body = [
-        [f"stage {k}"]
+        [f"{bpp:g}", f"stage {k}"]
         + [
-            f"{np.mean([r[c] for r in conceal_rows if r['missing_stage'] == k]):.2f}"
+            f"{np.mean([r[c] for r in conceal_rows if (r['bpp'], r['missing_stage']) == (bpp, k)]):.2f}"
             for c in ("full", "prefix", "skip")
         ]
-        for k in ks
+        for bpp, k in keys
     ]
-    md += markdown_table(["missing", "all layers", "prefix", "skip"], body)
+    md += markdown_table(["target bpp", "missing", "all layers", "prefix", "skip"], body)
     better = "skip" if summary["conceal"]["skip"] > summary["conceal"]["prefix"] else "prefix"
     return md + (
-        f"\nMean over missing stages and fits: prefix {summary['conceal']['prefix']:.2f} dB, "
+        f"\nMean over rates, missing stages and images: prefix {summary['conceal']['prefix']:.2f} dB, "
         f"skip {summary['conceal']['skip']:.2f} dB: **{better}** is better.\n"
     )
 
@@ -228,64 +295,10 @@ def write_markdown(
     summary: dict[str, Any],
     table: dict[Key, Stats],
     subjects: list[str],
-    mtu: int,
     profile: Profile,
     facts: list[dict[str, Any]],
     conceal_rows: list[dict[str, Any]],
 ) -> None:
-    md = _intro(summary, mtu, profile, facts) + _sweeps(table, subjects)
+    md = _intro(summary, profile, facts) + _equal_bytes(summary) + _sweeps(table, subjects)
     md += _expected(summary, table, subjects) + _concealment(summary, conceal_rows)
-    write_md(path, "Packet loss: SIREN, SPINR, protected SPINR, progressive JPEG", md)
-
-
-# -- plots --------------------------------------------------------------------------------------------
-
-
-def _draw(
-    ax: Any, subjects: list[str], curves: dict[str, list[list[float]]], style: str = "-", label: bool = True
-) -> None:
-    for i, s in enumerate(subjects):
-        c = np.array(curves.get(s) or [])
-        if not c.size:
-            continue
-        color = f"C{i}"
-        ax.plot(c[:, 0], c[:, 1], style, marker="o", ms=3, color=color, label=s if label else None)
-        if style == "-":
-            ax.fill_between(c[:, 0], c[:, 1] - c[:, 2], c[:, 1] + c[:, 2], color=color, alpha=0.06)
-
-
-def plots(summary: dict[str, Any], subjects: list[str], out: Path) -> None:
-    """loss.png (both header modes), loss_burst.png and loss_ber.png."""
-    pyplot = plt()
-    fig, axes = pyplot.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, hd in zip(axes, HEADERS, strict=True):
-        _draw(ax, subjects, summary["loss"][hd])
-        ax.set_title(f"header {hd}", fontsize=9)
-        ax.set_xlabel("packet loss rate")
-    axes[0].set_ylabel("PSNR (dB)")
-    axes[1].legend(fontsize=6, loc="upper right")
-    _save(pyplot, fig, out / "loss.png")
-
-    fig, ax = pyplot.subplots(figsize=(4.8, 3.4))
-    _draw(ax, subjects, summary["burst"])
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel(f"mean burst length (loss {BURST_LOSS:.0%})")
-    ax.set_ylabel("PSNR (dB)")
-    ax.legend(fontsize=6, loc="lower right")
-    _save(pyplot, fig, out / "loss_burst.png")
-
-    fig, ax = pyplot.subplots(figsize=(4.8, 3.4))
-    _draw(ax, subjects, summary["ber_ppm"]["crc"])
-    _draw(ax, subjects, summary["ber_ppm"]["use"], "--", label=False)
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlabel("bit errors per million bits")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title("solid: CRC drops damaged packets; dashed: damaged packets used", fontsize=8)
-    ax.legend(fontsize=6, loc="lower left")
-    _save(pyplot, fig, out / "loss_ber.png")
-
-
-def _save(pyplot: Any, fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    pyplot.close(fig)
+    write_md(path, "Packet loss at equal bytes: SIREN, SPINR, protected SPINR, progressive JPEG", md)

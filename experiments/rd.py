@@ -98,7 +98,7 @@ def encode_config(job: EncodeGroup) -> Any:
     )
 
 
-def _at_same_bytes(image: np.ndarray, size: int) -> dict[str, Any]:
+def at_same_bytes(image: np.ndarray, size: int) -> dict[str, Any]:
     """Each classical codec's best file of at most ``size`` bytes (the smallest one, ``fits`` False,
     when it cannot make a file that small)."""
     out: dict[str, Any] = {}
@@ -146,25 +146,28 @@ def _points(name: str, image: np.ndarray, job: EncodeGroup, res: Any) -> list[di
                          "bpp": size * 8 / pixels, "psnr": res.stage_psnr[d]})  # fmt: skip
     final = {**common, "curve": job.model, "packets": len(unit_bytes), "bytes": res.bytes, "bpp": res.bpp,
              "psnr": res.psnr, "psnr_float": res.float_psnr, "warnings": "; ".join(res.warnings)}  # fmt: skip
-    final.update(_at_same_bytes(image, res.bytes))
+    final.update(at_same_bytes(image, res.bytes))
     return [*rows, final]
+
+
+def encode_group(job: EncodeGroup) -> list[Any]:
+    """What ``spinr encode`` makes of every image of the group (one batch when it holds several): an
+    ``EncodeResult`` per image, or the ``SpinrError`` that image's encode raised."""
+    from codec.encode import encode_image, encode_images
+
+    cfg = encode_config(job)
+    if len(job.images) > 1:
+        return list(encode_images(job.images, [cfg.replace() for _ in job.images]))
+    try:
+        return [encode_image(job.images[0], cfg)]
+    except SpinrError as exc:
+        return [exc]
 
 
 def encode_job(job: EncodeGroup) -> list[dict[str, Any]]:
     """Encode the group (one batch when it holds several images) and measure every point."""
-    from codec.encode import encode_image, encode_images
-
-    cfg = encode_config(job)
-    if len(job.images) == 1:
-        results: list[Any] = []
-        try:
-            results.append(encode_image(job.images[0], cfg))
-        except SpinrError as exc:
-            results.append(exc)
-    else:
-        results = encode_images(job.images, [cfg.replace() for _ in job.images])
     rows: list[dict[str, Any]] = []
-    for name, image, res in zip(job.names, job.images, results, strict=True):
+    for name, image, res in zip(job.names, job.images, encode_group(job), strict=True):
         if isinstance(res, SpinrError):
             rows.append({"image": name, "model": job.model, "curve": job.model, "target_bpp": job.bpp,
                          "error": str(res)})  # fmt: skip
@@ -184,7 +187,7 @@ def grid_job(job: CodecGrid) -> list[dict[str, Any]]:
     return rows
 
 
-def _groups(
+def encode_groups(
     images: list[tuple[str, np.ndarray]], models: list[str], rates: tuple[float, ...], batch: int, **kw: Any
 ) -> list[EncodeGroup]:
     """Same-size images in batches, each batch through every rate and model before the next: a run
@@ -203,13 +206,21 @@ def _groups(
     return out
 
 
-def rd_settings(profile: Profile, args: Any) -> tuple[tuple[float, ...], str, int]:
-    """The run's rate targets, encode preset and training steps (``--rates``, ``--effort``, ``--steps``)."""
+def rd_settings(
+    profile: Profile,
+    args: Any,
+    defaults: dict[str, tuple[float, ...]] = RATES,
+    counts: tuple[int, int, str] = (4, 64, "for a BD-rate"),
+) -> tuple[tuple[float, ...], str, int]:
+    """The run's rate targets, encode preset and training steps (``--rates``, ``--effort``, ``--steps``);
+    ``counts``: how many rates a run may have (fewest, most, why)."""
     from codec.config import MAX_BPP, PRESETS
 
-    rates = tuple(sorted(getattr(args, "rates", None) or RATES.get(profile.name, RATES["quick"])))
-    if len(rates) < 4:
-        raise ConfigError(f"--rates needs at least 4 rates for a BD-rate, got {len(rates)}")
+    rates = tuple(sorted(set(getattr(args, "rates", None) or defaults.get(profile.name, defaults["quick"]))))
+    if len(rates) < counts[0]:
+        raise ConfigError(f"--rates needs at least {counts[0]} rates {counts[2]}, got {len(rates)}")
+    if len(rates) > counts[1]:
+        raise ConfigError(f"--rates takes at most {counts[1]} rates {counts[2]}, got {len(rates)}")
     for r in rates:
         if not 0 < r <= MAX_BPP:
             raise ConfigError(f"--rates {r} is out of range: allowed 0 < bpp <= {MAX_BPP:g}")
@@ -289,7 +300,7 @@ def run(
     jobs = [
         g
         for seed in range(seeds)
-        for g in _groups(
+        for g in encode_groups(
             images,
             models,
             rates,
