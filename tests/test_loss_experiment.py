@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _bitstreams import make_stream
 from PIL import Image, ImageFile
 
 from codec.classical import encode as encode_image
@@ -40,7 +41,6 @@ from streaming.subjects import (
     truncated_images_allowed,
 )
 from streaming.transmission import Received, overhead, restamp, transmit
-from tests._bitstreams import make_stream
 
 TOL_DB = 0.3
 """Noise allowed when a mean over channel draws should not rise with the loss rate."""
