@@ -144,19 +144,13 @@ def encode_images(
 def _plan(image: np.ndarray, cfg: EncodeConfig) -> tuple[EncodeConfig, int | None, Any, list[str]]:
     """The config with the network the size model picked (when a rate target leaves it open), the
     target in bytes (None: quantize by ``--bits``), and with ``--init meta`` the θ0 it starts from
-    (the network snapped to it, codec/meta/residual.py) and notes about the snap."""
+    (the network snapped to it by ``plan_encode``, codec/meta/residual.py) and notes about the snap."""
     from codec.rate import plan_encode
 
     check_image(image)
     rate = plan_encode(cfg, int(image.shape[1]), int(image.shape[0]))
     rate.cfg.validate()
-    if rate.cfg.train.init != "meta":
-        return rate.cfg, rate.target_bytes, None, []
-    from codec.meta.residual import choose
-
-    planned = rate.sized.params if rate.sized is not None else 0
-    snapped, init, notes = choose(rate.cfg, rate.sized is not None, planned)
-    return snapped, rate.target_bytes, init, notes
+    return rate.cfg, rate.target_bytes, rate.init, list(rate.init_notes)
 
 
 def _train_config(cfg: EncodeConfig, model: Any, seq: int) -> Any:
