@@ -251,6 +251,9 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
     _core("init", "train.init", "choice",
           "start from a random initialisation, or fine-tune a shipped meta-learned one and send the residual",
           choices=INITS, models=("spinr", "siren")),
+    _core("residual_penalty", "train.residual_penalty", "float",
+          "init=meta: how hard fine-tuning is kept near θ0 (log-MSE + λ·mean|θ−θ0|); a smaller residual"
+          " costs fewer bytes; 0: off", min=0.0, max=1e6, models=("spinr", "siren")),
     _core("seed", "train.seed", "int", "random seed of initialisation and pixel sampling", min=0, max=2**31 - 1),
     _core("device", "train.device", "str", "training device: auto (CUDA when present), cpu, cuda or cuda:N"),
     _core("seq_steps", "train.seq_steps", "int",

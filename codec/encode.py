@@ -6,6 +6,7 @@ quantized PSNR so the numbers reported are the ones a receiver gets.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -97,6 +98,36 @@ def encode_image(
                  quant=cfg.quant if target is None else None)  # fmt: skip
     result.warnings += notes
     return _finish(model, image, cfg, result, time.perf_counter() - start, meta, target, seq, cancel, init)
+
+
+def encode_at_rates(
+    image: np.ndarray, cfg: EncodeConfig, bpps: Sequence[float], progress: Any = None
+) -> list[EncodeResult | ConfigError]:
+    """:func:`encode_image` of a fixed network (``--width``/``--depth`` set) at several rates (bpp)
+    from **one** fit: under a rate target the float fit does not depend on the target (sequential
+    quantization's steps per unit do not either), so each result is the encode of that target, the
+    fit's time counted in each. A target this network cannot reach comes back as its ConfigError."""
+    from codec.train import fit
+
+    if cfg.model.width is None or not bpps:
+        raise ConfigError("encode_at_rates needs a fixed network (width set) and at least one rate")
+    plans = [_plan(image, cfg.replace(**{"rate.bpp": b, "rate.bytes": None})) for b in bpps]
+    first, _, init, notes = plans[0]
+    start = time.perf_counter()
+    model = _build(image, first, init)
+    seq = seq_steps(first, len(model.units()))
+    result = fit(model, image, _train_config(first, model, seq), progress=progress)
+    result.warnings += notes
+    seconds = time.perf_counter() - start
+    out: list[EncodeResult | ConfigError] = []
+    for c, target, _, _ in plans:
+        try:
+            out.append(
+                _finish(copy.deepcopy(model), image, c, result, seconds, False, target, seq, None, init)
+            )
+        except ConfigError as e:
+            out.append(e)
+    return out
 
 
 def encode_images(

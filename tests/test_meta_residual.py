@@ -213,3 +213,21 @@ def test_residual_steps_may_round_a_tensor_to_theta0() -> None:
     assert w == pytest.approx(MAX_STEP_STD * float(np.std(a)), rel=0.02)
     assert r == pytest.approx(RESIDUAL_MAX_STEP_STD * float(np.std(a)), rel=0.02)
     assert np.mean(np.rint(a / r) == 0) > 0.95
+
+
+def test_encode_at_rates_is_one_encode_per_rate(photo_crop) -> None:
+    """One fit quantized to several rates gives, per rate, the stream encode_image gives (same units,
+    byte for byte), and a rate the network cannot reach comes back as its error."""
+    from codec.encode import encode_at_rates
+
+    cfg = preset("tiny").replace(**{"train.steps": 40})
+    assert cfg.model.width is not None
+    out = encode_at_rates(photo_crop, cfg, [3.0, 1.5, 0.001])
+    assert isinstance(out[2], ConfigError)
+    for bpp, r in zip([3.0, 1.5], out, strict=False):
+        assert not isinstance(r, ConfigError)
+        alone = encode_image(photo_crop, cfg.replace(**{"rate.bpp": bpp}))
+        assert r.bytes == alone.bytes and r.psnr == pytest.approx(alone.psnr, abs=1e-9)
+        for u, unit in alone.bitstream.units.items():
+            for a, b in zip(r.bitstream.units[u].tensors, unit.tensors, strict=True):
+                assert a.step == b.step and np.array_equal(a.codes, b.codes)
