@@ -111,6 +111,11 @@ class TrainConfig:
             raise ConfigError(f"lr_decay {self.lr_decay} is out of range: allowed 0 < lr_decay <= 1")
         if not (0.0 <= self.residual_penalty <= 1e6):
             raise ConfigError(f"residual_penalty {self.residual_penalty} is out of range: allowed 0..1e6")
+        if self.residual_penalty > 0 and self.init != "meta":
+            raise ConfigError(
+                f"residual_penalty {self.residual_penalty} applies to init=meta only (it keeps a fine-tune"
+                f" near θ0), not init={self.init!r}"
+            )
         for name, allowed in (
             ("loop", LOOPS),
             ("kernels", KERNELS),

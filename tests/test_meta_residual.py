@@ -187,7 +187,7 @@ def test_residual_penalty_keeps_the_fit_near_theta0(init_dir, photo_crop, loop) 
         model = build_model("spinr", 16, 2, {})
         load_weights(model, init)
         model.from_init = True
-        cfg = TrainConfig(steps=40, lr=3e-3, device="cpu", loop=loop, residual_penalty=pen)
+        cfg = TrainConfig(steps=40, lr=3e-3, device="cpu", loop=loop, init="meta", residual_penalty=pen)
         (result,) = fit_many([model], [photo_crop], [cfg]) if loop == "fast" else [None]
         if loop == "plain":
             from codec.train import fit
@@ -231,3 +231,12 @@ def test_encode_at_rates_is_one_encode_per_rate(photo_crop) -> None:
         for u, unit in alone.bitstream.units.items():
             for a, b in zip(r.bitstream.units[u].tensors, unit.tensors, strict=True):
                 assert a.step == b.step and np.array_equal(a.codes, b.codes)
+
+
+def test_residual_penalty_needs_meta_init() -> None:
+    from codec.config import apply_overrides
+
+    with pytest.raises(ConfigError, match=r"residual_penalty 30.0 applies to init=meta only"):
+        apply_overrides(preset("tiny"), {"residual_penalty": 30}).validate()
+    cfg = apply_overrides(preset("tiny"), {"residual_penalty": 30, "init": "meta"})
+    assert cfg.validate().train.residual_penalty == 30.0
