@@ -200,6 +200,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="16x3:10",
         help="meta: WIDTHxDEPTH:L, one network for both inits at every rate (the default θ0's); 'plan': the size model's",
     )
+    p.add_argument(
+        "--meta-steps", type=int, help="meta: steps of the meta encodes at every rate (default --steps)"
+    )
+    p.add_argument(
+        "--meta-lr", type=float, help="meta: the meta encodes' learning rate (default the model's)"
+    )
+    p.add_argument(
+        "--residual-penalty",
+        type=float,
+        help="meta: the meta encodes' residual penalty (default the config's)",
+    )
     p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
     p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")
     p.add_argument("--job", help="load: id of a finished image on --url (default: upload a small one)")
@@ -341,7 +352,12 @@ def run(args: argparse.Namespace) -> int:
             w_, d_ = parse_size(wd)
             net = (w_, d_, int(pe or 0))
         bpps = [float(x) for x in args.bpp_list.split(",")]
-        report["meta"] = bench_meta(images, bpps, args.steps, fast, args.device, net)
+        tuning: dict[str, Any] = {}
+        if args.meta_lr is not None:
+            tuning["lr"] = args.meta_lr
+        if args.residual_penalty is not None:
+            tuning["residual_penalty"] = args.residual_penalty
+        report["meta"] = bench_meta(images, bpps, args.steps, fast, args.device, net, args.meta_steps, tuning)
         (out / "meta.json").write_text(json.dumps(report["meta"], indent=2))
     if "load" in which:
         from benchmarks.load import bench_load

@@ -2,7 +2,9 @@
 on the same images, rates and architecture (issue #13's targets; docs/SPINR.md, "Meta-learned
 initialisation").
 
-For every image and every ``--bpp-list`` rate, two real rate-controlled encodes of ``--steps`` steps:
+For every image and every ``--bpp-list`` rate, two real rate-controlled encodes of ``--steps`` steps
+(``--meta-steps`` for the meta one; with a fixed ``--meta-net`` each init is fitted once and that fit
+quantized to every rate, ``codec.encode.encode_at_rates``, the same encodes at a quarter of the time):
 ``--init random`` and ``--init meta`` (the size model's network, which is the shipped θ0's at the
 rates θ0 ships for). Reported per rate: bytes, bpp, PSNR of both, JPEG/WebP/JPEG 2000/AVIF at the meta
 file's bytes; the BD-rate of meta against random per image and on the mean curves. Speed, at the
@@ -14,32 +16,33 @@ measured, never trained on.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
 
 from benchmarks.rate_sweep import CODECS
+from codec.errors import ConfigError
 
 MIN_GAIN_DB = 0.1
 """BD-rate needs curves that rise with the rate: each higher rate at least this much better (else NaN,
 and ``delta_psnr`` per rate, meta minus random at equal bytes, is the measure)."""
 
 
-def _encode(
-    img: np.ndarray, bpp: float, steps: int, init: str, device: str, net: tuple[int, int, int] | None
-) -> dict[str, Any]:
+def _config(
+    steps: int, init: str, device: str, net: tuple[int, int, int] | None, tuning: dict[str, Any] | None
+) -> Any:
     from codec.config import EncodeConfig, ModelSpec, TrainConfig
-    from codec.encode import encode_image
     from codec.sizemodel import SPINR_JOINT
 
     spec = ModelSpec("spinr")
     if net is not None:  # one architecture for both (a shipped θ0's): the issue's "same architecture"
         spec = ModelSpec("spinr", net[0], net[1], {"pe_frequencies": net[2], "joint": SPINR_JOINT})
-    cfg = EncodeConfig(spec, TrainConfig(steps=steps, device=device, init=init))
-    cfg = cfg.replace(**{"rate.bpp": bpp})
-    t = time.perf_counter()
-    r = encode_image(img, cfg)
+    return EncodeConfig(spec, TrainConfig(steps=steps, device=device, init=init, **(tuning or {})))
+
+
+def _row(r: Any, img: np.ndarray, init: str) -> dict[str, Any] | None:
+    if isinstance(r, ConfigError):
+        return None  # a rate this network cannot reach
     arch = r.bitstream.header.arch
     conceal = _conceal(r.bitstream, img) if init == "meta" else {}
     return {
@@ -47,10 +50,30 @@ def _encode(
         "bytes": r.bytes,
         "bpp": round(r.bpp, 4),
         "psnr": round(r.psnr, 3),
+        "float_psnr": round(r.float_psnr, 3),
         "stage_psnr": [round(p, 3) for p in r.stage_psnr],
         "net": f"{arch['width']}x{arch['hidden_layers']} L={arch['pe_frequencies']}",
-        "seconds": round(time.perf_counter() - t, 2),
+        "seconds": round(r.seconds, 2),
     }
+
+
+def _encodes(
+    img: np.ndarray,
+    bpps: list[float],
+    steps: int,
+    init: str,
+    device: str,
+    net: tuple[int, int, int] | None,
+    tuning: dict[str, Any] | None = None,
+) -> list[dict[str, Any] | None]:
+    """Real rate-controlled encodes at every rate: one fit quantized to each rate
+    (``codec.encode.encode_at_rates``) for a fixed network, else one encode per rate."""
+    from codec.encode import encode_at_rates, encode_image
+
+    cfg = _config(steps, init, device, net, tuning)
+    if net is not None:
+        return [_row(r, img, init) for r in encode_at_rates(img, cfg, bpps)]
+    return [_row(encode_image(img, cfg.replace(**{"rate.bpp": b})), img, init) for b in bpps]
 
 
 def _conceal(bs: Any, img: np.ndarray) -> dict[str, Any]:
@@ -82,7 +105,7 @@ def _classical(img: np.ndarray, size: int) -> dict[str, float | None]:
 def _bd(rows: list[dict[str, Any]]) -> float:
     from experiments.rd import bd_rate
 
-    ok = sorted((r for r in rows if r["random"] and r["meta"]), key=lambda r: r["target_bpp"])
+    ok = sorted((r for r in rows if r.get("random") and r.get("meta")), key=lambda r: r["target_bpp"])
     if len(ok) < 4:
         return math.nan
     for init in ("random", "meta"):
@@ -104,26 +127,36 @@ def bench_meta(
     fast_steps: list[int],
     device: str,
     net: tuple[int, int, int] | None = None,
+    meta_steps: int | None = None,
+    meta_tuning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``net`` (width, hidden layers, L) fixes the architecture of both encodes at every rate; None:
-    the size model's network per rate (and ``--init meta`` snapped to the nearest shipped θ0)."""
+    the size model's network per rate (and ``--init meta`` snapped to the nearest shipped θ0).
+    ``meta_steps`` (default ``steps``): the meta encodes' steps at every rate; ``meta_tuning``: their
+    TrainConfig fields (``lr``, ``residual_penalty``, ``residual_norm``; default the config's)."""
     import torch
 
     torch.set_num_threads(1)
     per_image = []
     for name, img in images:
+        randoms = _encodes(img, bpps, steps, "random", device, net)
+        metas = _encodes(img, bpps, meta_steps or steps, "meta", device, net, meta_tuning)
         rows = []
-        for bpp in bpps:
-            row: dict[str, Any] = {"target_bpp": bpp}
-            for init in ("random", "meta"):
-                row[init] = _encode(img, bpp, steps, init, device, net)
-            row["classical_at_meta_bytes"] = _classical(img, row["meta"]["bytes"])
+        for bpp, rnd, met in zip(bpps, randoms, metas, strict=True):
+            row: dict[str, Any] = {"target_bpp": bpp, "random": rnd, "meta": met}
+            if met is not None:
+                row["classical_at_meta_bytes"] = _classical(img, met["bytes"])
             rows.append(row)
             print(name, row, flush=True)
+        if rows[0]["random"] is None:
+            raise ConfigError(
+                f"{name}: the random encode cannot reach {bpps[0]} bpp, the speed rate (the first)"
+            )
         speed = []
         goal = rows[0]["random"]["psnr"]
         for k in sorted(fast_steps):
-            r = _encode(img, bpps[0], k, "meta", device, net)
+            (r,) = _encodes(img, bpps[:1], k, "meta", device, net, meta_tuning)
+            assert r is not None
             speed.append({"steps": k, **r})
             print(name, "fast", k, r, flush=True)
             if r["psnr"] >= goal:
@@ -150,6 +183,8 @@ def bench_meta(
     return {
         "images": len(images),
         "steps": steps,
+        "meta_steps": meta_steps or steps,
+        "meta_tuning": meta_tuning or {},
         "bpps": bpps,
         "net": None if net is None else {"width": net[0], "hidden_layers": net[1], "pe_frequencies": net[2]},
         "per_image": per_image,
@@ -163,6 +198,10 @@ def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, A
     for i, bpp in enumerate(bpps):
         rows = [p["rows"][i] for p in per_image]
         entry: dict[str, Any] = {"target_bpp": bpp}
+        if any(r["random"] is None or r["meta"] is None for r in rows):
+            entry["random"] = entry["meta"] = None  # a rate the network cannot reach on some image
+            table.append(entry)
+            continue
         for init in ("random", "meta"):
             entry[init] = {
                 k: round(float(np.mean([r[init][k] for r in rows])), 4)
@@ -176,7 +215,12 @@ def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, A
     mean_rows = [{"target_bpp": t["target_bpp"], "random": t["random"], "meta": t["meta"]} for t in table]
     conceal = {
         how: round(
-            float(np.mean([v for p in per_image for r in p["rows"] for v in r["meta"][f"lost_{how}"]])), 3
+            float(
+                np.mean(
+                    [v for p in per_image for r in p["rows"] if r["meta"] for v in r["meta"][f"lost_{how}"]]
+                )
+            ),
+            3,
         )
         for how in ("prefix", "skip", "theta0")
     }

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from codec.errors import TrainingDiverged
-from codec.fit_core import loss_to_psnr, stage_loss
+from codec.fit_core import loss_to_psnr, residual_rate, stage_loss, with_residual_penalty
 from codec.stack import StackedAdam, per_model
 from codec.stepquant import load_quantized, quantize_in_place
 
@@ -90,6 +90,8 @@ class BatchStage:
         self.qat_from = steps - int(round(fit.cfg.qat * steps)) if fit.quant is not None else steps
         self.quant_steps: list[list[float] | None] = [None] * k
         """Each model's steps for this stage, once decided (at the first quantization-aware step)."""
+        self.anchor = self.leaf.detach().clone() if stage.anchored and fit.cfg.residual_penalty > 0 else None
+        """θ0's columns, when the stage pays for drifting from them (``TrainConfig.residual_penalty``)."""
         self.rec = torch.zeros(4, fit.cfg.sync_every, k, device=dev)
         """Per step of the current block: loss, best loss after it, exploded, ran (read at each sync)."""
         self._forward = self._losses
@@ -219,6 +221,9 @@ class BatchStage:
             self.rec[2, j] = exploded
             self.rec[3, j] = active
         keep = active & ~exploded
+        if self.anchor is not None:
+            rate = residual_rate(self.leaf - self.anchor, cfg.residual_norm, dim=1)
+            losses = with_residual_penalty(losses, rate, cfg.residual_penalty)
         torch.where(keep, losses, torch.zeros_like(losses)).sum().backward()
         with torch.no_grad():
             if floats is not None:

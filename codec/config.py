@@ -41,6 +41,7 @@ LOOPS = ("plain", "fast")
 """Training loops: ``codec.train``'s reference loop and ``codec.batched``'s fast one."""
 KERNELS = ("fused", "plain")
 PRECISIONS = ("fp32", "bf16")
+RESIDUAL_NORMS = ("l1", "l2")
 
 
 @dataclass
@@ -96,13 +97,31 @@ class TrainConfig:
     init: str = "random"
     """Where training starts: ``random`` (the model's own initialisation, weights sent as they are) or
     ``meta`` (a shipped meta-learned θ0, fine-tuned, and the residual θ − θ0 sent; codec/meta)."""
+    residual_penalty: float = 0.0
+    """``--init meta``: rate-aware fine-tuning. The loss becomes ``mse · exp(λ · R)`` (log-MSE plus λ R),
+    R the mean |θ − θ0| (``residual_norm`` l1) or mean (θ − θ0)² (l2) over the trained parameters, so the
+    fit trades distortion against how far the residual it sends drifts from θ0. 0: off."""
+    residual_norm: str = "l1"
+    """The residual penalty's norm: ``l1`` (Strümpler et al.'s) or ``l2``."""
 
     def validate(self) -> None:
         _check_section(self, "train")
         check_device_name(self.device)
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"lr_decay {self.lr_decay} is out of range: allowed 0 < lr_decay <= 1")
-        for name, allowed in (("loop", LOOPS), ("kernels", KERNELS), ("precision", PRECISIONS)):
+        if not (0.0 <= self.residual_penalty <= 1e6):
+            raise ConfigError(f"residual_penalty {self.residual_penalty} is out of range: allowed 0..1e6")
+        if self.residual_penalty > 0 and self.init != "meta":
+            raise ConfigError(
+                f"residual_penalty {self.residual_penalty} applies to init=meta only (it keeps a fine-tune"
+                f" near θ0), not init={self.init!r}"
+            )
+        for name, allowed in (
+            ("loop", LOOPS),
+            ("kernels", KERNELS),
+            ("precision", PRECISIONS),
+            ("residual_norm", RESIDUAL_NORMS),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")
@@ -237,6 +256,9 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
     _core("init", "train.init", "choice",
           "start from a random initialisation, or fine-tune a shipped meta-learned one and send the residual",
           choices=INITS, models=("spinr", "siren")),
+    _core("residual_penalty", "train.residual_penalty", "float",
+          "init=meta: how hard fine-tuning is kept near θ0 (log-MSE + λ·mean|θ−θ0|); a smaller residual"
+          " costs fewer bytes; 0: off", min=0.0, max=1e6, models=("spinr", "siren")),
     _core("seed", "train.seed", "int", "random seed of initialisation and pixel sampling", min=0, max=2**31 - 1),
     _core("device", "train.device", "str", "training device: auto (CUDA when present), cpu, cuda or cuda:N"),
     _core("seq_steps", "train.seq_steps", "int",

@@ -6,6 +6,7 @@ quantized PSNR so the numbers reported are the ones a receiver gets.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -99,6 +100,36 @@ def encode_image(
     return _finish(model, image, cfg, result, time.perf_counter() - start, meta, target, seq, cancel, init)
 
 
+def encode_at_rates(
+    image: np.ndarray, cfg: EncodeConfig, bpps: Sequence[float], progress: Any = None
+) -> list[EncodeResult | ConfigError]:
+    """:func:`encode_image` of a fixed network (``--width``/``--depth`` set) at several rates (bpp)
+    from **one** fit: under a rate target the float fit does not depend on the target (sequential
+    quantization's steps per unit do not either), so each result is the encode of that target, the
+    fit's time counted in each. A target this network cannot reach comes back as its ConfigError."""
+    from codec.train import fit
+
+    if cfg.model.width is None or not bpps:
+        raise ConfigError("encode_at_rates needs a fixed network (width set) and at least one rate")
+    plans = [_plan(image, cfg.replace(**{"rate.bpp": b, "rate.bytes": None})) for b in bpps]
+    first, _, init, notes = plans[0]
+    start = time.perf_counter()
+    model = _build(image, first, init)
+    seq = seq_steps(first, len(model.units()))
+    result = fit(model, image, _train_config(first, model, seq), progress=progress)
+    result.warnings += notes
+    seconds = time.perf_counter() - start
+    out: list[EncodeResult | ConfigError] = []
+    for c, target, _, _ in plans:
+        try:
+            out.append(
+                _finish(copy.deepcopy(model), image, c, result, seconds, False, target, seq, None, init)
+            )
+        except ConfigError as e:
+            out.append(e)
+    return out
+
+
 def encode_images(
     images: Sequence[np.ndarray],
     cfgs: Sequence[EncodeConfig],
@@ -144,19 +175,13 @@ def encode_images(
 def _plan(image: np.ndarray, cfg: EncodeConfig) -> tuple[EncodeConfig, int | None, Any, list[str]]:
     """The config with the network the size model picked (when a rate target leaves it open), the
     target in bytes (None: quantize by ``--bits``), and with ``--init meta`` the θ0 it starts from
-    (the network snapped to it, codec/meta/residual.py) and notes about the snap."""
+    (the network snapped to it by ``plan_encode``, codec/meta/residual.py) and notes about the snap."""
     from codec.rate import plan_encode
 
     check_image(image)
     rate = plan_encode(cfg, int(image.shape[1]), int(image.shape[0]))
     rate.cfg.validate()
-    if rate.cfg.train.init != "meta":
-        return rate.cfg, rate.target_bytes, None, []
-    from codec.meta.residual import choose
-
-    planned = rate.sized.params if rate.sized is not None else 0
-    snapped, init, notes = choose(rate.cfg, rate.sized is not None, planned)
-    return snapped, rate.target_bytes, init, notes
+    return rate.cfg, rate.target_bytes, rate.init, list(rate.init_notes)
 
 
 def _train_config(cfg: EncodeConfig, model: Any, seq: int) -> Any:

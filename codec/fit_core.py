@@ -103,6 +103,19 @@ def stage_loss(
     return torch.exp(cast(torch.Tensor, sum(logs)))
 
 
+def residual_rate(moved: torch.Tensor, norm: str, dim: int | None = None) -> torch.Tensor:
+    """R of the residual penalty: mean |Δ| (``l1``) or mean Δ² (``l2``) of ``moved`` (θ − θ0), over
+    everything or along ``dim`` (the batched loop's one row per model)."""
+    r = moved.abs() if norm == "l1" else moved * moved
+    return r.mean() if dim is None else r.mean(dim=dim)
+
+
+def with_residual_penalty(loss: torch.Tensor, rate: torch.Tensor, strength: float) -> torch.Tensor:
+    """``loss · exp(λ R)``: log-MSE plus λ R, the same trade whatever the image's error level (an
+    additive penalty would take over as the loss falls)."""
+    return loss * torch.exp(strength * rate)
+
+
 def loss_to_psnr(loss: float) -> float:
     # Targets live in [-1, 1]: MSE on [0, 1] is loss / 4.
     if loss <= 0:

@@ -40,6 +40,10 @@ class RatePlan:
     """What the plan changed from what was asked, in words (pixel batches, a width cap)."""
     uncapped_width: int | None = None
     """The width the size model chose before ``max_width`` capped it (None: not capped)."""
+    init: Any = None
+    """``--init meta``: the θ0 (``codec.meta.initfile.InitFile``) the network was snapped to."""
+    init_notes: list[str] = field(default_factory=list)
+    """What snapping to θ0 changed, in words (also in ``notes``)."""
 
     def network(self) -> str:
         m = self.cfg.model
@@ -147,6 +151,14 @@ def plan_encode(
             cfg.model.options.setdefault(key, value)
     elif cfg.model.hidden_layers is None:
         cfg.model.hidden_layers = HIDDEN  # a width alone: the size model's depth
+    init: Any = None
+    init_notes: list[str] = []
+    if cfg.train.init == "meta":
+        # Snapped to θ0's network before the memory estimate: θ0's network is the one that trains.
+        from codec.meta.residual import choose
+
+        cfg, init, init_notes = choose(cfg, sized is not None, sized.params if sized is not None else 0)
+        notes += init_notes
     if target is not None:
         # The planned config names its target: planning it again (encode_image does) changes nothing.
         cfg.rate.bytes, cfg.rate.bpp = target, None
@@ -157,4 +169,13 @@ def plan_encode(
             f"training on {cfg.train.batch_pixels} pixels per step to stay within the memory limit"
             f" ({limit_hint})"
         )
-    return RatePlan(cfg, target, sized, estimate(cfg, width_px * height_px), notes, wanted)
+    return RatePlan(
+        cfg,
+        target,
+        sized,
+        estimate(cfg, width_px * height_px),
+        notes,
+        wanted,
+        init=init,
+        init_notes=init_notes,
+    )

@@ -29,7 +29,7 @@ from codec.errors import Cancelled, ConfigError
 from codec.models.base import INR
 from codec.payload import Unit
 from codec.quant import quantize
-from codec.stepalloc import steps_for
+from codec.stepalloc import MAX_STEP_STD, RESIDUAL_MAX_STEP_STD, steps_for
 from codec.stepquant import all_depths, model_sensitivity, probe_data
 
 M_RANGE = (1e-9, 1e2)
@@ -149,7 +149,8 @@ class _Units:
 
     def unit(self, u: int, m: float) -> tuple[Unit, list[float]]:
         mine = self.members(u)
-        steps = steps_for([self.values[i] for i in mine], [self.sens[i] for i in mine], m)
+        cap = MAX_STEP_STD if self.base is None else RESIDUAL_MAX_STEP_STD
+        steps = steps_for([self.values[i] for i in mine], [self.sens[i] for i in mine], m, cap)
         tensors = tuple(quantize(self.names[i], self.values[i], s) for i, s in zip(mine, steps, strict=True))
         return Unit(u, tensors), steps
 

@@ -34,6 +34,10 @@ quick preset and 32.56 dB in 59,947 on the demo's)."""
 DB_PER_BIT = 20 * math.log10(2)
 MAX_STEP_STD = 1.0
 """No step exceeds this multiple of its tensor's standard deviation (coarser rounds most weights to 0)."""
+RESIDUAL_MAX_STEP_STD = 4.0
+"""The cap for a residual θ − θ0 (``--init meta``): rounding most of a residual to 0 leaves θ0's
+weights, still a picture, so at low rates a tensor may send almost nothing (at 4 σ nearly every code
+is 0, a fraction of a bit per weight); the weights' cap of 1 σ kept every residual costing bits."""
 PROBE_REL = 1 / 16
 """Probe noise: uniform of width ``PROBE_REL · std(t)``."""
 
@@ -54,9 +58,12 @@ def multiplier_for_bits(bits: int, weights: int) -> float:
     return math.sqrt(12.0 * mse / weights)
 
 
-def steps_for(tensors: Sequence[np.ndarray], sensitivity: Sequence[float], multiplier: float) -> list[float]:
-    """One step per tensor: ``multiplier / √s_t``, at most ``MAX_STEP_STD · std(t)``, at least what the
-    format allows for the tensor (:func:`codec.quant.min_step`), rounded to a representable step."""
+def steps_for(
+    tensors: Sequence[np.ndarray], sensitivity: Sequence[float], multiplier: float, cap: float = MAX_STEP_STD
+) -> list[float]:
+    """One step per tensor: ``multiplier / √s_t``, at most ``cap · std(t)`` (``RESIDUAL_MAX_STEP_STD``
+    for residuals), at least what the format allows for the tensor (:func:`codec.quant.min_step`),
+    rounded to a representable step."""
     if len(tensors) != len(sensitivity):
         raise ConfigError(f"{len(tensors)} tensors but {len(sensitivity)} sensitivities")
     if not (math.isfinite(multiplier) and multiplier > 0):
@@ -65,7 +72,7 @@ def steps_for(tensors: Sequence[np.ndarray], sensitivity: Sequence[float], multi
     for t, s in zip(tensors, sensitivity, strict=True):
         a = np.asarray(t, dtype=np.float32)
         step = multiplier / math.sqrt(max(float(s), 1e-30))
-        step = min(step, MAX_STEP_STD * float(np.std(a))) if a.size > 1 else step
+        step = min(step, cap * float(np.std(a))) if a.size > 1 else step
         out.append(representable(max(step, min_step(a))))
     return out
 

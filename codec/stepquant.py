@@ -24,7 +24,7 @@ from codec.errors import ConfigError
 from codec.models.base import INR
 from codec.payload import Unit
 from codec.quant import quantize
-from codec.stepalloc import probe_sensitivity, steps_for
+from codec.stepalloc import MAX_STEP_STD, RESIDUAL_MAX_STEP_STD, probe_sensitivity, steps_for
 
 PROBE_PIXELS = 65_536
 """Sensitivities are measured on at most this many pixels (a seeded random subset beyond)."""
@@ -149,8 +149,11 @@ def model_steps(
     else:
         sens = [s for s, t in zip(sensitivity, tensors, strict=True) if id(t) not in fixed]
     values = _residuals(tensors, base)
+    cap = MAX_STEP_STD if base is None else RESIDUAL_MAX_STEP_STD
     chosen = iter(
-        steps_for([v for v, t in zip(values, tensors, strict=True) if id(t) not in fixed], sens, multiplier)
+        steps_for(
+            [v for v, t in zip(values, tensors, strict=True) if id(t) not in fixed], sens, multiplier, cap
+        )
     )
     return [fixed[id(t)] if id(t) in fixed else next(chosen) for t in tensors]
 

@@ -29,8 +29,10 @@ from codec.fit_core import (
     copy_into,
     image_tensor,
     loss_to_psnr,
+    residual_rate,
     split_steps,
     stage_loss,
+    with_residual_penalty,
 )
 from codec.kernels import kernels_for, use_kernels
 from codec.models.base import INR, TrainingStage
@@ -190,6 +192,10 @@ class _StageFit:
         self.qat_from = steps - int(round(fit.cfg.qat * steps)) if fit.quant is not None else steps
         self.quant_steps: list[float] | None = None
         """The stage's quantization steps, once decided (at the first quantization-aware step)."""
+        self.anchor: torch.Tensor | None = None
+        """θ0, flat, when the stage pays for drifting from it (``TrainConfig.residual_penalty``)."""
+        if stage.anchored and fit.cfg.residual_penalty > 0:
+            self.anchor = torch.cat([p.detach().reshape(-1) for p in stage.params]).clone()
 
     def _start_at_pass_through(self) -> None:
         # Start "best" at the exact previous picture: training must beat it to replace it.
@@ -249,6 +255,10 @@ class _StageFit:
         if value < self.best_loss:
             self.best_loss = value
             copy_into(self.best, stage.params if floats is None else floats)
+        if self.anchor is not None:
+            moved = torch.cat([p.reshape(-1) for p in stage.params]) - self.anchor
+            cfg = fit.cfg
+            loss = with_residual_penalty(loss, residual_rate(moved, cfg.residual_norm), cfg.residual_penalty)
         loss.backward()
         if floats is not None:
             copy_into(stage.params, floats)  # after backward: autograd saved the quantized values

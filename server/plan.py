@@ -35,5 +35,6 @@ def plan_job(
         model = rate.cfg.model
         out.pop("bpp", None)
         out.update(width=model.width, depth=model.hidden_layers, bytes=rate.target_bytes)
-        out.update({k: v for k, v in rate.sized.options.items() if k not in out})
+        # The planned network's options (a θ0's when ``--init meta`` snapped to one), not the size model's.
+        out.update({k: model.options.get(k, v) for k, v in rate.sized.options.items() if k not in out})
     return out, rate.to_json(width, height)

@@ -145,3 +145,98 @@ def test_batched_encodes_from_theta0(init_dir, photo_crop) -> None:
         assert r.bitstream.header.init == init.hash
         dec = ProgressiveDecoder.from_bitstream(load_bitstream(r.bitstream.to_bytes())[0])
         assert psnr(dec.decode().rgb, photo_crop) == pytest.approx(r.psnr, abs=1e-6)
+
+
+def test_plan_estimates_memory_after_snapping_to_theta0() -> None:
+    """The size model plans a wider network at 1 bpp; ``--init meta`` trains the shipped θ0's (16 x 3,
+    L = 10), and the memory estimate (the encoder's and the server's) is that network's."""
+    from codec.memory import estimate
+    from codec.rate import plan_encode
+    from server.plan import plan_job
+
+    cfg = preset("standard").replace(**{"rate.bpp": 1.0, "train.init": "meta"})
+    cfg.model.width = cfg.model.hidden_layers = None
+    random = plan_encode(cfg.replace(**{"train.init": "random"}), 192, 128)
+    rate = plan_encode(cfg, 192, 128)
+    assert random.cfg.model.width is not None and random.cfg.model.width > 16
+    m = rate.cfg.model
+    assert (m.width, m.hidden_layers, m.options["pe_frequencies"]) == (16, 3, 10)
+    assert rate.init is not None and rate.init.arch["width"] == 16
+    assert rate.memory is not None and random.memory is not None
+    assert rate.memory.total == estimate(rate.cfg, 192 * 128).total
+    assert rate.memory.total < random.memory.total
+    assert any("nearest shipped θ0" in n for n in rate.notes) and rate.init_notes
+    _, plan = plan_job(cfg, {"init": "meta"}, 192, 128, 1 << 30, None)
+    assert plan["width"] == 16 and plan["memory_bytes"] == int(rate.memory.total)
+
+
+@pytest.mark.parametrize("loop", ["plain", "fast"])
+def test_residual_penalty_keeps_the_fit_near_theta0(init_dir, photo_crop, loop) -> None:
+    """Rate-aware fine-tuning: with a residual penalty the fit moves less from θ0 (both loops), and
+    the loss it reports is still the plain MSE's."""
+    import torch
+
+    from codec.batched import fit_many
+    from codec.config import TrainConfig
+    from codec.meta.reptile import load_weights
+
+    _, init = init_dir
+    drift = {}
+    for pen in (0.0, 3000.0):
+        torch.manual_seed(0)
+        model = build_model("spinr", 16, 2, {})
+        load_weights(model, init)
+        model.from_init = True
+        cfg = TrainConfig(steps=40, lr=3e-3, device="cpu", loop=loop, init="meta", residual_penalty=pen)
+        (result,) = fit_many([model], [photo_crop], [cfg]) if loop == "fast" else [None]
+        if loop == "plain":
+            from codec.train import fit
+
+            result = fit(model, photo_crop, cfg)
+        assert not isinstance(result, Exception) and np.isfinite(result.stage_psnr[-1])
+        now = [t.detach().numpy() for _, ts in model.units() for _, t in ts]
+        base = [init.weights[u][n] for u, (_, ts) in enumerate(model.units()) for n, _ in ts]
+        drift[pen] = float(
+            np.mean(np.concatenate([np.abs(a - b).ravel() for a, b in zip(now, base, strict=True)]))
+        )
+    assert 0 < drift[3000.0] < 0.7 * drift[0.0]
+
+
+def test_residual_steps_may_round_a_tensor_to_theta0() -> None:
+    """Residuals may take steps up to RESIDUAL_MAX_STEP_STD σ (nearly every code 0: θ0's weights),
+    weights only MAX_STEP_STD σ."""
+    from codec.stepalloc import MAX_STEP_STD, RESIDUAL_MAX_STEP_STD, steps_for
+
+    a = np.random.default_rng(0).normal(0, 0.01, 500).astype(np.float32)
+    (w,) = steps_for([a], [1.0], 1e3)
+    (r,) = steps_for([a], [1.0], 1e3, RESIDUAL_MAX_STEP_STD)
+    assert w == pytest.approx(MAX_STEP_STD * float(np.std(a)), rel=0.02)
+    assert r == pytest.approx(RESIDUAL_MAX_STEP_STD * float(np.std(a)), rel=0.02)
+    assert np.mean(np.rint(a / r) == 0) > 0.95
+
+
+def test_encode_at_rates_is_one_encode_per_rate(photo_crop) -> None:
+    """One fit quantized to several rates gives, per rate, the stream encode_image gives (same units,
+    byte for byte), and a rate the network cannot reach comes back as its error."""
+    from codec.encode import encode_at_rates
+
+    cfg = preset("tiny").replace(**{"train.steps": 40})
+    assert cfg.model.width is not None
+    out = encode_at_rates(photo_crop, cfg, [3.0, 1.5, 0.001])
+    assert isinstance(out[2], ConfigError)
+    for bpp, r in zip([3.0, 1.5], out, strict=False):
+        assert not isinstance(r, ConfigError)
+        alone = encode_image(photo_crop, cfg.replace(**{"rate.bpp": bpp}))
+        assert r.bytes == alone.bytes and r.psnr == pytest.approx(alone.psnr, abs=1e-9)
+        for u, unit in alone.bitstream.units.items():
+            for a, b in zip(r.bitstream.units[u].tensors, unit.tensors, strict=True):
+                assert a.step == b.step and np.array_equal(a.codes, b.codes)
+
+
+def test_residual_penalty_needs_meta_init() -> None:
+    from codec.config import apply_overrides
+
+    with pytest.raises(ConfigError, match=r"residual_penalty 30.0 applies to init=meta only"):
+        apply_overrides(preset("tiny"), {"residual_penalty": 30}).validate()
+    cfg = apply_overrides(preset("tiny"), {"residual_penalty": 30, "init": "meta"})
+    assert cfg.validate().train.residual_penalty == 30.0

@@ -68,6 +68,9 @@ class TrainingStage:
     at every step, so the trainer computes it once per stage (``TrainConfig.prefix_cache``)."""
     rest: Callable[[torch.Tensor], torch.Tensor] | None = None
     """The remainder of the forward pass: ``rest(prefix(x))`` is ``model(x, depth)``, op for op."""
+    anchored: bool = False
+    """The stage fine-tunes from a shared θ0 whose residual is sent (``--init meta``): the trainer adds
+    ``TrainConfig.residual_penalty`` on how far its parameters move from where the stage starts."""
 
 
 class INR(nn.Module):
@@ -107,7 +110,7 @@ class INR(nn.Module):
 
     def stages(self) -> list[TrainingStage]:
         """Training stages in order; a plain model has one stage training everything."""
-        return [TrainingStage("all", list(self.parameters()), None)]
+        return [TrainingStage("all", list(self.parameters()), None, anchored=self.from_init)]
 
     def set_image_size(self, width: int, height: int) -> None:
         """Told the image size before training or loading; only a model whose parameters depend on it

@@ -93,7 +93,7 @@ class Spinr(INR):
             # From a meta-learned θ0 every stage already decodes: fine-tune all layers and heads on
             # every prefix's loss, the loss θ0 was meta-trained on (codec/meta/reptile.py).
             every = tuple((d, 1.0) for d in range(self.depths))
-            return [TrainingStage("finetune", list(self.parameters()), None, exits=every)]
+            return [TrainingStage("finetune", list(self.parameters()), None, exits=every, anchored=True)]
         first = [*self.input.parameters(), *self.head(0).parameters()]
         stages = [TrainingStage("stage.0", first, 0, self.options.stage0_weight)]
         for k, layer in enumerate(self.hidden, start=1):
