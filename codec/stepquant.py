@@ -24,10 +24,7 @@ from codec.errors import ConfigError
 from codec.models.base import INR
 from codec.payload import Unit
 from codec.quant import quantize
-from codec.stepalloc import probe_sensitivity, steps_for
-
-PROBE_PIXELS = 65_536
-"""Sensitivities are measured on at most this many pixels (a seeded random subset beyond)."""
+from codec.stepalloc import PROBE_PIXELS, probe_sensitivity, steps_for
 
 
 def fake_quantize(p: torch.Tensor, step: float) -> torch.Tensor:
