@@ -17,7 +17,7 @@ run over the whole image at once while that fits; over the limit they run in chu
 float rounding), and only then does training sample pixel batches. What stays per image pixel is
 the image, its targets and coordinates, the prefix cache of a staged model (width floats) and the
 decoded pictures: a 2000x2000 encode at the default rate (width 319, 3 hidden layers) was refused at
-76.5 GiB and now plans about 8 GiB (measured peak RSS: docs/SPINR.md, "Memory").
+76.5 GiB and now plans 11.8 GiB under the 12 GiB default (measured peaks: docs/SPINR.md, "Memory").
 """
 
 from __future__ import annotations
