@@ -29,6 +29,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from codec.batched_stage import BatchStage
+from codec.chunked import chunked, sq_error, summed
 from codec.config import EncodeConfig, QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
@@ -220,8 +221,20 @@ class BatchFit:
             return vmap(one, in_dims=dims, randomness="different")(self.params_now, self.buffers_now, *args)
 
     def prefix_losses(self, depth: int | None) -> torch.Tensor:
-        """(K,) mean squared error of one prefix on the whole image at the current weights."""
+        """(K,) mean squared error of one prefix on the whole image at the current weights, in
+        chunks of ``eval_pixels`` (codec/chunked.py) when the whole image at once does not fit."""
         self.mode(False)
+        chunk = self.cfg.eval_pixels
+        if chunked(self.pixels, chunk):
+            sse = summed(
+                lambda rows: self.run(
+                    lambda m, x, y: sq_error(m(x, depth), y), self.coords[rows], self.target[:, rows],
+                    batched=(False, True),
+                ),
+                self.pixels,
+                chunk,
+            )  # fmt: skip
+            return sse / (self.pixels * 3)
         with torch.no_grad():
             out = self.run(
                 lambda m, x, y: torch.mean((m(x, depth) - y) ** 2),

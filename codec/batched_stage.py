@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from codec.chunked import chunked, combine, filled, stage_sse, summed
 from codec.errors import TrainingDiverged
 from codec.fit_core import loss_to_psnr, residual_rate, stage_loss, with_residual_penalty
 from codec.stack import StackedAdam, per_model
@@ -77,8 +78,12 @@ class BatchStage:
         self.cache = None
         if fit.cfg.prefix_cache and stage.prefix is not None:
             prefix = stage.prefix
-            with torch.no_grad():
-                self.cache = fit.run(lambda m, x: prefix(x), fit.coords, batched=(False,))
+            self.cache = filled(
+                lambda rows: fit.run(lambda m, x: prefix(x), fit.coords[rows], batched=(False,)),
+                fit.pixels,
+                fit.cfg.eval_pixels,
+                dim=1,
+            )
         ok = [f is None for f in fit.failed]
         self.active = torch.tensor(ok, device=dev)
         self.host_active = ok
@@ -115,11 +120,27 @@ class BatchStage:
         return out.float() if bf16 else out
 
     def _full_losses(self) -> torch.Tensor:
-        """(K,) stage loss on every pixel, no gradient, eval mode."""
-        fit = self.fit
+        """(K,) stage loss on every pixel, no gradient, eval mode; in chunks of ``eval_pixels``
+        (codec/chunked.py) when the whole image at once does not fit."""
+        fit, stage, chunk = self.fit, self.stage, self.fit.cfg.eval_pixels
         fit.mode(False)
-        with torch.no_grad():
-            return self._losses(fit.coords, fit.target, self.cache, False).detach()
+        if not chunked(fit.pixels, chunk):
+            with torch.no_grad():
+                return self._losses(fit.coords, fit.target, self.cache, False).detach()
+        bf16 = fit.cfg.precision == "bf16"
+
+        def part(rows: slice) -> torch.Tensor:
+            h = None if self.cache is None else self.cache[:, rows]
+            with torch.autocast(fit.device.type, dtype=torch.bfloat16, enabled=bf16):
+                return fit.run(
+                    lambda m, x, y, h: stage_sse(m, stage, x, y, h),
+                    fit.coords[rows],
+                    fit.target[:, rows],
+                    h,
+                    batched=(False, True, True),
+                )
+
+        return combine(stage, summed(part, fit.pixels, chunk), fit.pixels * 3).float()
 
     def _load_quantized(self, weights: torch.Tensor) -> None:
         """Set the trained columns to the dequantized codes of ``weights`` (K, n), model by model, at

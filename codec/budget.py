@@ -106,6 +106,10 @@ class DecodeBudget:
 
 
 DEFAULT_BUDGET = DecodeBudget()
+OWN_STREAM_BUDGET = DecodeBudget(max_params=1 << 40, max_work=1 << 62, max_pixels=1 << 32)
+"""The encoder decoding the stream it has just made (for the PSNRs it reports and writes): nothing
+there came from outside, so no limit on its size or work (a 2000x2000 encode at the default rate is
+1.3e12 multiply-adds, 20x the default ``max_work``); tiles still bound its memory."""
 BUDGET_FIELDS = tuple(f.name for f in fields(DecodeBudget))
 
 

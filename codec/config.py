@@ -76,6 +76,10 @@ class TrainConfig:
     dequantized weights at the steps the stage will be sent with, the gradient applied to the float
     ones), so the kept weights are those that survive quantization. 0 is off; needs a quantization
     config."""
+    eval_pixels: int = 0
+    """Pixels per chunk of the trainer's full-image passes (a stage's judged losses, its prefix cache;
+    codec/chunked.py); 0 runs each over the whole image at once. Set by the memory plan
+    (codec/memory.py) when the whole image at once does not fit the limit."""
     prefix_cache: bool = True
     """Compute the part of a stage's forward pass that no trained parameter touches (SPINR's frozen
     layers, FourierNet's encoding) once per stage instead of at every step. The same loss, bit for bit."""
@@ -125,6 +129,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        if self.eval_pixels < 0:
+            raise ConfigError(f"eval_pixels {self.eval_pixels} must be >= 0 (0: the whole image at once)")
         if not 1 <= self.sync_every <= 10_000:
             raise ConfigError(f"sync_every {self.sync_every} is out of range: allowed 1..10000")
         if self.loop == "plain" and (self.compile or self.precision != "fp32"):

@@ -17,7 +17,7 @@ import numpy as np
 
 from codec import __version__
 from codec.bitstream import Bitstream, StreamHeader, make_header_packet, new_stream_id, units_bytes
-from codec.budget import DEFAULT_BUDGET, DecodeBudget
+from codec.budget import DEFAULT_BUDGET, OWN_STREAM_BUDGET, DecodeBudget
 from codec.config import EncodeConfig
 from codec.decoder import ProgressiveDecoder, stage_psnrs
 from codec.errors import ConfigError, ImageError, SpinrError
@@ -253,7 +253,7 @@ def _finish(
                 " this network cannot use more (a wider one, or no --width/--depth, would)"
             )
     bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
-    decoder = ProgressiveDecoder.from_bitstream(bs)
+    decoder = ProgressiveDecoder.from_bitstream(bs, budget=OWN_STREAM_BUDGET)
     q_stage = stage_psnrs(decoder, image)
     if len(q_stage) != depths:
         raise ConfigError(f"internal: decoded {len(q_stage)} depths, model has {model.depths}")

@@ -9,8 +9,15 @@ too many, or refuses it naming the numbers. ``codec.rate.plan_encode`` applies i
 
 The model was measured on CPU (peak RSS over a warmed-up worker, 400x400 pixels, 2 steps; spinr
 32x4, 64x4, 32x8 and siren 32x4, 128x4, full batch and 4096-pixel batches): the measured peaks are
-0.5 to 1.0 times the estimate. Full-image passes (the best-weights evaluation, the quantized decode of
-every stage for its PSNR) are not batched by the codec today: they set the floor.
+0.5 to 1.0 times the estimate.
+
+The full-image passes (the loss of a stage's kept weights, every prefix's PSNR, the prefix cache)
+run over the whole image at once while that fits; over the limit they run in chunks of
+:data:`EVAL_CHUNK` pixels first (``train.eval_pixels``, codec/chunked.py; the loss is the same to
+float rounding), and only then does training sample pixel batches. What stays per image pixel is
+the image, its targets and coordinates, the prefix cache of a staged model (width floats) and the
+decoded pictures: a 2000x2000 encode at the default rate (width 319, 3 hidden layers) was refused at
+76.5 GiB and now plans 11.8 GiB under the 12 GiB default (measured peaks: docs/SPINR.md, "Memory").
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 
 from codec.config import EncodeConfig
 from codec.errors import ConfigError
+from codec.stepalloc import PROBE_PIXELS
 
 GIB = 1 << 30
 TRAIN_PER_UNIT = 8.0
@@ -35,6 +43,14 @@ PARAM_BYTES = 32
 """Bytes per parameter: the weights, their gradient, Adam's two moments, the best-so-far copies."""
 MIN_BATCH = 4096
 """Smallest pixel batch the planner chooses by itself (a smaller one trains poorly)."""
+EVAL_CHUNK = 65_536
+"""Pixels per chunk of the full-image passes when the whole image at once does not fit (a chunk of
+this size keeps a matrix multiply's per-pixel speed; its activations are MiBs, not GiBs)."""
+HELD_PER_PIXEL = 400.0
+"""Bytes per image pixel a chunked encode still holds: the image, its float targets, coordinates,
+the decoded pictures and the float64 copies their PSNR compares."""
+CACHE_PER_UNIT = 4.0
+"""Bytes per image pixel per width of a staged model's prefix cache (one float32 activation)."""
 
 
 def amount(n: float) -> str:
@@ -51,14 +67,39 @@ class Estimate:
     layers: int
     """Hidden layers + the input and output layers."""
     params: int
+    chunk: int = 0
+    """Pixels per chunk of the full-image passes (0 or ``pixels``: the whole image at once)."""
+    cache: bool = True
+    """Whether a staged model's prefix cache is kept (``train.prefix_cache``)."""
+    finetune: int = 0
+    """Pixels of sequential quantization's fine-tuning steps (0: none), a training step of their own."""
+
+    @property
+    def per_batch_pixel(self) -> float:
+        return TRAIN_PER_UNIT * self.width * self.layers + TRAIN_PER_PIXEL
+
+    @property
+    def per_eval_pixel(self) -> float:
+        return FULL_PER_UNIT * self.width * self.layers + FULL_PER_PIXEL
+
+    @property
+    def held_per_pixel(self) -> float:
+        """Bytes per image pixel of a chunked encode, whatever the chunk."""
+        return HELD_PER_PIXEL + (CACHE_PER_UNIT * self.width if self.cache else 0.0)
+
+    @property
+    def chunked(self) -> bool:
+        return 0 < self.chunk < self.pixels
 
     @property
     def training(self) -> float:
-        return self.batch * (TRAIN_PER_UNIT * self.width * self.layers + TRAIN_PER_PIXEL)
+        return max(self.batch, self.finetune) * self.per_batch_pixel
 
     @property
     def full_image(self) -> float:
-        return self.pixels * (FULL_PER_UNIT * self.width * self.layers + FULL_PER_PIXEL)
+        if not self.chunked:
+            return self.pixels * self.per_eval_pixel
+        return self.pixels * self.held_per_pixel + self.chunk * self.per_eval_pixel
 
     @property
     def total(self) -> float:
@@ -66,8 +107,9 @@ class Estimate:
 
     def describe(self) -> str:
         batch = "every pixel per step" if self.batch == self.pixels else f"{self.batch} pixels per step"
+        passes = f", full-image passes in chunks of {self.chunk} pixels" if self.chunked else ""
         return (
-            f"{self.pixels} pixels x width {self.width} x {self.layers} layers, {batch}: about "
+            f"{self.pixels} pixels x width {self.width} x {self.layers} layers, {batch}{passes}: about "
             f"{amount(self.total)}"
         )
 
@@ -79,7 +121,11 @@ def estimate(cfg: EncodeConfig, pixels: int) -> Estimate:
         raise ConfigError("internal: a memory estimate needs the network planned (codec.rate.plan_encode)")
     batch = pixels if cfg.train.batch_pixels <= 0 else min(cfg.train.batch_pixels, pixels)
     params = width * width * hidden + width * 8 + 3 * width  # the MLP's weights; heads and biases ~ width
-    return Estimate(pixels, batch, width, hidden + 2, params)
+    # Under a byte target (set by plan_encode) sequential quantization fine-tunes on the probe pixels.
+    seq = cfg.rate.bytes is not None and cfg.train.seq_steps > 0
+    finetune = min(PROBE_PIXELS, pixels) if seq else 0
+    chunk = min(cfg.train.eval_pixels, pixels) if cfg.train.eval_pixels > 0 else pixels
+    return Estimate(pixels, batch, width, hidden + 2, params, chunk, cfg.train.prefix_cache, finetune)
 
 
 class MemoryTooLarge(ConfigError):
@@ -87,29 +133,53 @@ class MemoryTooLarge(ConfigError):
 
 
 def fit_memory(cfg: EncodeConfig, pixels: int, limit: int, limit_hint: str = "--max-memory") -> EncodeConfig:
-    """``cfg`` (its network planned) as it fits ``limit`` bytes: unchanged when it fits, with
-    ``train.batch_pixels`` set when batching the training step makes it fit, else MemoryTooLarge naming
-    the estimate, the limit (``limit_hint``: the option that sets it) and what would fit."""
+    """``cfg`` (its network planned) as it fits ``limit`` bytes: unchanged when it fits; else with the
+    full-image passes in chunks (``train.eval_pixels``), then pixel batches (``train.batch_pixels``),
+    then without the prefix cache, the first of these that fits; else MemoryTooLarge naming the
+    estimate, the limit (``limit_hint``: the option that sets it) and what would fit."""
     est = estimate(cfg, pixels)
     if est.total <= limit:
         return cfg
-    fixed = est.full_image + est.params * PARAM_BYTES
-    per_batch_pixel = TRAIN_PER_UNIT * est.width * est.layers + TRAIN_PER_PIXEL
-    batch = int((limit - fixed) // per_batch_pixel)
+    if cfg.train.eval_pixels == 0 and pixels > EVAL_CHUNK:
+        # The full-image passes in chunks first: the same training, the same losses to float rounding.
+        cfg = cfg.replace(**{"train.eval_pixels": EVAL_CHUNK})
+        est = estimate(cfg, pixels)
+        if est.total <= limit:
+            return cfg
+    fitted = _batched(cfg, est, limit)
+    if fitted is None and est.chunked and est.cache:
+        # Then without the prefix cache: a stage recomputes its frozen layers at every step instead.
+        plain = cfg.replace(**{"train.prefix_cache": False})
+        fitted = _batched(plain, estimate(plain, pixels), limit)
+    if fitted is not None:
+        return fitted
+    batch = int((limit - est.full_image - est.params * PARAM_BYTES) // est.per_batch_pixel)
     chosen = cfg.train.batch_pixels > 0
-    if not chosen and batch >= MIN_BATCH:
-        return cfg.replace(**{"train.batch_pixels": batch})
     budget = f"the limit is {amount(limit)} ({limit_hint})"
-    if chosen and batch >= 1:
+    if chosen and batch >= max(1, est.finetune):
         raise MemoryTooLarge(
             f"this encode needs {est.describe()}; {budget}: batch_pixels of at most {batch} fits"
         )
-    per_pixel = FULL_PER_UNIT * est.width * est.layers + FULL_PER_PIXEL
-    fits = max(0, int((limit - est.params * PARAM_BYTES - MIN_BATCH * per_batch_pixel) // per_pixel))
+    least = max(MIN_BATCH, est.finetune) * est.per_batch_pixel + est.params * PARAM_BYTES
+    if est.chunked:
+        least += est.chunk * est.per_eval_pixel
+    per_pixel = est.held_per_pixel if est.chunked else est.per_eval_pixel
+    fits = max(0, int((limit - least) // per_pixel))
     raise MemoryTooLarge(
         f"this encode needs {est.describe()}; {budget}, which holds at most about {fits} pixels at this "
         f"width and depth: use a smaller image, a smaller width or depth, or raise {limit_hint}"
     )
+
+
+def _batched(cfg: EncodeConfig, est: Estimate, limit: int) -> EncodeConfig | None:
+    """``cfg`` (estimated ``est``) as it fits ``limit``: unchanged when it fits, with the largest
+    pixel batch that fits unless the user chose one, or None."""
+    if est.total <= limit:
+        return cfg
+    if cfg.train.batch_pixels > 0:
+        return None
+    batch = int((limit - est.full_image - est.params * PARAM_BYTES) // est.per_batch_pixel)
+    return cfg.replace(**{"train.batch_pixels": batch}) if batch >= max(MIN_BATCH, est.finetune) else None
 
 
 def limit_bytes(cfg: EncodeConfig) -> int:

@@ -84,6 +84,7 @@ class RatePlan:
             "target_bpp": None if t is None else round(t * 8 / (width_px * height_px), 4),
             "steps": self.cfg.train.steps,
             "batch_pixels": self.cfg.train.batch_pixels,
+            "eval_pixels": self.cfg.train.eval_pixels,
             "memory_bytes": None if self.memory is None else int(self.memory.total),
             "notes": list(self.notes),
         }
@@ -162,13 +163,15 @@ def plan_encode(
     if target is not None:
         # The planned config names its target: planning it again (encode_image does) changes nothing.
         cfg.rate.bytes, cfg.rate.bpp = target, None
-    batch = cfg.train.batch_pixels
+    asked = cfg.train
     cfg = fit_memory(cfg.validate(), width_px * height_px, limit_bytes(cfg), limit_hint)
-    if cfg.train.batch_pixels != batch:
-        notes.append(
-            f"training on {cfg.train.batch_pixels} pixels per step to stay within the memory limit"
-            f" ({limit_hint})"
-        )
+    within = f"to stay within the memory limit ({limit_hint})"
+    if cfg.train.batch_pixels != asked.batch_pixels:
+        notes.append(f"training on {cfg.train.batch_pixels} pixels per step {within}")
+    if cfg.train.eval_pixels != asked.eval_pixels:
+        notes.append(f"judging the whole image in chunks of {cfg.train.eval_pixels} pixels {within}")
+    if cfg.train.prefix_cache != asked.prefix_cache:
+        notes.append(f"recomputing the frozen layers at every step (no prefix cache) {within}")
     return RatePlan(
         cfg,
         target,

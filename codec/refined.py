@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from codec.bitstream import Bitstream, Packet, StreamHeader, make_refinement_packet, make_unit_packet
+from codec.budget import OWN_STREAM_BUDGET
 from codec.decoder import ProgressiveDecoder, stage_psnrs
 from codec.errors import ConfigError
 from codec.header import EXT_LADDER, psnr_as_sent
@@ -43,7 +44,7 @@ def refine_stream(bs: Bitstream, reference: np.ndarray, levels: int, shift: int)
         part = Bitstream(
             header, dict(base), bs.stream_id, {k: r for k, r in refinements.items() if k[1] <= level}
         )
-        decoder = ProgressiveDecoder.from_bitstream(part, cache=True)
+        decoder = ProgressiveDecoder.from_bitstream(part, budget=OWN_STREAM_BUDGET, cache=True)
         grid.append([psnr_as_sent(p) for p in stage_psnrs(decoder, reference)])
         sizes.append(
             [len(make_unit_packet(base[u], bs.stream_id).to_bytes()) for u in range(n)]

@@ -28,7 +28,7 @@ from codec.bitstream import units_bytes
 from codec.errors import Cancelled, ConfigError
 from codec.models.base import INR
 from codec.payload import Unit
-from codec.quant import quantize
+from codec.quant import QuantizedTensor, quantize
 from codec.stepalloc import MAX_STEP_STD, RESIDUAL_MAX_STEP_STD, steps_for
 from codec.stepquant import all_depths, model_sensitivity, probe_data
 
@@ -116,10 +116,9 @@ def bisect_log(
     return best
 
 
-def _loss(model: INR, x: torch.Tensor, y: torch.Tensor, depths: list[int | None]) -> torch.Tensor:
+def _loss(outs: list[torch.Tensor], y: torch.Tensor, depths: list[int | None]) -> torch.Tensor:
     if depths == [None]:
-        return torch.mean((model(x) - y) ** 2)
-    outs = model.forward_exits(x, [d for d in depths if d is not None])
+        return torch.mean((outs[0] - y) ** 2)
     return torch.exp(torch.stack([torch.log(torch.mean((o - y) ** 2)) for o in outs]).mean())
 
 
@@ -143,20 +142,44 @@ class _Units:
         self.values = [t.detach().cpu().numpy().astype(np.float32) for t in self.tensors]
         if self.base is not None:
             self.values = [v - b for v, b in zip(self.values, self.base, strict=True)]
+        # Each tensor's codes and estimate at a multiplier, until the values change: the plan's
+        # bisections over the later units and over this one try many multipliers twice.
+        self.memo: dict[tuple[int, float], tuple[QuantizedTensor, float]] = {}
+        self.bits: dict[tuple[int, float], float] = {}
+        self.sizes: dict[tuple[int, float], int] = {}
 
     def members(self, u: int) -> list[int]:
         return [i for i, o in enumerate(self.owner) if o == u]
 
+    def _tensor(self, i: int, m: float) -> tuple[QuantizedTensor, float]:
+        key = (i, m)
+        if key not in self.memo:
+            # steps_for treats every tensor on its own: one at a time gives the same step.
+            cap = MAX_STEP_STD if self.base is None else RESIDUAL_MAX_STEP_STD
+            (step,) = steps_for([self.values[i]], [self.sens[i]], m, cap)
+            self.memo[key] = (quantize(self.names[i], self.values[i], step), step)
+        return self.memo[key]
+
     def unit(self, u: int, m: float) -> tuple[Unit, list[float]]:
-        mine = self.members(u)
-        cap = MAX_STEP_STD if self.base is None else RESIDUAL_MAX_STEP_STD
-        steps = steps_for([self.values[i] for i in mine], [self.sens[i] for i in mine], m, cap)
-        tensors = tuple(quantize(self.names[i], self.values[i], s) for i, s in zip(mine, steps, strict=True))
-        return Unit(u, tensors), steps
+        done = [self._tensor(i, m) for i in self.members(u)]
+        return Unit(u, tuple(q for q, _ in done)), [step for _, step in done]
+
+    def unit_estimate(self, u: int, m: float) -> float:
+        """:func:`estimate_bytes` of ``unit(u, m)``, the same sum of the same numbers."""
+        for i in self.members(u):
+            if (i, m) not in self.bits:
+                self.bits[i, m] = laplace_bits(self._tensor(i, m)[0].codes)
+        return FRAMING_BYTES + sum(TENSOR_BYTES + self.bits[i, m] / 8 for i in self.members(u))
+
+    def unit_bytes(self, u: int, m: float) -> int:
+        """Exact wire bytes of ``unit(u, m)`` (each multiplier entropy-coded once)."""
+        if (u, m) not in self.sizes:
+            self.sizes[u, m] = units_bytes([self.unit(u, m)[0]])
+        return self.sizes[u, m]
 
     def estimate(self, first: int, m: float, calib: float) -> float:
         """Estimated bytes of units ``first``.. at ``m``, scaled by the calibration so far."""
-        return calib * sum(estimate_bytes(self.unit(u, m)[0]) for u in range(first, self.count))
+        return calib * sum(self.unit_estimate(u, m) for u in range(first, self.count))
 
     def set_codes(self, unit: Unit) -> None:
         """The unit's tensors become their dequantized codes, plus θ0 (what a decoder computes)."""
@@ -191,23 +214,28 @@ def quantize_to_bytes(
     done: list[Unit] = []
     steps: list[float] = []
     exact = estimated = 0.0
+    spent = 0
+    """Wire bytes of ``done`` (``units_bytes(done)``, summed as the units are fixed)."""
     for u in range(us.count):
         if cancel is not None and getattr(cancel, "is_set", lambda: False)():
             raise Cancelled("quantization was cancelled")
         us.refresh()
-        left = budget - units_bytes(done)
+        left = budget - spent
         calib = exact / estimated if estimated else 1.0
         if u == us.count - 1:
-            unit, unit_steps = _last_unit(us, u, left, calib)
+            unit, unit_steps, m = _last_unit(us, u, left, calib)
         else:
             rest = _largest_fitting(functools.partial(us.estimate, u, calib=calib), left)
             if rest is None:
                 raise _too_small(us, u, left, calib)
             later = us.estimate(u + 1, rest[0], calib)
-            found = _largest_fitting(lambda m: calib * estimate_bytes(us.unit(u, m)[0]), left - later)  # noqa: B023
-            unit, unit_steps = us.unit(u, rest[0] if found is None else found[0])
-        exact += units_bytes([unit])
-        estimated += estimate_bytes(unit)
+            found = _largest_fitting(lambda m: calib * us.unit_estimate(u, m), left - later)  # noqa: B023
+            m = rest[0] if found is None else found[0]
+            unit, unit_steps = us.unit(u, m)
+        size = us.unit_bytes(u, m)
+        exact += size
+        spent += size
+        estimated += us.unit_estimate(u, m)
         done.append(unit)
         steps += unit_steps
         us.set_codes(unit)
@@ -216,7 +244,7 @@ def quantize_to_bytes(
     model.to("cpu")
     for p in model.parameters():
         p.requires_grad_(True)
-    return Quantized(done, steps, units_bytes(done))
+    return Quantized(done, steps, spent)
 
 
 def _too_small(us: _Units, u: int, left: float, calib: float) -> ConfigError:
@@ -227,12 +255,12 @@ def _too_small(us: _Units, u: int, left: float, calib: float) -> ConfigError:
     )
 
 
-def _last_unit(us: _Units, u: int, left: int, calib: float) -> tuple[Unit, list[float]]:
+def _last_unit(us: _Units, u: int, left: int, calib: float) -> tuple[Unit, list[float], float]:
     """The last unit on exact bytes: the largest at most ``left``, starting from the estimate's choice
-    and bisecting log(m) over a bracket (a few exact encodes)."""
-    guess = _largest_fitting(lambda m: calib * estimate_bytes(us.unit(u, m)[0]), left)
+    and bisecting log(m) over a bracket (a few exact encodes); with its steps and multiplier."""
+    guess = _largest_fitting(lambda m: calib * us.unit_estimate(u, m), left)
     m0 = guess[0] if guess is not None else M_RANGE[1]
-    size = lambda m: units_bytes([us.unit(u, m)[0]])  # noqa: E731
+    size = functools.partial(us.unit_bytes, u)
     best: tuple[float, int] | None = None
     lo = hi = math.log(m0)
     n = size(m0)
@@ -250,7 +278,7 @@ def _last_unit(us: _Units, u: int, left: int, calib: float) -> tuple[Unit, list[
                 break
             lo, best = hi, (math.exp(hi), n)
         else:
-            return us.unit(u, best[0])
+            return (*us.unit(u, best[0]), best[0])
     else:
         stride = 0.1
         while tries < EXACT_TRIES // 2:
@@ -271,7 +299,7 @@ def _last_unit(us: _Units, u: int, left: int, calib: float) -> tuple[Unit, list[
                 )
             best, lo = (M_RANGE[1], n), math.log(M_RANGE[1])
     found = bisect_log(size, left, lo, hi, best, EXACT_TRIES - tries, CLOSE_ENOUGH * left)
-    return us.unit(u, found[0])
+    return (*us.unit(u, found[0]), found[0])
 
 
 def _finetune(
@@ -292,12 +320,14 @@ def _finetune(
         t.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
     model.train()
+    # What the trained tensors do not reach (the encoding, the frozen layers, their heads) once.
+    outputs = model.outputs_changing(x, depths)
     best = [t.detach().clone() for t in params]
     with torch.no_grad():
-        best_loss = float(_loss(model, x, y, depths))
+        best_loss = float(_loss(outputs(params), y, depths))
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        loss = _loss(model, x, y, depths)
+        loss = _loss(outputs(params), y, depths)
         value = float(loss.detach())
         if value < best_loss:
             best_loss = value
@@ -305,7 +335,7 @@ def _finetune(
         loss.backward()
         opt.step()
     with torch.no_grad():
-        if float(_loss(model, x, y, depths)) > best_loss:  # never leave it worse than the best seen
+        if float(_loss(outputs(params), y, depths)) > best_loss:  # never leave it worse than the best seen
             for t, b in zip(params, best, strict=True):
                 t.copy_(b)
         for t in params:

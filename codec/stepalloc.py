@@ -24,6 +24,10 @@ import numpy as np
 from codec.errors import ConfigError
 from codec.quant import min_step, representable
 
+PROBE_PIXELS = 65_536
+"""Sensitivities are measured (and sequential quantization fine-tunes, codec/seqquant.py) on at most
+this many pixels of the image (a seeded random subset beyond)."""
+
 NOISE_PSNR_AT_8_BITS = 44.0
 """``--bits 8`` asks for quantization noise whose PSNR alone is this (dB, on [0, 1] pixels); each bit
 more or less moves it by 6.02 dB (halves or doubles every step). Chosen by measurement so that ``--bits

@@ -24,10 +24,7 @@ from codec.errors import ConfigError
 from codec.models.base import INR
 from codec.payload import Unit
 from codec.quant import quantize
-from codec.stepalloc import MAX_STEP_STD, RESIDUAL_MAX_STEP_STD, probe_sensitivity, steps_for
-
-PROBE_PIXELS = 65_536
-"""Sensitivities are measured on at most this many pixels (a seeded random subset beyond)."""
+from codec.stepalloc import MAX_STEP_STD, PROBE_PIXELS, RESIDUAL_MAX_STEP_STD, probe_sensitivity, steps_for
 
 
 def fake_quantize(p: torch.Tensor, step: float) -> torch.Tensor:
@@ -80,13 +77,11 @@ def measure_sensitivity(
     outputs at ``depths`` (None: the model's full output), the model in eval mode."""
     was_training = model.training
     model.eval()
+    outputs = model.outputs_changing(coords, depths)  # reuses what a changed tensor does not reach
 
     def mse(i: int, values: np.ndarray | None) -> float:
         with torch.no_grad(), _swapped(tensors[i], values):
-            if any(d is None for d in depths):
-                outs = [model(coords)]
-            else:
-                outs = model.forward_exits(coords, [d for d in depths if d is not None])
+            outs = outputs([] if values is None else [tensors[i]])
             return float(sum(torch.mean((o - target) ** 2) for o in outs)) / len(outs)
 
     try:

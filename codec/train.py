@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from codec.chunked import filled, full_mse, full_stage_loss
 from codec.config import QuantConfig, TrainConfig
 from codec.coords import grid
 from codec.device import resolve_device
@@ -63,13 +64,14 @@ def quantized_loss(
     x: torch.Tensor,
     y: torch.Tensor,
     cached: torch.Tensor | None = None,
+    chunk: int = 0,
 ) -> float:
-    """The stage's loss with its parameters set to the quantized ``weights`` (parameters left unchanged)."""
+    """The stage's loss with its parameters set to the quantized ``weights`` (parameters left
+    unchanged), ``chunk`` pixels at a time (codec/chunked.py; 0: all at once)."""
     current = [p.detach().clone() for p in stage.params]
     model.eval()
     load_quantized(stage.params, weights, steps)
-    with torch.no_grad():
-        value = float(stage_loss(model, stage, x, y, cached))
+    value = full_stage_loss(model, stage, x, y, cached, chunk)
     copy_into(stage.params, current)
     return value
 
@@ -146,8 +148,7 @@ class _Fit:
 
     def prefix_loss(self, depth: int | None) -> float:
         """Mean squared error of one prefix on the whole image at the current weights."""
-        with torch.no_grad():
-            return float(torch.mean((self.model(self.coords, depth) - self.target) ** 2))
+        return full_mse(lambda x: self.model(x, depth), self.coords, self.target, self.cfg.eval_pixels)
 
     def run(self) -> FitResult:
         with use_kernels(self.kernels):
@@ -183,8 +184,8 @@ class _StageFit:
         self.cache = None
         if fit.cfg.prefix_cache and stage.prefix is not None:
             # The frozen part of the forward pass, once for the stage instead of at every step.
-            with torch.no_grad():
-                self.cache = stage.prefix(fit.coords)
+            prefix = stage.prefix
+            self.cache = filled(lambda rows: prefix(fit.coords[rows]), fit.pixels, fit.cfg.eval_pixels)
         if stage.pass_through is not None:
             self._start_at_pass_through()
         self.restarts = 0
@@ -204,8 +205,8 @@ class _StageFit:
         with torch.no_grad():
             stage.pass_through()
             self.best = [p.detach().clone() for p in stage.params]
-            self.best_loss = float(
-                stage_loss(self.fit.model, stage, self.fit.coords, self.fit.target, self.cache)
+            self.best_loss = full_stage_loss(
+                self.fit.model, stage, self.fit.coords, self.fit.target, self.cache, self.fit.cfg.eval_pixels
             )
         copy_into(stage.params, start_weights)
 
@@ -238,8 +239,9 @@ class _StageFit:
             if math.isfinite(self.best_loss):
                 # From here losses are measured at quantized weights: judge the kept weights that way too.
                 self.best_loss = quantized_loss(
-                    fit.model, stage, self.best, self.quant_steps, fit.coords, fit.target, self.cache
-                )
+                    fit.model, stage, self.best, self.quant_steps, fit.coords, fit.target, self.cache,
+                    fit.cfg.eval_pixels,
+                )  # fmt: skip
         fit.model.train()
         floats = None
         if step >= self.qat_from:

@@ -14,7 +14,7 @@ from _server import Server, png
 from PIL import Image
 
 from codec.config import apply_overrides, preset
-from codec.memory import GIB, MIN_BATCH, MemoryTooLarge, estimate, fit_memory
+from codec.memory import EVAL_CHUNK, GIB, MIN_BATCH, MemoryTooLarge, estimate, fit_memory
 from server.plan import plan_job
 
 LIMIT_GIB = 0.5
@@ -43,7 +43,9 @@ def test_a_job_that_cannot_fit_is_refused_naming_the_numbers(server):
     detail = r.json()["detail"]
     # quick is a rate preset: the size model picks the width for the image and the default rate
     assert re.match(
-        r"this encode needs 4000000 pixels x width \d+ x \d+ layers, every pixel per step: about ", detail
+        r"this encode needs 4000000 pixels x width \d+ x \d+ layers, every pixel per step, full-image passes "
+        r"in chunks of 65536 pixels: about ",
+        detail,
     )
     assert "the limit is 0.50 GiB (spinr serve --max-job-memory)" in detail
     assert "use a smaller image, a smaller width or depth, or raise spinr serve --max-job-memory" in detail
@@ -59,7 +61,9 @@ def test_a_job_over_the_limit_trains_on_pixel_batches_when_they_fit(server, phot
     assert f"training on {batch} pixels per step" in r.json()["plan"]["notes"][0]
     cfg = apply_overrides(preset("tiny"), {"width": 64, "depth": 4})
     assert estimate(cfg, 512 * 384).total > LIMIT_GIB * GIB  # over as asked, ...
-    fitted = apply_overrides(cfg, {"batch_pixels": batch})
+    # The plan judges the whole image in chunks first (codec/chunked.py), then batches the training.
+    assert "judging the whole image in chunks of 65536 pixels" in r.json()["plan"]["notes"][1]
+    fitted = apply_overrides(cfg, {"batch_pixels": batch}).replace(**{"train.eval_pixels": EVAL_CHUNK})
     assert (
         MIN_BATCH <= batch < 512 * 384 and estimate(fitted, 512 * 384).total <= LIMIT_GIB * GIB
     )  # ... fits now

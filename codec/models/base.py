@@ -9,7 +9,7 @@ interface takes a received bitstream back into a torch model (:meth:`INR.load_bi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
 
@@ -124,6 +124,23 @@ class INR(nn.Module):
     def forward_exits(self, coords: torch.Tensor, depths: list[int]) -> list[torch.Tensor]:
         """The outputs of several prefix depths; a progressive model overrides this to share the trunk."""
         return [self(coords, d) for d in depths]
+
+    def outputs_changing(
+        self, coords: torch.Tensor, depths: Sequence[int | None]
+    ) -> Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]:
+        """``outputs(changed)``: the outputs at ``depths`` (None among them: the full output alone)
+        when only the ``changed`` weights differ from what they are now, for sensitivity probes
+        (one tensor changed at a time and put back) and fine-tuning some tensors with the others
+        frozen (codec/stepquant.py, codec/seqquant.py). Here everything is recomputed; a model
+        whose outputs do not all reach every weight reuses what the changed ones do not reach from
+        the pass at this call, the same tensors, so the same values bit for bit (SPINR)."""
+
+        def outputs(changed: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+            if any(d is None for d in depths):
+                return [self(coords)]
+            return self.forward_exits(coords, [d for d in depths if d is not None])
+
+        return outputs
 
     # -- shared ---------------------------------------------------------------------------------
     def num_params(self) -> int:

@@ -22,7 +22,7 @@ Two training options on top (both off by default, both measured in docs/SPINR.md
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -87,6 +87,50 @@ class Spinr(INR):
     def forward_exits(self, coords: torch.Tensor, depths: list[int]) -> list[torch.Tensor]:
         at = {k: h for k, h in self._trunk(coords, max(depths))}
         return [self.head(d)(at[d]) for d in depths]
+
+    def outputs_changing(
+        self, coords: torch.Tensor, depths: Sequence[int | None]
+    ) -> Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]:
+        """:meth:`INR.outputs_changing` reusing the pass at build time: changed weights of hidden layer
+        k recompute h_k.. and every head reading them, a changed head d recomputes output d alone, and
+        the input encoding is never recomputed (a sensitivity probe of a 16 x 3 net: 3.4x faster)."""
+        exits = [d for d in depths if d is not None]
+        if len(exits) < len(depths) or self.options.dropout > 0:
+            return super().outputs_changing(coords, depths)
+        top = max(exits)
+        with torch.no_grad():
+            encoded = self.encoder(coords)
+
+        def trunk(start: int, at: list[torch.Tensor]) -> list[torch.Tensor]:
+            # As _trunk, from h_start on, reading h_<start from ``at``.
+            out = at[:start]
+            for k in range(start, top + 1):
+                out.append(self._drop(self.input(encoded)) if k == 0 else self._layer(k, out[k - 1]))
+            return out
+
+        with torch.no_grad():
+            base = trunk(0, [])
+            base_out = [self.head(d)(base[d]) for d in exits]
+        first = {id(p): 0 for p in self.input.parameters()}
+        first.update({id(p): k for k, layer in enumerate(self.hidden, 1) for p in layer.parameters()})
+        heads: dict[int, set[int]] = {}
+        for d in range(self.depths):
+            for p in self.head(d).parameters():
+                heads.setdefault(id(p), set()).add(d)
+
+        def outputs(changed: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+            keys = [id(t) for t in changed]
+            if any(k not in first and k not in heads for k in keys):  # not this model's: recompute all
+                return self.forward_exits(coords, exits)
+            start = min((first[k] for k in keys if k in first), default=top + 1)
+            at = trunk(start, base) if start <= top else base
+            mine = {d for k in keys for d in heads.get(k, ())}
+            return [
+                self.head(d)(at[d]) if d >= start or d in mine else o
+                for d, o in zip(exits, base_out, strict=True)
+            ]
+
+        return outputs
 
     def stages(self) -> list[TrainingStage]:
         if self.from_init:
