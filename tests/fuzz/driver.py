@@ -10,7 +10,7 @@ keeps its smallest input as a reproducer.
 Time is the worker's CPU time, never the wall clock alone: on a busy shared machine a niced worker
 may wait many seconds for a core, and that is not the input's fault. The watchdog (``watch``) calls
 an input a hang when the worker spent ``kill_s`` CPU seconds on it, or made no CPU progress for
-``kill_s`` seconds while not runnable (blocked: a sleep, a lock, a pipe), or ran past ``wall_kill_s``,
+``kill_s`` seconds while neither runnable nor in disk wait (blocked: a sleep, a lock, a pipe), or ran past ``wall_kill_s``,
 a last resort far beyond any starvation seen here; the worker is then killed and replaced.
 """
 
@@ -141,7 +141,8 @@ class Watch:
     def sample(self, cpu: float, state: str, wall: float) -> str | None:
         """Take a sample (``wall`` seconds since the input was sent); once it is a hang, the verdict:
         ``"cpu: ..."``, ``"blocked: ..."`` or ``"wall: ..."``."""
-        progress = cpu > self.cpu or state == "R"  # runnable but starved is waiting for a core, not hung
+        # Runnable but starved (R) waits for a core, and D for the disk or a page-in: neither is hung.
+        progress = cpu > self.cpu or state in ("R", "D")
         self.stalled = 0.0 if progress else self.stalled + (wall - self.wall)
         self.cpu, self.wall = cpu, wall
         used = cpu - self.cpu0
