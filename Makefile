@@ -42,7 +42,11 @@ bench: setup  ## run benchmarks, writing JSON under bench-out/
 
 FUZZ_INPUTS ?= 100000
 fuzz: setup  ## fuzz every decode entry point with structure-aware hostile streams of format 2, then 1 (counts, slowest input, RSS growth, reproducers under bench-out/fuzz)
-	cd tests && for f in 2 1; do ../$(VENV)/bin/python -m fuzz run --format $$f --inputs $(FUZZ_INPUTS) --out ../bench-out/fuzz/v$$f || exit 1; done
+	@cd tests && failed=""; for f in 2 1; do \
+	  ../$(VENV)/bin/python -m fuzz run --format $$f --inputs $(FUZZ_INPUTS) --out ../bench-out/fuzz/v$$f || failed="$$failed v$$f"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAIL in$$failed (reports: bench-out/fuzz/v2/fuzz.json, bench-out/fuzz/v1/fuzz.json)"; exit 1; fi; \
+	echo "fuzz: PASS for formats 2 and 1"
 
 clean:
 	rm -rf $(VENV) demo-out bench-out .pytest_cache .mypy_cache

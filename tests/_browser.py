@@ -85,6 +85,35 @@ def page(browser: Any, served: tuple[str, Path]) -> Iterator[Any]:
     pg.close()
 
 
+STALL_S = 120.0
+"""Seconds test.html may go without finishing a decode before it counts as stuck (one decode takes
+well under a second here when the machine is idle)."""
+
+
+def wait_done(pg: Any, stall_s: float = STALL_S) -> None:
+    """Wait for test.html to finish however long a loaded machine makes it take, as long as it keeps
+    making progress (``window.spnrProgress``, decodes done); fail when it stops for ``stall_s``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    seen = -1
+    while True:
+        try:
+            state = pg.wait_for_function(
+                """(seen) => window.spnrDone === true ? {done: true}
+                   : (window.spnrProgress ?? -1) > seen ? {done: false, progress: window.spnrProgress}
+                   : null""",
+                arg=seen,
+                timeout=stall_s * 1000,
+            ).json_value()
+        except PlaywrightTimeout:
+            raise AssertionError(
+                f"test.html made no progress for {stall_s:g} s after {seen} decodes"
+            ) from None
+        if state["done"]:
+            return
+        seen = state["progress"]
+
+
 def load(browser: Any, served: tuple[str, Path], name: str, data: bytes, query: str = "") -> dict[str, Any]:
     """test.html's run over ``data`` served as /data/NAME: every packet added, decodes after each."""
     base, data_dir = served
@@ -94,7 +123,7 @@ def load(browser: Any, served: tuple[str, Path], name: str, data: bytes, query: 
     pg.on("pageerror", lambda e: errors.append(str(e)))
     try:
         pg.goto(f"{base}/test.html?src=/data/{name}{query}")
-        pg.wait_for_function("window.spnrDone === true", timeout=30_000)
+        wait_done(pg)
         res = pg.evaluate("window.spnrResult")
     finally:
         pg.close()

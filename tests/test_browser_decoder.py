@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _browser import STATS, assert_same_params, b64, compare, load, rgb_of
+from _browser import STATS, assert_same_params, b64, compare, load, rgb_of, wait_done
 
 from codec.bitstream import Bitstream, StreamHeader, Unit, load_bitstream
 from codec.decoder import ProgressiveDecoder
@@ -251,8 +251,11 @@ def test_webgl2_runs_headless(browser: Any, served: Any) -> None:
     assert res["autoBackend"] == "webgl2"
 
 
-def test_larger_image_timing(browser: Any, served: Any) -> None:
-    """A realistic size (128x96, width 64, 6 hidden layers): both backends agree with numpy; times reported."""
+def test_larger_image_decodes_like_numpy(browser: Any, served: Any) -> None:
+    """A realistic size (128x96, width 64, 6 hidden layers): both backends agree with numpy, cold,
+    cached and layer by layer. Times are recorded for the report, never asserted (the benchmark,
+    benchmarks/browser_decode.py, measures speed); the page may take as long as the machine's load
+    makes it, as long as it keeps decoding (_browser.wait_done)."""
     data, _, bs = build_stream(model="spinr", head="shared", width=64, hidden=6, size=(128, 96), seed=7)
     res = load(browser, served, "big.spnr", data)
     assert res["ok"], res["error"]
@@ -264,6 +267,21 @@ def test_larger_image_timing(browser: Any, served: Any) -> None:
         t[f"{b}_cold_full"] = round(res["cold"][b]["ms"], 1)
         t[f"{b}_add_one_layer"] = round(res["progressive"][-1][b]["ms"], 1)
         t[f"{b}_cached_redecode"] = round(res["again"][b]["ms"], 1)
+
+
+def test_waiting_for_the_page_follows_progress_and_fails_on_a_stall(page: Any) -> None:
+    """wait_done follows the page's decode count to the end, and fails naming the count when the
+    page stands still for its stall limit."""
+    page.evaluate("window.spnrDone = false; window.spnrProgress = 3")
+    with pytest.raises(AssertionError, match="made no progress for 0.5 s after 3 decodes"):
+        wait_done(page, stall_s=0.5)
+    page.evaluate(
+        """() => { const tick = () => { window.spnrProgress += 1;
+                     if (window.spnrProgress < 13) setTimeout(tick, 100); else window.spnrDone = true; };
+                   setTimeout(tick, 100); }"""
+    )  # ten more decodes, 0.1 s apart, then done
+    wait_done(page, stall_s=60.0)
+    assert page.evaluate("window.spnrProgress") == 13
 
 
 @pytest.mark.parametrize("name", ["siren", "spinr-shared", "spinr-per-stage"])

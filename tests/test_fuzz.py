@@ -10,10 +10,11 @@ second each."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from fuzz.driver import RunConfig, run, summary
+from fuzz.driver import RunConfig, Watch, run, summary
 from fuzz.formats import Case, generator
 from fuzz.source import DrawSource
 from fuzz.targets import TARGETS
@@ -86,19 +87,62 @@ def test_driver_short_run_counts_every_outcome(version: int, tmp_path: Path) -> 
 
 
 def test_driver_catches_crashes_hangs_slowness_deaths_and_rss_growth(tmp_path: Path) -> None:
-    cues = [b"ok", b"ok", b"BOOM", b"ok", b"HANG", b"ok", b"SLOW", b"DIE", b"ok", b"ok", b"GROW", b"ok"]
+    cues = [
+        b"ok",
+        b"ok",
+        b"BOOM",
+        b"ok",
+        b"HANG",
+        b"ok",
+        b"SLOW",
+        b"DIE",
+        b"ok",
+        b"SPIN",
+        b"ok",
+        b"GROW",
+        b"ok",
+    ]
     cases = [Case(c, "selftest", c.decode()) for c in cues]
-    cfg = RunConfig(targets=("selftest",), slow_s=0.4, kill_s=8.0, warmup=1, out=tmp_path, rss_growth_mb=200)
+    # SLOW burns 1.5 CPU s, GROW writes 300 MB (well under 1 CPU s even with a loaded machine's page faults).
+    cfg = RunConfig(targets=("selftest",), slow_s=1.0, kill_s=3.0, warmup=1, out=tmp_path, rss_growth_mb=200)
     report = run(cfg, cases, extra_targets="fuzz.selftest:SELFTEST")
     assert not report.passed(cfg)
-    assert report.inputs == 12 and report.anything_else == 4
-    kinds = {f.kind: f for f in report.failures.values()}
-    assert set(kinds) == {"crash", "hang", "slow", "died"}
-    assert kinds["crash"].signature.startswith("selftest: KeyError at tests/fuzz/selftest.py:")
-    for kind, cue in (("crash", b"BOOM"), ("hang", b"HANG"), ("slow", b"SLOW"), ("died", b"DIE")):
+    assert report.inputs == 13 and report.anything_else == 5, summary(report, cfg)
+    kinds = {f.signature.split(" in ")[0].split(":")[0]: f for f in report.failures.values()}
+    assert set(kinds) == {"selftest", "hang (blocked)", "hang (cpu)", "slow", "died"}
+    assert kinds["selftest"].signature.startswith("selftest: KeyError at tests/fuzz/selftest.py:")
+    # At least the limit, more when the parent's own sample came late on a busy machine.
+    cpu = re.fullmatch(r"cpu: (\d+\.\d) CPU s \(limit 3\)", kinds["hang (cpu)"].detail)
+    blocked = re.match(r"blocked: (\d+\.\d) s with no CPU progress", kinds["hang (blocked)"].detail)
+    assert cpu and float(cpu[1]) >= 3.0 and blocked and float(blocked[1]) >= 3.0, (cpu, blocked)
+    for kind, cue in (
+        ("selftest", b"BOOM"),
+        ("hang (blocked)", b"HANG"),
+        ("hang (cpu)", b"SPIN"),
+        ("slow", b"SLOW"),
+        ("died", b"DIE"),
+    ):
         assert Path(kinds[kind].reproducer).read_bytes() == cue
     assert report.rss["growth_mb"] >= 250  # the 300 MB kept by GROW (the worker after DIE is a new one)
     assert "FAIL" in summary(report, cfg)
+
+
+def test_watchdog_waits_for_a_starved_worker_and_judges_by_cpu() -> None:
+    """A busy shared machine may leave a niced worker runnable but without a core for a long time:
+    that is no hang. Burning ``kill_s`` CPU seconds is, and so is sleeping with no progress."""
+    starved = Watch(kill_s=10.0, wall_kill_s=300.0)
+    for second in range(1, 200):  # 0.04 CPU s per wall second, often no progress at all, but runnable
+        cpu = 0.04 * (second - second % 5)
+        assert starved.sample(cpu, "R", float(second)) is None, second
+    assert starved.sample(12.0, "R", 200.0) == "cpu: 12.0 CPU s (limit 10)"
+    blocked = Watch(kill_s=10.0, wall_kill_s=300.0, cpu0=5.0, cpu=5.0)
+    verdicts = [blocked.sample(5.5, "S", float(s)) for s in range(1, 12)]  # 0.5 CPU s, then asleep
+    assert (
+        verdicts[:10] == [None] * 10 and verdicts[10] == "blocked: 10.0 s with no CPU progress (0.50 CPU s)"
+    )
+    waiting = Watch(kill_s=10.0, wall_kill_s=300.0)  # sleeps a little, computes a little, for ever
+    verdicts = [waiting.sample(0.01 * s, "S", float(s)) for s in range(1, 301)]
+    assert verdicts[-1] == "wall: 300 s (limit 300) at 3.0 CPU s" and set(verdicts[:-1]) == {None}
 
 
 @VERSIONS

@@ -8,7 +8,6 @@ import asyncio
 import json
 import signal
 import socket
-import time
 from typing import Any
 
 import httpx
@@ -109,35 +108,37 @@ def test_channel_work_is_bounded_naming_the_smallest_mtu(server, big):
 
 
 def test_health_answers_while_hostile_channels_are_planned(server, big):
-    """mtu 16 on a ~250 KB stream: ~16,000 fragments per stream through loss, bit errors and reordering,
-    about a second of work each. Planning runs in the thread pool, so /health keeps answering while
-    the hostile streams are planned: no request waits for a plan (on the event loop, one would wait
-    for at least a whole plan, i.e. longer than a quarter of the time to the first header)."""
+    """mtu 16 on a ~250 KB stream: ~16,000 fragments through loss, bit errors and reordering, about a
+    second of work. The planner process runs it, so the event loop keeps answering /health while the
+    simulation is in flight: some answer itself reports the plan running (``streams.planning``). Were
+    the plan computed on the event loop, no request could be answered before it ended, and no answer
+    could ever see one in flight. Proved by what the answers saw, not by comparing times."""
     assert datagram_count(big["sizes"], 16) <= MAX_DATAGRAMS  # accepted: this is the work allowed
     start = json.dumps({"type": "start", "channel": {"mtu": 16, **CHAOS}})
-    firsts: list[float] = []
+    headers = 0
 
-    async def hostile(t0: float) -> int | None:
+    async def hostile() -> int | None:
+        nonlocal headers
         async with connect(f"{server.ws}/ws/stream/{big['id']}", max_size=None) as ws:
             await ws.send(start)
             await ws.recv()
-            firsts.append(time.monotonic() - t0)
+            headers += 1
             return (await _closed(ws))[0]
 
-    async def go() -> tuple[list[float], list[int | None]]:
-        latencies = []
-        t0 = time.monotonic()
-        tasks = [asyncio.create_task(hostile(t0)) for _ in range(PER_CLIENT - 1)]
+    async def go() -> tuple[list[int], list[int | None]]:
+        planning = []
+        tasks = [asyncio.create_task(hostile()) for _ in range(PER_CLIENT - 1)]
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-            while len(firsts) < len(tasks):  # until every hostile stream is planned
-                t = time.monotonic()
-                assert (await http.get("/health")).status_code == 200
-                latencies.append(time.monotonic() - t)
-        return latencies, list(await asyncio.gather(*tasks))
+            while headers < len(tasks):  # until every hostile stream is planned
+                answer = await http.get("/health")
+                assert answer.status_code == 200
+                planning.append(answer.json()["streams"]["planning"])
+        return planning, list(await asyncio.gather(*tasks))
 
-    latencies, codes = run(go(), timeout=120)
+    planning, codes = run(go(), timeout=120)
     assert codes == [1000] * len(codes)
-    assert len(latencies) >= 10 and max(latencies) < min(firsts) / 4, (max(latencies), sorted(firsts))
+    # One simulation for the five clients (same image, same seeded channel), seen running by /health.
+    assert max(planning) == 1, planning
 
 
 def test_abandoned_streams_are_stopped_and_their_slots_freed(server, big):

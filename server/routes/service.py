@@ -28,7 +28,11 @@ def health(svc: ServicesDep) -> dict[str, Any]:
             "engine": svc.settings.engine,
         },
         "jobs": svc.manager.counts(),
-        "streams": {"open": svc.streams.total, "max": svc.streams.max_streams},
+        "streams": {
+            "open": svc.streams.total,
+            "max": svc.streams.max_streams,
+            "planning": len(svc.streams.channels.flights),
+        },
     }
 
 

@@ -28,9 +28,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--slow", type=float, default=d.slow_s, help="seconds over which an input counts as a failure"
     )
     r.add_argument(
-        "--kill", type=float, default=d.kill_s, help="seconds after which a worker is killed (hang)"
+        "--kill",
+        type=float,
+        default=d.kill_s,
+        help="CPU seconds (or seconds blocked) after which a worker is killed (hang)",
+    )
+    r.add_argument(
+        "--wall-kill",
+        type=float,
+        default=d.wall_kill_s,
+        help="wall seconds after which a worker is killed even if it is runnable but starved",
     )
     r.add_argument("--memory-mb", type=int, default=d.memory_mb, help="address-space limit of the worker")
+    r.add_argument("--max-seconds", type=float, help="stop after this many seconds even if fewer inputs ran")
     r.add_argument("--out", type=Path, default=d.out)
     r.add_argument("--corpus", type=Path, help="folder for reproducers (default OUT/reproducers)")
     rp = sub.add_parser("replay", help="run files through every entry point and print the outcomes")
@@ -78,8 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli_every=args.cli_every,
         slow_s=args.slow,
         kill_s=args.kill,
+        wall_kill_s=args.wall_kill,
         memory_mb=args.memory_mb,
         out=args.out,
+        max_seconds=args.max_seconds,
         corpus=args.corpus,
     )
     report = run(cfg)

@@ -3,11 +3,15 @@
 The parent generates each input and hands it to a worker (``spawn``: a clean interpreter, limited by
 ``RLIMIT_AS`` so that an allocation bomb is a ``MemoryError`` there, not the machine swapping). The
 worker runs the entry points and answers with the outcomes, the seconds each took, its RSS after the
-input and its peak RSS during it. No answer within ``kill_s`` is a hang: the worker is killed and
-replaced. Anything but ``ok``/``error``, an input over ``slow_s``, or RSS growing more than
-``rss_growth_mb`` over the run counts as "anything else" (seconds are the worker's CPU time, so a
-busy shared machine does not turn a fast input into a slow one; the watchdog uses wall time); each distinct failure keeps its smallest
-input as a reproducer.
+input and its peak RSS during it. Anything but ``ok``/``error``, an input over ``slow_s``, a hang, or
+RSS growing more than ``rss_growth_mb`` over the run counts as "anything else"; each distinct failure
+keeps its smallest input as a reproducer.
+
+Time is the worker's CPU time, never the wall clock alone: on a busy shared machine a niced worker
+may wait many seconds for a core, and that is not the input's fault. The watchdog (``watch``) calls
+an input a hang when the worker spent ``kill_s`` CPU seconds on it, or made no CPU progress for
+``kill_s`` seconds while neither runnable nor in disk wait (blocked: a sleep, a lock, a pipe), or ran past ``wall_kill_s``,
+a last resort far beyond any starvation seen here; the worker is then killed and replaced.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class RunConfig:
     (~35 ms here), ten times the cost of the library entry points it wraps."""
     slow_s: float = 2.0
     kill_s: float = 10.0
+    """CPU seconds on one input (or seconds blocked without using any) after which it is a hang."""
+    wall_kill_s: float = 300.0
+    """Wall seconds on one input after which it is a hang whatever the CPU says (a starved worker
+    that is runnable is waited for up to this)."""
     memory_mb: int = 3072
     rss_growth_mb: float = 200.0
     warmup: int = 300
@@ -55,6 +63,8 @@ class RunConfig:
     corpus: Path | None = None
     """Folder for reproducers (default ``out/reproducers``)."""
     progress_every: int = 5000
+    max_seconds: float | None = None
+    """Stop after this many seconds even if fewer than ``inputs`` ran (the report says so)."""
 
 
 # -- worker process ------------------------------------------------------------------------------
@@ -89,6 +99,7 @@ def worker_main(conn: Any, memory_mb: int, extra_targets: str | None) -> None:
         module, _, name = extra_targets.partition(":")
         table.update(getattr(importlib.import_module(module), name))
     with targets.scratch() as workdir:
+        conn.send("ready")  # imports done: the parent's CPU clock for the first input starts after them
         while True:
             message = conn.recv()
             if message is None:
@@ -101,6 +112,47 @@ def worker_main(conn: Any, memory_mb: int, extra_targets: str | None) -> None:
                 o = table[n](data, workdir)
                 result[n] = (o.kind, o.detail, o.place, time.process_time() - start)
             conn.send((result, _status_kb("VmRSS") / 1024, _status_kb("VmHWM") / 1024))
+
+
+def _cpu_and_state(pid: int) -> tuple[float, str] | None:
+    """CPU seconds (user + system, all threads) and scheduler state of a process, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS, fields[0]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Watch:
+    """The watchdog's view of one input: CPU used, wall time, and time blocked without progress."""
+
+    kill_s: float
+    wall_kill_s: float
+    cpu0: float = 0.0
+    cpu: float = 0.0
+    wall: float = 0.0
+    stalled: float = 0.0
+
+    def sample(self, cpu: float, state: str, wall: float) -> str | None:
+        """Take a sample (``wall`` seconds since the input was sent); once it is a hang, the verdict:
+        ``"cpu: ..."``, ``"blocked: ..."`` or ``"wall: ..."``."""
+        # Runnable but starved (R) waits for a core, and D for the disk or a page-in: neither is hung.
+        progress = cpu > self.cpu or state in ("R", "D")
+        self.stalled = 0.0 if progress else self.stalled + (wall - self.wall)
+        self.cpu, self.wall = cpu, wall
+        used = cpu - self.cpu0
+        if used >= self.kill_s:
+            return f"cpu: {used:.1f} CPU s (limit {self.kill_s:g})"
+        if self.stalled >= self.kill_s:
+            return f"blocked: {self.stalled:.1f} s with no CPU progress ({used:.2f} CPU s)"
+        if wall >= self.wall_kill_s:
+            return f"wall: {wall:.0f} s (limit {self.wall_kill_s:g}) at {used:.1f} CPU s"
+        return None
 
 
 class Worker:
@@ -116,16 +168,35 @@ class Worker:
         self.done = 0
         self.baseline: float | None = None
         self.rss: float = 0.0
+        self.hang = ""
+        """How the last hang was judged (``Watch.sample``'s verdict)."""
+        self.ready = False
 
     def run(
-        self, data: bytes, names: tuple[str, ...], timeout: float
+        self, data: bytes, names: tuple[str, ...], kill_s: float, wall_kill_s: float, tick: float = 0.25
     ) -> tuple[Any, float, float, float] | str:
         """The worker's answer, or ``"hang"`` / ``"died"`` (the worker is then gone)."""
         try:
+            if not self.ready:  # a worker that cannot import within the wall limit is as good as dead
+                if not self.conn.poll(wall_kill_s) or self.conn.recv() != "ready":
+                    raise EOFError
+                self.ready = True
+            pid = self.process.pid
+            assert pid is not None
+            first = _cpu_and_state(pid)
+            watch = Watch(kill_s, wall_kill_s, cpu0=first[0] if first else 0.0)
+            watch.cpu = watch.cpu0
+            start = time.monotonic()
             self.conn.send((data, names))
-            if not self.conn.poll(timeout):
-                self.kill()
-                return "hang"
+            while not self.conn.poll(tick):
+                now = _cpu_and_state(pid)
+                if now is None:  # gone: the next poll sees EOF
+                    continue
+                verdict = watch.sample(now[0], now[1], time.monotonic() - start)
+                if verdict:
+                    self.hang = verdict
+                    self.kill()
+                    return "hang"
             answer = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError):
             self.kill()
@@ -171,6 +242,8 @@ class Report:
     slowest: dict[str, Any] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    stopped_early: bool = False
+    """The run hit ``max_seconds`` before ``inputs``."""
 
     @property
     def anything_else(self) -> int:
@@ -184,6 +257,7 @@ class Report:
             "config": self.config,
             "inputs": self.inputs,
             "seconds": round(self.seconds, 1),
+            "stopped_early": self.stopped_early,
             "outcomes": dict(self.outcomes),
             "by_target": {k: dict(v) for k, v in self.by_target.items()},
             "by_family": {k: dict(v) for k, v in self.by_family.items()},
@@ -213,6 +287,9 @@ def run(cfg: RunConfig, cases: Iterable[Case] | None = None, extra_targets: str 
     stream = iter(cases) if cases is not None else None
     try:
         for i in range(cfg.inputs if stream is None else sys.maxsize):
+            if cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds:
+                report.stopped_early = True
+                break
             if stream is not None:
                 case = next(stream, None)
                 if case is None:
@@ -221,7 +298,7 @@ def run(cfg: RunConfig, cases: Iterable[Case] | None = None, extra_targets: str 
                 assert gen is not None
                 case = gen.generate(src, gen.pick_family(src, cfg.families))
             names = cfg.targets if i % cfg.cli_every == 0 else library
-            answer = worker.run(case.data, names, cfg.kill_s)
+            answer = worker.run(case.data, names, cfg.kill_s, cfg.wall_kill_s)
             report.inputs += 1
             if isinstance(answer, str):  # hang or died: the worker is gone
                 if answer == "died" and worker.done == 0:
@@ -232,7 +309,9 @@ def run(cfg: RunConfig, cases: Iterable[Case] | None = None, extra_targets: str 
                         )
                 else:
                     stillborn = 0
-                _record(report, _note(answer, case), "+".join(names), answer, answer, case)
+                detail = worker.hang if answer == "hang" else answer
+                how = f"{answer} ({detail.split(':', 1)[0]})" if answer == "hang" else answer
+                _record(report, _note(how, case), "+".join(names), answer, detail, case)
                 report.outcomes["anything_else"] += 1
                 report.by_family[case.family]["anything_else"] += 1
                 worker = Worker(cfg, extra_targets)
@@ -339,6 +418,10 @@ def summary(report: Report, cfg: RunConfig) -> str:
         f"RSS: baseline {report.rss['baseline_mb']} MB, growth {report.rss['growth_mb']} MB "
         f"(limit {cfg.rss_growth_mb:g}), largest peak {report.rss['max_peak_mb']} MB",
     ]
+    if report.stopped_early:
+        lines.append(
+            f"stopped at the time limit ({cfg.max_seconds:g} s) after {report.inputs} of {cfg.inputs} inputs"
+        )
     if report.failures:
         lines.append(f"{len(report.failures)} distinct failures (anything else):")
         for f in sorted(report.failures.values(), key=lambda f: -f.count):

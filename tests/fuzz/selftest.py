@@ -15,10 +15,13 @@ def misbehave(data: bytes, _: Path) -> Outcome:
     def run() -> Outcome:
         if data == b"BOOM":
             raise KeyError("boom")
-        if data == b"HANG":
+        if data == b"HANG":  # blocked: no CPU used
             time.sleep(60)
+        if data == b"SPIN":  # busy: CPU used without end
+            while True:
+                pass
         if data == b"SLOW":
-            end = time.process_time() + 0.6
+            end = time.process_time() + 1.5
             while time.process_time() < end:
                 pass
         if data == b"GROW":

@@ -1,7 +1,8 @@
 // WIRE (codec/arch/wire.py): complex Gabor wavelets exp(i omega z - |scale z|^2) after a real input
 // layer, complex hidden layers, the real part of a complex readout. An activation row holds the width's
 // real parts, then its imaginary parts; complex64 maths as numpy does it (products and sums rounded
-// to float32 per component, exp of a complex as exp(re) (cos im + i sin im)).
+// to float32 per component, exp of a complex as exp(re) (cos im + i sin im), |scale z|^2 as
+// (scale re)^2 + (scale im)^2, in codec/arch/wire.py's order).
 
 import { archNum } from "./base.js";
 import { ChainArch, linearRows } from "./chain.js";
@@ -31,8 +32,9 @@ export class WireArch extends ChainArch {
     for (let i = 0; i < re.length; i++) {
       const a = re[i];
       const b = im[i];
-      const mag = fr(Math.hypot(fr(scale * a), fr(scale * b)));
-      const x = fr(fr(-fr(omega * b)) - fr(mag * mag));
+      const sa = fr(scale * a);
+      const sb = fr(scale * b);
+      const x = fr(fr(fr(-fr(omega * b)) - fr(sa * sa)) - fr(sb * sb));
       const y = fr(omega * a);
       const e = fr(Math.exp(x));
       re[i] = fr(e * fr(Math.cos(y)));
