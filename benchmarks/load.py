@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.procstat import proc_stat
+
 PACKET_TYPE_OFFSET = 5
 """Byte of the packet header holding its type (docs/FORMAT.md): 0 header, 1 layer."""
 SPINR = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main(sys.argv[1:]))"]
@@ -115,12 +117,8 @@ def rss_mb(pid: int) -> float | None:
 
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a process so far (its own, not its children's)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stat = proc_stat(pid)
+    return None if stat is None else stat[0]
 
 
 def small_image(size: int = 32) -> bytes:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.procstat import proc_stat
 from benchmarks.timed import Timed, result_row
 
 SERVER_ENGINES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -55,19 +56,9 @@ def _tree(pid: int) -> list[int]:
 
 def tree_cpu_seconds(pid: int) -> dict[int, float]:
     """CPU seconds (user + system) of each live process of ``pid``'s tree."""
-    import os
-
     if not Path("/proc/self/stat").exists():
         return {}  # not Linux: no CPU column
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for p in _tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[p] = (int(fields[11]) + int(fields[12])) / tick
-    return out
+    return {p: stat[0] for p in _tree(pid) if (stat := proc_stat(p)) is not None}
 
 
 def _spent(before: dict[int, float], after: dict[int, float]) -> float:

@@ -183,40 +183,19 @@ def test_rd_rate_controlled_encodes_against_the_classical_codecs(dataset: Path, 
     assert "BD-rate" in md and "prefix 1" in md and "JPEG 2000" in md
 
 
-def test_rd_refuses_too_few_rates_and_other_models(dataset: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="at least 4 rates"):
-        cli.main(
-            [
-                "rd",
-                "--dataset",
-                str(dataset),
-                "--profile",
-                "tiny",
-                "--rates",
-                "1",
-                "2",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-    with pytest.raises(ConfigError, match="rd experiment encodes spinr and siren"):
-        cli.main(
-            ["rd", "--dataset", str(dataset), "--profile", "tiny", "--models", "wire", "--out", str(tmp_path)]
-        )
-    with pytest.raises(ConfigError, match="not a rate preset"):
-        cli.main(
-            [
-                "rd",
-                "--dataset",
-                str(dataset),
-                "--profile",
-                "tiny",
-                "--effort",
-                "paper",
-                "--out",
-                str(tmp_path),
-            ]
-        )
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--rates", "1", "2"], "at least 4 rates"),
+        (["--models", "wire"], "rd experiment encodes spinr and siren"),
+        (["--effort", "paper"], "not a rate preset"),
+    ],
+)
+def test_rd_refuses_too_few_rates_and_other_models(
+    dataset: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cli.main(["rd", "--dataset", str(dataset), "--profile", "tiny", *extra, "--out", str(tmp_path)])
 
 
 def test_bd_window_spans_the_test_curve() -> None:

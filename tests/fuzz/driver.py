@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.procstat import proc_stat
 from fuzz.formats import Case, generator
 from fuzz.source import RandomSource
 from fuzz.targets import TARGETS
@@ -114,19 +115,6 @@ def worker_main(conn: Any, memory_mb: int, extra_targets: str | None) -> None:
             conn.send((result, _status_kb("VmRSS") / 1024, _status_kb("VmHWM") / 1024))
 
 
-def _cpu_and_state(pid: int) -> tuple[float, str] | None:
-    """CPU seconds (user + system, all threads) and scheduler state of a process, from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS, fields[0]
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Watch:
     """The watchdog's view of one input: CPU used, wall time, and time blocked without progress."""
@@ -183,13 +171,13 @@ class Worker:
                 self.ready = True
             pid = self.process.pid
             assert pid is not None
-            first = _cpu_and_state(pid)
+            first = proc_stat(pid)
             watch = Watch(kill_s, wall_kill_s, cpu0=first[0] if first else 0.0)
             watch.cpu = watch.cpu0
             start = time.monotonic()
             self.conn.send((data, names))
             while not self.conn.poll(tick):
-                now = _cpu_and_state(pid)
+                now = proc_stat(pid)
                 if now is None:  # gone: the next poll sees EOF
                     continue
                 verdict = watch.sample(now[0], now[1], time.monotonic() - start)
