@@ -22,6 +22,7 @@ from server.services import Services, get_services
 from server.states import JobState
 from server.store import StoreError
 from server.streams import PlanFailed, StreamsBusy
+from server.ws_protocol import SEND_MANY
 from streaming.abr_session import MAX_SEND_FACTOR, AbrSession, parse_goal
 from streaming.feedback import FeedbackError, parse_report
 from streaming.session import (
@@ -90,7 +91,7 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if message["type"] == "websocket.disconnect":
         return
     try:
-        started, planned, key = await svc.streams.off_loop(_start, svc, job_id, message)
+        started, planned, key = await svc.streams.start(_start, svc, job_id, message)
         if not isinstance(started, AbrSession):
             session = started if planned else await svc.streams.plan(started, key)
     except SessionError as exc:
@@ -123,8 +124,9 @@ async def _send_now(ws: WebSocket, session: StreamSession) -> str | None:
     socket only, so a timeout bounds them and a client going away fails a send; no reader task
     (the two tasks and the wait of each stream were a tenth of the route's event-loop time). What
     :func:`_send_on_schedule` returns."""
+    send = _send_many if SEND_MANY in ws.scope.get("extensions", {}) else _send
     try:
-        await asyncio.wait_for(_send(ws, session), SEND_GRACE)
+        await asyncio.wait_for(send(ws, session), SEND_GRACE)
     except asyncio.TimeoutError:
         return ""
     except Exception as exc:  # the client went away (or the server is stopping)
@@ -158,19 +160,36 @@ async def _send(ws: WebSocket, session: StreamSession) -> None:
     await ws.send_text(json.dumps(session.summary.to_message()))
 
 
+async def _send_many(ws: WebSocket, session: StreamSession) -> None:
+    """:func:`_send` of a stream due at once, its messages in one write (server.ws_protocol)."""
+    messages: list[bytes | str] = [m.data for m in session.plan()]
+    messages.append(json.dumps(session.summary.to_message()))
+    await ws.send({"type": "websocket.send", SEND_MANY: messages})
+
+
 async def _until_disconnect(ws: WebSocket) -> None:
     while (await ws.receive())["type"] != "websocket.disconnect":
         pass  # anything else a client sends is ignored (uvicorn bounds each message's size)
 
 
 def _start(
-    svc: Services, job_id: str, message: Mapping[str, Any]
+    shared: dict[Hashable, Any], svc: Services, job_id: str, message: Mapping[str, Any]
 ) -> tuple[StreamSession | AbrSession, bool, Hashable | None]:
-    """All a stream needs before its first packet, in one trip to the thread pool (there were five;
-    each costs the event loop a wake-up and a hand-over of the GIL): the checked file, the start
-    message (it may carry a long bandwidth trace), the bounds and a small plan.
+    """All a stream needs before its first packet, in one trip to the thread pool with the other
+    streams starting meanwhile (:meth:`StreamLimits.start`; each trip costs the event loop a wake-up
+    and a hand-over of the GIL): the checked file, the start message (it may carry a long bandwidth
+    trace), the bounds and a small plan. The streams of one image in one batch share one read and
+    check of its file, made after all of them asked (``shared``).
     (session, whether it is planned, its channel's cache key); StoreError or SessionError."""
-    stored = svc.cache.get_stream(svc.store, job_id)
+    stored = shared.get(job_id)
+    if stored is None:
+        try:
+            stored = shared[job_id] = svc.cache.get_stream(svc.store, job_id)
+        except StoreError as exc:
+            shared[job_id] = exc
+            raise
+    elif isinstance(stored, StoreError):
+        raise StoreError(str(stored))
     started = start_session(message, stored)
     if isinstance(started, AbrSession):
         _check_abr_work(started, stored, svc.streams.max_datagrams)
