@@ -12,7 +12,10 @@ sent and the connection closed at once.
 WebSocket message (binary or text, framed by websockets as usual) in one write to the socket. A
 stream whose messages are all due at once was one write, one system call and one TCP segment per
 message, each paid by the server and again by the client that reads it. Without the extension in
-the scope (another server, a test client), send the messages one by one.
+the scope (another server, a test client), send the messages one by one. The messages of one such
+event are at most ``SEND_MANY_BYTES`` and are written without waiting for a paused transport: the
+per-message path waits whenever the transport holds more than its high-water mark, so a write of
+more would buffer more per connection than it does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
 SEND_MANY = "spinr.websocket.send_many"
+SEND_MANY_BYTES = 64 * 1024
+"""Most bytes one SEND_MANY event may carry: asyncio's default high-water mark of a transport."""
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -45,7 +50,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if many is None:
             await super().send(message)
             return
-        await self.writable.wait()
+        if sum(len(item) for item in many) > SEND_MANY_BYTES:
+            raise ValueError(f"{SEND_MANY} carries at most {SEND_MANY_BYTES} bytes")
         if self.disconnected:
             raise ClientDisconnected()
         if not self.handshake_complete or self.close_sent or self.initial_response is not None:

@@ -15,7 +15,7 @@ from websockets.client import ClientProtocol
 from websockets.frames import Opcode
 from websockets.uri import parse_uri
 
-from server.ws_protocol import SEND_MANY, WebSocketProtocol
+from server.ws_protocol import SEND_MANY, SEND_MANY_BYTES, WebSocketProtocol
 
 
 class Transport(asyncio.Transport):
@@ -105,4 +105,20 @@ def test_send_many_to_a_client_that_left_is_a_disconnect() -> None:
         seen.append("refused")
 
     transport, _ = serve(app, protocols)
+    assert seen == ["refused"] and len(transport.writes) == 1  # the handshake's answer only
+
+
+def test_send_many_over_its_bound_is_refused_before_anything_is_written() -> None:
+    """A write of more than the transport's high-water mark would buffer more per connection than
+    the per-message path, which waits for a paused transport (the route sends such streams that way)."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        with pytest.raises(ValueError, match=f"at most {SEND_MANY_BYTES} bytes"):
+            await send({"type": "websocket.send", SEND_MANY: [b"x" * SEND_MANY_BYTES, b"y"]})
+        seen.append("refused")
+
+    transport, _ = serve(app)
     assert seen == ["refused"] and len(transport.writes) == 1  # the handshake's answer only

@@ -22,7 +22,7 @@ from server.services import Services, get_services
 from server.states import JobState
 from server.store import StoreError
 from server.streams import PlanFailed, StreamsBusy
-from server.ws_protocol import SEND_MANY
+from server.ws_protocol import SEND_MANY, SEND_MANY_BYTES
 from streaming.abr_session import MAX_SEND_FACTOR, AbrSession, parse_goal
 from streaming.feedback import FeedbackError, parse_report
 from streaming.session import (
@@ -107,7 +107,8 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
     if late is None:
         with contextlib.suppress(Exception):  # the client may leave right after the last message
             await ws.close(1000)
-        log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
+        if log.isEnabledFor(logging.INFO):  # not even the summary's dict otherwise
+            log.info("stream done", extra={"job": job_id, **session.summary.to_message()})
     elif late:
         log.info("stream ended early", extra={"job": job_id, "reason": late})
     else:
@@ -123,10 +124,13 @@ async def _send_now(ws: WebSocket, session: StreamSession) -> str | None:
     """Send a stream whose messages are all due at once (no channel delay): the sends wait for the
     socket only, so a timeout bounds them and a client going away fails a send; no reader task
     (the two tasks and the wait of each stream were a tenth of the route's event-loop time). What
-    :func:`_send_on_schedule` returns."""
-    send = _send_many if SEND_MANY in ws.scope.get("extensions", {}) else _send
+    :func:`_send_on_schedule` returns. A small stream under server.ws_protocol is one write, which
+    waits for nothing (so needs no timeout task)."""
     try:
-        await asyncio.wait_for(send(ws, session), SEND_GRACE)
+        if SEND_MANY in ws.scope.get("extensions", {}) and session.summary.bytes <= SEND_MANY_BYTES:
+            await _send_many(ws, session)
+        else:
+            await asyncio.wait_for(_send(ws, session), SEND_GRACE)
     except asyncio.TimeoutError:
         return ""
     except Exception as exc:  # the client went away (or the server is stopping)
