@@ -126,9 +126,13 @@ class Server(Process):
             data_dir.parent / f"server-{self.port}.log",
         )
         self.http = httpx.Client(base_url=self.url, timeout=30)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # a server that never got ready must not outlive the failed test
+            raise
 
-    def wait_ready(self, timeout: float = 40.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output()}")
