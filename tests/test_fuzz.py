@@ -181,13 +181,12 @@ def test_every_seed_stream_decodes(version: int, workdir: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 items 4-5, second wave: the numpy forward does not check units against the "
-    "architecture and decoding has no resource budget (reproducers: tests/fuzz_corpus/v1)",
-)
 @VERSIONS
 def test_long_run_100k_inputs(version: int, tmp_path: Path) -> None:
+    """Issue 11's criterion: 100,000 inputs, nothing but documented errors and decodes, no entry point
+    over 2 CPU s on an input, RSS growth within 200 MB (hours on this machine: ``make fuzz``). The
+    only failures of the last long runs (93,721 inputs: a WIRE and an MFN stream at 2048 x 2048) are
+    fixed (tests/fuzz_corpus); docs/DECODER.md, "Long fuzz runs", has the runs since."""
     cfg = RunConfig(inputs=100_000, seed=1, version=version, out=tmp_path)
     report = run(cfg)
     print(summary(report, cfg))
