@@ -109,7 +109,7 @@ def bench_browser(width: int, height: int, net_width: int, hidden: int, repeats:
     arch = ProgressiveDecoder(bs.header).arch
     assert arch is not None
     steps = list(range(arch.depths))
-    flops = 2 * width * height * arch.work_per_pixel(steps, steps[-1])
+    flops = 2 * width * height * arch.macs_per_pixel(steps, steps[-1])
     packets = [base64.b64encode(p.to_bytes()).decode() for p in bs.packets()]
     numpy_side = run_isolated(width, height, net_width, hidden, repeats, torch=False, quick=True)
     with tempfile.TemporaryDirectory() as tmp, serve_web(Path(tmp)) as base, sync_playwright() as p:

@@ -12,7 +12,7 @@ the encoder would; what the decoder does with them does not depend on their valu
   hidden layer's weights);
 - optionally the torch forward pass of the same net (one thread), for scale.
 
-GFLOP/s count 2 flops per multiply-add of ``ArchDecoder.work_per_pixel`` (the sines, biases and
+GFLOP/s count 2 flops per multiply-add of ``ArchDecoder.macs_per_pixel`` (the sines, biases and
 conversion are not counted: they are the overhead).
 """
 
@@ -98,9 +98,9 @@ def measure(
     arch = full_dec.arch
     assert arch is not None
     steps = list(range(arch.depths))
-    flops = 2 * n * arch.work_per_pixel(steps, arch.depths - 1)
+    flops = 2 * n * arch.macs_per_pixel(steps, arch.depths - 1)
     flops_all_depths = sum(
-        2 * n * arch.work_per_pixel([k], k) for k in steps
+        2 * n * arch.macs_per_pixel([k], k) for k in steps
     )  # each stage once, every readout
 
     def tiled() -> np.ndarray:

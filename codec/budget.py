@@ -7,15 +7,17 @@ browser's ``ProgressiveDecoder``) refuses, with the numbers, what is over its bu
 
 - ``max_params``: weights a stream may hold (checked when its header arrives, before a unit is read);
 - ``max_work``: output pixels x multiply-adds per pixel of the layers a decode runs (about pixels x
-  parameters; checked per decode, before the first tile);
+  parameters), every activation value counted at its measured cost in multiply-adds
+  (:data:`ACTIVATION_COSTS`); checked per decode, before the first tile;
 - ``max_activation_bytes``: the activations kept at once: one tile's working buffers always, plus
   the per-size cache that makes progressive decoding cost one layer per new stage, kept only while
   it fits (a decode that cannot keep it recomputes the prefix instead, in tiles);
 - ``max_pixels``: output pixels of one decode.
 
-The defaults let any stream the encoder's presets make decode at 4x its pixels (a 768x512 Kodak
-picture with the paper profile's 64 x 16 SPINR is 2.7e10 multiply-adds: 0.4 of ``max_work``), and
-keep a hostile stream to a few seconds of one core and a few hundred MB. docs/FORMAT.md, "Decode
+The defaults let the streams the encoder's presets make decode at their size (a 768x512 Kodak
+picture with the paper profile's 64 x 16 SPINR is 2.6e10 multiply-adds and 1,088 sines a pixel,
+6.4e10 in all: 0.4 of ``max_work``), and keep a hostile stream to a few seconds of one core and a
+few hundred MB. docs/FORMAT.md, "Decode
 budget", lists them; the JS decoder (client/web/codec/budget.js) has the same numbers.
 """
 
@@ -27,6 +29,36 @@ from typing import Any
 from codec.errors import BitstreamError
 
 MIB = 1 << 20
+
+ACTIVATION_COSTS: dict[str, int] = {
+    "sine": 90,
+    "relu": 80,
+    "fourier_features": 300,
+    "table": 640,
+    "wire_gabor": 320,
+    "mfn_gabor": 350,
+    "mfn_fourier": 240,
+}
+"""What one activation value costs a decode, in multiply-adds: its time per value on one core over
+the time of one multiply-add of a float32 matmul at the tile's shape (8192 x 64 x 64), measured by
+``python -m benchmarks.activation_cost`` (docs/DECODER.md, "Activation costs"; the browser's
+client/web/codec/budget.js has the same table). Counting multiply-adds alone let a narrow, deep net
+with costly activations fit ``max_work`` and still take seconds: a WIRE stream of width 8 does 640
+multiply-adds per pixel but 24 complex Gabor wavelets. Per kind (``ArchDecoder.step_activations``):
+
+- ``sine``: a sine layer's bias, frequency and sine per unit (SIREN, SPINR, DINER; the positional
+  encoding's sines and cosines);
+- ``relu``: FourierNet's bias and ReLU per unit;
+- ``fourier_features``: one cosine or sine of FourierNet's projected coordinates;
+- ``table``: DINER's table lookup of one pixel (its cell index in float64, the gather of its features);
+- ``wire_gabor``: WIRE's complex Gabor wavelet exp(i omega z - |scale z|^2) per unit;
+- ``mfn_gabor``, ``mfn_fourier``: one MFN filter (sine, and for Gabor the Gaussian) times the layer.
+"""
+
+
+def activation_work(activations: dict[str, int]) -> int:
+    """Multiply-adds that ``activations`` (values per pixel by kind) cost at ACTIVATION_COSTS."""
+    return sum(ACTIVATION_COSTS[kind] * n for kind, n in activations.items())
 
 
 class BudgetError(BitstreamError):
@@ -48,10 +80,11 @@ class DecodeBudget:
     0.27 M). Checked on the header, before any unit is read (entropy decoding 16 M codes alone takes
     a second)."""
     max_work: int = field(
-        default=64_000_000_000,
-        metadata={"help": "output pixels x multiply-adds per pixel of one decode"},
+        default=160_000_000_000,
+        metadata={"help": "output pixels x multiply-adds per pixel of one decode, activations included"},
     )
-    """Output pixels x multiply-adds per pixel of one decode (6.4e10: a few seconds of one core)."""
+    """Output pixels x multiply-adds per pixel of one decode, each activation value counted at its
+    cost in multiply-adds (ACTIVATION_COSTS) (6.4e10: a few seconds of one core)."""
     max_activation_bytes: int = field(
         default=256 * MIB,
         metadata={"help": "activation memory: a tile's buffers, plus the progressive cache while it fits"},
@@ -88,7 +121,8 @@ class DecodeBudget:
         if work > self.max_work:
             raise BudgetError(
                 f"decoding {what} at {width}x{height} needs {pixels:,} pixels x {work_per_pixel:,} "
-                f"multiply-adds = {work:.3g}, over the decode budget of {self.max_work:.3g} (max_work)",
+                f"multiply-adds (activations included) = {work:.3g}, over the decode budget of "
+                f"{self.max_work:.3g} (max_work)",
                 limit="max_work",
             )
 

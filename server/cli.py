@@ -130,7 +130,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=_limit,
         default=d.preview_max_work,
         metavar="N",
-        help=f"decode budget of one preview: pixels x multiply-adds per pixel (default {d.preview_max_work:.3g})",
+        help=f"decode budget of one preview: pixels x multiply-adds per pixel, activations included "
+        f"(default {d.preview_max_work:.3g})",
     )
     p.add_argument(
         "--preset",

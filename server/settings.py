@@ -29,7 +29,8 @@ class Settings:
     max_pixels: int = 16_000_000
     """Largest accepted image (width x height), also the limit for preview sizes; over it: 422."""
     preview_max_work: int = DEFAULT_BUDGET.max_work
-    """Decode budget of one preview: output pixels x multiply-adds per pixel (codec/budget.py); over
+    """Decode budget of one preview: output pixels x multiply-adds per pixel, activations included
+    (codec/budget.py); over
     it: 422 before anything is decoded. Previews decode in tiles with no cache: memory is one tile
     and the picture."""
     max_queued_jobs: int = 8

@@ -39,6 +39,21 @@ def make_stream(
     return Bitstream(header, units, stream_id)
 
 
+def random_stream(model: str, arch: dict, size: tuple[int, int] = (7, 5), seed: int = 0) -> Bitstream:
+    """A stream of any registered ``model``: random normal weights scaled by 1/sqrt(fan-in), each tensor
+    quantized at 1/64 of its std."""
+    rng = np.random.default_rng(seed)
+    header = StreamHeader(model, arch, *size)
+    units = {}
+    for i, spec in enumerate(header.units):
+        tensors = []
+        for name, shape in spec.tensors:
+            w = (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
+            tensors.append(quantize(name, w, float(np.std(w)) / 64 + 1e-6))
+        units[i] = Unit(i, tuple(tensors))
+    return Bitstream(header, units, 0x77)
+
+
 def raw_packet(
     payload: bytes,
     ptype: int = 1,

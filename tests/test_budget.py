@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _bitstreams import make_stream
+from _bitstreams import make_stream, random_stream
 
 from client.cli import main
 from codec.bitstream import write_file
@@ -21,13 +21,15 @@ def never(*args: object) -> None:
 
 
 def test_work_over_budget_is_refused_before_the_first_tile(monkeypatch: pytest.MonkeyPatch) -> None:
-    bs = make_stream(width=8, hidden=2)  # 8x2 + 2 x 8x8 + 3x8 = 168 multiply-adds per pixel
-    dec = ProgressiveDecoder.from_bitstream(bs, budget=DecodeBudget(max_work=168 * 100))
+    # 8x2 + 2 x 8x8 + 3x8 = 168 multiply-adds per pixel, and 3 layers x 8 sines at 90 each: 2,328
+    bs = make_stream(width=8, hidden=2)
+    dec = ProgressiveDecoder.from_bitstream(bs, budget=DecodeBudget(max_work=2328 * 100))
     assert dec.decode((10, 10)).rgb.shape == (10, 10, 3)  # exactly at the limit
     monkeypatch.setattr(dec.arch, "trunk_tile", never)
     with pytest.raises(
         BudgetError,
-        match=r"10x11 needs 110 pixels x 168 multiply-adds = 1.85e\+04, over the decode budget of 1.68e\+04 \(max_work\)",
+        match=r"10x11 needs 110 pixels x 2,328 multiply-adds \(activations included\) = 2.56e\+05, over the "
+        r"decode budget of 2.33e\+05 \(max_work\)",
     ) as err:
         dec.decode((10, 11))
     assert err.value.limit == "max_work"
@@ -71,9 +73,12 @@ def test_cli_decode_names_the_numbers_and_the_flag_that_raises_the_limit(tmp_pat
     assert main(["decode", str(path), "-o", str(png), "--size", "100x100", "--max-work", "16800"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and not png.exists()
-    assert "needs 10,000 pixels x 168 multiply-adds = 1.68e+06, over the decode budget of 1.68e+04" in err
+    assert (
+        "needs 10,000 pixels x 2,328 multiply-adds (activations included) = 2.33e+07, over the decode "
+        "budget of 1.68e+04" in err
+    )
     assert err.strip().endswith("--max-work raises it")
-    argv = ["decode", str(path), "-o", str(png), "--size", "100x100", "--max-work", "1.68e6", "--json"]
+    argv = ["decode", str(path), "-o", str(png), "--size", "100x100", "--max-work", "2.328e7", "--json"]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["width"] == 100 and png.is_file()
     assert main(["decode", str(path), "-o", str(png), "--max-params", "100"]) == 1
@@ -117,3 +122,58 @@ def test_cli_info_takes_max_params(tmp_path: Path, capsys) -> None:
     assert main(["info", str(path), "--max-params", "194"]) == 1
     assert "over the decode budget of 194 (max_params); --max-params raises it" in capsys.readouterr().err
     assert main(["info", str(path), "--json"]) == 0
+
+
+OLD_MAX_WORK = 64_000_000_000
+"""The budget before activations counted: 6.4e10 multiply-adds, nothing else."""
+COSTLY = [
+    ("wire", {"width": 4, "hidden_layers": 100, "omega_0": 20.0, "scale_0": 10.0}),
+    ("mfn", {"width": 4, "hidden_layers": 100, "filter": "gabor"}),
+]
+"""Narrow, deep nets of costly activations: 404 Gabor wavelets (WIRE) or filters (MFN) per pixel, about
+6.5 ns each here: at 2048x2048 some 10 s of one core, for 2.7e10 / 1.4e10 multiply-adds."""
+
+
+@pytest.mark.parametrize(("model", "arch"), COSTLY, ids=[m for m, _ in COSTLY])
+def test_costly_activations_count_in_the_work_budget(
+    model: str, arch: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dec = ProgressiveDecoder.from_bitstream(random_stream(model, arch, (2048, 2048)))
+    assert dec.arch is not None
+    steps = list(range(dec.arch.trunk_steps()))
+    pixels = 2048 * 2048
+    assert pixels * dec.arch.macs_per_pixel(steps, 0) <= OLD_MAX_WORK  # the old budget let it through
+    monkeypatch.setattr(dec.arch, "trunk_tile", never)
+    with pytest.raises(BudgetError, match=r"multiply-adds \(activations included\) = .*\(max_work\)") as err:
+        dec.decode()
+    assert err.value.limit == "max_work"
+    assert f"x {dec.arch.work_per_pixel(steps, 0):,} multiply-adds" in str(err.value)
+    assert pixels * dec.arch.work_per_pixel(steps, 0) > 3 * DEFAULT_BUDGET.max_work
+
+
+def test_the_presets_streams_fit_the_default_budget_at_typical_sizes() -> None:
+    """Every rate preset's network (the size model's, 0.25-2 bpp) and the paper profile's 64 x 16 SPINR
+    decode a Kodak-sized picture, landscape or portrait, within the default budget; a 2x zoom of the
+    paper profile needs --max-work."""
+    from codec.arch import decoder_for
+    from codec.sizemodel import plan
+
+    def per_pixel(arch: dict) -> int:
+        dec = decoder_for("spinr", arch)
+        return dec.work_per_pixel(list(range(dec.depths)), dec.depths - 1)
+
+    base = {"first_omega_0": 30.0, "hidden_omega_0": 30.0, "head": "per_stage", "residual": True}
+    paper = {**base, "width": 64, "hidden_layers": 16}
+    for size in ((768, 512), (512, 768)):
+        for bpp in (0.25, 0.5, 1.0, 2.0):
+            p = plan(*size, int(bpp * size[0] * size[1] / 8))
+            arch = {
+                **base,
+                "width": p.width,
+                "hidden_layers": p.hidden_layers,
+                "pe_frequencies": p.pe_frequencies,
+            }
+            DEFAULT_BUDGET.check_decode(*size, per_pixel(arch), f"{p.describe()} at {bpp} bpp")
+        assert size[0] * size[1] * per_pixel(paper) < 0.45 * DEFAULT_BUDGET.max_work
+    with pytest.raises(BudgetError, match="max_work"):
+        DEFAULT_BUDGET.check_decode(1536, 1024, per_pixel(paper), "the paper profile, zoomed 2x")

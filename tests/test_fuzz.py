@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fuzz.driver import RunConfig, Watch, run, summary
+from fuzz.driver import RunConfig, Watch, run, slow_targets, summary
 from fuzz.formats import Case, generator
 from fuzz.source import DrawSource
 from fuzz.targets import TARGETS
@@ -127,6 +127,34 @@ def test_driver_catches_crashes_hangs_slowness_deaths_and_rss_growth(tmp_path: P
     assert "FAIL" in summary(report, cfg)
 
 
+def test_slowness_is_judged_per_entry_point_not_summed() -> None:
+    assert slow_targets({"load_strict": 0.6, "decode": 1.2, "cli_decode": 1.9}, 2.0) == []  # 3.7 s in all
+    assert slow_targets({"load_strict": 0.1, "decode": 2.5, "cli_decode": 3.1}, 2.0) == [
+        "cli_decode",
+        "decode",
+    ]
+    assert slow_targets({"decode": 2.0}, 2.0) == []  # at the limit is within it
+    assert slow_targets({}, 2.0) == []
+
+
+def test_driver_calls_an_input_slow_only_when_one_entry_point_is(tmp_path: Path) -> None:
+    """HALF takes 0.6 CPU s in each of two entry points (1.2 s together, over the 1 s limit as a sum);
+    SLOW 1.5 s in each. Only SLOW is slow, filed under its slowest entry point."""
+    cases = [Case(c, "selftest", c.decode()) for c in (b"HALF", b"SLOW")]
+    cfg = RunConfig(targets=("selftest", "selftest2"), slow_s=1.0, kill_s=10.0, warmup=1, out=tmp_path)
+    report = run(cfg, cases, extra_targets="fuzz.selftest:SELFTEST")
+    assert report.inputs == 2 and report.anything_else == 1, summary(report, cfg)
+    (failure,) = report.failures.values()
+    assert failure.kind == "slow" and Path(failure.reproducer).read_bytes() == b"SLOW"
+    assert re.fullmatch(r"\d+\.\d\d CPU s in selftest2?, \d+\.\d\d in selftest2?", failure.detail), (
+        failure.detail
+    )
+    assert set(report.slowest_by_target) == {"selftest", "selftest2"}
+    assert all(1.5 <= s["seconds"] < 5 and s["note"] == "SLOW" for s in report.slowest_by_target.values())
+    assert report.slowest["note"] == "SLOW" and report.slowest["target"] in ("selftest", "selftest2")
+    assert Path(report.slowest["input"]).read_bytes() == b"SLOW"
+
+
 def test_watchdog_waits_for_a_starved_worker_and_judges_by_cpu() -> None:
     """A busy shared machine may leave a niced worker runnable but without a core for a long time:
     that is no hang. Burning ``kill_s`` CPU seconds is, and so is sleeping with no progress."""
@@ -153,13 +181,12 @@ def test_every_seed_stream_decodes(version: int, workdir: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 items 4-5, second wave: the numpy forward does not check units against the "
-    "architecture and decoding has no resource budget (reproducers: tests/fuzz_corpus/v1)",
-)
 @VERSIONS
 def test_long_run_100k_inputs(version: int, tmp_path: Path) -> None:
+    """Issue 11's criterion: 100,000 inputs, nothing but documented errors and decodes, no entry point
+    over 2 CPU s on an input, RSS growth within 200 MB (hours on this machine: ``make fuzz``). The
+    only failures of the last long runs (93,721 inputs: a WIRE and an MFN stream at 2048 x 2048) are
+    fixed (tests/fuzz_corpus); docs/DECODER.md, "Long fuzz runs", has the runs since."""
     cfg = RunConfig(inputs=100_000, seed=1, version=version, out=tmp_path)
     report = run(cfg)
     print(summary(report, cfg))

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _bitstreams import random_stream
 
 import codec.tiles as tiles
 from codec.arch import decoder_for
-from codec.bitstream import Bitstream, StreamHeader, Unit
-from codec.budget import DecodeBudget
+from codec.bitstream import Bitstream
+from codec.budget import ACTIVATION_COSTS, DecodeBudget
 from codec.coords import grid, to_rgb8
 from codec.decoder import ProgressiveDecoder
-from codec.quant import quantize
 
 ARCHS = [
     ("siren", {"width": 9, "hidden_layers": 2, "first_omega_0": 30.0, "hidden_omega_0": 30.0}),
@@ -30,17 +30,7 @@ ARCHS = [
 ]  # fmt: skip
 
 
-def stream(model: str, arch: dict, size: tuple[int, int] = (7, 5), seed: int = 0) -> Bitstream:
-    rng = np.random.default_rng(seed)
-    header = StreamHeader(model, arch, *size)
-    units = {}
-    for i, spec in enumerate(header.units):
-        tensors = []
-        for name, shape in spec.tensors:
-            w = (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
-            tensors.append(quantize(name, w, float(np.std(w)) / 64 + 1e-6))
-        units[i] = Unit(i, tuple(tensors))
-    return Bitstream(header, units, 0x77)
+stream = random_stream
 
 
 def whole_frame(dec: ProgressiveDecoder, size: tuple[int, int], depth: int | None = None) -> np.ndarray:
@@ -161,13 +151,27 @@ def test_the_cache_stays_within_the_activation_budget() -> None:
 
 def test_work_per_pixel_counts_the_layers_a_decode_runs() -> None:
     arch = decoder_for("spinr", {**ARCHS[1][1], "width": 64, "hidden_layers": 16})
-    # Input 64x2, 16 hidden 64x64, the head 3x64 of the stage read out.
-    assert arch.work_per_pixel([0], 0) == 64 * 2 + 3 * 64
-    assert arch.work_per_pixel(list(range(17)), 16) == 64 * 2 + 16 * 64 * 64 + 3 * 64
+    # Input 64x2, 16 hidden 64x64, the head 3x64 of the stage read out; a sine per unit per step.
+    sine = ACTIVATION_COSTS["sine"]
+    assert arch.macs_per_pixel([0], 0) == 64 * 2 + 3 * 64
+    assert arch.work_per_pixel([0], 0) == 64 * 2 + 3 * 64 + 64 * sine
+    assert arch.work_per_pixel(list(range(17)), 16) == 64 * 2 + 16 * 64 * 64 + 3 * 64 + 17 * 64 * sine
+    pe = decoder_for("spinr", {**ARCHS[1][1], "width": 64, "pe_frequencies": 4})  # 2 + 16 inputs
+    assert pe.work_per_pixel([0], 0) == 64 * 18 + 3 * 64 + (64 + 16) * sine
     diner = decoder_for("diner", ARCHS[-1][1])
-    assert diner.work_per_pixel([0, 1], 0) == 8 * 2 + 8 * 8 + 3 * 8  # the table is a lookup
+    assert diner.macs_per_pixel([0, 1], 0) == 8 * 2 + 8 * 8 + 3 * 8  # the table is a lookup
+    assert diner.work_per_pixel([0, 1], 0) == 8 * 2 + 8 * 8 + 3 * 8 + ACTIVATION_COSTS["table"] + 16 * sine
     wire = decoder_for("wire", ARCHS[-2][1])
-    assert wire.work_per_pixel([0, 1], 0) == 2 * (6 * 2 + 2 * 6 * 6 + 2 * 3 * 6)  # complex: 2 per element
+    assert wire.macs_per_pixel([0, 1], 0) == 2 * (6 * 2 + 2 * 6 * 6 + 2 * 3 * 6)  # complex: 2 per element
+    assert (
+        wire.work_per_pixel([0, 1], 0) == wire.macs_per_pixel([0, 1], 0) + 12 * ACTIVATION_COSTS["wire_gabor"]
+    )
+    mfn = decoder_for("mfn", ARCHS[4][1])  # filters 8x2 (+ mu 8x2), layers 8x8, readout 3x8
+    assert mfn.work_per_pixel([0, 1, 2], 0) == 32 + 2 * (64 + 32) + 24 + 24 * ACTIVATION_COSTS["mfn_gabor"]
+    fourier = decoder_for("fourier", ARCHS[3][1])  # the projection by B (2 x 6), input 8x12, hidden 8x8
+    assert fourier.work_per_pixel([0, 1], 0) == 12 + 8 * 12 + 8 * 8 + 3 * 8 + (
+        12 * ACTIVATION_COSTS["fourier_features"] + 16 * ACTIVATION_COSTS["relu"]
+    )
 
 
 def test_memory_is_one_tile_and_the_picture_without_the_cache() -> None:

@@ -36,4 +36,4 @@ export { CACHE_PIXELS, applyLayer } from "./codec/forward.js";
 export { CONCEAL_CHOICES, MAX_OUTPUT_PIXELS, MAX_PENDING, ProgressiveDecoder } from "./codec/decoder.js";
 export { INIT_HASH_BYTES, checkInitMatches, hashHex, parseInit } from "./codec/theta0.js";
 export { sha256 } from "./codec/sha256.js";
-export { BudgetError, DEFAULT_BUDGET, makeBudget } from "./codec/budget.js";
+export { ACTIVATION_COSTS, BudgetError, DEFAULT_BUDGET, makeBudget } from "./codec/budget.js";

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 
 from codec.arch.records import Field, read_record, write_record
+from codec.budget import activation_work
 from codec.errors import BitstreamError
 from codec.units import UnitSpec, check_sizes, check_units
 from codec.units import linear as linear_spec
@@ -119,12 +120,24 @@ class ArchDecoder:
         """Multiply-adds per pixel that no transmitted tensor accounts for (Fourier's projection)."""
         return 0
 
-    def work_per_pixel(self, steps: Sequence[int], depth: int) -> int:
-        """Multiply-adds per output pixel of a decode running trunk ``steps`` and readout ``depth``:
-        what the decode budget's ``max_work`` counts (codec/budget.py)."""
+    def macs_per_pixel(self, steps: Sequence[int], depth: int) -> int:
+        """Multiply-adds per output pixel of a decode running trunk ``steps`` and readout ``depth``
+        (what GFLOP/s figures count)."""
         per_unit = self.unit_work()
         used = {u for k in steps for u in self.trunk_units(k)} | set(self.readout_units(depth))
         return sum(per_unit[u] for u in used) + self.extra_work()
+
+    def step_activations(self, k: int) -> dict[str, int]:
+        """Activation values per pixel that trunk step ``k`` computes, by kind (a key of
+        :data:`codec.budget.ACTIVATION_COSTS`)."""
+        raise NotImplementedError
+
+    def work_per_pixel(self, steps: Sequence[int], depth: int) -> int:
+        """What the decode budget's ``max_work`` counts per output pixel (codec/budget.py): the
+        multiply-adds, plus every activation value at its cost in multiply-adds."""
+        return self.macs_per_pixel(steps, depth) + sum(
+            activation_work(self.step_activations(k)) for k in steps
+        )
 
     def activation_floats(self) -> int:
         """Floats per pixel of the widest activation (a tile's buffers are a few of these)."""

@@ -45,6 +45,10 @@ class DinerDecoder(ChainDecoder):
         i = np.clip(np.round(((coords[:, 1] + 1.0) * self.th - 1.0) * 0.5), 0, self.th - 1).astype(np.int64)
         return i * self.tw + j
 
+    def step_activations(self, k: int) -> dict[str, int]:
+        """A sine per unit; step 0 also the pixel's table lookup."""
+        return {"sine": self.width, **({"table": 1} if k == 0 else {})}
+
     def trunk(self, k: int, h: np.ndarray, p: Params) -> np.ndarray:
         if k == 0:
             table = p[0]["table"]

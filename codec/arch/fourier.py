@@ -35,6 +35,10 @@ class FourierDecoder(ChainDecoder):
     def extra_work(self) -> int:
         return 2 * self.mapping_size  # the projection by B (its cosine and sine not counted)
 
+    def step_activations(self, k: int) -> dict[str, int]:
+        """A ReLU per unit; step 0 also the cosine and sine of each projected feature."""
+        return {"relu": self.width, **({"fourier_features": 2 * self.mapping_size} if k == 0 else {})}
+
     def trunk(self, k: int, h: np.ndarray, p: Params) -> np.ndarray:
         t = p[k]
         if k == 0:

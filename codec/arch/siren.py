@@ -48,6 +48,10 @@ class SineMlpDecoder(ArchDecoder):
     def encode(self, coords: np.ndarray) -> np.ndarray:
         return posenc.encode(coords, self.pe_frequencies, self.pe_scale)
 
+    def step_activations(self, k: int) -> dict[str, int]:
+        """A sine per unit of every layer; step 0 also the positional encoding's sines and cosines."""
+        return {"sine": self.width + (self.in_features - 2 if k == 0 else 0)}
+
     def sine(self, x: np.ndarray, w0: np.float32) -> np.ndarray:
         return np.sin(w0 * x, dtype=np.float32)
 

@@ -53,9 +53,9 @@ class SpinrDecoder(SineMlpDecoder):
         first = UnitSpec("stage.0", (*linear_spec("in_", w, self.in_features), *head))
         return [first] + [UnitSpec(f"stage.{k}", (*linear_spec("", w, w), *head)) for k in hidden]
 
-    def work_per_pixel(self, steps: Sequence[int], depth: int) -> int:
+    def macs_per_pixel(self, steps: Sequence[int], depth: int) -> int:
         w = self.width  # a stage's unit also holds its head: only the readout's head runs
-        return sum(2 * w if k == 0 else w * w for k in steps) + 3 * w
+        return sum(self.in_features * w if k == 0 else w * w for k in steps) + 3 * w
 
     # shared: units input(0), output(1), hidden.k (k+1); per_stage: stage.k (k)
     def trunk_units(self, k: int) -> list[int]:

@@ -23,6 +23,9 @@ class WireDecoder(ChainDecoder):
         self.omega = np.float32(arch_field(arch, "omega_0", float, 0.0, 1e4))
         self.scale = np.float32(arch_field(arch, "scale_0", float, 0.0, 1e4))
 
+    def step_activations(self, k: int) -> dict[str, int]:
+        return {"wire_gabor": self.width}
+
     @staticmethod
     def _complex(out: int, inp: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
         return (

@@ -7,9 +7,33 @@ import { isInt, show } from "./values.js";
 const MIB = 1 << 20;
 
 /**
+ * What one activation value costs a decode, in multiply-adds, by kind: codec/budget.py's
+ * ACTIVATION_COSTS (measured on the numpy decoder, docs/DECODER.md "Activation costs"), so that this
+ * page refuses the streams Python refuses, with the same numbers. An arch's stepActivations(k) says
+ * how many values of each kind trunk step k computes per pixel.
+ */
+export const ACTIVATION_COSTS = Object.freeze({
+  sine: 90,
+  relu: 80,
+  fourier_features: 300,
+  table: 640,
+  wire_gabor: 320,
+  mfn_gabor: 350,
+  mfn_fourier: 240,
+});
+
+/** Multiply-adds per pixel that `activations` ({kind: values per pixel}) cost (Python's activation_work). */
+export function activationWork(activations) {
+  let n = 0;
+  for (const [kind, count] of Object.entries(activations)) n += ACTIVATION_COSTS[kind] * count;
+  return n;
+}
+
+/**
  * @typedef {object} DecodeBudget
  * @property {number} maxParams   weights a stream may hold
- * @property {number} maxWork     output pixels x multiply-adds per pixel of one decode
+ * @property {number} maxWork     output pixels x multiply-adds per pixel of one decode, each activation
+ *   value counted at its cost in multiply-adds (ACTIVATION_COSTS)
  * @property {number} maxActivationBytes  activation memory: the JS path's frame of activations (two
  *   arrays of pixels x widest layer, float32) plus its cache; the cache is dropped, not refused, when
  *   it does not fit
@@ -19,7 +43,7 @@ const MIB = 1 << 20;
 /** @type {Readonly<DecodeBudget>} */
 export const DEFAULT_BUDGET = Object.freeze({
   maxParams: 2 ** 22,
-  maxWork: 64_000_000_000,
+  maxWork: 160_000_000_000,
   maxActivationBytes: 256 * MIB,
   maxPixels: 16_000_000,
 });
@@ -53,8 +77,12 @@ export function makeBudget(limits = {}) {
 }
 
 const fmt = (n) => n.toLocaleString("en-US");
-/** As Python's `f"{n:.3g}"` (1.68e+04, 6.4e+10, 100). */
-const sci = (n) => n.toPrecision(3).replace(/\.?0+e/, "e").replace(/e\+?(\d)$/, "e+0$1").replace(/e(\d)/, "e+$1");
+/** As Python's `f"{n:.3g}"` (1.68e+04, 1.6e+11, 100). */
+const sci = (n) => {
+  const s = n.toPrecision(3);
+  if (s.includes("e")) return s.replace(/\.?0+e/, "e").replace(/e\+?(\d)$/, "e+0$1").replace(/e(\d)/, "e+$1");
+  return s.includes(".") ? s.replace(/\.?0+$/, "") : s; // 1.00 -> 1, 2.50 -> 2.5, 100 stays
+};
 
 /** @param {DecodeBudget} budget @param {number} params @param {string} what */
 export function checkParams(budget, params, what) {
@@ -64,7 +92,7 @@ export function checkParams(budget, params, what) {
 }
 
 /**
- * Output size and work of one decode (work per pixel: the multiply-adds of the layers it runs).
+ * Output size and work of one decode (work per pixel: the arch's workPerPixel, Python's work_per_pixel).
  * @param {DecodeBudget} budget @param {number} w @param {number} h @param {number} workPerPixel @param {string} what
  */
 export function checkDecode(budget, w, h, workPerPixel, what) {
@@ -75,8 +103,8 @@ export function checkDecode(budget, w, h, workPerPixel, what) {
   const work = pixels * workPerPixel;
   if (work > budget.maxWork) {
     throw new BudgetError(
-      `decoding ${what} at ${w}x${h} needs ${fmt(pixels)} pixels x ${fmt(workPerPixel)} multiply-adds = ${sci(work)}, ` +
-        `over the decode budget of ${sci(budget.maxWork)} (max_work)`,
+      `decoding ${what} at ${w}x${h} needs ${fmt(pixels)} pixels x ${fmt(workPerPixel)} multiply-adds ` +
+        `(activations included) = ${sci(work)}, over the decode budget of ${sci(budget.maxWork)} (max_work)`,
       "max_work",
     );
   }

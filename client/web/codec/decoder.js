@@ -394,7 +394,7 @@ export class ProgressiveDecoder {
     // layer and what follows it, and reuses the activations before it.
     const keys = plan.steps.map((k) => `${k}.${this.arch.trunkUnits(k).map((u) => this._versions.get(u)).join(".")}`);
     const readout = this.arch.readoutOp(plan.depth, params);
-    const work = [...trunk, readout].reduce((n, op) => n + op.inF * op.outF, 0);
+    const work = this.arch.workPerPixel(plan.steps, plan.depth);
     checkDecode(this.budget, w, h, work, `this ${this.header.model} stream at ${trunk.length} trunk step(s)`);
     const info = {
       width: w,

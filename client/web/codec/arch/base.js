@@ -13,6 +13,7 @@
 //   readoutUnits(depth): number[]
 //   trunkOp(k, params), readoutOp(depth, params): LayerOp
 
+import { activationWork } from "../budget.js";
 import { SpnrError } from "../errors.js";
 import { BOXED, isInt, isNumber, show, unbox } from "../values.js";
 
@@ -78,6 +79,32 @@ export class LinearArch {
         );
       }
     });
+  }
+
+  /** Real multiply-adds per weight element (WIRE's complex weights: 2). */
+  get workFactor() { return 1; }
+
+  /** Multiply-adds per pixel that no transmitted tensor accounts for (Fourier's projection). */
+  extraWork() { return 0; }
+
+  /** Multiply-adds per pixel of trunk `steps` and readout `depth`: each used unit's 2-D tensors
+   * (a lookup table costs none), as Python's ArchDecoder.macs_per_pixel counts them. */
+  macsPerPixel(steps, depth) {
+    const units = this.expectedUnits();
+    const used = new Set([...steps.flatMap((k) => this.trunkUnits(k)), ...this.readoutUnits(depth)]);
+    let n = this.extraWork();
+    for (const u of used) {
+      for (const t of units[u].tensors) {
+        if (t.shape.length === 2 && t.name !== "table") n += this.workFactor * t.shape[0] * t.shape[1];
+      }
+    }
+    return n;
+  }
+
+  /** What the decode budget's maxWork counts per pixel (Python's work_per_pixel): the multiply-adds
+   * plus each step's activations (stepActivations(k): {kind: values per pixel}) at their cost. */
+  workPerPixel(steps, depth) {
+    return this.macsPerPixel(steps, depth) + steps.reduce((n, k) => n + activationWork(this.stepActivations(k)), 0);
   }
 
   /** The tensor specs of one linear layer: `${prefix}weight` (out, inp) and `${prefix}bias` (out). */

@@ -67,4 +67,6 @@ export class DinerArch extends ChainArch {
   readoutOp(depth, params) {
     return this.op(params, this.hidden + 2, "", 0, false);
   }
+  /** A sine per unit; step 0 also the pixel's table lookup. */
+  stepActivations(k) { return k === 0 ? { sine: this.width, table: 1 } : { sine: this.width }; }
 }

@@ -57,6 +57,10 @@ export class FourierArch extends ChainArch {
   readoutOp(depth, params) {
     return this.op(params, this.hidden + 1, "", 0, false);
   }
+  /** The projection by B (its cosines and sines are activations). */
+  extraWork() { return 2 * this.m; }
+  /** A ReLU per unit; step 0 also the cosine and sine of each projected feature. */
+  stepActivations(k) { return k === 0 ? { relu: this.width, fourier_features: 2 * this.m } : { relu: this.width }; }
 }
 
 /** A hidden layer: max(x W^T + b, 0). */

@@ -30,6 +30,8 @@ export class MfnArch extends ChainArch {
     u.push({ name: "output", tensors: this.lin("", 3, W) });
     return u;
   }
+  /** A filter per unit (and, from step 1, its product with the linear layer). */
+  stepActivations() { return { [this.gabor ? "mfn_gabor" : "mfn_fourier"]: this.width }; }
   /** The filter bank's output for n rows of activations (coordinates in columns 0, 1). */
   filter(t, x, n, stride) {
     const g = linearRows(x, n, t.filter_weight, t.filter_bias, stride);

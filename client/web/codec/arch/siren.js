@@ -23,6 +23,8 @@ export class SineArch extends LinearArch {
     this.pe = peFrequencies(L, scale);
     this.inF = 2 + 4 * L;
   }
+  /** A sine per unit; step 0 also the positional encoding's sines and cosines. */
+  stepActivations(k) { return { sine: this.width + (k === 0 ? this.inF - 2 : 0) }; }
   /** Trunk step 0's layer, with the encoding of the coordinates in front when it is on. */
   inputOp(params, unit, prefix) {
     const op = this.op(params, unit, prefix, this.w0First, true);

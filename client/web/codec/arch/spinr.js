@@ -38,6 +38,11 @@ export class SpinrArch extends SineArch {
     }
     return u;
   }
+  /** A stage's unit also holds its head: only the readout's head runs (Python's macs_per_pixel). */
+  macsPerPixel(steps) {
+    const W = this.width;
+    return steps.reduce((n, k) => n + (k === 0 ? this.inF * W : W * W), 0) + 3 * W;
+  }
   trunkSteps() { return this.depths; }
   trunkUnits(k) { return [k === 0 ? 0 : this.shared ? k + 1 : k]; }
   readoutUnits(depth) { return [this.shared ? 1 : depth]; }

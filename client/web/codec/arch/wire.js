@@ -26,6 +26,9 @@ export class WireArch extends ChainArch {
     ];
     return this.chainUnits(2, (name, out, inp) => (name === "input" ? this.lin("", out, inp) : complex(out, inp)));
   }
+  /** Complex weights: a multiply-add of each of re and im takes 2. */
+  get workFactor() { return 2; }
+  stepActivations() { return { wire_gabor: this.width }; }
   /** exp(1j omega z - |scale z|^2) of n x width complex values (re block then im block per row), in place. */
   gabor(re, im) {
     const { omega, scale } = this;
