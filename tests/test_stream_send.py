@@ -22,6 +22,8 @@ class FakeSocket:
     def __init__(self, stall: bool = False, fail: bool = False, leave: bool = False) -> None:
         self.sent: list[Any] = []
         self.stall, self.fail, self.leave = stall, fail, leave
+        # a connection without server.ws_protocol's SEND_MANY extension: messages go one by one
+        self.scope: dict[str, Any] = {"type": "websocket", "extensions": {}}
 
     async def send_bytes(self, data: bytes) -> None:
         if self.fail:
