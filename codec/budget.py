@@ -84,7 +84,7 @@ class DecodeBudget:
         metadata={"help": "output pixels x multiply-adds per pixel of one decode, activations included"},
     )
     """Output pixels x multiply-adds per pixel of one decode, each activation value counted at its
-    cost in multiply-adds (ACTIVATION_COSTS) (6.4e10: a few seconds of one core)."""
+    cost in multiply-adds (ACTIVATION_COSTS) (1.6e11: about 5 s of one core for any family)."""
     max_activation_bytes: int = field(
         default=256 * MIB,
         metadata={"help": "activation memory: a tile's buffers, plus the progressive cache while it fits"},

@@ -97,9 +97,13 @@ class StreamLimits:
         """``fn(*args)`` in the streams' own thread pool. A hop through the event loop's executor costs
         the server a third of anyio's (``run_in_threadpool``: 25-40 us against 60-140 us of CPU on
         this machine), and every stream makes one or two."""
+        return await asyncio.get_running_loop().run_in_executor(self._starters(), fn, *args)
+
+    def _starters(self) -> ThreadPoolExecutor:
+        """The streams' thread pool, made on first use."""
         if self._threads is None:
             self._threads = ThreadPoolExecutor(STARTER_THREADS, thread_name_prefix="spinr-stream")
-        return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
+        return self._threads
 
     async def start(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(shared, *args)`` in the streams' thread pool, in one trip with the other stream starts
@@ -116,11 +120,9 @@ class StreamLimits:
 
     def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._waiting = self._waiting, []
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(STARTER_THREADS, thread_name_prefix="spinr-stream")
         self._batches += 1
         try:
-            self._threads.submit(self._run_batch, loop, batch)
+            self._starters().submit(self._run_batch, loop, batch)
         except RuntimeError as exc:  # the pool is shut down: the server is stopping
             self._batch_landed(loop, batch, [(None, exc)] * len(batch))
 
