@@ -25,8 +25,8 @@
 - ``load``: ``--clients`` concurrent WebSocket streams against a real server (started here, or
   ``--url``): time to first layer and to completion p50/p95/p99, errors, server RSS, the CPU of the
   server and of the clients per stream (``benchmarks/load.py``); with ``--reference`` the same clients
-  against a bare WebSocket app and the ratios (``benchmarks/load_reference.py``); also written to
-  ``load.json``.
+  against a bare WebSocket app and the ratios (``benchmarks/load_reference.py``); ``--client`` picks
+  the load generator(s) (``benchmarks/load_clients.py``); also written to ``load.json``.
 """
 
 from __future__ import annotations
@@ -149,6 +149,19 @@ def _size(text: str) -> tuple[int, int]:
     return a, b
 
 
+def load_clients(text: str) -> tuple[str, ...]:
+    """``--client``: load generator names, comma-separated."""
+    from benchmarks.load_clients import CLIENTS
+
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in CLIENTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown load client(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(CLIENTS)}"
+        )
+    return names
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "which", nargs="*", default=[], help=f"benchmarks to run: {', '.join(BENCHES)} (default: decode)"
@@ -222,6 +235,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reference",
         action="store_true",
         help="load: the same clients against a bare WebSocket app too, and the ratios (the machine's floor)",
+    )
+    p.add_argument(
+        "--client",
+        type=load_clients,
+        default=("lean",),
+        help="load: the load generator(s), comma-separated, one round each against the same server: lean "
+        "(websockets' sans-I/O protocol on plain asyncio transports, the default) or full (one "
+        "websockets.connect client per stream); the first one's numbers are the report's",
     )
     p.add_argument("--fit-size", type=int, default=64, help="train: image side (centre crops)")
     p.add_argument("--fit-steps", type=int, default=200, help="train: steps of every fit")
@@ -369,6 +390,7 @@ def run(args: argparse.Namespace) -> int:
             args.channel,
             server_pid=args.server_pid,
             reference=args.reference,
+            client=args.client,
         )
         (out / "load.json").write_text(json.dumps(report["load"], indent=2))
     path = out / "bench.json"

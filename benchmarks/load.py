@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
-import json
 import os
 import signal
 import socket
@@ -25,30 +25,22 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.load_clients import CLIENTS, ClientResult, RunClients, event_loop, warm_up
 from benchmarks.procstat import proc_stat
 
-PACKET_TYPE_OFFSET = 5
-"""Byte of the packet header holding its type (docs/FORMAT.md): 0 header, 1 layer."""
 SPINR = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
 @dataclass
-class ClientResult:
-    first_layer: float | None = None
-    complete: float | None = None
-    layers: int = 0
-    error: str | None = None
-
-
-@dataclass
 class LocalServer:
-    """``spinr serve`` in a subprocess of its own session, stopped with SIGTERM (then SIGKILL)."""
+    """``spinr serve`` in a subprocess and process group of its own, stopped with SIGTERM (then SIGKILL)."""
 
     data_dir: Path
     port: int = 0
@@ -76,10 +68,14 @@ class LocalServer:
         args = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--preset", "tiny"]
         args += ["--device", "cpu", "--log-level", "warning", *self.extra]
         args += ["--max-streams", str(max(1024, self.streams)), "--max-streams-per-client", str(self.streams)]
+        # A process group of its own (stopped as one), in the benchmark's session: the scheduler groups
+        # by session (autogroup), and a new session put the server at the default priority while the
+        # clients and the reference app kept the benchmark's (docs/LOAD.md).
+        group: dict[str, Any] = (
+            {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+        )
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [*SPINR, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self.process = subprocess.Popen([*SPINR, *args], stdout=log, stderr=subprocess.STDOUT, **group)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -155,57 +151,9 @@ def prepare_stream(url: str, steps: int, timeout: float = 600.0) -> dict[str, An
     raise RuntimeError(f"the load stream's job did not finish within {timeout:g} s")
 
 
-async def one_client(ws_url: str, start: dict[str, Any], gate: asyncio.Event, timeout: float) -> ClientResult:
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake
-
-    result = ClientResult()
-    await gate.wait()
-    t0 = time.perf_counter()
-    try:
-        code, done = await asyncio.wait_for(_stream(ws_url, start, result, t0, timeout), timeout)
-        if code != 1000:
-            result.error = f"close {code}"
-        elif not done:
-            result.error = "no done message"
-        result.complete = time.perf_counter() - t0
-    except asyncio.TimeoutError:
-        result.error = "timeout"
-    except ConnectionClosed as exc:
-        result.error = f"close {exc.rcvd.code if exc.rcvd else 1006}"
-    except (OSError, InvalidHandshake) as exc:
-        result.error = type(exc).__name__
-    return result
-
-
-async def _stream(
-    ws_url: str, start: dict[str, Any], result: ClientResult, t0: float, timeout: float
-) -> tuple[int | None, bool]:
-    """Read one stream to its end; (close code, whether ``done`` came)."""
-    from websockets.asyncio.client import connect
-
-    done = False
-    # No proxy lookup (websockets reads every environment variable on each connect: a tenth of the
-    # client's CPU) and no keepalive task: the client shares the machine with the server it measures.
-    async with connect(
-        ws_url, max_size=64 * 2**20, open_timeout=timeout, close_timeout=5, proxy=None, ping_interval=None
-    ) as ws:
-        await ws.send(json.dumps(start))
-        async for message in ws:
-            if isinstance(message, bytes):
-                if len(message) > PACKET_TYPE_OFFSET and message[PACKET_TYPE_OFFSET] == 1:
-                    result.layers += 1
-                    if result.first_layer is None:
-                        result.first_layer = time.perf_counter() - t0
-            elif json.loads(message).get("type") == "done":
-                done = True
-    return ws.close_code, done
-
-
 async def _run_clients(
-    ws_url: str, start: dict[str, Any], clients: int, timeout: float, pid: int | None
+    run: RunClients, ws_url: str, start: dict[str, Any], clients: int, timeout: float, pid: int | None
 ) -> tuple[list[ClientResult], list[float]]:
-    gate = asyncio.Event()
-    tasks = [asyncio.create_task(one_client(ws_url, start, gate, timeout)) for _ in range(clients)]
     samples: list[float] = []
 
     async def sample() -> None:
@@ -216,12 +164,12 @@ async def _run_clients(
             await asyncio.sleep(0.02)
 
     sampler = asyncio.create_task(sample())
-    await asyncio.sleep(0)  # every client is waiting at the gate
-    gate.set()
-    results = await asyncio.gather(*tasks)
-    sampler.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sampler
+    try:
+        results = await run(ws_url, start, clients, timeout)
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
     return results, samples
 
 
@@ -238,15 +186,18 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def measure(
-    ws_url: str, start: dict[str, Any], clients: int, timeout: float, pid: int | None
+    ws_url: str, start: dict[str, Any], clients: int, timeout: float, pid: int | None, client: str = "lean"
 ) -> dict[str, Any]:
-    """One round of ``clients`` concurrent streams from ``ws_url``: their numbers, the serving
-    process's RSS and CPU (``pid``), this process's CPU (the clients') and the machine's load."""
+    """One round of ``clients`` concurrent streams from ``ws_url`` by the load generator ``client``
+    (:data:`benchmarks.load_clients.CLIENTS`): their numbers, the serving process's RSS and CPU
+    (``pid``), this process's CPU (the clients') and the machine's load."""
+    warm_up()
+    run = event_loop(client)
     load_start = os.getloadavg()[0]
     rss_start = rss_mb(pid) if pid else None
     cpu_start = cpu_seconds(pid) if pid else None
     t0, own0 = time.perf_counter(), time.process_time()
-    results, samples = asyncio.run(_run_clients(ws_url, start, clients, timeout, pid))
+    results, samples = run(_run_clients(CLIENTS[client], ws_url, start, clients, timeout, pid))
     wall, own = time.perf_counter() - t0, time.process_time() - own0
     rss_end = rss_mb(pid) if pid else None
     cpu_end = cpu_seconds(pid) if pid else None
@@ -287,10 +238,16 @@ def bench_load(
     timeout: float = 120.0,
     server_pid: int | None = None,
     reference: bool = False,
+    client: Sequence[str] = ("lean",),
 ) -> dict[str, Any]:
     """Run ``clients`` concurrent streams; the numbers as a dict (see the module docstring). With
     ``reference``, the same clients against a bare WebSocket app right after
-    (:mod:`benchmarks.load_reference`): the floor this machine allowed at that moment."""
+    (:mod:`benchmarks.load_reference`): the floor this machine allowed at that moment. ``client``:
+    the load generators (:data:`benchmarks.load_clients.CLIENTS`), one after the other against the
+    same server; the first one's numbers are the report's, each other's under ``other_clients``."""
+    unknown = [c for c in client if c not in CLIENTS]
+    if unknown or not client:
+        raise ValueError(f"unknown load client(s) {unknown or list(client)}; allowed: {', '.join(CLIENTS)}")
     with contextlib.ExitStack() as stack:
         server = None
         if url is None:
@@ -304,17 +261,24 @@ def bench_load(
             job_id = prepare_stream(url, steps)["id"]
         ws_url = url.replace("http", "ws", 1) + f"/ws/stream/{job_id}"
         start: dict[str, Any] = {"type": "start", **({"channel": channel} if channel else {})}
+        rounds = {}
+        for name in client:
+            run = functools.partial(measure, client=name)
+            rounds[name] = {"client": name, **run(ws_url, start, clients, timeout, server_pid)}
+            if reference:
+                from benchmarks.load_reference import against_reference
+
+                rounds[name].update(against_reference(rounds[name], ws_url, start, clients, timeout, run))
+        first, *others = client
         report = {
             "url": url,
             "job": job_id,
             "clients": clients,
             "channel": channel or "perfect",
-            **measure(ws_url, start, clients, timeout, server_pid),
+            **rounds[first],
             "cpus": os.cpu_count(),
             "started_server": server is not None,
         }
-        if reference:
-            from benchmarks.load_reference import against_reference
-
-            report.update(against_reference(report, ws_url, start, clients, timeout, measure))
+        if others:
+            report["other_clients"] = {name: rounds[name] for name in others}
     return report

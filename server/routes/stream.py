@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 from collections.abc import Hashable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from starlette.types import Message
 
 from server.access import token_subprotocol
 from server.cache import StoredStream
@@ -84,7 +86,7 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
             return
     timeout = svc.settings.stream_start_timeout
     try:
-        message = await asyncio.wait_for(ws.receive(), timeout)
+        message = await _receive_within(ws, timeout)
     except asyncio.TimeoutError:
         await ws.close(WS_POLICY_VIOLATION, ws_reason(f"no start message within {timeout:g} s"))
         return
@@ -118,6 +120,20 @@ async def _serve(ws: WebSocket, job_id: str, svc: Services) -> None:
                 WS_POLICY_VIOLATION,
                 ws_reason(f"the stream was not read within {SEND_GRACE:g} s of its schedule"),
             )
+
+
+if sys.version_info >= (3, 11):
+
+    async def _receive_within(ws: WebSocket, timeout: float) -> Message:
+        """``ws.receive()`` or TimeoutError after ``timeout`` s; a timer, where ``wait_for`` (3.11) made
+        a task of every stream's wait for its start message."""
+        async with asyncio.timeout(timeout):
+            return await ws.receive()
+
+else:
+
+    async def _receive_within(ws: WebSocket, timeout: float) -> Message:
+        return await asyncio.wait_for(ws.receive(), timeout)
 
 
 async def _send_now(ws: WebSocket, session: StreamSession) -> str | None:
