@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -138,11 +139,17 @@ def test_format_bench_reports_sizes_beside_the_classical_codecs(tmp_path: Path, 
 
 
 def test_load_bench_streams_to_concurrent_clients_against_a_real_server(tmp_path: Path, capsys) -> None:
-    assert main(["bench", "load", "--clients", "5", "--reference", "--out", str(tmp_path)]) == 0
+    argv = ["bench", "load", "--clients", "5", "--reference", "--client", "lean,full", "--out", str(tmp_path)]
+    assert main(argv) == 0
     capsys.readouterr()
     report = json.loads((tmp_path / "load.json").read_text())
     assert report == json.loads((tmp_path / "bench.json").read_text())["load"]
     assert report["clients"] == 5 and report["errors"] == 0 and report["error_kinds"] == {}
+    assert report["client"] == "lean" and list(report["other_clients"]) == ["full"]
+    full = report["other_clients"]["full"]  # the second generator, against the same server and image
+    assert full["client"] == "full" and full["errors"] == 0 and full["reference"]["errors"] == 0
+    assert full["layers_per_stream"] == report["layers_per_stream"] == full["reference"]["layers_per_stream"]
+    assert 0 < full["first_layer_s"]["p50"] <= full["first_layer_s"]["p99"] < 120
     assert report["started_server"] is True and report["layers_per_stream"] >= 1
     for key in ("first_layer_s", "complete_s"):
         p = report[key]
@@ -164,6 +171,28 @@ def test_load_bench_streams_to_concurrent_clients_against_a_real_server(tmp_path
         assert report["server_cpu_over_reference"] > 0
     else:
         assert report["server_cpu_over_reference"] is None and ref["server_cpu_ms_per_stream"] == 0
+
+
+def test_load_bench_refuses_an_unknown_client_by_name(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "load", "--client", "lean,wrk", "--out", str(tmp_path)])
+    assert "unknown load client(s) 'wrk'; allowed: lean, full" in capsys.readouterr().err
+
+
+def test_load_server_shares_the_benchmarks_session_in_a_process_group_of_its_own(tmp_path: Path) -> None:
+    from benchmarks.load import LocalServer
+
+    server = LocalServer(tmp_path / "data")
+    server.start()
+    try:
+        assert server.process is not None
+        pid = server.process.pid
+        # The scheduler groups by session (autogroup): the server runs at the benchmark's priority.
+        assert os.getsid(pid) == os.getsid(0)
+        assert os.getpgid(pid) == pid != os.getpgid(0)  # stopped as one group, apart from ours
+    finally:
+        server.stop()
+    assert server.process.poll() is not None
 
 
 @pytest.mark.browser

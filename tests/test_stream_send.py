@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -78,3 +79,21 @@ def test_both_ways_send_the_same_messages(channel):
     send = route._send_now if session.duration == 0 else route._send_on_schedule
     assert asyncio.run(send(ws, session)) is None
     assert ws.sent == [*(m.data for m in session.plan()), session.summary.to_message()]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in Python 3.11")
+def test_the_start_message_is_awaited_in_the_routes_own_task_within_its_timeout():
+    class Leaving(FakeSocket):
+        async def receive(self) -> dict[str, Any]:
+            self.task = asyncio.current_task()  # wait_for ran the receive in a task of its own
+            return await super().receive()
+
+    async def go() -> tuple[dict[str, Any], bool]:
+        ws = Leaving(leave=True)
+        message = await route._receive_within(ws, 5.0)
+        with pytest.raises(asyncio.TimeoutError):
+            await route._receive_within(FakeSocket(), 0.05)  # a client that sends nothing
+        return message, ws.task is asyncio.current_task()
+
+    message, same_task = asyncio.run(go())
+    assert message == {"type": "websocket.disconnect", "code": 1001} and same_task
