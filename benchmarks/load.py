@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import io
 import os
 import signal
@@ -196,9 +197,16 @@ def measure(
     load_start = os.getloadavg()[0]
     rss_start = rss_mb(pid) if pid else None
     cpu_start = cpu_seconds(pid) if pid else None
-    t0, own0 = time.perf_counter(), time.process_time()
-    results, samples = run(_run_clients(CLIENTS[client], ws_url, start, clients, timeout, pid))
-    wall, own = time.perf_counter() - t0, time.process_time() - own0
+    # The generator's own heap (numpy, httpx, websockets) out of the collector's sight while the round
+    # runs: a full collection traversing it paused every client at once (as server.app.settle_heap).
+    gc.collect()
+    gc.freeze()
+    try:
+        t0, own0 = time.perf_counter(), time.process_time()
+        results, samples = run(_run_clients(CLIENTS[client], ws_url, start, clients, timeout, pid))
+        wall, own = time.perf_counter() - t0, time.process_time() - own0
+    finally:
+        gc.unfreeze()
     rss_end = rss_mb(pid) if pid else None
     cpu_end = cpu_seconds(pid) if pid else None
     errors = Counter(r.error for r in results if r.error)
