@@ -234,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
     from server import logs
     from server.app import create_app
     from server.store import DataDirLock, Store
+    from server.http_protocol import HttpProtocol
     from server.ws_protocol import WebSocketProtocol
 
     settings = settings_from_args(args)
@@ -257,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             log_config=None,
             log_level=args.log_level,
+            http=HttpProtocol,
             ws=WebSocketProtocol,
             ws_max_size=WS_MAX_MESSAGE,
             # Packets are entropy-coded already: deflate would not shrink them, yet it cost each

@@ -42,6 +42,7 @@ def main(argv: Sequence[str]) -> int:
     import uvicorn
 
     from server.cli import WS_MAX_MESSAGE
+    from server.http_protocol import HttpProtocol
     from server.ws_protocol import WebSocketProtocol
 
     items = json.loads(Path(argv[0]).read_text())
@@ -52,6 +53,7 @@ def main(argv: Sequence[str]) -> int:
         port=int(argv[1]),
         log_level="warning",
         lifespan="off",
+        http=HttpProtocol,
         ws=WebSocketProtocol,
         ws_max_size=WS_MAX_MESSAGE,
         ws_per_message_deflate=False,

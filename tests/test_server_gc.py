@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
 import server.app as app_module
 from benchmarks import load, load_clients
@@ -87,3 +90,69 @@ def test_a_load_round_runs_with_the_generators_heap_frozen(monkeypatch) -> None:
     assert report["errors"] == 2 and report["error_kinds"] == {"refused": 2}
     assert seen and seen[0] > 0  # frozen while the clients ran
     assert gc.get_freeze_count() == 0  # and given back to the collector after
+
+
+async def echo_once(scope: Any, receive: Any, send: Any) -> None:
+    """A WebSocket app: accept, answer one message, close."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    message = await receive()
+    await send({"type": "websocket.send", "text": message.get("text", "")})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+@pytest.mark.parametrize("lets_go", [True, False])
+def test_an_upgraded_connection_leaves_no_http_protocol_for_the_collector(lets_go: bool) -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from websockets.asyncio.client import connect
+
+    from server.http_protocol import HttpProtocol
+    from server.ws_protocol import WebSocketProtocol
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    http = HttpProtocol if lets_go else HttpToolsProtocol  # uvicorn's own, as the control
+    config = uvicorn.Config(
+        echo_once,
+        host="127.0.0.1",
+        port=port,
+        http=http,
+        ws=WebSocketProtocol,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+
+    def alive() -> int:
+        return sum(issubclass(type(o), HttpToolsProtocol) for o in gc.get_objects())  # no proxies
+
+    async def streams(n: int) -> list[str]:
+        answers = []
+        for i in range(n):
+            async with connect(f"ws://127.0.0.1:{port}/", proxy=None) as ws:
+                await ws.send(f"hello {i}")
+                answers.append(str(await ws.recv()))
+                await ws.wait_closed()
+        return answers
+
+    gc.collect()
+    gc.disable()  # only reference counting frees anything from here on
+    try:
+        thread.start()
+        for _ in range(500):  # until it listens
+            if server.started:
+                break
+            threading.Event().wait(0.01)
+        assert server.started
+        before = alive()
+        assert asyncio.run(streams(10)) == [f"hello {i}" for i in range(10)]
+        left = alive() - before
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        gc.enable()
+    assert left == (0 if lets_go else 10)
