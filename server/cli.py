@@ -233,8 +233,8 @@ def run(args: argparse.Namespace) -> int:
 
     from server import logs
     from server.app import create_app
-    from server.store import DataDirLock, Store
     from server.http_protocol import HttpProtocol
+    from server.store import DataDirLock, Store
     from server.ws_protocol import WebSocketProtocol
 
     settings = settings_from_args(args)
