@@ -2,13 +2,14 @@
 
 Without ``--url`` it starts ``spinr serve`` on a loopback port with a fresh data folder, uploads a
 small image and waits for its bitstream, so the run measures a real uvicorn process end to end. Every
-client opens ``/ws/stream/{id}`` at the same moment (a barrier), sends its start message and reads
-until the ``done`` message and close 1000. Measured per client: seconds from the connect call to the
-first layer packet (the header packet comes before it) and to the close; anything else (a refused
+client opens ``/ws/stream/{id}`` at the same moment, sends its start message and reads until the
+``done`` message and close 1000. Measured per client: seconds from the connect call to the first
+layer packet (the header packet comes before it) and to the close; anything else (a refused
 connection, another close code, no ``done``, a timeout) is an error, counted by kind. The server's RSS
 is read from ``/proc`` before the clients start and sampled every 20 ms while they run. The clients
 share the machine with the server: their own CPU per stream is reported beside the server's, and
-``reference`` runs them against a bare WebSocket app too, for the floor the machine allows.
+``reference`` runs them against a bare WebSocket app too, for the floor the machine allows. The load
+generator (``client``: lean or full) is :mod:`benchmarks.load_clients`.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ COMMANDS: list[tuple[str, str, str, str]] = [
 ]  # fmt: skip
 EXTRA_MODULES: dict[str, frozenset[str]] = {
     "train": frozenset({"torch", "tqdm"}),
-    "server": frozenset({"torch", "tqdm", "fastapi", "pydantic", "starlette", "uvicorn", "multipart", "websockets", "httpx"}),
+    "server": frozenset({"torch", "tqdm", "fastapi", "pydantic", "starlette", "uvicorn", "uvloop", "multipart", "websockets", "httpx"}),
     "client": frozenset({"websockets", "httpx", "tqdm"}),
     "experiments": frozenset({"torch", "tqdm", "matplotlib", "skimage", "pytorch_msssim"}),
     "ray": frozenset({"ray"}),  # --engine ray of serve and experiment, imported only then

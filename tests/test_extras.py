@@ -38,8 +38,9 @@ IMPORT_NAMES = {
     "pytorch-msssim": "pytorch_msssim",
     "ray": "ray",
 }
-BROUGHT_ALONG = {"pydantic": "fastapi", "starlette": "fastapi"}
-"""Modules an extra brings through one of its requirements (FastAPI is built on both)."""
+BROUGHT_ALONG = {"pydantic": "fastapi", "starlette": "fastapi", "uvloop": "uvicorn"}
+"""Modules an extra brings through one of its requirements (FastAPI is built on both; uvicorn[standard]
+brings uvloop where it runs, which the load generator uses when it can import it)."""
 EVERY_EXTRA_MODULE = sorted(set().union(*EXTRA_MODULES.values()) | {"python_multipart"})
 
 
