@@ -53,9 +53,10 @@ class BitstreamCache:
 
     def holds(self, job_id: str) -> bool:
         """Whether the image's bitstream is cached, so its job is done (a final state): a stream may
-        skip the database's answer to that."""
-        with self._lock:
-            return job_id in self._ids
+        skip the database's answer to that. Without the lock: one dict lookup is atomic, and the event
+        loop asks for every stream, where a start thread preempted while holding the lock made it wait
+        for that thread and then for the GIL."""
+        return job_id in self._ids
 
     def get(self, store: Store, job_id: str) -> Bitstream:
         """The image's parsed bitstream; StoreError when its file is missing or damaged."""

@@ -3,6 +3,8 @@ every read, and what it says about a job (its bitstream is cached only once the 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from _bitstreams import make_stream
 from _server import poll
@@ -50,6 +52,20 @@ def test_holds_follows_the_least_recently_used_entries(tmp_path):
     with pytest.raises(StoreError, match="no bitstream is recorded for image q1"):
         cache.get_stream(store, "q1")
     assert not cache.holds("q1")
+    store.close()
+
+
+def test_holds_answers_the_event_loop_while_a_start_thread_holds_the_cache_lock(tmp_path):
+    store = Store(tmp_path)
+    finished(store, "a1", 0)
+    cache = BitstreamCache()
+    cache.get_stream(store, "a1")
+    answers: list[bool] = []
+    with cache._lock:  # as a start thread preempted inside get_stream
+        asker = threading.Thread(target=lambda: answers.extend([cache.holds("a1"), cache.holds("zz")]))
+        asker.start()
+        asker.join(10)  # with the lock taken by holds, this thread would wait until the block ends
+        assert answers == [True, False]
     store.close()
 
 
