@@ -98,8 +98,10 @@ class _LeanStream(asyncio.Protocol):
         return False  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        from websockets.protocol import CLOSED
+
         if self.result.error is None and self.result.complete is None:
-            if self.ws.state is not self.ws.state.CLOSED:
+            if self.ws.state is not CLOSED:
                 self.ws.receive_eof()  # the connection was lost without a TCP close from the server
             _closed(self.result, self.ws.close_code, self.done, self.t0)
         self.ended()
