@@ -134,3 +134,39 @@ def test_unknown_load_client_is_refused_by_name() -> None:
 
     with pytest.raises(ValueError, match=r"unknown load client\(s\) \['wrk'\]; allowed: lean, full"):
         bench_load(1, url="http://127.0.0.1:9", job_id="x", client=("wrk",))
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_a_connection_dropped_without_a_close_frame_is_close_1006(client: str) -> None:
+    from websockets.frames import Frame, Opcode
+    from websockets.utils import accept_key
+
+    with socket.socket() as listener:  # answers the upgrade, sends one layer, then drops the TCP connection
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            for _ in range(2):
+                conn, _ = listener.accept()
+                with conn:
+                    request = b""
+                    while b"\r\n\r\n" not in request:
+                        request += conn.recv(4096)
+                    key = next(
+                        line.split(b":", 1)[1].strip().decode()
+                        for line in request.split(b"\r\n")
+                        if line.lower().startswith(b"sec-websocket-key:")
+                    )
+                    conn.sendall(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
+                    )
+                    frame = Frame(Opcode.BINARY, LAYER)
+                    conn.sendall(frame.serialize(mask=False, extensions=[]))
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        results = run(client, f"ws://127.0.0.1:{port}/ok", clients=2)
+        thread.join(10)
+    assert [r.error for r in results] == ["close 1006"] * 2
