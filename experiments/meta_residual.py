@@ -26,13 +26,27 @@ NET = (16, 3, 10)
 
 
 def parse_recipe(text: str) -> dict[str, Any]:
-    """``init:steps[:lr=..][:pen=..][:norm=l1|l2]``."""
+    """``init:steps[:lr=..][:pen=..][:norm=l1|l2][:t0=FILE]``; ``t0`` names a θ0 file to start from
+    instead of the shipped one (it must be of the same network), e.g. a ``spinr meta-train`` output."""
     parts = text.split(":")
     out: dict[str, Any] = {"init": parts[0], "steps": int(parts[1]), "lr": None, "pen": 0.0, "norm": "l1"}
     for p in parts[2:]:
         k, v = p.split("=")
-        out[k] = v if k == "norm" else float(v)
+        out[k] = v if k in ("norm", "t0") else float(v)
     return out
+
+
+def _theta0(recipe: dict[str, Any], planned: Any) -> Any:
+    """The recipe's own θ0 (``t0=FILE``, registered so the decode finds it), else the planned one."""
+    if not recipe.get("t0") or planned is None:
+        return planned
+    from codec.meta import store
+    from codec.meta.initfile import read_init
+
+    init = read_init(recipe["t0"])
+    init.check_matches(planned.model, planned.arch)
+    store.register(init)
+    return init
 
 
 def run_recipe(img: np.ndarray, recipe: dict[str, Any], bpps: list[float]) -> dict[str, Any]:
@@ -48,7 +62,8 @@ def run_recipe(img: np.ndarray, recipe: dict[str, Any], bpps: list[float]) -> di
         residual_penalty=recipe["pen"], residual_norm=recipe["norm"],
     )  # fmt: skip
     asked = EncodeConfig(spec, train)
-    cfg, _, init, _ = _plan(img, asked.replace(**{"rate.bpp": bpps[0]}))
+    cfg, _, init, _ = _plan(img, asked.replace(**{"rate.bpp": bpps[0] if bpps else 0.5}))
+    init = _theta0(recipe, init)
     model = _build(img, cfg, init)
     seq = seq_steps(cfg, len(model.units()))
     t = time.perf_counter()
@@ -112,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     _, val = load_corpus(a.dataset, 4)
     imgs = [center(v, 192, 128) for v in val[: a.images]]
-    bpps = [float(b) for b in a.bpp_list.split(",")]
+    bpps = [float(b) for b in a.bpp_list.split(",") if b]  # none: float PSNR only
     out: list[dict[str, Any]] = []
     for text in a.recipe:
         recipe = parse_recipe(text)
