@@ -32,20 +32,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, help="neurons per hidden layer (instead of the size model's)")
     p.add_argument("--depth", type=int, help="hidden layers (instead of the size model's)")
     p.add_argument("--pe", type=int, help="positional-encoding frequencies L (instead of the size model's)")
-    p.add_argument("--steps", type=int, default=600, help="Reptile meta steps, one crop each (default 600)")
-    p.add_argument("--inner-steps", type=int, default=10, help="Adam steps per crop (default 10)")
+    # The defaults are the shipped θ0's recipe (docs/SPINR.md, "Long inner loops": 21 min on one core).
+    p.add_argument("--steps", type=int, default=120, help="Reptile meta steps (default 120)")
+    p.add_argument("--inner-steps", type=int, default=400, help="Adam steps per crop (default 400)")
     p.add_argument(
         "--inner-pixels", type=int, default=8192, help="pixels per inner step, 0 all (default 8192)"
     )
-    p.add_argument("--inner-lr", type=float, default=1e-3, help="inner Adam learning rate (default 1e-3)")
+    p.add_argument("--inner-lr", type=float, default=3e-3, help="inner Adam learning rate (default 3e-3)")
     p.add_argument(
         "--inner-decay",
         type=float,
-        default=1.0,
-        help="the inner rate decays on a cosine to this fraction (1: constant, the default; 0.1: the encoder's)",
+        default=0.1,
+        help="the inner rate decays on a cosine to this fraction (default 0.1, the encoder's; 1: constant)",
     )
     p.add_argument(
-        "--meta-batch", type=int, default=1, help="crops per meta step, their fits averaged (default 1)"
+        "--meta-batch", type=int, default=2, help="crops per meta step, their fits averaged (default 2)"
     )
     p.add_argument(
         "--finetune-lr",

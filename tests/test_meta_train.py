@@ -105,7 +105,7 @@ def test_batched_reptile_with_the_encoders_schedule_resumes_exactly(corpus: Path
         meta_train(cfg, train, ckpt, stop_after_3)
     assert meta_train(cfg, train, ckpt).hash == whole.hash
     # Two tasks a step move θ0 differently from one (the mean of two fits, not one fit).
-    assert meta_train(tiny(inner_decay=0.1, inner_steps=4), train).hash != whole.hash
+    assert meta_train(tiny(meta_batch=1, inner_decay=0.1, inner_steps=4), train).hash != whole.hash
 
 
 def test_cosine_inner_schedule_ends_at_the_decayed_rate() -> None:

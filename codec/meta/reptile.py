@@ -49,16 +49,17 @@ class MetaConfig:
     """...and this high."""
     downscale: int = 4
     """Corpus images are box-shrunk by this factor first (mini Kodak is Kodak / 4)."""
-    meta_steps: int = 600
-    """Reptile steps (one task each)."""
-    inner_steps: int = 10
+    meta_steps: int = 120
+    """Reptile steps (``meta_batch`` tasks each)."""
+    inner_steps: int = 400
     """Adam steps per task."""
-    inner_lr: float = 1e-3
-    """The inner loop's Adam learning rate (the encoder fine-tunes at the model's default, also 1e-3)."""
-    inner_decay: float = 1.0
+    inner_lr: float = 3e-3
+    """The inner loop's Adam learning rate (also, unless overridden, the rate an encode from θ0
+    fine-tunes at: ``meta["finetune"]["lr"]``)."""
+    inner_decay: float = 0.1
     """The inner rate decays on a cosine to this fraction of ``inner_lr`` (1: constant; 0.1: the
     encoder's own schedule, so a long inner loop is the fine-tune an encode from θ0 runs)."""
-    meta_batch: int = 1
+    meta_batch: int = 2
     """Tasks (crops) per meta step; θ0 moves toward the mean of their fits (batched Reptile)."""
     inner_pixels: int = 8192
     """Pixels per inner step (a random subset; 0: every pixel of the crop)."""
