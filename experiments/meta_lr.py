@@ -38,12 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bpp-list", default="0.3,0.4,0.5")
     ap.add_argument("--write", action="store_true", help="store the winner in the θ0 file")
     ap.add_argument("--out", help="write every candidate's rows here (JSON)")
+    ap.add_argument("--net", default="16x3:10", help="WIDTHxHIDDEN:L, θ0's network (default 16x3:10)")
     a = ap.parse_args(argv)
     import torch
 
     from codec.meta.corpus import center, load_corpus
     from codec.meta.initfile import read_init, write_init
-    from experiments.meta_residual import run_recipe
+    from experiments.meta_residual import parse_net, run_recipe
 
     torch.set_num_threads(1)
     _, val = load_corpus(a.dataset, 4)
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     tried: list[dict[str, Any]] = []
     for lr in [float(x) for x in a.lrs.split(",") if x]:
         recipe = {"init": "meta", "steps": a.steps, "lr": lr, "pen": 0.0, "norm": "l1", "t0": a.theta0}
-        per = [run_recipe(img, recipe, bpps) for img in imgs]
+        per = [run_recipe(img, recipe, bpps, parse_net(a.net)) for img in imgs]
         entry = {"lr": lr, "score": round(score(per, bpps), 3), "per_image": per}
         tried.append(entry)
         print(json.dumps({"lr": lr, "score": entry["score"],

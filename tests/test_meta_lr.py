@@ -47,3 +47,9 @@ def test_recipe_theta0_must_match_the_planned_network(tmp_path: Path, monkeypatc
     assert _theta0({}, planned) is planned
     with pytest.raises(InitError, match="width"):
         _theta0({"t0": str(tmp_path / "other.spnri")}, planned)
+
+
+def test_a_network_is_named_width_x_hidden_colon_l() -> None:
+    from experiments.meta_residual import parse_net
+
+    assert parse_net("9x3:8") == (9, 3, 8) and parse_net("16x3:10") == (16, 3, 10)
