@@ -32,10 +32,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, help="neurons per hidden layer (instead of the size model's)")
     p.add_argument("--depth", type=int, help="hidden layers (instead of the size model's)")
     p.add_argument("--pe", type=int, help="positional-encoding frequencies L (instead of the size model's)")
-    p.add_argument("--steps", type=int, default=600, help="Reptile meta steps, one crop each (default 600)")
-    p.add_argument("--inner-steps", type=int, default=10, help="Adam steps per crop (default 10)")
+    # The defaults are the shipped θ0's recipe (docs/SPINR.md, "Long inner loops": 21 min on one core).
+    p.add_argument("--steps", type=int, default=120, help="Reptile meta steps (default 120)")
+    p.add_argument("--inner-steps", type=int, default=400, help="Adam steps per crop (default 400)")
     p.add_argument(
         "--inner-pixels", type=int, default=8192, help="pixels per inner step, 0 all (default 8192)"
+    )
+    p.add_argument("--inner-lr", type=float, default=3e-3, help="inner Adam learning rate (default 3e-3)")
+    p.add_argument(
+        "--inner-decay",
+        type=float,
+        default=0.1,
+        help="the inner rate decays on a cosine to this fraction (default 0.1, the encoder's; 1: constant)",
+    )
+    p.add_argument(
+        "--meta-batch", type=int, default=2, help="crops per meta step, their fits averaged (default 2)"
+    )
+    p.add_argument(
+        "--finetune-lr",
+        type=float,
+        help="the learning rate an encode from θ0 fine-tunes at, stored in the file (default: --inner-lr)",
+    )
+    p.add_argument("--outer-lr", type=float, default=0.5, help="Reptile step ε at the start (default 0.5)")
+    p.add_argument(
+        "--outer-lr-end", type=float, default=0.05, help="...decaying linearly to this (default 0.05)"
     )
     p.add_argument(
         "--downscale", type=int, default=4, help="shrink corpus images by this factor first (default 4)"
@@ -45,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--val-steps", type=int, default=400, help="fine-tuning steps of the validation curve (0: none)"
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int, default=50, help="meta steps between checkpoints (default 50)"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start again")
@@ -78,6 +101,12 @@ def config_from_args(args: Any) -> Any:
         meta_steps=args.steps,
         inner_steps=args.inner_steps,
         inner_pixels=args.inner_pixels,
+        inner_lr=args.inner_lr,
+        inner_decay=args.inner_decay,
+        meta_batch=args.meta_batch,
+        outer_lr=args.outer_lr,
+        outer_lr_end=args.outer_lr_end,
+        checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     ).validate()
 
@@ -108,9 +137,13 @@ def run(args: argparse.Namespace) -> int:
     from codec.meta.curves import validation, write_curve
     from codec.meta.initfile import write_init
     from codec.meta.reptile import meta_train
+    from codec.meta.residual import FINETUNE_LR_RANGE
 
     torch.set_num_threads(1)
     cfg = config_from_args(args)
+    lo, hi = FINETUNE_LR_RANGE
+    if args.finetune_lr is not None and not lo <= args.finetune_lr <= hi:
+        raise ConfigError(f"--finetune-lr {args.finetune_lr} is out of range: allowed {lo:g}..{hi:g}")
     out = Path(args.out)
     if out.suffix != ".spnri":
         raise ConfigError(f"--out {args.out!r} must end in .spnri")
@@ -133,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
         init = meta_train(cfg, train, ckpt, bar)
     finally:
         bar.close()
+    if args.finetune_lr is not None:
+        init.meta["finetune"] = {"lr": args.finetune_lr}
     write_init(out, init)
     ckpt.unlink(missing_ok=True)
     summary: dict[str, Any] = {

@@ -22,33 +22,57 @@ from typing import Any
 import numpy as np
 
 NET = (16, 3, 10)
-"""The shipped θ0's network (SPINR 16 x 3, L = 10): both inits use it."""
+"""The default rate's θ0 network (SPINR 16 x 3, L = 10): both inits use it unless ``--net`` says."""
+
+
+def parse_net(text: str) -> tuple[int, int, int]:
+    """``WIDTHxHIDDEN:L``, e.g. ``9x3:8`` (the 0.25 bpp θ0's network)."""
+    size, _, pe = text.partition(":")
+    w, _, d = size.partition("x")
+    return int(w), int(d), int(pe)
 
 
 def parse_recipe(text: str) -> dict[str, Any]:
-    """``init:steps[:lr=..][:pen=..][:norm=l1|l2]``."""
+    """``init:steps[:lr=..][:pen=..][:norm=l1|l2][:t0=FILE]``; ``t0`` names a θ0 file to start from
+    instead of the shipped one (it must be of the same network), e.g. a ``spinr meta-train`` output."""
     parts = text.split(":")
     out: dict[str, Any] = {"init": parts[0], "steps": int(parts[1]), "lr": None, "pen": 0.0, "norm": "l1"}
     for p in parts[2:]:
         k, v = p.split("=")
-        out[k] = v if k == "norm" else float(v)
+        out[k] = v if k in ("norm", "t0") else float(v)
     return out
 
 
-def run_recipe(img: np.ndarray, recipe: dict[str, Any], bpps: list[float]) -> dict[str, Any]:
+def _theta0(recipe: dict[str, Any], planned: Any) -> Any:
+    """The recipe's own θ0 (``t0=FILE``, registered so the decode finds it), else the planned one."""
+    if not recipe.get("t0") or planned is None:
+        return planned
+    from codec.meta import store
+    from codec.meta.initfile import read_init
+
+    init = read_init(recipe["t0"])
+    init.check_matches(planned.model, planned.arch)
+    store.register(init)
+    return init
+
+
+def run_recipe(
+    img: np.ndarray, recipe: dict[str, Any], bpps: list[float], net: tuple[int, int, int] = NET
+) -> dict[str, Any]:
     from codec.config import EncodeConfig, ModelSpec, TrainConfig
     from codec.encode import _build, _finish, _plan, _train_config, seq_steps
     from codec.errors import ConfigError
     from codec.sizemodel import SPINR_JOINT
     from codec.train import fit
 
-    spec = ModelSpec("spinr", NET[0], NET[1], {"pe_frequencies": NET[2], "joint": SPINR_JOINT})
+    spec = ModelSpec("spinr", net[0], net[1], {"pe_frequencies": net[2], "joint": SPINR_JOINT})
     train = TrainConfig(
         steps=recipe["steps"], lr=recipe["lr"], init=recipe["init"], device="cpu",
         residual_penalty=recipe["pen"], residual_norm=recipe["norm"],
     )  # fmt: skip
     asked = EncodeConfig(spec, train)
-    cfg, _, init, _ = _plan(img, asked.replace(**{"rate.bpp": bpps[0]}))
+    cfg, _, init, _ = _plan(img, asked.replace(**{"rate.bpp": bpps[0] if bpps else 0.5}))
+    init = _theta0(recipe, init)
     model = _build(img, cfg, init)
     seq = seq_steps(cfg, len(model.units()))
     t = time.perf_counter()
@@ -104,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bpp-list", default="0.2,0.3,0.4,0.5")
     ap.add_argument("--recipe", action="append", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--net", default="16x3:10", help="WIDTHxHIDDEN:L of both inits (default 16x3:10)")
     a = ap.parse_args(argv)
     import torch
 
@@ -112,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     _, val = load_corpus(a.dataset, 4)
     imgs = [center(v, 192, 128) for v in val[: a.images]]
-    bpps = [float(b) for b in a.bpp_list.split(",")]
+    bpps = [float(b) for b in a.bpp_list.split(",") if b]  # none: float PSNR only
     out: list[dict[str, Any]] = []
     for text in a.recipe:
         recipe = parse_recipe(text)
-        per = [run_recipe(img, recipe, bpps) for img in imgs]
+        per = [run_recipe(img, recipe, bpps, parse_net(a.net)) for img in imgs]
         entry = {"recipe": text, "per_image": per}
         if out:
             entry["bd_rate_vs_first"] = [

@@ -240,3 +240,22 @@ def test_residual_penalty_needs_meta_init() -> None:
         apply_overrides(preset("tiny"), {"residual_penalty": 30}).validate()
     cfg = apply_overrides(preset("tiny"), {"residual_penalty": 30, "init": "meta"})
     assert cfg.validate().train.residual_penalty == 30.0
+
+
+@pytest.mark.parametrize("carried", [2e-3, 5.0, "x", None])
+def test_encode_fine_tunes_at_the_rate_theta0_carries(init_dir, carried) -> None:
+    from codec.meta.residual import choose
+
+    folder, init = init_dir
+    if carried is not None:
+        init.meta["finetune"] = {"lr": carried}
+    write_init(folder / "t.spnri", init)
+    cfg = preset("tiny")
+    cfg.train.init = "meta"
+    cfg.model.width, cfg.model.hidden_layers = 16, 2
+    chosen, used, _ = choose(cfg, False, 0)
+    assert used.hash == init.hash  # the rate is encoder-side: θ0's identity does not change with it
+    # Only a number within FINETUNE_LR_RANGE is taken; anything else leaves the model's default.
+    assert chosen.train.lr == (2e-3 if carried == 2e-3 else None)
+    cfg.train.lr = 4e-4
+    assert choose(cfg, False, 0)[0].train.lr == 4e-4  # the user's --lr wins

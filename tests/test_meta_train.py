@@ -4,6 +4,7 @@ the same θ0, and the refusal of test sets (codec/meta/reptile.py, client/meta_t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,59 @@ def test_test_sets_are_never_trained_on(tmp_path: Path) -> None:
     kodak.mkdir()
     with pytest.raises(ConfigError, match=r"is a test set"):
         load_corpus(kodak, 4)
+
+
+def test_batched_reptile_with_the_encoders_schedule_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
+    train, _ = load_corpus(corpus, 1)
+    cfg = tiny(meta_batch=2, inner_decay=0.1, inner_steps=4)
+    whole = meta_train(cfg, train)
+    assert whole.meta["finetune"] == {"lr": cfg.inner_lr}  # what an encode from it fine-tunes at
+    assert whole.meta["trained"]["meta_batch"] == 2 and whole.meta["trained"]["inner_decay"] == 0.1
+    ckpt = tmp_path / "b.ckpt.spnri"
+
+    def stop_after_3(done: int, total: int, seconds: float) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(cfg, train, ckpt, stop_after_3)
+    assert meta_train(cfg, train, ckpt).hash == whole.hash
+    # Two tasks a step move θ0 differently from one (the mean of two fits, not one fit).
+    assert meta_train(tiny(meta_batch=1, inner_decay=0.1, inner_steps=4), train).hash != whole.hash
+
+
+def test_cosine_inner_schedule_ends_at_the_decayed_rate() -> None:
+    import torch
+
+    from codec.meta.reptile import adapt
+
+    model = tiny().build()
+    image = np.full((16, 24, 3), 128, np.uint8)
+    seen: list[float] = []
+    opt_lr = torch.optim.Adam.step
+
+    def spy(self: torch.optim.Adam, *a: object, **k: object) -> object:
+        seen.append(self.param_groups[0]["lr"])
+        return opt_lr(self, *a, **k)
+
+    torch.optim.Adam.step = spy  # type: ignore[method-assign]
+    try:
+        adapt(model, image, 5, 1e-3, 0, torch.Generator().manual_seed(0), decay=0.1)
+    finally:
+        torch.optim.Adam.step = opt_lr  # type: ignore[method-assign]
+    assert seen[0] == pytest.approx(1e-3) and seen[-1] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(seen, seen[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--inner-decay", "0", r"inner_decay 0.0 is out of range"), ("--meta-batch", "0", r"meta_batch 0 must be"),
+     ("--finetune-lr", "2", r"--finetune-lr 2.0 is out of range")],
+)  # fmt: skip
+def test_bad_meta_training_options_are_named(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    code = main(["meta-train", "--dataset", str(corpus), "--out", str(tmp_path / "t.spnri"), "--size", "24x16@12",
+                 "--steps", "1", "--inner-steps", "1", "--downscale", "1", "--quiet", flag, value])  # fmt: skip
+    assert code != 0
+    assert re.search(message, capsys.readouterr().err)

@@ -27,15 +27,16 @@ def _psnr_now(model: Any, image: np.ndarray) -> float:
     return float(psnr(rgb, image))
 
 
-def curve(model: Any, image: np.ndarray, steps: int, lr: float) -> list[float]:
-    """PSNR of the full output after each step in CHECKPOINTS (<= steps), full-batch Adam."""
+def curve(model: Any, image: np.ndarray, steps: int, lr: float, decay: float = 1.0) -> list[float]:
+    """PSNR of the full output after each step in CHECKPOINTS (<= steps), full-batch Adam, the rate
+    cosine-decayed over ``steps`` to ``decay`` x ``lr`` (1: constant)."""
     out: list[float] = []
 
     def record(k: int) -> None:
         if k in CHECKPOINTS and k <= steps:
             out.append(_psnr_now(model, image))
 
-    adapt(model, image, steps, lr, 0, torch.Generator().manual_seed(0), record)
+    adapt(model, image, steps, lr, 0, torch.Generator().manual_seed(0), record, decay)
     return out
 
 
@@ -47,9 +48,9 @@ def validation(cfg: MetaConfig, init: InitFile, images: list[np.ndarray], steps:
         crop = center(img, cfg.crop_width, cfg.crop_height)
         m = cfg.build()
         load_weights(m, init)
-        meta.append(curve(m, crop, steps, cfg.inner_lr))
+        meta.append(curve(m, crop, steps, cfg.inner_lr, cfg.inner_decay))
         torch.manual_seed(1000 + i)
-        rand.append(curve(cfg.build(), crop, steps, cfg.inner_lr))
+        rand.append(curve(cfg.build(), crop, steps, cfg.inner_lr, cfg.inner_decay))
     mean = lambda rows: [round(float(np.mean(c)), 3) for c in zip(*rows, strict=True)]  # noqa: E731
     return {
         "theta0": init.hash_hex,
@@ -58,6 +59,7 @@ def validation(cfg: MetaConfig, init: InitFile, images: list[np.ndarray], steps:
         "psnr_meta": mean(meta),
         "psnr_random": mean(rand),
         "lr": cfg.inner_lr,
+        "decay": cfg.inner_decay,
     }
 
 

@@ -12,6 +12,7 @@ was interrupted.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,12 +49,18 @@ class MetaConfig:
     """...and this high."""
     downscale: int = 4
     """Corpus images are box-shrunk by this factor first (mini Kodak is Kodak / 4)."""
-    meta_steps: int = 600
-    """Reptile steps (one task each)."""
-    inner_steps: int = 10
+    meta_steps: int = 120
+    """Reptile steps (``meta_batch`` tasks each)."""
+    inner_steps: int = 400
     """Adam steps per task."""
-    inner_lr: float = 1e-3
-    """The inner loop's Adam learning rate (the encoder fine-tunes at the model's default, also 1e-3)."""
+    inner_lr: float = 3e-3
+    """The inner loop's Adam learning rate (also, unless overridden, the rate an encode from θ0
+    fine-tunes at: ``meta["finetune"]["lr"]``)."""
+    inner_decay: float = 0.1
+    """The inner rate decays on a cosine to this fraction of ``inner_lr`` (1: constant; 0.1: the
+    encoder's own schedule, so a long inner loop is the fine-tune an encode from θ0 runs)."""
+    meta_batch: int = 2
+    """Tasks (crops) per meta step; θ0 moves toward the mean of their fits (batched Reptile)."""
     inner_pixels: int = 8192
     """Pixels per inner step (a random subset; 0: every pixel of the crop)."""
     outer_lr: float = 0.5
@@ -72,6 +79,7 @@ class MetaConfig:
             "width",
             "meta_steps",
             "inner_steps",
+            "meta_batch",
             "crop_width",
             "crop_height",
             "downscale",
@@ -83,6 +91,8 @@ class MetaConfig:
             raise ConfigError(
                 f"outer_lr {self.outer_lr} and outer_lr_end {self.outer_lr_end}: need 0 < end <= start <= 1"
             )
+        if not 0 < self.inner_decay <= 1:
+            raise ConfigError(f"inner_decay {self.inner_decay} is out of range: allowed 0 < inner_decay <= 1")
         return self
 
     def options(self) -> dict[str, Any]:
@@ -112,15 +122,19 @@ def targets(image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 def adapt(
     model: INR, image: np.ndarray, steps: int, lr: float, pixels: int, gen: torch.Generator,
-    record: Callable[[int], None] | None = None,
+    record: Callable[[int], None] | None = None, decay: float = 1.0,
 ) -> None:  # fmt: skip
-    """``steps`` Adam steps of ``model`` on ``image`` (in place); ``record(k)`` after step k (and k=0)."""
+    """``steps`` Adam steps of ``model`` on ``image`` (in place), the rate cosine-decayed to ``decay``
+    x ``lr`` as in codec/train.py; ``record(k)`` after step k (and k=0)."""
     x, y = targets(image)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     if record is not None:
         record(0)
     for k in range(1, steps + 1):
+        if decay < 1:
+            frac = (k - 1) / max(1, steps - 1)
+            opt.param_groups[0]["lr"] = lr * (decay + (1 - decay) * 0.5 * (1 + math.cos(math.pi * frac)))
         if 0 < pixels < x.shape[0]:
             idx = torch.randint(0, x.shape[0], (pixels,), generator=gen)
             xb, yb = x[idx], y[idx]
@@ -183,13 +197,19 @@ def meta_train(
     began = time.perf_counter() - seconds
     for step in range(start, cfg.meta_steps):
         rng = np.random.default_rng([cfg.seed, step])
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        crop = random_crop(images, cfg.crop_width, cfg.crop_height, rng)
-        adapt(model, crop, cfg.inner_steps, cfg.inner_lr, cfg.inner_pixels, gen)
+        moved = [torch.zeros_like(t) for t in theta]
+        for _ in range(cfg.meta_batch):
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            crop = random_crop(images, cfg.crop_width, cfg.crop_height, rng)
+            adapt(model, crop, cfg.inner_steps, cfg.inner_lr, cfg.inner_pixels, gen, decay=cfg.inner_decay)
+            with torch.no_grad():
+                for p, t, m in zip(model.parameters(), theta, moved, strict=True):
+                    m.add_(p - t)
+                    p.copy_(t)  # the next task of the batch starts from θ0 too
         eps = cfg.outer_lr + (cfg.outer_lr_end - cfg.outer_lr) * step / max(1, cfg.meta_steps - 1)
         with torch.no_grad():
-            for p, t in zip(model.parameters(), theta, strict=True):
-                t.add_(eps * (p - t))
+            for p, t, m in zip(model.parameters(), theta, moved, strict=True):
+                t.add_(m, alpha=eps / cfg.meta_batch)
                 p.copy_(t)
         done = step + 1
         if progress is not None:
@@ -202,6 +222,8 @@ def meta_train(
             write_init(checkpoint, ck)
     out = snapshot(model)
     out.meta = {
-        "trained": {"method": "reptile", "seconds": round(time.perf_counter() - began, 1), **cfg.to_meta()}
+        "trained": {"method": "reptile", "seconds": round(time.perf_counter() - began, 1), **cfg.to_meta()},
+        # The rate θ0 was meta-trained for is the one an encode from it fine-tunes at (codec/meta/residual.py).
+        "finetune": {"lr": cfg.inner_lr},
     }
     return out

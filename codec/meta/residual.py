@@ -16,6 +16,18 @@ from codec.meta.initfile import InitFile
 META_MODELS = ("spinr", "siren")
 SNAP_WARN_RATIO = 1.5
 """A snapped network with more than this ratio of parameters from the planned one earns a warning."""
+FINETUNE_LR_RANGE = (1e-5, 0.1)
+"""The fine-tune learning rates a θ0 file may carry (anything else in a file is ignored)."""
+
+
+def finetune_lr(init: InitFile) -> float | None:
+    """The learning rate an encode from ``init`` fine-tunes at when ``--lr`` is unset: the one it was
+    meta-trained or tuned for (``meta["finetune"]["lr"]``; Meta-SGD's learned rate, one per network).
+    Only the encoder reads it; the decoder and the content hash ignore it."""
+    lr = init.meta.get("finetune", {}).get("lr") if isinstance(init.meta.get("finetune"), dict) else None
+    if isinstance(lr, (int, float)) and FINETUNE_LR_RANGE[0] <= lr <= FINETUNE_LR_RANGE[1]:
+        return float(lr)
+    return None
 
 
 def _matches(init: InitFile, cfg: EncodeConfig) -> bool:
@@ -61,6 +73,8 @@ def choose(cfg: EncodeConfig, sized: bool, planned_params: int) -> tuple[EncodeC
     for key in ("pe_frequencies", "pe_scale", "first_omega_0", "hidden_omega_0", "head", "residual"):
         if key in init.arch:
             cfg.model.options[key] = init.arch[key]
+    if cfg.train.lr is None:
+        cfg.train.lr = finetune_lr(init)
     store.register(init)
     return cfg.validate(), init, notes
 
