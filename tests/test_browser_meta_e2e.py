@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _browser import CHROMIUM, CHROMIUM_ARGS, DONE
 from _server import Server, png
 
 from codec.bitstream import load_bitstream
@@ -21,9 +22,6 @@ from codec.models.base import build_model
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
-DONE = '#app[data-state="done"]'
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
     pytest.skip(f"{CHROMIUM} is not installed (make browser-deps)", allow_module_level=True)
