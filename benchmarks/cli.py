@@ -364,14 +364,11 @@ def run(args: argparse.Namespace) -> int:
         from benchmarks.meta_init import bench_meta
         from benchmarks.rate_sweep import load_images as load_rate_images
         from codec.decoder import parse_size
+        from experiments.meta_residual import parse_net
 
         images = load_rate_images(args.dataset, args.images, parse_size(args.rate_size.split(",")[0]))
         fast = [int(x) for x in args.fast_steps.split(",")]
-        net = None
-        if args.meta_net != "plan":
-            wd, _, pe = args.meta_net.partition(":")
-            w_, d_ = parse_size(wd)
-            net = (w_, d_, int(pe or 0))
+        net = None if args.meta_net == "plan" else parse_net(args.meta_net)
         bpps = [float(x) for x in args.bpp_list.split(",")]
         tuning: dict[str, Any] = {}
         if args.meta_lr is not None:

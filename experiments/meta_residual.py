@@ -26,10 +26,13 @@ NET = (16, 3, 10)
 
 
 def parse_net(text: str) -> tuple[int, int, int]:
-    """``WIDTHxHIDDEN:L``, e.g. ``9x3:8`` (the 0.25 bpp θ0's network)."""
+    """``WIDTHxHIDDEN:L``, e.g. ``9x3:8`` (the 0.25 bpp θ0's network); without ``:L``, L = 0. Also
+    ``spinr bench meta --meta-net``'s parser."""
+    from codec.decoder import parse_size
+
     size, _, pe = text.partition(":")
-    w, _, d = size.partition("x")
-    return int(w), int(d), int(pe)
+    width, hidden = parse_size(size)
+    return width, hidden, int(pe or 0)
 
 
 def parse_recipe(text: str) -> dict[str, Any]:
