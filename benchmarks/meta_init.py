@@ -7,10 +7,10 @@ For every image and every ``--bpp-list`` rate, two real rate-controlled encodes 
 quantized to every rate, ``codec.encode.encode_at_rates``, the same encodes at a quarter of the time):
 ``--init random`` and ``--init meta`` (the size model's network, which is the shipped θ0's at the
 rates θ0 ships for). Reported per rate: bytes, bpp, PSNR of both, JPEG/WebP/JPEG 2000/AVIF at the meta
-file's bytes; the BD-rate of meta against random per image and on the mean curves. Speed, at the
-first rate: meta encodes of ``--fast-steps`` steps; the fewest that reach the random encode's PSNR
-(steps and wall time as shares of the random encode's). Run niced, one torch thread; test sets only
-measured, never trained on.
+file's bytes; the BD-rate of meta against random per image and on the mean curves. Speed, at every
+rate (``speed_by_rate``; ``speed`` is the first rate's): meta encodes of ``--fast-steps`` steps; the
+fewest that reach the random encode's PSNR there (steps and wall time as shares of the random
+encode's). Run niced, one torch thread; test sets only measured, never trained on.
 """
 
 from __future__ import annotations
@@ -152,32 +152,18 @@ def bench_meta(
             raise ConfigError(
                 f"{name}: the random encode cannot reach {bpps[0]} bpp, the speed rate (the first)"
             )
-        speed = []
-        goal = rows[0]["random"]["psnr"]
-        for k in sorted(fast_steps):
-            (r,) = _encodes(img, bpps[:1], k, "meta", device, net, meta_tuning)
-            assert r is not None
-            speed.append({"steps": k, **r})
-            print(name, "fast", k, r, flush=True)
-            if r["psnr"] >= goal:
-                break
-        reached = next((s for s in speed if s["psnr"] >= goal), None)
+        runs = _fast_runs(img, bpps, rows, sorted(fast_steps), device, net, meta_tuning, name)
+        by_rate = [
+            _speed(bpp, steps, row, [(k, rs[i]) for k, rs in runs])
+            for i, (bpp, row) in enumerate(zip(bpps, rows, strict=True))
+        ]
         per_image.append(
             {
                 "image": name,
                 "rows": rows,
                 "bd_rate_percent": round(_bd(rows), 2),
-                "speed": {
-                    "bpp": bpps[0],
-                    "random_steps": steps,
-                    "random_psnr": goal,
-                    "random_seconds": rows[0]["random"]["seconds"],
-                    "meta_runs": speed,
-                    "steps_share": None if reached is None else round(reached["steps"] / steps, 4),
-                    "time_ratio": None
-                    if reached is None
-                    else round(rows[0]["random"]["seconds"] / reached["seconds"], 2),
-                },
+                "speed": by_rate[0],
+                "speed_by_rate": by_rate,
             }
         )
     return {
@@ -190,6 +176,54 @@ def bench_meta(
         "per_image": per_image,
         "summary": summarize(per_image, bpps),
     }
+
+
+def _fast_runs(
+    img: np.ndarray,
+    bpps: list[float],
+    rows: list[dict[str, Any]],
+    fast_steps: list[int],
+    device: str,
+    net: tuple[int, int, int] | None,
+    tuning: dict[str, Any] | None,
+    name: str,
+) -> list[tuple[int, list[dict[str, Any] | None]]]:
+    """Meta encodes of each of ``fast_steps`` steps at every rate (one fit per step count with a fixed
+    network), fewest first, until each rate has one that reaches the random encode's PSNR there."""
+    goals = [r["random"]["psnr"] if r["random"] else math.inf for r in rows]
+    runs: list[tuple[int, list[dict[str, Any] | None]]] = []
+    for k in fast_steps:
+        got = _encodes(img, bpps, k, "meta", device, net, tuning)
+        runs.append((k, got))
+        print(name, "fast", k, [None if r is None else r["psnr"] for r in got], flush=True)
+        if all(
+            any(r is not None and r["psnr"] >= g for _, rs in runs for r in [rs[i]])
+            for i, g in enumerate(goals)
+        ):
+            break
+    return runs
+
+
+def _speed(
+    bpp: float, steps: int, row: dict[str, Any], runs: list[tuple[int, dict[str, Any] | None]]
+) -> dict[str, Any]:
+    """At one rate: the fewest meta steps that reach the random encode's PSNR, as shares of its steps
+    and of its wall time (None when no run reached it, or the random encode missed this rate)."""
+    rnd = row["random"]
+    out: dict[str, Any] = {
+        "bpp": bpp,
+        "random_steps": steps,
+        "random_psnr": rnd and rnd["psnr"],
+        "random_seconds": rnd and rnd["seconds"],
+        "steps_share": None,
+        "time_ratio": None,
+    }
+    out["meta_runs"] = [{"steps": k, **r} for k, r in runs if r is not None]
+    reached = next((run for run in out["meta_runs"] if rnd and run["psnr"] >= rnd["psnr"]), None)
+    if reached is not None:
+        out["steps_share"] = round(reached["steps"] / steps, 4)
+        out["time_ratio"] = round(rnd["seconds"] / reached["seconds"], 2)
+    return out
 
 
 def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, Any]:
@@ -213,21 +247,28 @@ def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, A
             entry[codec] = round(float(np.mean(vals)), 3) if None not in vals else None
         table.append(entry)
     mean_rows = [{"target_bpp": t["target_bpp"], "random": t["random"], "meta": t["meta"]} for t in table]
-    conceal = {
-        how: round(
-            float(
-                np.mean(
-                    [v for p in per_image for r in p["rows"] if r["meta"] for v in r["meta"][f"lost_{how}"]]
-                )
-            ),
-            3,
-        )
-        for how in ("prefix", "skip", "theta0")
-    }
+    conceal: dict[str, float | None] = {}
+    for how in ("prefix", "skip", "theta0"):  # none when every stream is too short to lose a middle unit
+        vals = [v for p in per_image for r in p["rows"] if r["meta"] for v in r["meta"][f"lost_{how}"]]
+        conceal[how] = round(float(np.mean(vals)), 3) if vals else None
     bds = [p["bd_rate_percent"] for p in per_image if not math.isnan(p["bd_rate_percent"])]
     shares = [p["speed"]["steps_share"] for p in per_image]
     ratios = [p["speed"]["time_ratio"] for p in per_image]
+    by_rate = []
+    for i, bpp in enumerate(bpps):
+        sp = [p["speed_by_rate"][i] for p in per_image]
+        ok = None not in [s["steps_share"] for s in sp]
+        by_rate.append(
+            {
+                "bpp": bpp,
+                "steps_share_worst": max(s["steps_share"] for s in sp) if ok else None,
+                "steps_share_mean": round(float(np.mean([s["steps_share"] for s in sp])), 4) if ok else None,
+                "time_ratio_mean": round(float(np.mean([s["time_ratio"] for s in sp])), 2) if ok else None,
+                "time_ratio_worst": min(s["time_ratio"] for s in sp) if ok else None,
+            }
+        )
     return {
+        "speed_by_rate": by_rate,
         "table": table,
         "bd_rate_mean_curves_percent": round(_bd(mean_rows), 2),
         "bd_rate_per_image_mean_percent": round(float(np.mean(bds)), 2) if bds else None,

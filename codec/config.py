@@ -37,6 +37,8 @@ class ModelSpec:
 
 INITS = ("random", "meta")
 """Training starts: the model's random initialisation, or a shipped meta-learned θ0 (codec/meta)."""
+TRIMS = ("auto", "off")
+"""``--trim``: drop stages that do not pay at the rate target, or send every stage."""
 LOOPS = ("plain", "fast")
 """Training loops: ``codec.train``'s reference loop and ``codec.batched``'s fast one."""
 KERNELS = ("fused", "plain")
@@ -171,6 +173,9 @@ class RateConfig:
     """Bits per pixel of the whole file."""
     bytes: int | None = None
     """Bytes of the whole file."""
+    trim: str = "auto"
+    """``auto``: a progressive network whose last stages do not pay at the target is sent without them
+    (the bytes go to the stages before); ``off``: every stage is sent."""
 
     def validate(self) -> None:
         _check_section(self, "rate")
@@ -246,6 +251,9 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
           min=0.0, max=MAX_BPP, min_exclusive=True),
     _core("bytes", "rate.bytes", "int", "file size to meet, in bytes (at most this, at least 90 %)",
           min=1, max=2**28),
+    _core("trim", "rate.trim", "choice",
+          "with a rate target: send a progressive network without the last stages when they do not pay"
+          " (auto), or always every stage (off)", choices=TRIMS, models=("spinr",)),
     _core("model", "model.name", "choice", "model family; spinr decodes progressively, layer by layer",
           choices=tuple(MODEL_OPTIONS)),
     _core("width", "model.width", "int", "neurons per hidden layer; unset: the size model picks the network",

@@ -138,7 +138,7 @@ class ProgressiveDecoder:
         init = None
         if header.init is not None:
             init = store.find(header.init)  # InitError naming the θ0 this decoder lacks
-            init.check_matches(header.model, header.arch)
+            init.check_matches(header.model, header.arch, prefix=True)
         self._forward = TiledForward(arch, self.budget, self._use_cache)
         self.header, self.arch, self.init = header, arch, init
 

@@ -45,6 +45,9 @@ class EncodeResult:
     """The quantization step of every tensor, in ``model.units()`` order."""
     target_bytes: int | None = None
     """The file size the encode had to meet (None: quantized at --bits)."""
+    network_stages: int = 0
+    """Stages of the fitted network: more than the stream's (``len(stage_psnr)``) when ``--trim`` sent
+    a prefix of it."""
 
     @property
     def bpp(self) -> float:
@@ -221,6 +224,64 @@ def _finish(
     cancel: Any = None,
     init: Any = None,
 ) -> EncodeResult:
+    """:func:`_finish_one`, and under a rate target with ``trim`` on, the same for ever shorter prefixes
+    of a progressive network while that decodes better: at a low rate the sequential quantizer leaves
+    the last stages too few bytes to help, and a prefix spends them on its own stages instead. A
+    target too small for the whole network is met by the longest prefix that fits it."""
+    trim = target is not None and cfg.rate.trim == "auto" and getattr(model, "can_trim", lambda: False)()
+    refused: ConfigError | None = None
+    try:
+        best: EncodeResult | None = _finish_one(
+            model, image, cfg, result, fit_seconds, meta, target, seq, cancel, init
+        )
+    except ConfigError as too_small:  # the quantizer's "too small for this network"
+        if not trim:
+            raise
+        best, refused = None, too_small
+    if not trim:
+        assert best is not None
+        return best
+    full = model.hidden_layers
+    for k in range(full - 1, -1, -1):
+        try:
+            shorter = _finish_one(
+                model.prefix(k), image, cfg, result, fit_seconds, meta, target, seq, cancel, init
+            )
+        except ConfigError:
+            if best is None:
+                continue  # still too small: a shorter prefix may fit
+            break
+        if best is not None and shorter.psnr <= best.psnr:
+            break
+        best = shorter
+    if best is None:
+        assert refused is not None
+        raise refused
+    best.network_stages = full + 1
+    sent = best.bitstream.header.arch["hidden_layers"]
+    if sent < full:
+        why = (
+            "the whole network does not fit" if refused is not None else "the shorter network decodes better"
+        )
+        best.warnings.append(
+            f"sent {sent + 1} of the network's {full + 1} stages: at {target} bytes {why}"
+            " (--trim off sends every stage)"
+        )
+    return best
+
+
+def _finish_one(
+    model: Any,
+    image: np.ndarray,
+    cfg: EncodeConfig,
+    result: Any,
+    fit_seconds: float,
+    meta: bool = False,
+    target: int | None = None,
+    seq: int = 0,
+    cancel: Any = None,
+    init: Any = None,
+) -> EncodeResult:
     """Quantize a fitted model (by ``--bits``, keeping the steps its training fixed, or to ``target``
     bytes), build its bitstream with the rate-quality ladder and measure what a receiver decodes.
     With a θ0 (``init``) the units carry θ − θ0 and the header names θ0 (extension 0x83)."""
@@ -268,15 +329,16 @@ def _finish(
     return EncodeResult(
         bitstream=bs,
         psnr=q_stage[-1],
-        float_psnr=result.stage_psnr[-1],
+        float_psnr=result.stage_psnr[:depths][-1],  # a prefix's (trim) float PSNR is its own depth's
         stage_psnr=q_stage,
-        float_stage_psnr=result.stage_psnr,
+        float_stage_psnr=result.stage_psnr[:depths],
         params=model.num_params(),
         seconds=fit_seconds + time.perf_counter() - start,
         bytes=len(bs.to_bytes()),
         warnings=result.warnings + warnings,
         steps=steps,
         target_bytes=target,
+        network_stages=depths,
     )
 
 

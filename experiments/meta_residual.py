@@ -101,7 +101,9 @@ def run_recipe(
         except ConfigError as e:  # a target this network cannot reach
             rows.append({"bpp": bpp, "error": str(e)})
             continue
-        rows.append({"bpp": round(r.bpp, 4), "bytes": r.bytes, "psnr": round(r.psnr, 3)})
+        rows.append(
+            {"bpp": round(r.bpp, 4), "bytes": r.bytes, "psnr": round(r.psnr, 3), "stages": len(r.stage_psnr)}
+        )
     return {
         "recipe": recipe,
         "float_psnr": round(result.stage_psnr[-1], 3),

@@ -139,8 +139,12 @@ def _points(name: str, image: np.ndarray, job: EncodeGroup, res: Any) -> list[di
     rows = []
     if job.model == "spinr":
         decoder = ProgressiveDecoder.from_bitstream(bs)
-        depths = len(res.stage_psnr)
-        for d in range(depths - 1):
+        sent = len(res.stage_psnr)
+        for d in range(max(sent, res.network_stages) - 1):
+            if d >= sent - 1:  # a stream sent without its last stages (--trim): its first d + 1 packets are all of it
+                rows.append({**common, "curve": f"spinr-p{d + 1}", "packets": sent, "bytes": res.bytes,
+                             "bpp": res.bpp, "psnr": res.psnr, "trimmed": True})  # fmt: skip
+                continue
             size = header + sum(unit_bytes[u] for u in decoder.used_units(d))
             rows.append({**common, "curve": f"spinr-p{d + 1}", "packets": d + 1, "bytes": size,
                          "bpp": size * 8 / pixels, "psnr": res.stage_psnr[d]})  # fmt: skip

@@ -6,6 +6,7 @@ the θ0 file checked (sha256, hash, units) before use; a stream whose θ0 is mis
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ import numpy as np
 import pytest
 from _browser import b64, compare, rgb_of
 
-from codec.bitstream import Bitstream
+from codec.bitstream import Bitstream, make_header_packet
 from codec.config import preset
 from codec.decoder import ProgressiveDecoder
 from codec.encode import encode_image
+from codec.errors import InitError
 from codec.meta import store
 from codec.meta.initfile import InitFile, write_init
 from codec.meta.reptile import snapshot
@@ -129,3 +131,53 @@ def test_sha256_matches_hashlib(page: Any) -> None:
             b64(data),
         )
         assert bytes(got) == hashlib.sha256(data).digest(), n
+
+
+def test_trimmed_residual_stream_decodes_alike(
+    page: Any, residual, photo_crop, monkeypatch, tmp_path
+) -> None:
+    """A stream sent without θ0's last stage (``--trim``, 300 bytes: the whole network does not fit)
+    takes θ0's first units in the browser as in numpy; a stream deeper than its θ0 is refused alike."""
+    _, init, folder = residual
+    monkeypatch.setenv(store.ENV_PATH, str(folder))
+    cfg = preset("tiny")
+    cfg.train.init, cfg.train.steps, cfg.rate.bytes = "meta", 300, 300
+    bs = encode_image(photo_crop, cfg).bitstream
+    assert bs.header.init == init.hash and bs.header.arch["hidden_layers"] < init.arch["hidden_layers"]
+    got = _run(page, init.to_bytes(), init.hash_hex, bs)
+    assert all(s["accepted"] for s in got["status"]), got["status"]
+    numpy = ProgressiveDecoder.from_bitstream(bs)
+    for u, tensors in numpy.params.items():
+        for name, values in tensors.items():
+            js = np.frombuffer(__import__("base64").b64decode(got["params"][str(u)][name]), "<f4")
+            assert js.view(np.uint32).tolist() == values.ravel().view(np.uint32).tolist(), (u, name)
+    h, w = photo_crop.shape[:2]
+    assert got["depth"] == numpy.depths == bs.header.arch["hidden_layers"] + 1
+    for d, text in enumerate(got["pictures"], start=1):
+        compare(rgb_of(text, w, h), numpy.decode(depth=d).rgb, f"trimmed theta0 depth {d}")
+    import copy
+
+    import torch
+
+    torch.manual_seed(12)
+    write_init(
+        tmp_path / "deeper.spnri", snapshot(build_model("spinr", 16, 3, {}))
+    )  # code a stream from it ...
+    monkeypatch.setenv(store.ENV_PATH, f"{folder}{os.pathsep}{tmp_path}")
+    cfg.rate.bytes, cfg.rate.trim = None, "off"
+    cfg.model.hidden_layers = 3
+    deeper = copy.deepcopy(encode_image(photo_crop, cfg).bitstream.header)
+    assert deeper.arch["hidden_layers"] == 3
+    deeper.init = init.hash  # ... and name the shallower one
+    want = f"θ0 {init.hash_hex} has hidden_layers=2, the stream hidden_layers=3"
+    with pytest.raises(InitError, match=want):
+        ProgressiveDecoder(deeper)
+    status = page.evaluate(
+        """([init, hash, packet]) => { const L = window.spnrLib;
+             const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+             const dec = new L.ProgressiveDecoder({});
+             dec.addInit(L.parseInit(bytes(init), hash));
+             return dec.addPacket(bytes(packet)); }""",
+        [b64(init.to_bytes()), init.hash_hex, b64(make_header_packet(deeper, 1).to_bytes())],
+    )
+    assert not status["accepted"] and want in status["error"], status

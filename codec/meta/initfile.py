@@ -162,15 +162,38 @@ class InitFile:
             )
         return init
 
-    def check_matches(self, model: str, arch: Mapping[str, Any]) -> None:
-        """InitError unless this θ0 is for exactly ``model`` with ``arch``, naming the first difference."""
+    def check_matches(self, model: str, arch: Mapping[str, Any], prefix: bool = False) -> None:
+        """InitError unless this θ0 is for ``model`` with ``arch``, naming the first difference. With
+        ``prefix`` (a decoder's check) a stream may have fewer hidden layers than θ0 when its units are
+        θ0's first units, same names and shapes: a trimmed SPINR stream (``--trim``), whose stages are
+        residuals from θ0's first stages. Every other arch key must be equal."""
         if model != self.model:
             raise InitError(f"θ0 {self.hash_hex} is for {self.model}, the stream is {model}")
         for key in sorted(set(arch) | set(self.arch)):
-            if arch.get(key) != self.arch.get(key):
+            mine, theirs = self.arch.get(key), arch.get(key)
+            if prefix and key == "hidden_layers" and _shallower(theirs, mine):
+                continue
+            if theirs != mine:
                 raise InitError(
-                    f"θ0 {self.hash_hex} has {key}={brief(self.arch.get(key))}, the stream {key}={brief(arch.get(key))}"
+                    f"θ0 {self.hash_hex} has {key}={brief(mine)}, the stream {key}={brief(theirs)}"
                 )
+        if prefix and arch.get("hidden_layers") != self.arch.get("hidden_layers"):
+            try:
+                wanted = decoder_for(model, dict(arch)).units()
+            except BitstreamError as exc:
+                raise InitError(f"θ0 {self.hash_hex}: the stream's arch is invalid: {exc}") from None
+            have = self.specs
+            if [(s.name, s.tensors) for s in wanted] != [(s.name, s.tensors) for s in have[: len(wanted)]]:
+                raise InitError(
+                    f"θ0 {self.hash_hex} has hidden_layers={self.arch.get('hidden_layers')}, the stream"
+                    f" hidden_layers={arch.get('hidden_layers')}, and the stream's units are not θ0's first units"
+                )
+
+
+def _shallower(stream: Any, theta0: Any) -> bool:
+    """Both are hidden-layer counts and the stream's is the smaller."""
+    depths = [v for v in (stream, theta0) if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+    return len(depths) == 2 and stream < theta0
 
 
 def check_weights(weights: Weights, specs: list[UnitSpec], what: str) -> None:

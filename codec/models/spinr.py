@@ -21,6 +21,7 @@ Two training options on top (both off by default, both measured in docs/SPINR.md
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -215,6 +216,23 @@ class Spinr(INR):
                     self.heads[k].load_state_dict(self.heads[k - 1].state_dict())
 
         return identity
+
+    def can_trim(self) -> bool:
+        """Whether :meth:`prefix` applies: per-stage heads make every prefix a whole, smaller network."""
+        return self.options.head == "per_stage" and self.hidden_layers > 0
+
+    def prefix(self, hidden_layers: int) -> Spinr:
+        """A copy of this network's first ``hidden_layers`` stages: a SPINR of that depth whose units are
+        this one's first units (the encoder sends it when the stages after it do not pay at the rate)."""
+        if not self.can_trim() or not 0 <= hidden_layers <= self.hidden_layers:
+            raise ValueError(
+                f"no {hidden_layers}-stage prefix of a {self.hidden_layers}-stage {self.options.head} SPINR"
+            )
+        out = copy.deepcopy(self)
+        out.hidden = Layers(list(out.hidden)[:hidden_layers])
+        out.heads = Layers(list(out.heads)[: hidden_layers + 1])
+        out.hidden_layers = hidden_layers
+        return out
 
     def units(self) -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
         if self.options.head == "shared":

@@ -80,21 +80,31 @@ export function parseInit(data, expectHash) {
 }
 
 /**
- * Throws unless `init` is for exactly the stream's model, arch and units (codec/meta/initfile.py
- * check_matches, the same message).
+ * Throws unless `init` is for the stream's model, arch and units (codec/meta/initfile.py
+ * check_matches with prefix=True, the same messages): a trimmed stream may have fewer hidden layers
+ * than θ0 when its units are θ0's first units.
  */
 export function checkInitMatches(init, header) {
   if (init.model !== header.model) {
     throw new SpnrError(`θ0 ${init.hash} is for ${init.model}, the stream is ${header.model}`);
   }
+  const isDepth = (v) => Number.isInteger(v) && v >= 0;
   const keys = [...new Set([...Object.keys(header.arch), ...Object.keys(init.arch)])].sort();
   for (const k of keys) {
     const a = unbox(init.arch[k]);
     const b = unbox(header.arch[k]);
+    if (k === "hidden_layers" && isDepth(a) && isDepth(b) && b < a) continue;
     if (a !== b) throw new SpnrError(`θ0 ${init.hash} has ${k}=${show(a)}, the stream ${k}=${show(b)}`);
   }
   const derived = header.units.map((u) => [u.name, u.tensors.map((t) => [t.name, [...t.shape]])]);
-  if (JSON.stringify(derived) !== JSON.stringify(init.units)) {
+  if (JSON.stringify(derived) !== JSON.stringify(init.units.slice(0, derived.length))) {
+    const a = unbox(init.arch.hidden_layers);
+    const b = unbox(header.arch.hidden_layers);
+    if (a !== b) {
+      throw new SpnrError(
+        `θ0 ${init.hash} has hidden_layers=${show(a)}, the stream hidden_layers=${show(b)}, and the stream's units are not θ0's first units`,
+      );
+    }
     throw new SpnrError(`θ0 ${init.hash} has other units than the stream's ${header.model} arch implies`);
   }
 }
