@@ -141,7 +141,7 @@ def _points(name: str, image: np.ndarray, job: EncodeGroup, res: Any) -> list[di
         decoder = ProgressiveDecoder.from_bitstream(bs)
         sent = len(res.stage_psnr)
         for d in range(max(sent, res.network_stages) - 1):
-            if d >= sent - 1:  # a stream sent without its last stages (--trim): its first d + 1 packets are all of it
+            if d >= sent - 1:  # sent without its last stages (--trim): d + 1 packets are all of it
                 rows.append({**common, "curve": f"spinr-p{d + 1}", "packets": sent, "bytes": res.bytes,
                              "bpp": res.bpp, "psnr": res.psnr, "trimmed": True})  # fmt: skip
                 continue

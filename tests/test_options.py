@@ -22,7 +22,7 @@ BY_NAME = {o.name: o for o in ENCODE_OPTIONS}
 
 def test_table_names_fields_and_defaults():
     assert len(BY_NAME) == len(ENCODE_OPTIONS)  # one entry per name
-    assert list(BY_NAME)[:5] == ["bpp", "bytes", "model", "width", "depth"]  # the rate first
+    assert list(BY_NAME)[:6] == ["bpp", "bytes", "trim", "model", "width", "depth"]  # the rate first
     assert {o.group for o in ENCODE_OPTIONS} == {"rate", "model", "train", "quant"}
     default = EncodeConfig()
     for opt in ENCODE_OPTIONS:
