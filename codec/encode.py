@@ -326,12 +326,14 @@ def _finish_one(
         from codec.refined import refine_stream
 
         bs = refine_stream(bs, image, cfg.quant.refinements, cfg.quant.refinement_bits)
+    # A prefix's (--trim) float PSNRs are its own depths'; a non-progressive model's are per training stage.
+    float_stage = result.stage_psnr[:depths] if model.progressive else result.stage_psnr
     return EncodeResult(
         bitstream=bs,
         psnr=q_stage[-1],
-        float_psnr=result.stage_psnr[:depths][-1],  # a prefix's (trim) float PSNR is its own depth's
+        float_psnr=float_stage[-1],
         stage_psnr=q_stage,
-        float_stage_psnr=result.stage_psnr[:depths],
+        float_stage_psnr=float_stage,
         params=model.num_params(),
         seconds=fit_seconds + time.perf_counter() - start,
         bytes=len(bs.to_bytes()),

@@ -76,6 +76,8 @@ def test_a_target_too_small_for_the_network_is_met_by_a_prefix(photo_crop) -> No
     assert 0.9 * TOO_SMALL <= r.bytes <= TOO_SMALL
     assert r.bitstream.header.arch["hidden_layers"] < 2
     assert any("the whole network does not fit" in w for w in r.warnings), r.warnings
+    assert r.network_stages == 3 and len(r.float_stage_psnr) == len(r.stage_psnr) < 3
+    assert r.float_psnr == r.float_stage_psnr[-1]  # the sent depth's float PSNR, not the network's
     _decodes_as_reported(r, photo_crop)
     assert r.psnr > 15  # a picture, not noise
 
