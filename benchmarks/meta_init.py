@@ -190,18 +190,25 @@ def _fast_runs(
 ) -> list[tuple[int, list[dict[str, Any] | None]]]:
     """Meta encodes of each of ``fast_steps`` steps at every rate (one fit per step count with a fixed
     network), fewest first, until each rate has one that reaches the random encode's PSNR there."""
-    goals = [r["random"]["psnr"] if r["random"] else math.inf for r in rows]
     runs: list[tuple[int, list[dict[str, Any] | None]]] = []
     for k in fast_steps:
         got = _encodes(img, bpps, k, "meta", device, net, tuning)
         runs.append((k, got))
         print(name, "fast", k, [None if r is None else r["psnr"] for r in got], flush=True)
-        if all(
-            any(r is not None and r["psnr"] >= g for _, rs in runs for r in [rs[i]])
-            for i, g in enumerate(goals)
-        ):
+        at_rate = [[(k, rs[i]) for k, rs in runs] for i in range(len(rows))]
+        if all(_first_reaching(row["random"], rs) for row, rs in zip(rows, at_rate, strict=True)):
             break
     return runs
+
+
+def _first_reaching(
+    rnd: dict[str, Any] | None, runs: list[tuple[int, dict[str, Any] | None]]
+) -> tuple[int, dict[str, Any]] | None:
+    """The first (steps, encode) of ``runs`` at one rate whose PSNR reaches the random encode's there
+    (None when none does, or the random encode missed this rate)."""
+    if rnd is None:
+        return None
+    return next(((k, r) for k, r in runs if r is not None and r["psnr"] >= rnd["psnr"]), None)
 
 
 def _speed(
@@ -219,10 +226,12 @@ def _speed(
         "time_ratio": None,
     }
     out["meta_runs"] = [{"steps": k, **r} for k, r in runs if r is not None]
-    reached = next((run for run in out["meta_runs"] if rnd and run["psnr"] >= rnd["psnr"]), None)
+    reached = _first_reaching(rnd, runs)
     if reached is not None:
-        out["steps_share"] = round(reached["steps"] / steps, 4)
-        out["time_ratio"] = round(rnd["seconds"] / reached["seconds"], 2)
+        assert rnd is not None
+        k, r = reached
+        out["steps_share"] = round(k / steps, 4)
+        out["time_ratio"] = round(rnd["seconds"] / r["seconds"], 2)
     return out
 
 
@@ -252,8 +261,6 @@ def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, A
         vals = [v for p in per_image for r in p["rows"] if r["meta"] for v in r["meta"][f"lost_{how}"]]
         conceal[how] = round(float(np.mean(vals)), 3) if vals else None
     bds = [p["bd_rate_percent"] for p in per_image if not math.isnan(p["bd_rate_percent"])]
-    shares = [p["speed"]["steps_share"] for p in per_image]
-    ratios = [p["speed"]["time_ratio"] for p in per_image]
     by_rate = []
     for i, bpp in enumerate(bpps):
         sp = [p["speed_by_rate"][i] for p in per_image]
@@ -272,9 +279,10 @@ def summarize(per_image: list[dict[str, Any]], bpps: list[float]) -> dict[str, A
         "table": table,
         "bd_rate_mean_curves_percent": round(_bd(mean_rows), 2),
         "bd_rate_per_image_mean_percent": round(float(np.mean(bds)), 2) if bds else None,
-        "steps_share": None if None in shares else round(float(np.mean(shares)), 4),
-        "steps_share_worst": None if None in shares else max(shares),
-        "time_ratio": None if None in ratios else round(float(np.mean(ratios)), 2),
-        "time_ratio_worst": None if None in ratios else min(ratios),
+        # the first rate's, as every image's "speed" is
+        "steps_share": by_rate[0]["steps_share_mean"],
+        "steps_share_worst": by_rate[0]["steps_share_worst"],
+        "time_ratio": by_rate[0]["time_ratio_mean"],
+        "time_ratio_worst": by_rate[0]["time_ratio_worst"],
         "lost_middle_unit_mean_psnr": conceal,
     }

@@ -228,12 +228,14 @@ def _finish(
     of a progressive network while that decodes better: at a low rate the sequential quantizer leaves
     the last stages too few bytes to help, and a prefix spends them on its own stages instead. A
     target too small for the whole network is met by the longest prefix that fits it."""
-    trim = target is not None and cfg.rate.trim == "auto" and getattr(model, "can_trim", lambda: False)()
+
+    def one(m: Any) -> EncodeResult:
+        return _finish_one(m, image, cfg, result, fit_seconds, meta, target, seq, cancel, init)
+
+    trim = target is not None and cfg.rate.trim == "auto" and model.can_trim()
     refused: ConfigError | None = None
     try:
-        best: EncodeResult | None = _finish_one(
-            model, image, cfg, result, fit_seconds, meta, target, seq, cancel, init
-        )
+        best: EncodeResult | None = one(model)
     except ConfigError as too_small:  # the quantizer's "too small for this network"
         if not trim:
             raise
@@ -244,9 +246,7 @@ def _finish(
     full = model.hidden_layers
     for k in range(full - 1, -1, -1):
         try:
-            shorter = _finish_one(
-                model.prefix(k), image, cfg, result, fit_seconds, meta, target, seq, cancel, init
-            )
+            shorter = one(model.prefix(k))
         except ConfigError:
             if best is None:
                 continue  # still too small: a shorter prefix may fit

@@ -76,6 +76,12 @@ def _run(
 def test_residual_stream_decodes_alike(page: Any, residual, photo_crop, monkeypatch) -> None:
     bs, init, folder = residual
     monkeypatch.setenv(store.ENV_PATH, str(folder))
+    assert _decodes_alike(page, init, bs, photo_crop, "theta0") == 3
+
+
+def _decodes_alike(page: Any, init: InitFile, bs: Bitstream, image: np.ndarray, label: str) -> int:
+    """Every packet of ``bs`` accepted by the browser, its weights those of numpy's decoder bit for
+    bit, its picture at every depth numpy's; returns the depth both reach."""
     got = _run(page, init.to_bytes(), init.hash_hex, bs)
     assert all(s["accepted"] for s in got["status"]), got["status"]
     numpy = ProgressiveDecoder.from_bitstream(bs)
@@ -83,10 +89,11 @@ def test_residual_stream_decodes_alike(page: Any, residual, photo_crop, monkeypa
         for name, values in tensors.items():
             js = np.frombuffer(__import__("base64").b64decode(got["params"][str(u)][name]), "<f4")
             assert js.view(np.uint32).tolist() == values.ravel().view(np.uint32).tolist(), (u, name)
-    h, w = photo_crop.shape[:2]
-    assert got["depth"] == numpy.depths == 3
+    h, w = image.shape[:2]
+    assert got["depth"] == numpy.depths
     for d, text in enumerate(got["pictures"], start=1):
-        compare(rgb_of(text, w, h), numpy.decode(depth=d).rgb, f"theta0 depth {d}")
+        compare(rgb_of(text, w, h), numpy.decode(depth=d).rgb, f"{label} depth {d}")
+    return int(got["depth"])
 
 
 def test_lost_unit_concealed_with_theta0_alike(page: Any, residual, photo_crop, monkeypatch) -> None:
@@ -144,17 +151,7 @@ def test_trimmed_residual_stream_decodes_alike(
     cfg.train.init, cfg.train.steps, cfg.rate.bytes = "meta", 300, 300
     bs = encode_image(photo_crop, cfg).bitstream
     assert bs.header.init == init.hash and bs.header.arch["hidden_layers"] < init.arch["hidden_layers"]
-    got = _run(page, init.to_bytes(), init.hash_hex, bs)
-    assert all(s["accepted"] for s in got["status"]), got["status"]
-    numpy = ProgressiveDecoder.from_bitstream(bs)
-    for u, tensors in numpy.params.items():
-        for name, values in tensors.items():
-            js = np.frombuffer(__import__("base64").b64decode(got["params"][str(u)][name]), "<f4")
-            assert js.view(np.uint32).tolist() == values.ravel().view(np.uint32).tolist(), (u, name)
-    h, w = photo_crop.shape[:2]
-    assert got["depth"] == numpy.depths == bs.header.arch["hidden_layers"] + 1
-    for d, text in enumerate(got["pictures"], start=1):
-        compare(rgb_of(text, w, h), numpy.decode(depth=d).rgb, f"trimmed theta0 depth {d}")
+    assert _decodes_alike(page, init, bs, photo_crop, "trimmed theta0") == bs.header.arch["hidden_layers"] + 1
     import copy
 
     import torch

@@ -121,6 +121,15 @@ class INR(nn.Module):
         """How many prefix depths decode a picture (1 for a non-progressive model)."""
         return 1
 
+    def can_trim(self) -> bool:
+        """Whether :meth:`prefix` applies (a progressive model whose prefixes are whole networks)."""
+        return False
+
+    def prefix(self, hidden_layers: int) -> INR:
+        """A copy of this network's first ``hidden_layers`` stages, its units this one's first units
+        (``--trim`` sends it when the later stages do not pay at the rate target)."""
+        raise ValueError(f"a {type(self).__name__} has no prefixes to trim to")
+
     def forward_exits(self, coords: torch.Tensor, depths: list[int]) -> list[torch.Tensor]:
         """The outputs of several prefix depths; a progressive model overrides this to share the trunk."""
         return [self(coords, d) for d in depths]

@@ -222,8 +222,6 @@ class Spinr(INR):
         return self.options.head == "per_stage" and self.hidden_layers > 0
 
     def prefix(self, hidden_layers: int) -> Spinr:
-        """A copy of this network's first ``hidden_layers`` stages: a SPINR of that depth whose units are
-        this one's first units (the encoder sends it when the stages after it do not pay at the rate)."""
         if not self.can_trim() or not 0 <= hidden_layers <= self.hidden_layers:
             raise ValueError(
                 f"no {hidden_layers}-stage prefix of a {self.hidden_layers}-stage {self.options.head} SPINR"
