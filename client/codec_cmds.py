@@ -61,7 +61,10 @@ class ProgressBar:
         if self.bar is None:
             return
         self.bar.n = p.step
-        self.bar.set_postfix_str(f"stage {p.stage + 1}/{p.stages} psnr {p.psnr:.2f} dB", refresh=False)
+        if p.event == "quantize":  # training is done; the bar says what the remaining seconds go to
+            self.bar.set_postfix_str(p.note, refresh=False)
+        else:
+            self.bar.set_postfix_str(f"stage {p.stage + 1}/{p.stages} psnr {p.psnr:.2f} dB", refresh=False)
         self.bar.refresh()
         if p.event == "diverged":
             self.bar.write(f"warning: {p.note}", file=sys.stderr)

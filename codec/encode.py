@@ -1,7 +1,8 @@
 """Image -> trained, quantized INR -> bitstream; and the evaluation of a bitstream against a reference.
 
-This is the one path every model takes (fit, quantize, serialise); the numpy decoder measures the
-quantized PSNR so the numbers reported are the ones a receiver gets.
+This is the one path every model takes: plan the network (codec/rate.py), fit it (codec/train.py or, for
+a batch, codec/batched.py), then quantize and serialise it (codec/finish.py, whose numpy decode
+measures the PSNR a receiver gets).
 """
 
 from __future__ import annotations
@@ -10,67 +11,27 @@ import copy
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from codec import __version__
-from codec.bitstream import Bitstream, StreamHeader, make_header_packet, new_stream_id, units_bytes
-from codec.budget import DEFAULT_BUDGET, OWN_STREAM_BUDGET, DecodeBudget
+from codec.bitstream import Bitstream
+from codec.budget import DEFAULT_BUDGET, DecodeBudget
 from codec.config import EncodeConfig
 from codec.decoder import ProgressiveDecoder, stage_psnrs
 from codec.errors import ConfigError, ImageError, SpinrError
-from codec.header import EXT_LADDER, psnr_as_sent
-from codec.ladder import measure
+from codec.finish import EncodeResult, finish
 from codec.metrics import psnr, ssim
 
-
-@dataclass
-class EncodeResult:
-    bitstream: Bitstream
-    psnr: float
-    """PSNR (dB) of the full decode after quantization."""
-    float_psnr: float
-    """PSNR before quantization (the trained float weights)."""
-    stage_psnr: list[float]
-    """PSNR after quantization for every prefix depth (one value for a non-progressive model)."""
-    float_stage_psnr: list[float]
-    params: int
-    seconds: float
-    bytes: int
-    """Size of the ``.spnr`` file."""
-    warnings: list[str] = field(default_factory=list)
-    steps: list[float] = field(default_factory=list)
-    """The quantization step of every tensor, in ``model.units()`` order."""
-    target_bytes: int | None = None
-    """The file size the encode had to meet (None: quantized at --bits)."""
-    network_stages: int = 0
-    """Stages of the fitted network: more than the stream's (``len(stage_psnr)``) when ``--trim`` sent
-    a prefix of it."""
-
-    @property
-    def bpp(self) -> float:
-        return self.bytes * 8 / (self.bitstream.header.width * self.bitstream.header.height)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "model": self.bitstream.header.model,
-            "width": self.bitstream.header.width,
-            "height": self.bitstream.header.height,
-            "psnr": round(self.psnr, 3),
-            "psnr_float": round(self.float_psnr, 3),
-            "stage_psnr": [round(p, 3) for p in self.stage_psnr],
-            "bytes": self.bytes,
-            "bpp": round(self.bpp, 4),
-            "params": self.params,
-            "arch": self.bitstream.header.arch,
-            "target_bytes": self.target_bytes,
-            "packets": len(self.bitstream.packets()),
-            "header_bytes": len(self.bitstream.packets()[0].to_bytes()),
-            "seconds": round(self.seconds, 2),
-            "warnings": self.warnings,
-        }
+__all__ = [
+    "EncodeResult",
+    "check_image",
+    "encode_at_rates",
+    "encode_image",
+    "encode_images",
+    "evaluate",
+    "seq_steps",
+]
 
 
 def check_image(image: np.ndarray) -> None:
@@ -100,7 +61,10 @@ def encode_image(
     result = fit(model, image, _train_config(cfg, model, seq), progress=progress, cancel=cancel,
                  quant=cfg.quant if target is None else None)  # fmt: skip
     result.warnings += notes
-    return _finish(model, image, cfg, result, time.perf_counter() - start, meta, target, seq, cancel, init)
+    return finish(
+        model, image, cfg, result, time.perf_counter() - start,
+        meta=meta, target=target, seq=seq, cancel=cancel, init=init, progress=progress,
+    )  # fmt: skip
 
 
 def encode_at_rates(
@@ -126,7 +90,7 @@ def encode_at_rates(
     for c, target, _, _ in plans:
         try:
             out.append(
-                _finish(copy.deepcopy(model), image, c, result, seconds, False, target, seq, None, init)
+                finish(copy.deepcopy(model), image, c, result, seconds, target=target, seq=seq, init=init)
             )
         except ConfigError as e:
             out.append(e)
@@ -171,7 +135,10 @@ def encode_images(
             out.append(result)
         else:
             result.warnings += notes
-            out.append(_finish(model, image, cfg, result, share, False, target, seq, init=init))
+            report = progress[len(out)] if progress is not None else None
+            out.append(
+                finish(model, image, cfg, result, share, target=target, seq=seq, init=init, progress=report)
+            )
     return out
 
 
@@ -212,181 +179,12 @@ def _build(image: np.ndarray, cfg: EncodeConfig, init: Any = None) -> Any:
     return model
 
 
-def _finish(
-    model: Any,
-    image: np.ndarray,
-    cfg: EncodeConfig,
-    result: Any,
-    fit_seconds: float,
-    meta: bool = False,
-    target: int | None = None,
-    seq: int = 0,
-    cancel: Any = None,
-    init: Any = None,
-) -> EncodeResult:
-    """:func:`_finish_one`, and under a rate target with ``trim`` on, the same for ever shorter prefixes
-    of a progressive network while that decodes better: at a low rate the sequential quantizer leaves
-    the last stages too few bytes to help, and a prefix spends them on its own stages instead. A
-    target too small for the whole network is met by the longest prefix that fits it."""
-
-    def one(m: Any) -> EncodeResult:
-        return _finish_one(m, image, cfg, result, fit_seconds, meta, target, seq, cancel, init)
-
-    trim = target is not None and cfg.rate.trim == "auto" and model.can_trim()
-    refused: ConfigError | None = None
-    try:
-        best: EncodeResult | None = one(model)
-    except ConfigError as too_small:  # the quantizer's "too small for this network"
-        if not trim:
-            raise
-        best, refused = None, too_small
-    if not trim:
-        assert best is not None
-        return best
-    full = model.hidden_layers
-    for k in range(full - 1, -1, -1):
-        try:
-            shorter = one(model.prefix(k))
-        except ConfigError:
-            if best is None:
-                continue  # still too small: a shorter prefix may fit
-            break
-        if best is not None and shorter.psnr <= best.psnr:
-            break
-        best = shorter
-    if best is None:
-        assert refused is not None
-        raise refused
-    best.network_stages = full + 1
-    sent = best.bitstream.header.arch["hidden_layers"]
-    if sent < full:
-        why = (
-            "the whole network does not fit" if refused is not None else "the shorter network decodes better"
-        )
-        best.warnings.append(
-            f"sent {sent + 1} of the network's {full + 1} stages: at {target} bytes {why}"
-            " (--trim off sends every stage)"
-        )
-    return best
-
-
-def _finish_one(
-    model: Any,
-    image: np.ndarray,
-    cfg: EncodeConfig,
-    result: Any,
-    fit_seconds: float,
-    meta: bool = False,
-    target: int | None = None,
-    seq: int = 0,
-    cancel: Any = None,
-    init: Any = None,
-) -> EncodeResult:
-    """Quantize a fitted model (by ``--bits``, keeping the steps its training fixed, or to ``target``
-    bytes), build its bitstream with the rate-quality ladder and measure what a receiver decodes.
-    With a θ0 (``init``) the units carry θ − θ0 and the header names θ0 (extension 0x83)."""
-    from codec.ladder import Ladder
-    from codec.meta.residual import base_tensors
-    from codec.rate import WINDOW_LOW
-
-    start = time.perf_counter()
-    depths = model.depths if model.progressive else 1
-    header = StreamHeader(model.kind, model.arch(), int(image.shape[1]), int(image.shape[0]), [0.0] * depths)
-    base = base_tensors(model, init)
-    if init is not None:
-        header.init = init.hash
-    if meta:
-        header.meta = _meta(model, cfg, result)
-    warnings: list[str] = []
-    if target is None:
-        units, steps = _quantize_at_bits(model, image, cfg, result.steps, base)
-    else:
-        # The ladder is written after quantization; reserve its largest size (every packet as big as
-        # the whole target, every rung with a PSNR) so the file stays within the target.
-        n = len(model.units())
-        header.extensions[EXT_LADDER] = Ladder.from_sizes([target] * n, [0.0] * n).to_bytes()
-        header_bytes = len(make_header_packet(header, 1).to_bytes())
-        units, steps = _quantize_to_target(model, image, cfg, target - header_bytes, seq, cancel, base)
-        size = header_bytes + units_bytes(units)
-        if size < WINDOW_LOW * target:
-            warnings.append(
-                f"the file is {size} bytes, under {WINDOW_LOW:.0%} of the target {target}:"
-                " this network cannot use more (a wider one, or no --width/--depth, would)"
-            )
-    bs = Bitstream(header, {u.index: u for u in units}, new_stream_id())
-    decoder = ProgressiveDecoder.from_bitstream(bs, budget=OWN_STREAM_BUDGET)
-    q_stage = stage_psnrs(decoder, image)
-    if len(q_stage) != depths:
-        raise ConfigError(f"internal: decoded {len(q_stage)} depths, model has {model.depths}")
-    header.stage_psnr = [psnr_as_sent(p) for p in q_stage]
-    sizes = [len(p.to_bytes()) for p in bs.packets()[1:]]  # unit packets, in index order
-    assert decoder.arch is not None
-    header.extensions[EXT_LADDER] = measure(decoder.arch.plan, header.stage_psnr, sizes).to_bytes()
-    if cfg.quant.refinements:
-        from codec.refined import refine_stream
-
-        bs = refine_stream(bs, image, cfg.quant.refinements, cfg.quant.refinement_bits)
-    # A prefix's (--trim) float PSNRs are its own depths'; a non-progressive model's are per training stage.
-    float_stage = result.stage_psnr[:depths] if model.progressive else result.stage_psnr
-    return EncodeResult(
-        bitstream=bs,
-        psnr=q_stage[-1],
-        float_psnr=float_stage[-1],
-        stage_psnr=q_stage,
-        float_stage_psnr=float_stage,
-        params=model.num_params(),
-        seconds=fit_seconds + time.perf_counter() - start,
-        bytes=len(bs.to_bytes()),
-        warnings=result.warnings + warnings,
-        steps=steps,
-        target_bytes=target,
-        network_stages=depths,
-    )
-
-
 def seq_steps(cfg: EncodeConfig, units: int) -> int:
     """Fine-tuning steps per unit of sequential quantization: ``seq_steps``, at most a quarter of the
     step budget over all units."""
     if units < 2:
         return 0
     return min(cfg.train.seq_steps, cfg.train.steps // (4 * (units - 1)))
-
-
-def _quantize_at_bits(
-    model: Any, image: np.ndarray, cfg: EncodeConfig, fixed: dict[int, float], base: Any = None
-) -> tuple[list, list[float]]:
-    from codec.stepalloc import multiplier_for_bits
-    from codec.stepquant import model_steps, model_tensors, quantize_model
-
-    weights = sum(t.numel() for t in model_tensors(model))
-    multiplier = multiplier_for_bits(cfg.quant.bits, weights)
-    steps = model_steps(model, image, multiplier, fixed=fixed, seed=cfg.train.seed, base=base)
-    return quantize_model(model, steps, base), steps
-
-
-def _quantize_to_target(
-    model: Any, image: np.ndarray, cfg: EncodeConfig, budget: int, seq: int, cancel: Any, base: Any = None
-) -> tuple[list, list[float]]:
-    from codec.device import resolve_device
-    from codec.seqquant import quantize_to_bytes
-
-    done = quantize_to_bytes(
-        model, image, budget, seq, seed=cfg.train.seed, device=resolve_device(cfg.train.device), cancel=cancel,
-        base=base,
-    )  # fmt: skip
-    return done.units, done.steps
-
-
-def _meta(model: Any, cfg: EncodeConfig, result: Any) -> dict[str, Any]:
-    return {
-        "encoder": f"spinr {__version__}",
-        "steps": result.steps_run,
-        "seconds": round(result.seconds, 3),
-        "params": model.num_params(),
-        "lr": cfg.train.lr if cfg.train.lr is not None else model.default_lr,
-        "seed": cfg.train.seed,
-        "bits": cfg.quant.bits,
-    }
 
 
 def evaluate(bs: Bitstream, reference: np.ndarray, budget: DecodeBudget = DEFAULT_BUDGET) -> dict[str, Any]:

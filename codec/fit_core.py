@@ -30,7 +30,8 @@ class TrainProgress:
     """PSNR (dB) of the current stage's prefix at its best weights so far, on the training batch."""
     elapsed: float
     event: str = "step"
-    """``step``, ``stage_done``, or ``diverged`` (the message is in ``note``)."""
+    """``step``, ``stage_done``, ``diverged`` (the message is in ``note``), or ``quantize`` (training is
+    done and the encoder quantizes; ``note`` says what to what: codec/finish.py)."""
     note: str = ""
 
     @property

@@ -63,8 +63,9 @@ def run_recipe(
     img: np.ndarray, recipe: dict[str, Any], bpps: list[float], net: tuple[int, int, int] = NET
 ) -> dict[str, Any]:
     from codec.config import EncodeConfig, ModelSpec, TrainConfig
-    from codec.encode import _build, _finish, _plan, _train_config, seq_steps
+    from codec.encode import _build, _plan, _train_config, seq_steps
     from codec.errors import ConfigError
+    from codec.finish import finish
     from codec.sizemodel import SPINR_JOINT
     from codec.train import fit
 
@@ -97,7 +98,7 @@ def run_recipe(
         c, target, _, _ = _plan(img, asked.replace(**{"rate.bpp": bpp}))
         m = copy.deepcopy(model)
         try:
-            r = _finish(m, img, c, result, seconds, False, target, seq, None, init)
+            r = finish(m, img, c, result, seconds, target=target, seq=seq, init=init)
         except ConfigError as e:  # a target this network cannot reach
             rows.append({"bpp": bpp, "error": str(e)})
             continue

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started REAL,
     finished REAL,
     plan TEXT,
-    estimated_seconds REAL
+    estimated_seconds REAL,
+    phase TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq);
 CREATE TABLE IF NOT EXISTS files (
@@ -70,13 +71,13 @@ EXPECTED_COLUMNS = {
     | {"step", "steps", "psnr", "error", "result", "created", "updated", "started", "finished"},
     "files": {"job_id", "kind", "sha256", "bytes"},
 }
-ADDED_COLUMNS = {"plan": "TEXT", "estimated_seconds": "REAL"}
+ADDED_COLUMNS = {"plan": "TEXT", "estimated_seconds": "REAL", "phase": "TEXT"}
 """Columns added since the first schema: a database without them gets them when opened."""
 FILE_NAMES = {"original": "original.png", "bitstream": "bitstream.spnr"}
 RESTART_REASON = "server restarted during training"
 STOP_REASON = "server stopped during training"
 DB_NAME = "spinr.db"
-PROGRESS_FIELDS = ("progress", "stage", "stages", "step", "steps", "psnr", "estimated_seconds")
+PROGRESS_FIELDS = ("progress", "stage", "stages", "step", "steps", "psnr", "estimated_seconds", "phase")
 
 
 class QueueFull(SpinrError):
@@ -354,6 +355,7 @@ def job_dict(row: sqlite3.Row) -> dict[str, Any]:
         "step": row["step"],
         "steps": row["steps"],
         "psnr": None if row["psnr"] is None else round(row["psnr"], 3),
+        "phase": (row["phase"] or "training") if row["state"] == "running" else None,
         "error": row["error"],
         "options": json.loads(row["options"]),
         "image": {"width": row["width"], "height": row["height"]},

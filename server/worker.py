@@ -102,7 +102,8 @@ def _failure(index: int, job_id: str, exc: BaseException) -> tuple[str, int, str
 
 
 def _progress_fn(job_id: str, events: Any) -> Any:
-    """A training progress callback sending the job's progress at most every PROGRESS_INTERVAL."""
+    """A progress callback sending the job's progress at most every PROGRESS_INTERVAL (stage ends and
+    the start of each quantization always), with its phase: ``training`` or ``quantizing``."""
     last = [0.0]
 
     def progress(p: Any) -> None:
@@ -118,6 +119,7 @@ def _progress_fn(job_id: str, events: Any) -> Any:
             "step": p.step,
             "steps": p.steps,
             "psnr": psnr,
+            "phase": "quantizing" if p.event == "quantize" else "training",
         }
         events.put(("progress", -1, job_id, payload))
 

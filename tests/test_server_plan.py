@@ -94,11 +94,13 @@ def test_a_fixed_network_has_a_plan_too(server, photo_crop):
     )
 
 
-def test_an_old_database_gets_the_plan_columns(tmp_path):
+def test_an_old_database_gets_the_added_columns(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    old = store_module.SCHEMA.replace(",\n    plan TEXT,\n    estimated_seconds REAL", "")
-    assert "plan" not in old  # the schema before plans
+    old = store_module.SCHEMA
+    for name, kind in store_module.ADDED_COLUMNS.items():
+        old = old.replace(f",\n    {name} {kind}", "")
+        assert name not in old  # the first schema
     db = sqlite3.connect(data / store_module.DB_NAME)
     db.executescript(old)
     db.close()
@@ -107,8 +109,9 @@ def test_an_old_database_gets_the_plan_columns(tmp_path):
         job = s.create_job("a" * 16, "x", {}, 4, 4, b"png", plan={"network": "n"})
         assert job["plan"] == {"network": "n", "estimated_seconds": None}
         s.transition(job["id"], JobState.RUNNING)
-        s.update_progress(job["id"], estimated_seconds=2.345)
+        s.update_progress(job["id"], estimated_seconds=2.345, phase="quantizing")
         assert s.get_job(job["id"])["plan"]["estimated_seconds"] == 2.3
+        assert s.get_job(job["id"])["phase"] == "quantizing"
     finally:
         s.close()
 

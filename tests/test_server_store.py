@@ -38,11 +38,16 @@ def test_store_jobs_files_and_recovery(tmp_path):
     assert info.value.retry_after == 7 and store.get_job("c3") is None  # nothing half-created
 
     assert store.read_file("a1", "original") == b"png-bytes"
+    assert store.get_job("a1")["phase"] is None  # queued: no phase yet
     store.transition("a1", JobState.RUNNING)
+    assert store.get_job("a1")["phase"] == "training"
     store.update_progress("a1", step=3, steps=5, progress=0.6, psnr=20.5, bogus=1)
     assert store.get_job("a1")["step"] == 3 and store.get_job("a1")["psnr"] == 20.5
+    store.update_progress("a1", progress=1.0, phase="quantizing")
+    assert store.get_job("a1")["phase"] == "quantizing"
     done = store.finish("a1", b"SPNR...", {"psnr": 30.0})
     assert done["state"] == "done" and done["result"]["bytes"] == 7 and len(done["result"]["sha256"]) == 64
+    assert done["phase"] is None  # a phase is a running job's
     with pytest.raises(IllegalTransition):
         store.transition("a1", JobState.RUNNING)
     store.update_progress("a1", step=99)  # ignored: no longer running
@@ -90,3 +95,27 @@ def _imports(folder: str) -> set[str]:
 def test_layering_streaming_below_server_and_client():
     assert not _imports("streaming") & {"server", "client"}
     assert not _imports("server") & {"client"}
+
+
+def test_worker_progress_sends_every_quantization_with_its_phase():
+    import queue
+
+    from codec.fit_core import TrainProgress
+    from server.worker import _progress_fn
+
+    events: queue.Queue = queue.Queue()
+    report = _progress_fn("j1", events)
+
+    def at(step: int, event: str = "step") -> TrainProgress:
+        return TrainProgress(
+            1, 2, step, 100, 0.01, 20.0 + step / 100, 1.0, event, "quantizing 2 stage(s) to 500 bytes"
+        )
+
+    for step in range(1, 51):  # far faster than PROGRESS_INTERVAL: the first is sent, the rest are not
+        report(at(step))
+    report(at(100, "quantize"))
+    report(at(100, "quantize"))  # the next prefix tried: sent too
+    sent = [events.get_nowait() for _ in range(events.qsize())]
+    assert [p["phase"] for _, _, _, p in sent] == ["training", "quantizing", "quantizing"]
+    assert all(kind == "progress" and job == "j1" for kind, _, job, _ in sent)
+    assert sent[1][3]["progress"] == 1.0 and sent[0][3]["step"] == 1

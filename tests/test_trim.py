@@ -1,5 +1,5 @@
 """``--trim``: under a rate target a SPINR stream is sent without its last stages when a prefix decodes
-better or the whole network does not fit (codec/encode.py ``_finish``); a trimmed residual stream
+better or the whole network does not fit (codec/finish.py ``finish``); a trimmed residual stream
 decodes with θ0's first units (codec/meta/initfile.py ``check_matches(prefix=True)``)."""
 
 from __future__ import annotations
@@ -80,6 +80,22 @@ def test_a_target_too_small_for_the_network_is_met_by_a_prefix(photo_crop) -> No
     assert r.float_psnr == r.float_stage_psnr[-1]  # the sent depth's float PSNR, not the network's
     _decodes_as_reported(r, photo_crop)
     assert r.psnr > 15  # a picture, not noise
+
+
+def test_progress_names_each_quantization_after_training(photo_crop) -> None:
+    from codec.fit_core import TrainProgress
+
+    events: list[TrainProgress] = []
+    r = encode_image(photo_crop, _cfg(TOO_SMALL), progress=events.append)
+    kinds = [e.event for e in events]
+    first = kinds.index("quantize")
+    assert "step" in kinds[:first] and set(kinds[first:]) == {"quantize"}  # training is done by then
+    quantized = [e for e in events if e.event == "quantize"]
+    # The whole network (refused), then every shorter prefix down to the one sent or past it.
+    sent = r.bitstream.header.arch["hidden_layers"] + 1
+    assert quantized[0].note == f"quantizing 3 stage(s) to {TOO_SMALL} bytes"
+    assert f"quantizing {sent} stage(s) to {TOO_SMALL} bytes" in [e.note for e in quantized]
+    assert all(e.fraction == 1.0 and e.step == events[first - 1].step for e in quantized)
 
 
 @pytest.mark.parametrize("target", [400, 500])

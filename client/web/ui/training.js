@@ -28,6 +28,18 @@ export function planText(job) {
   return [parts.join(" · "), ...(plan.notes || [])].join(". ");
 }
 
+/**
+ * The label above the bar: queued, training (with its share done), or quantizing (training is done;
+ * the encoder is meeting the rate target, which the bar cannot measure).
+ * @param {object} job
+ * @param {number} p progress 0..1
+ */
+export function trainLabel(job, p) {
+  if (job.state === "queued") return `Queued: ${job.name}`;
+  if (job.phase === "quantizing") return `Quantizing ${job.name} to its target size…`;
+  return `Training ${job.name}: ${Math.round(p * 100)}%`;
+}
+
 /** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -43,7 +55,7 @@ export async function waitForTraining(job, gen) {
     ui.training.hidden = false;
     const p = Math.max(0, Math.min(1, job.progress || 0));
     ui.trainProgress.value = p;
-    ui.trainLabel.textContent = job.state === "queued" ? `Queued: ${job.name}` : `Training ${job.name}: ${Math.round(p * 100)}%`;
+    ui.trainLabel.textContent = trainLabel(job, p);
     const parts = [];
     if (job.stages) parts.push(`stage ${Math.min(job.stage + 1, job.stages)}/${job.stages}`);
     if (job.steps) parts.push(`step ${job.step}/${job.steps}`);
