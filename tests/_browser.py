@@ -1,10 +1,12 @@
 """Shared machinery of the browser tests (its fixtures are registered in conftest.py): client/web served on 127.0.0.1 (the test's files at /data/),
 Playwright's headless Chromium with SwiftShader (WebGL2 without a GPU), pixel comparisons, and for the
-pages of a real server (test_browser_e2e.py, test_browser_abr.py) a page that records its errors."""
+pages of a real server (test_browser_e2e.py, test_browser_page.py, test_browser_abr.py) a page that
+records its errors, and ``save_shot`` for their screenshots."""
 
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,8 @@ DONE = '#app[data-state="done"]'
 WAIT_MS = 45_000
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "client" / "web"
+DOCS_IMG = ROOT / "docs" / "img"
+"""Where ``save_shot`` copies a screenshot when SPINR_UPDATE_DOCS=1."""
 STATS: dict[str, dict[str, Any]] = {}
 
 
@@ -229,3 +233,18 @@ def reference_rgb(server: Server, image_id: str) -> tuple[np.ndarray, Any]:
     bs, damaged = load_bitstream(r.content)
     assert damaged == []
     return ProgressiveDecoder.from_bitstream(bs).decode().rgb, bs
+
+
+def save_shot(page: Any, tmp_path: Path, name: str, clip: str | None = None) -> Path:
+    """A screenshot of the whole page (or of the element ``clip``)."""
+    shot = tmp_path / name
+    if clip:
+        page.locator(clip).screenshot(path=str(shot))
+    else:
+        page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000  # a real rendering, not a blank page
+    # The docs' screenshots are refreshed on request only: a test run must not edit the checkout.
+    if os.environ.get("SPINR_UPDATE_DOCS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_IMG / name)
+    return shot

@@ -4,23 +4,22 @@ A real ``spinr serve`` runs in a subprocess (tests/_server.py); the page uploads
 its form, waits for training, streams the result over the WebSocket and paints it. The canvas is
 checked against the numpy decoder's output for the downloaded bitstream. Further tests check that the
 upload form offers exactly the options, ranges and choices of ``/api/config`` (model-only options with
-their models, presets filling every field), stream through the server's netsim with 30% loss, load
-the page at a phone's width, open an unknown image id, and use a server that needs a token. Every test asserts that the page logged no console errors. Screenshots go to the pytest
-tmp dir (and, with SPINR_UPDATE_DOCS=1, to docs/img/browser.png and docs/img/browser-phone.png).
+their models, presets filling every field), stream through the server's netsim with 30% loss, offer,
+train and decode every registered model, and use a server that needs a token. The page's own
+behaviour (layout, errors, zoom, badge, training view) is tests/test_browser_page.py. Every test
+asserts that the page logged no console errors. Screenshots go to the pytest tmp dir (and, with
+SPINR_UPDATE_DOCS=1, to docs/img/browser.png).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from _browser import CHROMIUM, DONE, Page, crop, reference_rgb
+from _browser import CHROMIUM, DONE, Page, crop, reference_rgb, save_shot
 from _server import Server, finished, png, serve
 
 from streaming.session import StreamSession
@@ -46,28 +45,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def encoded(server: Server) -> str:
     """An image encoded through the API (for the tests that do not exercise the upload form)."""
     return finished(server, png(crop()), "api-crop.png", **ENCODE)
-
-
-@pytest.fixture(scope="module")
-def long_stream(server: Server) -> str:
-    """A stream of ~10 KB (64 x 4): ten seconds at the page's slowest link (8 kbit/s), so a test can act
-    while it is still streaming on a loaded machine (the small v2 streams end within 2-3 s)."""
-    return finished(server, png(crop()), "long-crop.png", **{**ENCODE, "width": 64, "depth": 4, "steps": 20})
-
-
-def save_shot(page: Any, tmp_path: Path, name: str, clip: str | None = None) -> Path:
-    """A screenshot of the whole page (or of the element ``clip``)."""
-    shot = tmp_path / name
-    if clip:
-        page.locator(clip).screenshot(path=str(shot))
-    else:
-        page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000  # a real rendering, not a blank page
-    # The docs' screenshots are refreshed on request only: a test run must not edit the checkout.
-    if os.environ.get("SPINR_UPDATE_DOCS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, DOCS_IMG / name)
-    return shot
 
 
 def test_upload_train_stream_matches_numpy(server: Server, browser: Any, tmp_path: Path) -> None:
@@ -295,199 +272,6 @@ def test_lossy_channel_shows_fewer_layers_then_recovers(server: Server, browser:
         # The JPEG comparison may find no JPEG small enough for what a lossy stream delivered: the
         # page says so in its caption, and the browser itself logs the server's 422.
         assert [e for e in p.errors if "status of 422" not in e] == []
-    finally:
-        p.close()
-
-
-def test_phone_width_has_no_horizontal_overflow(
-    server: Server, browser: Any, encoded: str, tmp_path: Path
-) -> None:
-    p = Page(browser, 375, 812)
-    try:
-        page = p.page
-        page.goto(f"{server.url}/#image={encoded}")
-        page.wait_for_selector(DONE)
-        page.wait_for_selector("#jpeg:not([hidden])")
-        scroll, inner = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-        assert scroll <= inner, f"page is {scroll} px wide in a {inner} px viewport"
-        box = page.locator("#view").bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= inner
-        save_shot(page, tmp_path, "browser-phone.png")
-        assert p.errors == []
-    finally:
-        p.close()
-
-
-def test_unknown_image_id_shows_an_error(server: Server, browser: Any) -> None:
-    p = Page(browser, 1280, 900)
-    try:
-        page = p.page
-        page.goto(f"{server.url}/#image=0123456789abcdef")
-        page.wait_for_selector("#error:not([hidden])")
-        assert 'No image with id "0123456789abcdef"' in p.text("#error-text")
-        assert page.get_attribute("#app", "data-state") == "error"
-        # The only console error allowed is the browser's own note about the 404 answer.
-        unexpected = [e for e in p.errors if "status of 404" not in e]
-        assert unexpected == []
-
-        page.goto(f"{server.url}/#image=bad%20id!")  # not even an id: refused before any request
-        page.wait_for_function(
-            "() => document.getElementById('error-text').textContent.includes('is not an image id')"
-        )
-        assert page.is_visible("#error")
-    finally:
-        p.close()
-
-
-def test_refused_stream_shows_the_close_reason(server: Server, browser: Any, encoded: str) -> None:
-    """A start message the server refuses (a channel seed beyond netsim's range) closes the
-    WebSocket with 1008; the page shows the code and the server's reason."""
-    p = Page(browser, 1280, 900)
-    try:
-        page = p.page
-        page.goto(f"{server.url}/#image={encoded}")
-        page.wait_for_selector(DONE)
-        page.fill("#ch-seed", "99999999999999999999")
-        page.click("#restream")
-        page.wait_for_selector("#error:not([hidden])")
-        text = p.text("#error-text")
-        assert "WebSocket code 1008" in text and "seed" in text, text
-        assert page.get_attribute("#app", "data-state") == "error"
-        assert p.errors == []
-    finally:
-        p.close()
-
-
-def box(page: Any, selector: str) -> dict[str, float]:
-    b = page.locator(selector).bounding_box()
-    assert b is not None, selector
-    return b
-
-
-def test_zoom_shows_the_picture_bigger_and_says_the_decode_time(
-    server: Server, browser: Any, encoded: str, tmp_path: Path
-) -> None:
-    """2x and 4x decode the representation at that size and show it that much bigger in a pane
-    that scrolls (both panes, together); the decode size and time are said next to the buttons."""
-    p = Page(browser, 1280, 1000)
-    try:
-        page = p.page
-        page.goto(f"{server.url}/#image={encoded}")
-        page.wait_for_selector(DONE)
-        one = box(page, "#view")
-        frame = box(page, "#frame")
-        assert abs(one["width"] - frame["width"]) <= 3  # 1x: the picture fills its pane
-        assert "64×48 px decoded in" in p.text("#zoom-note") and " ms" in p.text("#zoom-note")
-        for zoom in (2, 4):
-            page.click(f'label[for="zoom-{zoom}"]')
-            page.wait_for_selector(f'#view[data-zoom="{zoom}"]')
-            assert page.eval_on_selector("#view", "c => [c.width, c.height]") == [64 * zoom, 48 * zoom]
-            shown = box(page, "#view")
-            assert shown["width"] == pytest.approx(zoom * one["width"], abs=3), (zoom, shown, one)
-            assert shown["height"] == pytest.approx(zoom * one["height"], abs=3), (zoom, shown, one)
-            # The pane keeps its size and scrolls over the bigger picture.
-            assert box(page, "#frame")["width"] == pytest.approx(frame["width"], abs=1)
-            scroll = page.eval_on_selector("#frame", "f => [f.scrollWidth, f.clientWidth, f.scrollLeft]")
-            assert scroll[0] > scroll[1] and scroll[2] > 0, scroll  # scrollable, and starts at the centre
-            note = p.text("#zoom-note")
-            assert f"{64 * zoom}×{48 * zoom} px decoded in" in note and f"shown {zoom}× bigger" in note, note
-            assert re.search(r"decoded in \d+(\.\d)? ms", note), note
-        page.wait_for_selector("#jpeg:not([hidden])")
-        fractions = """() => [...document.querySelectorAll('.frame')].map((f) => [
-            f.scrollLeft / (f.scrollWidth - f.clientWidth), f.scrollTop / (f.scrollHeight - f.clientHeight)])"""
-        page.wait_for_function(f"() => ({fractions})().flat().every((x) => Math.abs(x - 0.5) < 0.02)")
-        save_shot(page, tmp_path, "browser-zoom.png", clip=".viewer")
-        # Scrolling the spinr pane scrolls the JPEG pane to the same place.
-        page.eval_on_selector("#frame", "f => { f.scrollLeft = 0; f.scrollTop = 0; }")
-        page.wait_for_function(
-            "() => { const f = document.querySelectorAll('.frame')[1]; return f.scrollLeft === 0 && f.scrollTop === 0; }"
-        )
-        page.click('label[for="zoom-1"]')
-        page.wait_for_selector('#view[data-zoom="1"]')
-        assert box(page, "#view")["width"] == pytest.approx(one["width"], abs=1)
-        assert p.errors == []
-    finally:
-        p.close()
-
-
-def test_the_badge_says_which_engine_decoded_and_why(server: Server, browser: Any, encoded: str) -> None:
-    p = Page(browser, 1280, 1000)
-    try:
-        page = p.page
-        page.goto(f"{server.url}/#image={encoded}")
-        page.wait_for_selector(DONE)
-        assert p.text("#backend-badge") == "decoder: WebGL2"
-        assert page.get_attribute("#backend-badge", "data-backend") == "webgl2"
-        page.select_option("#backend", "js")
-        page.wait_for_selector('#backend-badge[data-backend="js"]')
-        assert p.text("#backend-badge") == "decoder: JavaScript (chosen)"
-        page.select_option("#backend", "auto")
-        page.wait_for_selector('#backend-badge[data-backend="webgl2"]')
-        assert p.text("#backend-badge") == "decoder: WebGL2"
-        assert p.errors == []
-    finally:
-        p.close()
-
-
-def test_the_page_leaves_error_when_a_later_action_succeeds(
-    server: Server, browser: Any, long_stream: str
-) -> None:
-    encoded = long_stream
-    p = Page(browser, 1280, 1000)
-    try:
-        page = p.page
-        page.goto(f"{server.url}/")
-        page.wait_for_selector('#app[data-state="idle"]')
-        page.wait_for_function(
-            f"() => [...document.getElementById('library').options].some(o => o.value === '{encoded}')"
-        )
-        page.click("#library-load")  # nothing chosen
-        page.wait_for_selector('#app[data-state="error"]')
-        assert "Pick an image from the list first." in p.text("#error-text")
-        page.select_option("#library", encoded)
-        page.click("#library-load")
-        page.wait_for_selector(DONE)
-        assert page.is_hidden("#error")
-
-        # An error while a stream runs (a slow link: 8 kbit/s) is over when that stream ends well.
-        page.select_option("#library", "")
-        p.page.eval_on_selector(
-            "#ch-bw", "el => { el.value = '1'; el.dispatchEvent(new Event('input', {bubbles: true})); }"
-        )
-        page.wait_for_selector('#app[data-state="streaming"]')
-        page.click("#library-load")
-        assert page.get_attribute("#app", "data-state") == "error"
-        page.wait_for_selector(DONE)
-        held, total = p.text("#stat-layers").split(" / ")
-        assert page.is_hidden("#error") and held == total
-
-        # Dismissing an error brings back the state of the latest action.
-        page.click("#library-load")
-        page.wait_for_selector('#app[data-state="error"]')
-        page.click("#error-close")
-        page.wait_for_selector(DONE)
-        assert p.errors == []
-    finally:
-        p.close()
-
-
-def test_a_phone_shows_what_is_streaming_first(server: Server, browser: Any, encoded: str) -> None:
-    """At 390 px the page is one column: the form first while nothing is open, the picture first
-    (above the fold) once an image streams."""
-    p = Page(browser, 390, 844)
-    try:
-        page = p.page
-        page.goto(f"{server.url}/")
-        page.wait_for_selector('#app[data-state="idle"]')
-        assert box(page, ".encode")["y"] < box(page, ".viewer")["y"]
-        page.goto(f"{server.url}/#image={encoded}")
-        page.wait_for_selector(DONE)
-        viewer, form, canvas = box(page, ".viewer"), box(page, ".encode"), box(page, "#view")
-        assert viewer["y"] < form["y"], (viewer, form)
-        assert canvas["y"] >= 0 and canvas["y"] + canvas["height"] <= 844, canvas  # no scrolling needed
-        scroll, inner = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-        assert scroll <= inner
-        assert p.errors == []
     finally:
         p.close()
 
