@@ -14,10 +14,11 @@ import re
 from pathlib import Path
 
 import pytest
-from fuzz.driver import RunConfig, Watch, run, slow_targets, summary
+from fuzz.driver import RunConfig, run, slow_targets, summary
 from fuzz.formats import Case, generator
 from fuzz.source import DrawSource
 from fuzz.targets import TARGETS
+from fuzz.worker import Watch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -11,8 +11,9 @@ entry point, each outcome classified as a documented error, a successful decode,
   version joins by implementing :class:`fuzz.formats.FormatGenerator`.
 - :mod:`fuzz.targets`: the entry points (``load_bitstream``, ``ProgressiveDecoder.add_packet`` +
   ``decode``, ``spinr info/decode`` through ``main(argv)``) and how an outcome is classified.
-- :mod:`fuzz.driver`: the long run: a worker process per input stream with a memory limit, a
-  watchdog for hangs, RSS tracking, a JSON report and reproducers of every distinct failure.
+- :mod:`fuzz.driver`: the long run: a worker process per input stream, a JSON report and
+  reproducers of every distinct failure; :mod:`fuzz.worker`: that process (a memory limit, RSS
+  tracking) and the watchdog that judges hangs.
 
 Run ``make fuzz`` (100,000 v2 inputs), ``python -m fuzz run --format 1`` for v1, or ``python -m fuzz run --help`` with ``tests`` on ``PYTHONPATH``.
 """
