@@ -222,7 +222,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--residual-penalty",
         type=float,
-        help="meta: the meta encodes' residual penalty (default the config's)",
+        help="meta: the meta encodes' residual penalty (default: θ0's, faded by the rate as an encode does)",
     )
     p.add_argument("--clients", type=int, default=400, help="load: concurrent stream clients")
     p.add_argument("--url", help="load: a running server (default: start one on a loopback port)")

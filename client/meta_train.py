@@ -46,6 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the inner rate decays on a cosine to this fraction (default 0.1, the encoder's; 1: constant)",
     )
     p.add_argument(
+        "--inner-penalty",
+        type=float,
+        default=0.0,
+        help="the inner loop's residual penalty λ (an encode's --residual-penalty, l1), stored in the"
+        " file for the encodes from θ0 (default 0: none)",
+    )
+    p.add_argument(
         "--meta-batch", type=int, default=2, help="crops per meta step, their fits averaged (default 2)"
     )
     p.add_argument(
@@ -103,6 +110,7 @@ def config_from_args(args: Any) -> Any:
         inner_pixels=args.inner_pixels,
         inner_lr=args.inner_lr,
         inner_decay=args.inner_decay,
+        inner_penalty=args.inner_penalty,
         meta_batch=args.meta_batch,
         outer_lr=args.outer_lr,
         outer_lr_end=args.outer_lr_end,
@@ -136,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from codec.meta.corpus import load_corpus
     from codec.meta.curves import validation, write_curve
     from codec.meta.initfile import write_init
-    from codec.meta.reptile import meta_train
+    from codec.meta.reptile import finetune_meta, meta_train
     from codec.meta.residual import FINETUNE_LR_RANGE
 
     torch.set_num_threads(1)
@@ -167,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.finetune_lr is not None:
-        init.meta["finetune"] = {"lr": args.finetune_lr}
+        init.meta["finetune"] = finetune_meta(cfg, args.finetune_lr)
     write_init(out, init)
     ckpt.unlink(missing_ok=True)
     summary: dict[str, Any] = {

@@ -95,7 +95,7 @@ class BatchStage:
         self.qat_from = steps - int(round(fit.cfg.qat * steps)) if fit.quant is not None else steps
         self.quant_steps: list[list[float] | None] = [None] * k
         """Each model's steps for this stage, once decided (at the first quantization-aware step)."""
-        self.anchor = self.leaf.detach().clone() if stage.anchored and fit.cfg.residual_penalty > 0 else None
+        self.anchor = self.leaf.detach().clone() if stage.anchored and fit.cfg.penalty > 0 else None
         """θ0's columns, when the stage pays for drifting from them (``TrainConfig.residual_penalty``)."""
         self.rec = torch.zeros(4, fit.cfg.sync_every, k, device=dev)
         """Per step of the current block: loss, best loss after it, exploded, ran (read at each sync)."""
@@ -244,7 +244,7 @@ class BatchStage:
         keep = active & ~exploded
         if self.anchor is not None:
             rate = residual_rate(self.leaf - self.anchor, cfg.residual_norm, dim=1)
-            losses = with_residual_penalty(losses, rate, cfg.residual_penalty)
+            losses = with_residual_penalty(losses, rate, cfg.penalty)
         torch.where(keep, losses, torch.zeros_like(losses)).sum().backward()
         with torch.no_grad():
             if floats is not None:

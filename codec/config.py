@@ -103,21 +103,28 @@ class TrainConfig:
     init: str = "random"
     """Where training starts: ``random`` (the model's own initialisation, weights sent as they are) or
     ``meta`` (a shipped meta-learned θ0, fine-tuned, and the residual θ − θ0 sent; codec/meta)."""
-    residual_penalty: float = 0.0
+    residual_penalty: float | None = None
     """``--init meta``: rate-aware fine-tuning. The loss becomes ``mse · exp(λ · R)`` (log-MSE plus λ R),
     R the mean |θ − θ0| (``residual_norm`` l1) or mean (θ − θ0)² (l2) over the trained parameters, so the
-    fit trades distortion against how far the residual it sends drifts from θ0. 0: off."""
+    fit trades distortion against how far the residual it sends drifts from θ0. 0: off; None: the θ0
+    file's own λ (the one it was meta-trained with), faded as the target's bits per parameter grow
+    (codec/meta/residual.py ``finetune_penalty``); off for a θ0 that names none."""
     residual_norm: str = "l1"
     """The residual penalty's norm: ``l1`` (Strümpler et al.'s) or ``l2``."""
+
+    @property
+    def penalty(self) -> float:
+        """The residual penalty λ in force (an unset one, before θ0 is known, is none)."""
+        return self.residual_penalty or 0.0
 
     def validate(self) -> None:
         _check_section(self, "train")
         check_device_name(self.device)
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"lr_decay {self.lr_decay} is out of range: allowed 0 < lr_decay <= 1")
-        if not (0.0 <= self.residual_penalty <= 1e6):
+        if not (0.0 <= self.penalty <= 1e6):
             raise ConfigError(f"residual_penalty {self.residual_penalty} is out of range: allowed 0..1e6")
-        if self.residual_penalty > 0 and self.init != "meta":
+        if self.penalty > 0 and self.init != "meta":
             raise ConfigError(
                 f"residual_penalty {self.residual_penalty} applies to init=meta only (it keeps a fine-tune"
                 f" near θ0), not init={self.init!r}"
@@ -272,7 +279,8 @@ ENCODE_OPTIONS: tuple[EncodeOption, ...] = (
           choices=INITS, models=("spinr", "siren")),
     _core("residual_penalty", "train.residual_penalty", "float",
           "init=meta: how hard fine-tuning is kept near θ0 (log-MSE + λ·mean|θ−θ0|); a smaller residual"
-          " costs fewer bytes; 0: off", min=0.0, max=1e6, models=("spinr", "siren")),
+          " costs fewer bytes; unset: the λ θ0 was meta-trained with, less at higher rates; 0: off", min=0.0, max=1e6,
+          models=("spinr", "siren")),
     _core("seed", "train.seed", "int", "random seed of initialisation and pixel sampling", min=0, max=2**31 - 1),
     _core("device", "train.device", "str", "training device: auto (CUDA when present), cpu, cuda or cuda:N"),
     _core("seq_steps", "train.seq_steps", "int",

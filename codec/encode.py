@@ -71,23 +71,29 @@ def encode_at_rates(
     image: np.ndarray, cfg: EncodeConfig, bpps: Sequence[float], progress: Any = None
 ) -> list[EncodeResult | ConfigError]:
     """:func:`encode_image` of a fixed network (``--width``/``--depth`` set) at several rates (bpp)
-    from **one** fit: under a rate target the float fit does not depend on the target (sequential
-    quantization's steps per unit do not either), so each result is the encode of that target, the
-    fit's time counted in each. A target this network cannot reach comes back as its ConfigError."""
+    from **one fit per training config**: under a rate target the float fit does not depend on the
+    target (sequential quantization's steps per unit do not either), so each result is the encode of
+    that target, its fit's time counted in each. Rates whose plans train differently (an ``--init
+    meta`` residual penalty that depends on the rate) get a fit each. A target this network cannot
+    reach comes back as its ConfigError."""
     from codec.train import fit
 
     if cfg.model.width is None or not bpps:
         raise ConfigError("encode_at_rates needs a fixed network (width set) and at least one rate")
     plans = [_plan(image, cfg.replace(**{"rate.bpp": b, "rate.bytes": None})) for b in bpps]
-    first, _, init, notes = plans[0]
-    start = time.perf_counter()
-    model = _build(image, first, init)
-    seq = seq_steps(first, len(model.units()))
-    result = fit(model, image, _train_config(first, model, seq), progress=progress)
-    result.warnings += notes
-    seconds = time.perf_counter() - start
+    fits: list[tuple[Any, Any, Any, int, float]] = []  # (train config, model, result, seq, seconds)
     out: list[EncodeResult | ConfigError] = []
-    for c, target, _, _ in plans:
+    for c, target, init, notes in plans:
+        done = next((f for f in fits if f[0] == c.train), None)
+        if done is None:
+            start = time.perf_counter()
+            model = _build(image, c, init)
+            seq = seq_steps(c, len(model.units()))
+            result = fit(model, image, _train_config(c, model, seq), progress=progress)
+            result.warnings += notes
+            done = (c.train, model, result, seq, time.perf_counter() - start)
+            fits.append(done)
+        _, model, result, seq, seconds = done
         try:
             out.append(
                 finish(copy.deepcopy(model), image, c, result, seconds, target=target, seq=seq, init=init)

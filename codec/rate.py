@@ -158,7 +158,8 @@ def plan_encode(
         # Snapped to θ0's network before the memory estimate: θ0's network is the one that trains.
         from codec.meta.residual import choose
 
-        cfg, init, init_notes = choose(cfg, sized is not None, sized.params if sized is not None else 0)
+        planned = sized.params if sized is not None else 0
+        cfg, init, init_notes = choose(cfg, sized is not None, planned, target)
         notes += init_notes
     if target is not None:
         # The planned config names its target: planning it again (encode_image does) changes nothing.

@@ -195,7 +195,7 @@ class _StageFit:
         """The stage's quantization steps, once decided (at the first quantization-aware step)."""
         self.anchor: torch.Tensor | None = None
         """θ0, flat, when the stage pays for drifting from it (``TrainConfig.residual_penalty``)."""
-        if stage.anchored and fit.cfg.residual_penalty > 0:
+        if stage.anchored and fit.cfg.penalty > 0:
             self.anchor = torch.cat([p.detach().reshape(-1) for p in stage.params]).clone()
 
     def _start_at_pass_through(self) -> None:
@@ -260,7 +260,7 @@ class _StageFit:
         if self.anchor is not None:
             moved = torch.cat([p.reshape(-1) for p in stage.params]) - self.anchor
             cfg = fit.cfg
-            loss = with_residual_penalty(loss, residual_rate(moved, cfg.residual_norm), cfg.residual_penalty)
+            loss = with_residual_penalty(loss, residual_rate(moved, cfg.residual_norm), cfg.penalty)
         loss.backward()
         if floats is not None:
             copy_into(stage.params, floats)  # after backward: autograd saved the quantized values

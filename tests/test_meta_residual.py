@@ -259,3 +259,63 @@ def test_encode_fine_tunes_at_the_rate_theta0_carries(init_dir, carried) -> None
     assert chosen.train.lr == (2e-3 if carried == 2e-3 else None)
     cfg.train.lr = 4e-4
     assert choose(cfg, False, 0)[0].train.lr == 4e-4  # the user's --lr wins
+
+
+@pytest.mark.parametrize("carried", [30.0, 0, -1.0, 2e6, True, "x", None])
+def test_encode_fine_tunes_with_the_penalty_theta0_carries(init_dir, carried) -> None:
+    from codec.meta.residual import choose
+
+    folder, init = init_dir
+    if carried is not None:
+        init.meta["finetune"] = {"lr": 2e-3, "residual_penalty": carried}
+    write_init(folder / "t.spnri", init)
+    cfg = preset("tiny")
+    cfg.train.init = "meta"
+    cfg.model.width, cfg.model.hidden_layers = 16, 2
+    assert cfg.train.residual_penalty is None  # unset: θ0's
+    low = store.param_count(init) // 2  # bytes: 4 coded bits per parameter, θ0's λ in full
+    chosen, used, _ = choose(cfg, False, 0, low)
+    assert used.hash == init.hash  # encoder-side, like the rate
+    # Only a number within 0..1e6 is taken (a bool is not a number here); anything else is no penalty.
+    assert chosen.train.residual_penalty == (30.0 if carried == 30.0 else 0.0)
+    assert chosen.train.penalty == chosen.train.residual_penalty
+    cfg.train.residual_penalty = 0.0
+    assert choose(cfg, False, 0, low)[0].train.residual_penalty == 0.0  # the user's 0 turns it off
+    cfg.train.residual_penalty = 12.0
+    assert choose(cfg, False, 0, 10 * low)[0].train.residual_penalty == 12.0  # and the user's λ is kept
+
+
+def test_theta0s_penalty_fades_as_the_bits_per_parameter_grow(init_dir) -> None:
+    from codec.meta.residual import PENALTY_FULL_BITS, PENALTY_ZERO_BITS, finetune_penalty
+
+    _, init = init_dir
+    init.meta["finetune"] = {"lr": 2e-3, "residual_penalty": 30.0}
+    mid = (PENALTY_FULL_BITS + PENALTY_ZERO_BITS) / 2
+    got = [finetune_penalty(init, b) for b in (1.0, PENALTY_FULL_BITS, mid, PENALTY_ZERO_BITS, 12.0)]
+    assert got == [30.0, 30.0, 15.0, 0.0, 0.0]
+    assert finetune_penalty(init) == 30.0  # no rate: the file's own
+
+
+def test_rates_whose_penalties_differ_get_a_fit_each(init_dir, photo_crop) -> None:
+    from codec.encode import _plan, encode_at_rates
+
+    folder, init = init_dir
+    init.meta["finetune"] = {"lr": 2e-3, "residual_penalty": 30.0}
+    write_init(folder / "t.spnri", init)
+    cfg = preset("tiny").replace(**{"train.steps": 40, "train.init": "meta"})
+    cfg.model.width, cfg.model.hidden_layers = 16, 2
+    pixels = photo_crop.shape[0] * photo_crop.shape[1]
+    bpps = [b * store.param_count(init) / pixels for b in (4.0, 9.0)]  # coded bits per parameter
+    out = encode_at_rates(photo_crop, cfg, bpps)
+    for bpp, r in zip(bpps, out, strict=True):
+        assert not isinstance(r, ConfigError), r
+        alone = encode_image(photo_crop, cfg.replace(**{"rate.bpp": bpp}))
+        assert r.bytes == alone.bytes and r.psnr == pytest.approx(alone.psnr, abs=1e-9)
+    # The plans behind them: θ0's λ in full at 4 bits per parameter, none at 9.
+    planned = [_plan(photo_crop, cfg.replace(**{"rate.bpp": b}))[0].train.residual_penalty for b in bpps]
+    assert planned == [30.0, 0.0]
+
+
+def test_an_unset_penalty_is_none_for_a_random_init() -> None:
+    cfg = preset("tiny").validate()
+    assert cfg.train.residual_penalty is None and cfg.train.penalty == 0.0

@@ -15,7 +15,7 @@ from client.cli import main
 from codec.errors import ConfigError
 from codec.meta.corpus import load_corpus
 from codec.meta.initfile import read_init
-from codec.meta.reptile import MetaConfig, meta_train
+from codec.meta.reptile import MetaConfig, finetune_meta, meta_train
 
 
 @pytest.fixture
@@ -131,10 +131,36 @@ def test_cosine_inner_schedule_ends_at_the_decayed_rate() -> None:
     assert all(a >= b for a, b in zip(seen, seen[1:], strict=False))
 
 
+def test_the_inner_penalty_keeps_each_fit_near_theta0_and_is_carried_for_the_encoder(corpus: Path) -> None:
+    import torch
+
+    from codec.meta.reptile import adapt
+
+    image = load_corpus(corpus, 1)[0][0][:16, :24]
+    drift = []
+    for penalty in (0.0, 300.0):
+        torch.manual_seed(0)
+        model = tiny().build()
+        start = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
+        adapt(model, image, 30, 1e-2, 0, torch.Generator().manual_seed(0), penalty=penalty)
+        drift.append(
+            float((torch.cat([p.detach().reshape(-1) for p in model.parameters()]) - start).abs().mean())
+        )
+    assert drift[1] < 0.7 * drift[0], drift
+    train, _ = load_corpus(corpus, 1)
+    init = meta_train(tiny(inner_penalty=30.0), train)
+    assert init.meta["finetune"] == {"lr": 3e-3, "residual_penalty": 30.0}
+    assert init.meta["trained"]["inner_penalty"] == 30.0
+    # spinr meta-train --finetune-lr replaces the rate and keeps the penalty.
+    assert finetune_meta(tiny(inner_penalty=30.0), 2e-3) == {"lr": 2e-3, "residual_penalty": 30.0}
+    assert init.hash != meta_train(tiny(), train).hash  # the penalty changes what θ0 learns
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [("--inner-decay", "0", r"inner_decay 0.0 is out of range"), ("--meta-batch", "0", r"meta_batch 0 must be"),
-     ("--finetune-lr", "2", r"--finetune-lr 2.0 is out of range")],
+     ("--finetune-lr", "2", r"--finetune-lr 2.0 is out of range"),
+     ("--inner-penalty", "-1", r"inner_penalty -1.0 is out of range: allowed 0..1e6")],
 )  # fmt: skip
 def test_bad_meta_training_options_are_named(
     corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str

@@ -24,6 +24,7 @@ import torch
 
 from codec.coords import grid
 from codec.errors import ConfigError
+from codec.fit_core import residual_rate, with_residual_penalty
 from codec.meta.corpus import random_crop
 from codec.meta.initfile import InitFile, read_init, write_init
 from codec.models.base import INR, build_model
@@ -63,6 +64,11 @@ class MetaConfig:
     """Tasks (crops) per meta step; θ0 moves toward the mean of their fits (batched Reptile)."""
     inner_pixels: int = 8192
     """Pixels per inner step (a random subset; 0: every pixel of the crop)."""
+    inner_penalty: float = 0.0
+    """The inner loop's residual penalty λ: each task trains on ``loss · exp(λ R)``, R the mean |φ − θ0|
+    (an encode's ``--residual-penalty``, l1), so θ0 learns a start whose penalised fine-tunes stay near
+    it and still fit. The file carries it for the encoder (``meta["finetune"]["residual_penalty"]``).
+    0: none."""
     outer_lr: float = 0.5
     """ε at the first step; it decays linearly to ``outer_lr_end``."""
     outer_lr_end: float = 0.05
@@ -91,6 +97,8 @@ class MetaConfig:
             raise ConfigError(
                 f"outer_lr {self.outer_lr} and outer_lr_end {self.outer_lr_end}: need 0 < end <= start <= 1"
             )
+        if not 0 <= self.inner_penalty <= 1e6:
+            raise ConfigError(f"inner_penalty {self.inner_penalty} is out of range: allowed 0..1e6")
         if not 0 < self.inner_decay <= 1:
             raise ConfigError(f"inner_decay {self.inner_decay} is out of range: allowed 0 < inner_decay <= 1")
         return self
@@ -122,11 +130,13 @@ def targets(image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 def adapt(
     model: INR, image: np.ndarray, steps: int, lr: float, pixels: int, gen: torch.Generator,
-    record: Callable[[int], None] | None = None, decay: float = 1.0,
+    record: Callable[[int], None] | None = None, decay: float = 1.0, penalty: float = 0.0,
 ) -> None:  # fmt: skip
     """``steps`` Adam steps of ``model`` on ``image`` (in place), the rate cosine-decayed to ``decay``
-    x ``lr`` as in codec/train.py; ``record(k)`` after step k (and k=0)."""
+    x ``lr`` as in codec/train.py; ``record(k)`` after step k (and k=0). ``penalty`` λ > 0 trains on
+    ``loss · exp(λ R)``, R the mean |θ − start| (the encoder's residual penalty, codec/fit_core.py)."""
     x, y = targets(image)
+    start = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone() if penalty > 0 else None
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     if record is not None:
@@ -142,6 +152,9 @@ def adapt(
             xb, yb = x, y
         opt.zero_grad(set_to_none=True)
         loss = inner_loss(model, xb, yb)
+        if start is not None:
+            moved = torch.cat([p.reshape(-1) for p in model.parameters()]) - start
+            loss = with_residual_penalty(loss, residual_rate(moved, "l1"), penalty)
         if not torch.isfinite(loss):
             break  # a diverged task moves θ0 by what it learned before, never by NaN
         loss.backward()
@@ -166,6 +179,15 @@ def load_weights(model: INR, init: InitFile) -> None:
         for u, (_, tensors) in enumerate(model.units()):
             for n, t in tensors:
                 t.copy_(torch.from_numpy(init.weights[u][n]))
+
+
+def finetune_meta(cfg: MetaConfig, lr: float | None = None) -> dict[str, float]:
+    """How an encode from the θ0 of ``cfg`` fine-tunes (codec/meta/residual.py): at ``lr`` (default
+    the inner rate), with the inner loop's residual penalty when it had one."""
+    out = {"lr": cfg.inner_lr if lr is None else lr}
+    if cfg.inner_penalty > 0:
+        out["residual_penalty"] = cfg.inner_penalty
+    return out
 
 
 ProgressFn = Callable[[int, int, float], None]
@@ -201,7 +223,10 @@ def meta_train(
         for _ in range(cfg.meta_batch):
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             crop = random_crop(images, cfg.crop_width, cfg.crop_height, rng)
-            adapt(model, crop, cfg.inner_steps, cfg.inner_lr, cfg.inner_pixels, gen, decay=cfg.inner_decay)
+            adapt(
+                model, crop, cfg.inner_steps, cfg.inner_lr, cfg.inner_pixels, gen,
+                decay=cfg.inner_decay, penalty=cfg.inner_penalty,
+            )  # fmt: skip
             with torch.no_grad():
                 for p, t, m in zip(model.parameters(), theta, moved, strict=True):
                     m.add_(p - t)
@@ -224,6 +249,6 @@ def meta_train(
     out.meta = {
         "trained": {"method": "reptile", "seconds": round(time.perf_counter() - began, 1), **cfg.to_meta()},
         # The rate θ0 was meta-trained for is the one an encode from it fine-tunes at (codec/meta/residual.py).
-        "finetune": {"lr": cfg.inner_lr},
+        "finetune": finetune_meta(cfg),
     }
     return out

@@ -18,6 +18,14 @@ SNAP_WARN_RATIO = 1.5
 """A snapped network with more than this ratio of parameters from the planned one earns a warning."""
 FINETUNE_LR_RANGE = (1e-5, 0.1)
 """The fine-tune learning rates a θ0 file may carry (anything else in a file is ignored)."""
+PENALTY_MAX = 1e6
+"""The largest fine-tune residual penalty a θ0 file may carry (``TrainConfig.residual_penalty``'s range)."""
+PENALTY_FULL_BITS = 4.0
+PENALTY_ZERO_BITS = 7.0
+"""θ0's penalty applies in full up to PENALTY_FULL_BITS coded bits per parameter of the target and
+fades to none at PENALTY_ZERO_BITS. Measured on the two held-out sun80 photographs (SPINR 16 x 3,
+1000 steps from the λ = 30 θ0, λ in 0 / 5 / 10 / 20 / 30; docs/SPINR.md, "Fifth pass"): λ = 20-30 was
+best up to 4.5 bits per parameter, 10 at 5-5.75, 0-5 from 6.4 on."""
 
 
 def finetune_lr(init: InitFile) -> float | None:
@@ -30,6 +38,22 @@ def finetune_lr(init: InitFile) -> float | None:
     return None
 
 
+def finetune_penalty(init: InitFile, bits_per_param: float | None = None) -> float:
+    """The residual penalty λ an encode from ``init`` fine-tunes with when ``--residual-penalty`` is
+    unset: the one its Reptile inner loop used (``meta["finetune"]["residual_penalty"]``; 0 when the
+    file names none, or an out-of-range one), at full strength up to ``PENALTY_FULL_BITS`` coded bits
+    per parameter and fading linearly to none at ``PENALTY_ZERO_BITS``: a small residual is what a
+    low rate needs, a better fit what a high one needs."""
+    tune = init.meta.get("finetune")
+    lam = tune.get("residual_penalty") if isinstance(tune, dict) else None
+    if not (isinstance(lam, (int, float)) and not isinstance(lam, bool) and 0 <= lam <= PENALTY_MAX):
+        return 0.0
+    if bits_per_param is None:
+        return float(lam)
+    share = (PENALTY_ZERO_BITS - bits_per_param) / (PENALTY_ZERO_BITS - PENALTY_FULL_BITS)
+    return round(float(lam) * min(1.0, max(0.0, share)), 3)
+
+
 def _matches(init: InitFile, cfg: EncodeConfig) -> bool:
     m = cfg.model
     return (
@@ -40,10 +64,13 @@ def _matches(init: InitFile, cfg: EncodeConfig) -> bool:
     )
 
 
-def choose(cfg: EncodeConfig, sized: bool, planned_params: int) -> tuple[EncodeConfig, InitFile, list[str]]:
+def choose(
+    cfg: EncodeConfig, sized: bool, planned_params: int, target: int | None = None
+) -> tuple[EncodeConfig, InitFile, list[str]]:
     """The θ0 of a ``--init meta`` encode and the config snapped to its network. ``sized``: the size
     model chose the network (it is snapped to the shipped θ0 with the nearest parameter count); a
-    network the user fixed must be one a θ0 ships for."""
+    network the user fixed must be one a θ0 ships for. ``target`` (bytes; None: ``--bits``) sets how
+    much of θ0's residual penalty an unset ``residual_penalty`` takes (:func:`finetune_penalty`)."""
     m = cfg.model
     if m.name not in META_MODELS:
         raise ConfigError(f"--init meta applies to {', '.join(META_MODELS)}, not {m.name!r}")
@@ -75,6 +102,10 @@ def choose(cfg: EncodeConfig, sized: bool, planned_params: int) -> tuple[EncodeC
             cfg.model.options[key] = init.arch[key]
     if cfg.train.lr is None:
         cfg.train.lr = finetune_lr(init)
+    if cfg.train.residual_penalty is None:
+        params = store.param_count(init)
+        bits = cfg.quant.bits if target is None else 8 * target / max(1, params)
+        cfg.train.residual_penalty = finetune_penalty(init, bits)
     store.register(init)
     return cfg.validate(), init, notes
 
