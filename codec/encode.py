@@ -134,14 +134,14 @@ def encode_images(
     results = fit_many(models, images, train, progress=progress, cancel=cancel, quant=quant)
     share = (time.perf_counter() - start) / max(1, len(models))
     out: list[EncodeResult | SpinrError] = []
-    for model, image, (cfg, target, init, notes), seq, result in zip(
-        models, images, plans, seqs, results, strict=True
+    for i, (model, image, (cfg, target, init, notes), seq, result) in enumerate(
+        zip(models, images, plans, seqs, results, strict=True)
     ):
         if isinstance(result, SpinrError):
             out.append(result)
         else:
             result.warnings += notes
-            report = progress[len(out)] if progress is not None else None
+            report = progress[i] if progress is not None else None
             out.append(
                 finish(model, image, cfg, result, share, target=target, seq=seq, init=init, progress=report)
             )

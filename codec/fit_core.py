@@ -111,6 +111,18 @@ def residual_rate(moved: torch.Tensor, norm: str, dim: int | None = None) -> tor
     return r.mean() if dim is None else r.mean(dim=dim)
 
 
+def flat(params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``params`` as one vector (a copy): the anchor θ0 a residual penalty measures drift from."""
+    return torch.cat([p.reshape(-1) for p in params])
+
+
+def drift_penalised(
+    loss: torch.Tensor, params: Sequence[torch.Tensor], anchor: torch.Tensor, norm: str, strength: float
+) -> torch.Tensor:
+    """``loss`` with the residual penalty of ``params`` drifting from ``anchor`` (``flat`` of their start)."""
+    return with_residual_penalty(loss, residual_rate(flat(params) - anchor, norm), strength)
+
+
 def with_residual_penalty(loss: torch.Tensor, rate: torch.Tensor, strength: float) -> torch.Tensor:
     """``loss · exp(λ R)``: log-MSE plus λ R, the same trade whatever the image's error level (an
     additive penalty would take over as the loss falls)."""

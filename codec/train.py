@@ -28,12 +28,12 @@ from codec.fit_core import (
     ProgressFn,
     TrainProgress,
     copy_into,
+    drift_penalised,
+    flat,
     image_tensor,
     loss_to_psnr,
-    residual_rate,
     split_steps,
     stage_loss,
-    with_residual_penalty,
 )
 from codec.kernels import kernels_for, use_kernels
 from codec.models.base import INR, TrainingStage
@@ -196,7 +196,7 @@ class _StageFit:
         self.anchor: torch.Tensor | None = None
         """θ0, flat, when the stage pays for drifting from it (``TrainConfig.residual_penalty``)."""
         if stage.anchored and fit.cfg.penalty > 0:
-            self.anchor = torch.cat([p.detach().reshape(-1) for p in stage.params]).clone()
+            self.anchor = flat(stage.params).detach()
 
     def _start_at_pass_through(self) -> None:
         # Start "best" at the exact previous picture: training must beat it to replace it.
@@ -258,9 +258,7 @@ class _StageFit:
             self.best_loss = value
             copy_into(self.best, stage.params if floats is None else floats)
         if self.anchor is not None:
-            moved = torch.cat([p.reshape(-1) for p in stage.params]) - self.anchor
-            cfg = fit.cfg
-            loss = with_residual_penalty(loss, residual_rate(moved, cfg.residual_norm), cfg.penalty)
+            loss = drift_penalised(loss, stage.params, self.anchor, fit.cfg.residual_norm, fit.cfg.penalty)
         loss.backward()
         if floats is not None:
             copy_into(stage.params, floats)  # after backward: autograd saved the quantized values

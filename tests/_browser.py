@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _server import Server
+from _server import Server, finished, png
 
 from benchmarks.browser_decode import CHROMIUM, CHROMIUM_ARGS, serve_web
 from codec.bitstream import load_bitstream
@@ -26,6 +26,8 @@ WAIT_MS = 45_000
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "client" / "web"
 DOCS_IMG = ROOT / "docs" / "img"
+ENCODE = {"preset": "tiny", "width": 32, "depth": 3, "steps": 80}
+"""The options the page tests encode their crop with (through the form or the API)."""
 """Where ``save_shot`` copies a screenshot when SPINR_UPDATE_DOCS=1."""
 STATS: dict[str, dict[str, Any]] = {}
 
@@ -248,3 +250,8 @@ def save_shot(page: Any, tmp_path: Path, name: str, clip: str | None = None) -> 
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_IMG / name)
     return shot
+
+
+def encode_crop(server: Server, name: str = "api-crop.png", **changes: Any) -> str:
+    """The image id of ``crop()`` encoded through ``server``'s API with ``ENCODE`` (and ``changes``)."""
+    return finished(server, png(crop()), name, **{**ENCODE, **changes})

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _browser import CHROMIUM, DONE, Page, crop, reference_rgb, save_shot
-from _server import Server, finished, png, serve
+from _browser import CHROMIUM, DONE, ENCODE, Page, crop, encode_crop, reference_rgb, save_shot
+from _server import Server, png, serve
 
 from streaming.session import StreamSession
 
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_IMG = ROOT / "docs" / "img"
-ENCODE = {"preset": "tiny", "width": 32, "depth": 3, "steps": 80}
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
     pytest.skip(f"{CHROMIUM} is not installed (make browser-deps)", allow_module_level=True)
@@ -44,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def encoded(server: Server) -> str:
     """An image encoded through the API (for the tests that do not exercise the upload form)."""
-    return finished(server, png(crop()), "api-crop.png", **ENCODE)
+    return encode_crop(server)
 
 
 def test_upload_train_stream_matches_numpy(server: Server, browser: Any, tmp_path: Path) -> None:

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import CHROMIUM, DONE, Page, crop, save_shot
-from _server import Server, finished, png, serve
+from _browser import CHROMIUM, DONE, Page, encode_crop, save_shot
+from _server import Server, serve
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
 
-ENCODE = {"preset": "tiny", "width": 32, "depth": 3, "steps": 80}
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
     pytest.skip(f"{CHROMIUM} is not installed (make browser-deps)", allow_module_level=True)
@@ -34,14 +33,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def encoded(server: Server) -> str:
     """An image encoded through the API."""
-    return finished(server, png(crop()), "api-crop.png", **ENCODE)
+    return encode_crop(server)
 
 
 @pytest.fixture(scope="module")
 def long_stream(server: Server) -> str:
     """A stream of ~10 KB (64 x 4): ten seconds at the page's slowest link (8 kbit/s), so a test can act
     while it is still streaming on a loaded machine (the small v2 streams end within 2-3 s)."""
-    return finished(server, png(crop()), "long-crop.png", **{**ENCODE, "width": 64, "depth": 4, "steps": 20})
+    return encode_crop(server, "long-crop.png", width=64, depth=4, steps=20)
 
 
 def test_phone_width_has_no_horizontal_overflow(

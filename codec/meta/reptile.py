@@ -24,7 +24,7 @@ import torch
 
 from codec.coords import grid
 from codec.errors import ConfigError
-from codec.fit_core import residual_rate, with_residual_penalty
+from codec.fit_core import drift_penalised, flat
 from codec.meta.corpus import random_crop
 from codec.meta.initfile import InitFile, read_init, write_init
 from codec.models.base import INR, build_model
@@ -136,7 +136,7 @@ def adapt(
     x ``lr`` as in codec/train.py; ``record(k)`` after step k (and k=0). ``penalty`` λ > 0 trains on
     ``loss · exp(λ R)``, R the mean |θ − start| (the encoder's residual penalty, codec/fit_core.py)."""
     x, y = targets(image)
-    start = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone() if penalty > 0 else None
+    start = flat(list(model.parameters())).detach() if penalty > 0 else None
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     if record is not None:
@@ -153,8 +153,7 @@ def adapt(
         opt.zero_grad(set_to_none=True)
         loss = inner_loss(model, xb, yb)
         if start is not None:
-            moved = torch.cat([p.reshape(-1) for p in model.parameters()]) - start
-            loss = with_residual_penalty(loss, residual_rate(moved, "l1"), penalty)
+            loss = drift_penalised(loss, list(model.parameters()), start, "l1", penalty)
         if not torch.isfinite(loss):
             break  # a diverged task moves θ0 by what it learned before, never by NaN
         loss.backward()
